@@ -1,0 +1,542 @@
+//! The segmented, append-only log of one topic (netlog's BigLog), in netlog's
+//! on-disk layout.
+//!
+//! A log is a directory of segments (`segment.rs`), each a data file plus a
+//! memory-mapped index (`index.rs`), named by base offset. Only the last segment
+//! (the *active* one) is written; a new one is rolled when asked or when the
+//! active index is full, and the oldest is trimmed when retention says so.
+//!
+//! Writing: one writer at a time, under the writer mutex. `append*` stage
+//! encoded messages in a write buffer; [`Log::flush`] writes the buffer with one
+//! positional write, publishes the new index entries (see `segment.rs`), fsyncs
+//! according to the [`FsyncPolicy`], and wakes every waiting scanner through a
+//! `watch` channel that carries the next offset. Nothing is visible to readers
+//! before it is flushed, so whatever a reader sees is complete. The buffer is
+//! flushed on its own once it passes [`WRITE_BUFFER_BYTES`].
+//!
+//! Reading takes no lock but a brief one on the segment list: a [`Reader`]
+//! holds an `Arc` of its segment and reads below the published end with
+//! positional reads, so it keeps working while the writer appends, rolls, or
+//! the segment is trimmed under it. [`Scanner`] adds waiting: at the end of the
+//! log it sleeps on the watch channel (no polling) until an append or a deadline.
+//!
+//! Opening runs recovery (`recovery.rs`), so a torn tail is cut off and the
+//! index rebuilt before anything is served.
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! use netlog::log::{Log, LogOptions};
+//! let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+//! let first = log.append(b"hello").unwrap();
+//! log.append_set(&[&b"a"[..], b"b"], netlog::message::SET_GZIP).unwrap();
+//! log.flush().unwrap();
+//! let mut reader = log.reader(first).unwrap();
+//! assert_eq!(&reader.next().unwrap().unwrap().payload[..], b"hello");
+//! assert_eq!(reader.next().unwrap().unwrap().offset, 1);
+//! ```
+
+mod check;
+mod index;
+mod reader;
+pub mod recovery;
+mod scanner;
+mod segment;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+pub use check::{CheckError, CheckKind};
+pub use index::{DEFAULT_INDEX_ENTRIES, INDEX_ENTRY_BYTES};
+pub use reader::{Message, Reader};
+pub use scanner::Scanner;
+pub use segment::SEGMENT_HEADER_BYTES;
+
+use crate::message::{self, Codecs, FormatError, HEADER_BYTES, Header};
+use index::IndexEntry;
+use segment::{Segment, unix_now};
+
+/// Bytes staged in the write buffer before it is flushed on its own.
+pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Errors of the log layer.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A file operation failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The offset is before the oldest or after the next offset.
+    #[error("offset {0} not found")]
+    OffsetNotFound(u64),
+    /// A stored message failed verification when read.
+    #[error("corrupt data at offset {offset}: {source}")]
+    Corrupt {
+        offset: u64,
+        #[source]
+        source: FormatError,
+    },
+    /// Data was written with a codec that is not configured now.
+    #[error("{}: data uses compression value {value}, which no configured codec handles", path.display())]
+    UnknownCodec { value: u8, path: PathBuf },
+    /// An entry handed to `append_encoded` is not one well-formed message.
+    #[error("invalid entry: {0}")]
+    InvalidEntry(&'static str),
+}
+
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// When appended data is fsynced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every flush, before it returns: acknowledged means on disk.
+    Always,
+    /// At most this long after a flush (the broker's monitor also syncs idle
+    /// logs). The default, with one second: a power cut loses at most that.
+    Interval(Duration),
+    /// Never explicitly; the OS writes back when it likes. A process crash
+    /// still loses nothing flushed; a power cut may.
+    Never,
+}
+
+impl Default for FsyncPolicy {
+    fn default() -> Self {
+        FsyncPolicy::Interval(Duration::from_secs(1))
+    }
+}
+
+/// How a log is opened.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    /// Entries per index file, the marker included (netlog: 102,400).
+    pub index_entries: u32,
+    /// When to fsync.
+    pub fsync: FsyncPolicy,
+    /// Codecs for reading and writing message sets.
+    pub codecs: Codecs,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            index_entries: DEFAULT_INDEX_ENTRIES,
+            fsync: FsyncPolicy::default(),
+            codecs: Codecs::default(),
+        }
+    }
+}
+
+/// Facts about one segment, for topic info and retention.
+#[derive(Clone, Debug)]
+pub struct SegmentInfo {
+    /// Offset of its first message.
+    pub first_offset: u64,
+    /// Offset one past its last message.
+    pub next_offset: u64,
+    /// Data plus index bytes.
+    pub disk_size: u64,
+    /// Data file bytes, header included.
+    pub data_size: u64,
+    /// Creation time (unix seconds, from the data header).
+    pub created: u32,
+    /// Modification time of the data file.
+    pub mod_time: SystemTime,
+}
+
+struct Writer {
+    active: Arc<Segment>,
+    buf: Vec<u8>,
+    buf_start: u64,
+    pending: Vec<IndexEntry>,
+    next_rel: u32,
+    last_sync: Instant,
+    unsynced: bool,
+}
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    opts: LogOptions,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    notify: watch::Sender<u64>,
+}
+
+/// A topic's log. Cheap to clone; every clone is the same log.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if needed, and recovers every
+    /// segment (see `recovery.rs`).
+    pub fn open(dir: &Path, opts: LogOptions) -> Result<Log, LogError> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let bases = list_segments(dir)?;
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        for (i, base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let (seg, repair) =
+                recovery::open_segment(dir, *base, opts.index_entries, &opts.codecs, last)?;
+            if repair.changed() {
+                tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
+            }
+            if !last {
+                seg.seal();
+            }
+            segments.push(Arc::new(seg));
+        }
+        if segments.is_empty() {
+            segments.push(Arc::new(Segment::create(dir, 0, opts.index_entries)?));
+        }
+        let active = segments.last().expect("at least one segment").clone();
+        let writer = Writer {
+            buf_start: active.data_len(),
+            next_rel: (active.next_offset() - active.base + 1) as u32,
+            active,
+            buf: Vec::with_capacity(64 * 1024),
+            pending: Vec::new(),
+            last_sync: Instant::now(),
+            unsynced: false,
+        };
+        let next = writer.active.next_offset();
+        Ok(Log {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                opts,
+                segments: RwLock::new(segments),
+                writer: Mutex::new(writer),
+                notify: watch::Sender::new(next),
+            }),
+        })
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The codecs this log reads and writes with.
+    pub fn codecs(&self) -> &Codecs {
+        &self.inner.opts.codecs
+    }
+
+    /// Stages one plain message; returns its offset. Visible after `flush`.
+    pub fn append(&self, payload: &[u8]) -> Result<u64, LogError> {
+        let mut entry = Vec::with_capacity(HEADER_BYTES + payload.len());
+        message::encode(&mut entry, message::PLAIN, payload);
+        self.append_encoded(&entry, 1)
+    }
+
+    /// Stages `msgs` as one message set with `compression` (1 none, 2 gzip,
+    /// 3 snappy, 4..=15 a bound codec); returns the first offset. Compression
+    /// happens before the writer lock is taken. A failing codec stores the set
+    /// uncompressed and logs why.
+    pub fn append_set<M: AsRef<[u8]>>(&self, msgs: &[M], compression: u8) -> Result<u64, LogError> {
+        let mut plain = Vec::new();
+        for m in msgs {
+            message::encode(&mut plain, message::PLAIN, m.as_ref());
+        }
+        if msgs.is_empty() {
+            return Ok(self.next_offset());
+        }
+        let (entry, err) = self.inner.opts.codecs.pack_set(&plain, compression);
+        if let Some(e) = err {
+            tracing::warn!(error = %e, "codec failed, message set stored uncompressed");
+        }
+        self.append_encoded(&entry, msgs.len() as u32)
+    }
+
+    /// Stages one already-encoded entry (a plain message, or a set holding
+    /// `count` messages); returns its first offset.
+    pub fn append_encoded(&self, entry: &[u8], count: u32) -> Result<u64, LogError> {
+        let header = Header::parse(entry).ok_or(LogError::InvalidEntry("shorter than a header"))?;
+        if header.total_len() != entry.len() {
+            return Err(LogError::InvalidEntry(
+                "length field does not match the entry",
+            ));
+        }
+        if count == 0 || (!header.is_set() && count != 1) {
+            return Err(LogError::InvalidEntry("wrong message count"));
+        }
+        let mut w = lock(&self.inner.writer);
+        let room = w.active.index.capacity() - 1;
+        let full = w.active.entries() + w.pending.len() >= room;
+        if full || w.next_rel.checked_add(count).is_none() {
+            self.roll_locked(&mut w)?;
+        }
+        if w.buf.len() + entry.len() > WRITE_BUFFER_BYTES {
+            self.flush_locked(&mut w)?;
+        }
+        let pos = w.buf_start + w.buf.len() as u64;
+        let rel = w.next_rel;
+        w.pending.push(IndexEntry {
+            rel,
+            ts: unix_now(),
+            pos,
+        });
+        w.buf.extend_from_slice(entry);
+        w.next_rel = rel + count;
+        Ok(w.active.base + u64::from(rel) - 1)
+    }
+
+    /// Writes staged entries, publishes them to readers, fsyncs per policy and
+    /// wakes waiting scanners.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let mut w = lock(&self.inner.writer);
+        self.flush_locked(&mut w)
+    }
+
+    fn flush_locked(&self, w: &mut Writer) -> Result<(), LogError> {
+        if w.pending.is_empty() {
+            return Ok(());
+        }
+        let start = w.buf_start;
+        if let Err(e) = w.active.write_at(&w.buf, start) {
+            // Nothing was published: drop the staged entries and cut whatever
+            // part of them reached the file.
+            let _ = w.active.truncate(start);
+            w.buf.clear();
+            w.pending.clear();
+            w.next_rel = (w.active.next_offset() - w.active.base + 1) as u32;
+            return Err(e);
+        }
+        let end = start + w.buf.len() as u64;
+        w.active.publish(&w.pending, w.next_rel, end);
+        w.buf.clear();
+        w.pending.clear();
+        w.buf_start = end;
+        w.unsynced = true;
+        let due = match self.inner.opts.fsync {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval(d) => w.last_sync.elapsed() >= d,
+            FsyncPolicy::Never => false,
+        };
+        if due {
+            Self::sync_locked(w)?;
+        }
+        self.inner.notify.send_replace(w.active.next_offset());
+        Ok(())
+    }
+
+    fn sync_locked(w: &mut Writer) -> Result<(), LogError> {
+        w.active.sync()?;
+        w.last_sync = Instant::now();
+        w.unsynced = false;
+        Ok(())
+    }
+
+    /// Flushes and fsyncs the active segment, whatever the policy.
+    pub fn sync(&self) -> Result<(), LogError> {
+        let mut w = lock(&self.inner.writer);
+        self.flush_locked(&mut w)?;
+        Self::sync_locked(&mut w)
+    }
+
+    /// fsyncs if the interval policy has unsynced data older than its period.
+    pub fn sync_if_due(&self) -> Result<(), LogError> {
+        let mut w = lock(&self.inner.writer);
+        if let FsyncPolicy::Interval(d) = self.inner.opts.fsync
+            && w.unsynced
+            && w.last_sync.elapsed() >= d
+        {
+            Self::sync_locked(&mut w)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    pub fn roll(&self) -> Result<(), LogError> {
+        let mut w = lock(&self.inner.writer);
+        self.roll_locked(&mut w)
+    }
+
+    fn roll_locked(&self, w: &mut Writer) -> Result<(), LogError> {
+        self.flush_locked(w)?;
+        Self::sync_locked(w)?;
+        let next = w.active.next_offset();
+        let seg = Arc::new(Segment::create(
+            &self.inner.dir,
+            next,
+            self.inner.opts.index_entries,
+        )?);
+        w.active.seal();
+        self.inner
+            .segments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(seg.clone());
+        w.buf_start = seg.data_len();
+        w.next_rel = 1;
+        w.active = seg;
+        tracing::debug!(dir = %self.inner.dir.display(), base = next, "rolled segment");
+        Ok(())
+    }
+
+    /// Deletes the oldest segment unless it is the active one; returns its base.
+    pub fn trim_oldest(&self) -> Result<Option<u64>, LogError> {
+        let seg = {
+            let mut segs = self
+                .inner
+                .segments
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if segs.len() <= 1 {
+                return Ok(None);
+            }
+            segs.remove(0)
+        };
+        seg.remove_files()?;
+        Ok(Some(seg.base))
+    }
+
+    pub(crate) fn segment_list(&self) -> Vec<Arc<Segment>> {
+        self.inner
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The segment holding `offset`, or the first one after it.
+    pub(crate) fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
+        let segs = self
+            .inner
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let i = segs.partition_point(|s| s.base <= offset);
+        match i.checked_sub(1).map(|j| &segs[j]) {
+            Some(s) if offset < s.next_offset() || !s.is_sealed() => Some(s.clone()),
+            _ => segs.get(i).cloned(),
+        }
+    }
+
+    /// Offset of the oldest message still stored.
+    pub fn oldest_offset(&self) -> u64 {
+        self.inner
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .map_or(0, |s| s.base)
+    }
+
+    /// Offset the next message will get (one past the latest readable one).
+    pub fn next_offset(&self) -> u64 {
+        *self.inner.notify.borrow()
+    }
+
+    /// The latest readable offset, -1 in an empty log (netlog's convention).
+    pub fn latest_offset(&self) -> i64 {
+        self.next_offset() as i64 - 1
+    }
+
+    /// The first offset written at or after `t`; the next offset if none was.
+    pub fn offset_at(&self, t: SystemTime) -> u64 {
+        let ts = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        for seg in self.segment_list() {
+            if seg.last_write_ts().is_some_and(|last| last >= ts)
+                && let Some(o) = seg.first_at_or_after(ts)
+            {
+                return o;
+            }
+        }
+        self.next_offset()
+    }
+
+    /// Facts about every segment, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.segment_list()
+            .iter()
+            .map(|s| SegmentInfo {
+                first_offset: s.base,
+                next_offset: s.next_offset(),
+                disk_size: s.disk_size(),
+                data_size: s.data_len(),
+                created: s.created,
+                mod_time: s.mod_time(),
+            })
+            .collect()
+    }
+
+    /// A reader positioned at `offset`, which must be between the oldest and
+    /// the next offset (inclusive).
+    pub fn reader(&self, offset: u64) -> Result<Reader, LogError> {
+        Reader::new(self.clone(), offset)
+    }
+
+    /// A scanner (a reader that can wait for appends) at `offset`.
+    pub fn scanner(&self, offset: u64) -> Result<Scanner, LogError> {
+        Ok(Scanner::new(self.reader(offset)?, self.subscribe()))
+    }
+
+    /// A receiver that changes whenever new messages become readable.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.notify.subscribe()
+    }
+
+    /// Verifies every message from `from` on; see [`check`](check) for the
+    /// kinds of problems reported.
+    pub fn check(&self, from: u64) -> Result<Vec<CheckError>, LogError> {
+        check::check(self, from)
+    }
+
+    /// Removes the log's directory. Readers already open keep working until
+    /// dropped; the log must not be written again.
+    pub fn delete(self) -> Result<(), LogError> {
+        let dir = self.inner.dir.clone();
+        std::fs::remove_dir_all(&dir).map_err(io_error(&dir))
+    }
+}
+
+/// Base offsets of the segments in `dir`, sorted. Index files without a data
+/// file are leftovers of an interrupted roll or trim and are removed.
+fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
+    let mut data = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((stem, ext)) = name.split_once('.') else {
+            continue;
+        };
+        let Ok(base) = stem.parse::<u64>() else {
+            continue;
+        };
+        if stem.len() != 20 {
+            continue;
+        }
+        match ext {
+            "data" => data.push(base),
+            "index" => indexes.push(base),
+            _ => {}
+        }
+    }
+    data.sort_unstable();
+    for base in indexes {
+        if data.binary_search(&base).is_err() {
+            let path = dir.join(segment::file_name(base, "index"));
+            tracing::warn!(path = %path.display(), "removing index without a data file");
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
+        }
+    }
+    Ok(data)
+}

@@ -1,0 +1,300 @@
+//! Opening a segment after any kind of stop, clean or not.
+//!
+//! netlog trusts its files; this does not. After a crash the data file's tail
+//! may be torn (a partial header or payload, or zeros where the OS had not yet
+//! written the pages) and the index may be ahead of or behind the data. The data
+//! file is the truth; the index is a hint that saves work:
+//!
+//! * **Quick path** (sealed segments): when the index ends with a marker at the
+//!   data file's end, or fills the index with a last entry that ends the file,
+//!   only that last message is verified (length and CRC).
+//! * **Walk** (the active segment, or when the quick path fails): every message
+//!   is read in order, its length and CRC checked. Index entries that agree with
+//!   the data are kept (and give message-set counts and timestamps without
+//!   decompressing); where they stop agreeing, entries are rebuilt from the
+//!   data. The walk stops at the first message that is short, fails its CRC,
+//!   or (past the trusted index) is all zeros; the data file is cut there, the
+//!   marker written after the last good entry and stale entries zeroed.
+//!
+//! A message fully written before the crash passes all of these checks, so it
+//! is never cut.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::index::{Index, IndexEntry};
+use super::segment::{SEGMENT_HEADER_BYTES, SEGMENT_VERSION, Segment, file_name, header_bytes};
+use super::{LogError, io_error};
+use crate::message::{self, Codecs, FormatError, HEADER_BYTES, Header, MAX_PAYLOAD_BYTES};
+
+/// What opening a segment had to repair.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// Bytes cut from the data file's tail.
+    pub truncated_bytes: u64,
+    /// Index entries rewritten from the data.
+    pub rebuilt_entries: usize,
+    /// Stale index entries zeroed.
+    pub cleared_entries: usize,
+    /// Whether the data file header had to be rewritten.
+    pub header_rewritten: bool,
+}
+
+impl Repair {
+    /// Whether anything was changed on disk.
+    pub fn changed(&self) -> bool {
+        *self != Repair::default()
+    }
+}
+
+/// Opens the segment at `base` in `dir`, repairing it as described above.
+/// `walk` forces the full walk (used for the active segment).
+pub fn open_segment(
+    dir: &Path,
+    base: u64,
+    index_entries: u32,
+    codecs: &Codecs,
+    walk: bool,
+) -> Result<(Segment, Repair), LogError> {
+    let data_path = dir.join(file_name(base, "data"));
+    let index_path = dir.join(file_name(base, "index"));
+    let data = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&data_path)
+        .map_err(io_error(&data_path))?;
+    let mut repair = Repair::default();
+    let meta = data.metadata().map_err(io_error(&data_path))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or_else(super::segment::unix_now);
+    let mut len = meta.len();
+    let created = read_header(&data, &data_path, &mut len, mtime, &mut repair)?;
+    let index = Index::open(&index_path, index_entries).map_err(io_error(&index_path))?;
+    let hints = read_hints(&index, len);
+
+    let quick = if walk {
+        None
+    } else {
+        quick_check(&data, &hints, len, index.capacity(), codecs)
+    };
+    let (entries, next_rel, good_len) = match quick {
+        Some((n, next_rel)) => (n, next_rel, len),
+        None => {
+            let walked = walk_data(&data, &data_path, &hints, len, &index, codecs, mtime)?;
+            for (i, e) in walked.entries.iter().enumerate() {
+                if index.get(i) != *e {
+                    index.set(i, *e);
+                    repair.rebuilt_entries += 1;
+                }
+            }
+            (walked.entries.len(), walked.next_rel, walked.end)
+        }
+    };
+    if entries < index.capacity() {
+        let marker = IndexEntry {
+            rel: next_rel,
+            ts: 0,
+            pos: good_len,
+        };
+        if index.get(entries) != marker {
+            index.set(entries, marker);
+            repair.rebuilt_entries += 1;
+        }
+        repair.cleared_entries = index.clear_from(entries + 1);
+    }
+    if good_len < len {
+        data.set_len(good_len).map_err(io_error(&data_path))?;
+        repair.truncated_bytes = len - good_len;
+    }
+    let seg = Segment::assemble(base, created, data_path, index_path, data, index);
+    seg.restore(entries, next_rel, good_len);
+    if repair.changed() {
+        seg.sync()?;
+    }
+    Ok((seg, repair))
+}
+
+/// Reads (or rewrites, when torn or garbled) the 16-byte data file header.
+fn read_header(
+    data: &File,
+    path: &Path,
+    len: &mut u64,
+    mtime: u32,
+    repair: &mut Repair,
+) -> Result<u32, LogError> {
+    let mut h = [0u8; SEGMENT_HEADER_BYTES as usize];
+    if *len >= SEGMENT_HEADER_BYTES {
+        data.read_exact_at(&mut h, 0).map_err(io_error(path))?;
+        if h[0] == SEGMENT_VERSION && u64::from(h[1]) == SEGMENT_HEADER_BYTES {
+            return Ok(u32::from_be_bytes([h[2], h[3], h[4], h[5]]));
+        }
+    }
+    // A header torn at creation, or garbled: messages start at byte 16 in any
+    // case, so write a fresh header and keep whatever follows.
+    tracing::warn!(path = %path.display(), "segment header torn or invalid, rewriting it");
+    if *len < SEGMENT_HEADER_BYTES {
+        data.set_len(0).map_err(io_error(path))?;
+        *len = SEGMENT_HEADER_BYTES;
+    }
+    data.write_all_at(&header_bytes(mtime), 0)
+        .map_err(io_error(path))?;
+    repair.header_rewritten = true;
+    Ok(mtime)
+}
+
+/// The longest prefix of index entries that is well-formed: starting at
+/// relative offset 1 and position 16, strictly increasing, inside the data.
+fn read_hints(index: &Index, len: u64) -> Vec<IndexEntry> {
+    let mut hints: Vec<IndexEntry> = Vec::new();
+    for i in 0..index.capacity() {
+        let e = index.get(i);
+        let ok = match hints.last() {
+            None => e.rel == 1 && e.pos == SEGMENT_HEADER_BYTES,
+            Some(p) => e.rel > p.rel && e.pos > p.pos,
+        };
+        if !ok || e.pos > len {
+            break;
+        }
+        hints.push(e);
+    }
+    hints
+}
+
+/// The quick path: `Some((entries, next_rel))` when the index's last entry
+/// accounts exactly for the data file's end and that message verifies.
+fn quick_check(
+    data: &File,
+    hints: &[IndexEntry],
+    len: u64,
+    capacity: usize,
+    codecs: &Codecs,
+) -> Option<(usize, u32)> {
+    let last = *hints.last()?;
+    if last.ts == 0 && last.pos == len {
+        // Ends with a marker: verify the message before it.
+        let Some(prev) = hints.len().checked_sub(2).map(|i| hints[i]) else {
+            return (len == SEGMENT_HEADER_BYTES).then_some((0, last.rel));
+        };
+        let (header, _) = read_verified(data, prev.pos, len)?;
+        (prev.pos + header.total_len() as u64 == len).then_some((hints.len() - 1, last.rel))
+    } else if hints.len() == capacity && last.ts != 0 {
+        // A full index has no room for a marker: the last entry ends the file.
+        let (header, payload) = read_verified(data, last.pos, len)?;
+        if last.pos + header.total_len() as u64 != len {
+            return None;
+        }
+        let count = entry_count(header, payload, codecs).ok()?;
+        Some((hints.len(), last.rel.checked_add(count)?))
+    } else {
+        None
+    }
+}
+
+/// Reads and verifies the message at `pos`, if it fits before `len`.
+fn read_verified(data: &File, pos: u64, len: u64) -> Option<(Header, Vec<u8>)> {
+    let mut h = [0u8; HEADER_BYTES];
+    data.read_exact_at(&mut h, pos).ok()?;
+    let header = Header::parse(&h)?;
+    if pos + header.total_len() as u64 > len || header.length as usize > MAX_PAYLOAD_BYTES {
+        return None;
+    }
+    let mut payload = vec![0u8; header.length as usize];
+    data.read_exact_at(&mut payload, pos + HEADER_BYTES as u64)
+        .ok()?;
+    header.verify(&payload).ok()?;
+    Some((header, payload))
+}
+
+/// How many offsets a verified message occupies.
+fn entry_count(header: Header, payload: Vec<u8>, codecs: &Codecs) -> Result<u32, FormatError> {
+    if !header.is_set() {
+        return Ok(1);
+    }
+    let plain = codecs.unpack(header.compression(), Bytes::from(payload))?;
+    message::count_plain(&plain)
+}
+
+struct Walked {
+    entries: Vec<IndexEntry>,
+    next_rel: u32,
+    end: u64,
+}
+
+/// Reads every message of the data file in order; see the module docs.
+fn walk_data(
+    data: &File,
+    path: &Path,
+    hints: &[IndexEntry],
+    len: u64,
+    index: &Index,
+    codecs: &Codecs,
+    fallback_ts: u32,
+) -> Result<Walked, LogError> {
+    let mut rd = BufReader::with_capacity(1 << 20, data);
+    rd.seek(SeekFrom::Start(SEGMENT_HEADER_BYTES))
+        .map_err(io_error(path))?;
+    let (mut pos, mut rel) = (SEGMENT_HEADER_BYTES, 1u32);
+    let mut entries = Vec::new();
+    let mut trusted = true;
+    let mut payload = Vec::new();
+    while pos + HEADER_BYTES as u64 <= len && entries.len() < index.capacity() {
+        let mut h = [0u8; HEADER_BYTES];
+        rd.read_exact(&mut h).map_err(io_error(path))?;
+        let header = Header::parse(&h).expect("nine bytes make a header");
+        let total = header.total_len() as u64;
+        let hint = hints.get(entries.len()).copied();
+        trusted &= hint.is_some_and(|e| e.pos == pos && e.rel == rel && e.ts != 0);
+        if pos + total > len || header.length as usize > MAX_PAYLOAD_BYTES {
+            break;
+        }
+        if !trusted && h == [0u8; HEADER_BYTES] {
+            // Zeros past what the index vouches for are unwritten pages, not
+            // an empty message.
+            break;
+        }
+        payload.resize(header.length as usize, 0);
+        rd.read_exact(&mut payload).map_err(io_error(path))?;
+        if header.verify(&payload).is_err() {
+            break;
+        }
+        let next_hint = hints.get(entries.len() + 1);
+        let count = match (trusted, next_hint) {
+            (true, Some(n)) if n.pos == pos + total && n.rel > rel => n.rel - rel,
+            _ if !header.is_set() => 1,
+            _ => match entry_count(header, std::mem::take(&mut payload), codecs) {
+                Ok(n) => n,
+                Err(FormatError::UnknownCodec(v)) => {
+                    return Err(LogError::UnknownCodec {
+                        value: v,
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(_) => break,
+            },
+        };
+        let ts = if trusted {
+            hint.map_or(fallback_ts, |e| e.ts)
+        } else {
+            fallback_ts
+        };
+        entries.push(IndexEntry { rel, ts, pos });
+        let Some(next) = rel.checked_add(count) else {
+            break;
+        };
+        rel = next;
+        pos += total;
+    }
+    Ok(Walked {
+        entries,
+        next_rel: rel,
+        end: pos,
+    })
+}

@@ -1,0 +1,259 @@
+//! One segment: a data file and its index, named by the segment's base offset
+//! (`%020d.data`, `%020d.index`).
+//!
+//! The data file starts with a 16-byte header (`version u8 = 1`,
+//! `header_length u8 = 16`, `created u32` unix seconds, 10 zero bytes) followed
+//! by messages back to back (see `message.rs`).
+//!
+//! Concurrency: one writer (the log's writer, under its mutex) appends with
+//! positional writes past the published end, then *publishes*: it writes the
+//! new index entries and the marker, then stores the entry count, the next
+//! offset and the data length with release ordering. Readers load those with
+//! acquire ordering and only ever read below them, so they never see a partial
+//! write and never take a lock.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use super::index::{INDEX_ENTRY_BYTES, Index, IndexEntry};
+use super::{LogError, io_error};
+
+/// Bytes of the data file's header.
+pub const SEGMENT_HEADER_BYTES: u64 = 16;
+/// The data file format version netlog writes.
+pub const SEGMENT_VERSION: u8 = 1;
+
+/// Builds a data file header created at `created` (unix seconds).
+pub fn header_bytes(created: u32) -> [u8; SEGMENT_HEADER_BYTES as usize] {
+    let mut h = [0u8; SEGMENT_HEADER_BYTES as usize];
+    h[0] = SEGMENT_VERSION;
+    h[1] = SEGMENT_HEADER_BYTES as u8;
+    h[2..6].copy_from_slice(&created.to_be_bytes());
+    h
+}
+
+/// The file name of a segment's data or index file.
+pub fn file_name(base: u64, ext: &str) -> String {
+    format!("{base:020}.{ext}")
+}
+
+/// Unix seconds now, as the index stores them.
+pub fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// A segment of the log.
+pub struct Segment {
+    /// Offset of the first message.
+    pub base: u64,
+    /// Unix seconds at creation, from the data file header.
+    pub created: u32,
+    pub(crate) data_path: PathBuf,
+    pub(crate) index_path: PathBuf,
+    data: File,
+    pub(crate) index: Index,
+    data_len: AtomicU64,
+    entries: AtomicUsize,
+    next: AtomicU64,
+    sealed: AtomicBool,
+}
+
+impl Segment {
+    /// Creates an empty segment at `base` in `dir`.
+    pub fn create(dir: &Path, base: u64, index_entries: u32) -> Result<Segment, LogError> {
+        let data_path = dir.join(file_name(base, "data"));
+        let index_path = dir.join(file_name(base, "index"));
+        let data = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&data_path)
+            .map_err(io_error(&data_path))?;
+        let created = unix_now();
+        data.write_all_at(&header_bytes(created), 0)
+            .map_err(io_error(&data_path))?;
+        let index = Index::open(&index_path, index_entries).map_err(io_error(&index_path))?;
+        index.clear_from(0);
+        let seg = Segment::assemble(base, created, data_path, index_path, data, index);
+        seg.publish(&[], 1, SEGMENT_HEADER_BYTES);
+        Ok(seg)
+    }
+
+    /// Wraps opened files; counts start empty until `publish`.
+    pub(crate) fn assemble(
+        base: u64,
+        created: u32,
+        data_path: PathBuf,
+        index_path: PathBuf,
+        data: File,
+        index: Index,
+    ) -> Segment {
+        Segment {
+            base,
+            created,
+            data_path,
+            index_path,
+            data,
+            index,
+            data_len: AtomicU64::new(SEGMENT_HEADER_BYTES),
+            entries: AtomicUsize::new(0),
+            next: AtomicU64::new(base),
+            sealed: AtomicBool::new(false),
+        }
+    }
+
+    /// Bytes of the data file readers may read (header included).
+    pub fn data_len(&self) -> u64 {
+        self.data_len.load(Ordering::Acquire)
+    }
+
+    /// Published index entries (writes), the marker excluded.
+    pub fn entries(&self) -> usize {
+        self.entries.load(Ordering::Acquire)
+    }
+
+    /// Offset one past the last published message.
+    pub fn next_offset(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    /// Whether the writer has moved on to a later segment.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn seal(&self) {
+        self.sealed.store(true, Ordering::Release);
+    }
+
+    /// Writes the new entries after the published ones, then the marker, then
+    /// makes them visible. `next_rel` is the relative offset after the last
+    /// message; `data_len` the data file's new end.
+    pub(crate) fn publish(&self, new: &[IndexEntry], next_rel: u32, data_len: u64) {
+        let start = self.entries();
+        for (i, e) in new.iter().enumerate() {
+            self.index.set(start + i, *e);
+        }
+        let count = start + new.len();
+        if count < self.index.capacity() {
+            self.index.set(
+                count,
+                IndexEntry {
+                    rel: next_rel,
+                    ts: 0,
+                    pos: data_len,
+                },
+            );
+        }
+        self.entries.store(count, Ordering::Release);
+        self.next
+            .store(self.base + u64::from(next_rel) - 1, Ordering::Release);
+        self.data_len.store(data_len, Ordering::Release);
+    }
+
+    /// Sets the published counts of a segment whose index and data recovery
+    /// has already made consistent on disk.
+    pub(crate) fn restore(&self, entries: usize, next_rel: u32, data_len: u64) {
+        self.entries.store(entries, Ordering::Release);
+        self.next
+            .store(self.base + u64::from(next_rel) - 1, Ordering::Release);
+        self.data_len.store(data_len, Ordering::Release);
+    }
+
+    /// Writes `bytes` at `pos` of the data file (past the published end).
+    pub(crate) fn write_at(&self, bytes: &[u8], pos: u64) -> Result<(), LogError> {
+        self.data
+            .write_all_at(bytes, pos)
+            .map_err(io_error(&self.data_path))
+    }
+
+    /// Cuts the data file back to `len` (after a failed write).
+    pub(crate) fn truncate(&self, len: u64) -> Result<(), LogError> {
+        self.data.set_len(len).map_err(io_error(&self.data_path))
+    }
+
+    /// Reads into `buf` from `pos`; never past the published end.
+    pub fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<usize, LogError> {
+        let end = self.data_len();
+        if pos >= end {
+            return Ok(0);
+        }
+        let want = buf.len().min((end - pos) as usize);
+        let mut done = 0;
+        while done < want {
+            match self.data.read_at(&mut buf[done..want], pos + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(&self.data_path)(e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Raw positional read, ignoring the published end (recovery and check).
+    pub(crate) fn raw_file(&self) -> &File {
+        &self.data
+    }
+
+    /// fsyncs the data file and the index.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.data.sync_data().map_err(io_error(&self.data_path))?;
+        self.index.sync().map_err(io_error(&self.index_path))
+    }
+
+    /// The published entry holding global `offset`, with its own global offset
+    /// and the entry's message count.
+    pub fn locate(&self, offset: u64) -> Option<(IndexEntry, u64)> {
+        if offset < self.base || offset >= self.next_offset() {
+            return None;
+        }
+        let rel = u32::try_from(offset - self.base + 1).ok()?;
+        let i = self.index.search(self.entries(), rel)?;
+        let e = self.index.get(i);
+        Some((e, self.base + u64::from(e.rel) - 1))
+    }
+
+    /// The first published entry written at or after `ts` (unix seconds).
+    pub fn first_at_or_after(&self, ts: u32) -> Option<u64> {
+        let i = self.index.search_time(self.entries(), ts)?;
+        Some(self.base + u64::from(self.index.get(i).rel) - 1)
+    }
+
+    /// Timestamp of the last published write, if any.
+    pub fn last_write_ts(&self) -> Option<u32> {
+        let n = self.entries();
+        (n > 0).then(|| self.index.get(n - 1).ts)
+    }
+
+    /// Data and index bytes on disk.
+    pub fn disk_size(&self) -> u64 {
+        self.data_len() + self.index.capacity() as u64 * INDEX_ENTRY_BYTES
+    }
+
+    /// The data file's modification time.
+    pub fn mod_time(&self) -> SystemTime {
+        self.data
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// Removes both files (the open handles stay readable until dropped).
+    pub(crate) fn remove_files(&self) -> Result<(), LogError> {
+        std::fs::remove_file(&self.data_path).map_err(io_error(&self.data_path))?;
+        match std::fs::remove_file(&self.index_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_error(&self.index_path)(e))
+            }
+            _ => Ok(()),
+        }
+    }
+}

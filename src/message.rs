@@ -1,0 +1,455 @@
+//! netlog's message format, byte for byte, and message sets.
+//!
+//! A message is a 9-byte header followed by its payload; every integer is
+//! big-endian:
+//!
+//! ```text
+//! offset 0  compver  u8    low nibble: compression; high nibble: format version (0)
+//! offset 1  crc32    u32   CRC-32 (IEEE) of the payload
+//! offset 5  length   u32   payload length in bytes
+//! offset 9  payload  [length]u8
+//! ```
+//!
+//! Compression 0 marks a *plain* message whose payload is the user's bytes.
+//! Any other value marks a *message set*: its payload is N plain messages back
+//! to back, stored as they are (1), gzip-compressed (2), snappy-framed (3) or
+//! transformed by a codec plugin (4..=15). A set of N messages occupies N
+//! consecutive offsets in the log. Sets never nest: every message inside a set
+//! is plain, with its own CRC.
+//!
+//! Decompression goes through a [`Codecs`] table, one per topic, so that the
+//! values 4..=15 can be bound to codec plugins and old data stays readable.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// Bytes of the header in front of every payload.
+pub const HEADER_BYTES: usize = 9;
+/// The only message format version netlog writes (high nibble of `compver`).
+pub const FORMAT_VERSION: u8 = 0;
+/// Compression value of a plain message.
+pub const PLAIN: u8 = 0;
+/// Compression value of an uncompressed message set.
+pub const SET_NONE: u8 = 1;
+/// Compression value of a gzip-compressed message set.
+pub const SET_GZIP: u8 = 2;
+/// Compression value of a snappy-framed message set.
+pub const SET_SNAPPY: u8 = 3;
+/// First compression value available to codec plugins.
+pub const FIRST_PLUGIN_CODEC: u8 = 4;
+/// Last compression value (the nibble is 4 bits wide).
+pub const LAST_CODEC: u8 = 15;
+/// Largest payload a single message may carry (the length field is a u32, and
+/// a decompressed set is refused beyond this to bound memory).
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 30;
+
+/// A failure of a codec, built in or plugin.
+#[derive(Debug, thiserror::Error)]
+#[error("codec {codec}: {reason}")]
+pub struct CodecError {
+    /// The codec's name (`gzip`, `snappy`, or the plugin's name).
+    pub codec: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// What can be wrong with bytes that claim to be messages.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// Fewer bytes than the header or the declared length needs.
+    #[error("truncated message: {needed} bytes needed, {available} available")]
+    Truncated { needed: usize, available: usize },
+    /// The payload does not match its CRC.
+    #[error("checksum mismatch: stored {expected}, computed {actual}")]
+    Checksum { expected: u32, actual: u32 },
+    /// A format version this build does not know.
+    #[error("unknown message format version {0}")]
+    Version(u8),
+    /// A set inside a set, or a set where a plain message was required.
+    #[error("a message set may only hold plain messages (found compression {0})")]
+    NestedSet(u8),
+    /// No codec is bound to this compression value.
+    #[error("no codec for compression value {0}")]
+    UnknownCodec(u8),
+    /// The codec failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// A payload over [`MAX_PAYLOAD_BYTES`].
+    #[error("message of {0} bytes is over the limit")]
+    TooLarge(usize),
+}
+
+/// The parsed 9-byte header of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The full `compver` byte.
+    pub compver: u8,
+    /// The stored CRC-32 of the payload.
+    pub crc: u32,
+    /// The payload length.
+    pub length: u32,
+}
+
+impl Header {
+    /// Parses a header from the start of `buf`, or `None` if it is too short.
+    pub fn parse(buf: &[u8]) -> Option<Header> {
+        let h: &[u8; HEADER_BYTES] = buf.get(..HEADER_BYTES)?.try_into().ok()?;
+        Some(Header {
+            compver: h[0],
+            crc: u32::from_be_bytes([h[1], h[2], h[3], h[4]]),
+            length: u32::from_be_bytes([h[5], h[6], h[7], h[8]]),
+        })
+    }
+
+    /// The compression nibble.
+    pub fn compression(&self) -> u8 {
+        self.compver & 0x0f
+    }
+
+    /// Whether this message is a set.
+    pub fn is_set(&self) -> bool {
+        self.compression() != PLAIN
+    }
+
+    /// Header plus payload.
+    pub fn total_len(&self) -> usize {
+        HEADER_BYTES + self.length as usize
+    }
+
+    /// Checks the format version and the payload's CRC.
+    pub fn verify(&self, payload: &[u8]) -> Result<(), FormatError> {
+        if self.compver >> 4 != FORMAT_VERSION {
+            return Err(FormatError::Version(self.compver >> 4));
+        }
+        let actual = crc32fast::hash(payload);
+        if actual != self.crc {
+            return Err(FormatError::Checksum {
+                expected: self.crc,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Appends one message (header and payload) to `out`.
+pub fn encode(out: &mut Vec<u8>, compression: u8, payload: &[u8]) {
+    out.reserve(HEADER_BYTES + payload.len());
+    out.push((FORMAT_VERSION << 4) | (compression & 0x0f));
+    out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Splits the message at the start of `buf` into its header and payload,
+/// verifying the CRC. Returns the bytes it occupies.
+pub fn decode(buf: &[u8]) -> Result<(Header, &[u8]), FormatError> {
+    let header = Header::parse(buf).ok_or(FormatError::Truncated {
+        needed: HEADER_BYTES,
+        available: buf.len(),
+    })?;
+    let payload = buf
+        .get(HEADER_BYTES..header.total_len())
+        .ok_or(FormatError::Truncated {
+            needed: header.total_len(),
+            available: buf.len(),
+        })?;
+    header.verify(payload)?;
+    Ok((header, payload))
+}
+
+/// Iterates over plain messages stored back to back (a set's payload, or a
+/// batch-publish body), verifying each CRC. Yields the payload slices.
+pub fn plain_messages(buf: &[u8]) -> PlainMessages<'_> {
+    PlainMessages { buf, pos: 0 }
+}
+
+/// Iterator returned by [`plain_messages`].
+pub struct PlainMessages<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for PlainMessages<'a> {
+    type Item = Result<&'a [u8], FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let item = decode(&self.buf[self.pos..]).and_then(|(header, payload)| {
+            if header.is_set() {
+                return Err(FormatError::NestedSet(header.compression()));
+            }
+            self.pos += header.total_len();
+            Ok(payload)
+        });
+        if item.is_err() {
+            self.pos = self.buf.len();
+        }
+        Some(item)
+    }
+}
+
+/// Counts the messages of a run of plain messages, verifying every CRC.
+pub fn count_plain(buf: &[u8]) -> Result<u32, FormatError> {
+    let mut n = 0u32;
+    for m in plain_messages(buf) {
+        m?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A compression codec for message sets: built in (gzip, snappy) or a plugin.
+pub trait Codec: Send + Sync {
+    /// The name used in logs and errors.
+    fn name(&self) -> &str;
+    /// Compresses a set's plain messages.
+    fn compress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError>;
+    /// Restores what `compress` was given.
+    fn decompress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError>;
+}
+
+/// gzip, as netlog writes it (compression value 2).
+pub struct Gzip;
+
+impl Codec for Gzip {
+    fn name(&self) -> &str {
+        "gzip"
+    }
+
+    fn compress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(data.len() / 2 + 64),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(data).map_err(|e| codec_error("gzip", e))?;
+        enc.finish().map_err(|e| codec_error("gzip", e))
+    }
+
+    fn decompress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(data.len() * 3);
+        flate2::read::GzDecoder::new(data)
+            .take(MAX_PAYLOAD_BYTES as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| codec_error("gzip", e))?;
+        bounded(out, "gzip")
+    }
+}
+
+/// Snappy's framed stream format, as netlog writes it (compression value 3).
+pub struct Snappy;
+
+impl Codec for Snappy {
+    fn name(&self) -> &str {
+        "snappy"
+    }
+
+    fn compress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let mut enc = snap::write::FrameEncoder::new(Vec::with_capacity(data.len() / 2 + 64));
+        enc.write_all(data).map_err(|e| codec_error("snappy", e))?;
+        enc.into_inner()
+            .map_err(|e| codec_error("snappy", e.into_error()))
+    }
+
+    fn decompress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(data.len() * 2);
+        snap::read::FrameDecoder::new(data)
+            .take(MAX_PAYLOAD_BYTES as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| codec_error("snappy", e))?;
+        bounded(out, "snappy")
+    }
+}
+
+fn codec_error(codec: &str, e: std::io::Error) -> CodecError {
+    CodecError {
+        codec: codec.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn bounded(out: Vec<u8>, codec: &str) -> Result<Vec<u8>, CodecError> {
+    if out.len() > MAX_PAYLOAD_BYTES {
+        return Err(CodecError {
+            codec: codec.to_string(),
+            reason: "decompressed set is over the size limit".to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// The codecs one topic can read and write, by compression value.
+#[derive(Clone)]
+pub struct Codecs {
+    slots: [Option<Arc<dyn Codec>>; 16],
+}
+
+impl Default for Codecs {
+    fn default() -> Self {
+        let mut slots: [Option<Arc<dyn Codec>>; 16] = Default::default();
+        slots[SET_GZIP as usize] = Some(Arc::new(Gzip));
+        slots[SET_SNAPPY as usize] = Some(Arc::new(Snappy));
+        Codecs { slots }
+    }
+}
+
+impl std::fmt::Debug for Codecs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = (0..16)
+            .filter_map(|i| self.slots[i].as_ref().map(|c| (i, c.name().to_string())))
+            .collect();
+        f.debug_struct("Codecs").field("slots", &names).finish()
+    }
+}
+
+impl Codecs {
+    /// Binds a plugin codec to a compression value in 4..=15.
+    pub fn bind(&mut self, value: u8, codec: Arc<dyn Codec>) {
+        assert!(
+            (FIRST_PLUGIN_CODEC..=LAST_CODEC).contains(&value),
+            "plugin codecs take values 4..=15"
+        );
+        self.slots[value as usize] = Some(codec);
+    }
+
+    /// The codec bound to `value`, if any (none for 0 and 1).
+    pub fn get(&self, value: u8) -> Option<&Arc<dyn Codec>> {
+        self.slots.get(value as usize).and_then(|c| c.as_ref())
+    }
+
+    /// Whether a set with this compression value can be read.
+    pub fn can_read(&self, value: u8) -> bool {
+        value == SET_NONE || self.get(value).is_some()
+    }
+
+    /// Turns a set's stored payload back into plain messages back to back.
+    pub fn unpack(&self, compression: u8, payload: Bytes) -> Result<Bytes, FormatError> {
+        match compression {
+            PLAIN | SET_NONE => Ok(payload),
+            value => {
+                let codec = self.get(value).ok_or(FormatError::UnknownCodec(value))?;
+                Ok(Bytes::from(codec.decompress(&payload)?))
+            }
+        }
+    }
+
+    /// Builds one stored message set out of `plain` (plain messages back to
+    /// back), compressed with `compression`. Falls back to an uncompressed set
+    /// if the codec fails or is missing, returning the error beside the bytes
+    /// so the caller can log and count it.
+    pub fn pack_set(&self, plain: &[u8], compression: u8) -> (Vec<u8>, Option<CodecError>) {
+        let mut out = Vec::new();
+        let packed = match compression {
+            PLAIN | SET_NONE => None,
+            value => Some(match self.get(value) {
+                Some(codec) => codec.compress(plain),
+                None => Err(CodecError {
+                    codec: format!("#{value}"),
+                    reason: "no codec bound to this compression value".into(),
+                }),
+            }),
+        };
+        match packed {
+            None => encode(&mut out, SET_NONE, plain),
+            Some(Ok(bytes)) => encode(&mut out, compression, &bytes),
+            Some(Err(e)) => {
+                encode(&mut out, SET_NONE, plain);
+                return (out, Some(e));
+            }
+        }
+        (out, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header layout is netlog's: compver, CRC-32 (IEEE), length, big-endian.
+    #[test]
+    fn encodes_netlog_header() {
+        let mut out = Vec::new();
+        encode(&mut out, PLAIN, b"m1");
+        let crc = crc32fast::hash(b"m1").to_be_bytes();
+        assert_eq!(
+            out,
+            [&[0u8][..], &crc, &[0, 0, 0, 2], b"m1"].concat(),
+            "plain message bytes"
+        );
+    }
+
+    /// A flipped payload bit is reported as a checksum error, not returned.
+    #[test]
+    fn detects_corrupt_payload() {
+        let mut out = Vec::new();
+        encode(&mut out, PLAIN, b"hello");
+        out[10] ^= 1;
+        assert!(matches!(decode(&out), Err(FormatError::Checksum { .. })));
+    }
+
+    /// A header that promises more bytes than there are is a truncation.
+    #[test]
+    fn detects_truncation() {
+        let mut out = Vec::new();
+        encode(&mut out, PLAIN, b"hello");
+        assert!(matches!(
+            decode(&out[..12]),
+            Err(FormatError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(&out[..4]),
+            Err(FormatError::Truncated { .. })
+        ));
+    }
+
+    /// Sets round-trip through every built-in compression.
+    #[test]
+    fn sets_roundtrip_all_builtin_codecs() {
+        let codecs = Codecs::default();
+        let mut plain = Vec::new();
+        for m in [&b"a"[..], b"", b"third message"] {
+            encode(&mut plain, PLAIN, m);
+        }
+        for c in [SET_NONE, SET_GZIP, SET_SNAPPY] {
+            let (stored, err) = codecs.pack_set(&plain, c);
+            assert!(err.is_none());
+            let (h, payload) = decode(&stored).unwrap();
+            assert_eq!(h.compression(), c);
+            let unpacked = codecs.unpack(c, Bytes::copy_from_slice(payload)).unwrap();
+            let got: Vec<_> = plain_messages(&unpacked).map(|m| m.unwrap()).collect();
+            assert_eq!(got, vec![&b"a"[..], b"", b"third message"]);
+        }
+    }
+
+    /// Snappy sets use the framed stream format (stream identifier chunk first).
+    #[test]
+    fn snappy_is_framed() {
+        let packed = Snappy.compress(b"hello hello hello").unwrap();
+        assert_eq!(&packed[..10], b"\xff\x06\x00\x00sNaPpY");
+    }
+
+    /// A set nested in a set is refused rather than misread.
+    #[test]
+    fn refuses_nested_sets() {
+        let mut inner = Vec::new();
+        encode(&mut inner, SET_NONE, b"");
+        assert!(matches!(
+            count_plain(&inner),
+            Err(FormatError::NestedSet(1))
+        ));
+    }
+
+    /// An unbound plugin value cannot be read and says which value it was.
+    #[test]
+    fn unknown_codec_is_an_error() {
+        let codecs = Codecs::default();
+        assert!(matches!(
+            codecs.unpack(7, Bytes::from_static(b"x")),
+            Err(FormatError::UnknownCodec(7))
+        ));
+    }
+}
