@@ -7,10 +7,103 @@
 //! can assign sandboxed WebAssembly components per topic to validate what is
 //! published, compress what is stored and decide what is deleted.
 //!
+//! The binary is thin: it parses flags and the config file and calls [`run`],
+//! which tests call the same way on `127.0.0.1:0`.
+//!
 //! # Layout
 //! - [`message`]: the message format (compver, CRC-32, length, payload),
 //!   message sets and the codecs that compress them.
 //! - [`log`]: the segmented log: segments, memory-mapped index, readers,
 //!   waiting scanners, recovery after a crash and the integrity check.
+//! - [`topic`]: a topic: log, settings, scanners and the group-commit writer.
+//! - [`broker`]: all topics of a data directory and the segment monitor.
+//! - [`http`]: the HTTP API (axum), one file per resource.
+//! - [`config`]: defaults, the TOML file, netlog's flags, topic settings.
+//! - [`duration`]: netlog's grammar for durations, sizes and offsets.
+
+pub mod broker;
+pub mod config;
+pub mod duration;
+pub mod http;
 pub mod log;
 pub mod message;
+pub mod topic;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::broker::{Broker, BrokerError};
+use crate::config::Config;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Opening or closing the data directory failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops
+/// accepting, lets in-flight requests finish (waking long polls and ending
+/// streams), writes what is queued, saves scanner positions and fsyncs.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let monitor_interval = config.monitor_interval;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .expect("broker open task")?;
+    let broker = Arc::new(broker);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = http::AppState {
+        broker: broker.clone(),
+        shutdown: stop_rx.clone(),
+    };
+    let monitor = tokio::spawn(monitor(broker.clone(), monitor_interval, stop_rx));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "netlog listening");
+    }
+    let stop = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    let served = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(stop)
+        .await;
+    let _ = monitor.await;
+    let closed = tokio::task::spawn_blocking(move || broker.close())
+        .await
+        .expect("broker close task");
+    served.map_err(RunError::Serve)?;
+    closed?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn monitor(
+    broker: Arc<Broker>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let b = broker.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || b.monitor_tick()).await {
+            tracing::error!(error = %e, "segment monitor task failed");
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Administration: the integrity check.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState, Params};
+use crate::duration::parse_offset;
+
+/// `GET /{topic}/check?from=X`: `topic healthy`, or netlog's list of problems.
+pub async fn check(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let topic = state.broker.topic(&name)?;
+    let spec = parse_offset(params.get("from").unwrap_or(""))
+        .map_err(|e| ApiError::InvalidOffset(e.to_string()))?;
+    let from = topic.resolve(spec);
+    let problems = tokio::task::spawn_blocking(move || topic.log().check(from))
+        .await
+        .map_err(|e| ApiError::Unknown(e.to_string()))??;
+    if problems.is_empty() {
+        return Ok(super::ok_message(StatusCode::OK, "topic healthy"));
+    }
+    Ok(axum::Json(problems).into_response())
+}

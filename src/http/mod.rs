@@ -1,0 +1,317 @@
+//! The HTTP API: netlog's routes, codes and JSON, and this broker's extensions
+//! (batch publish and consume, streaming).
+//!
+//! One file per resource: `topics.rs` (list, create, info, delete),
+//! `messages.rs` (payload write and read, batch publish, sync), `scanners.rs`
+//! (scanner create and delete, scan), `stream.rs` (Server-Sent Events) and
+//! `admin.rs` (check). Handlers are named `<resource>_<verb>`.
+//!
+//! Every failure is an [`ApiError`]; this module alone turns errors into
+//! responses: `{"ok":false,"status":<code>,"error":"netlog: <text>"}` with
+//! netlog's texts, plus `reason`/`index`/`plugin` fields where they help.
+//! Bodies of 5xx answers stay generic; the details go to the log. The
+//! extractors here ([`Params`], [`Body`]) reject with `ApiError` too, so
+//! malformed input gets the same shape as everything else.
+
+mod admin;
+mod messages;
+mod scanners;
+mod stream;
+mod topics;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::broker::{Broker, BrokerError};
+use crate::config::SettingsError;
+use crate::log::LogError;
+use crate::message::FormatError;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The topics.
+    pub broker: Arc<Broker>,
+    /// Becomes `true` when the server shuts down; long waits end early.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The router for every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(topics::topics_list))
+        .route(
+            "/{topic}",
+            get(topics::topic_info)
+                .post(topics::topic_create)
+                .delete(topics::topic_delete),
+        )
+        .route(
+            "/{topic}/payload",
+            axum::routing::post(messages::payload_write),
+        )
+        .route("/{topic}/payload/{offset}", get(messages::payload_read))
+        .route(
+            "/{topic}/messages",
+            axum::routing::post(messages::messages_publish),
+        )
+        .route("/{topic}/sync", get(messages::topic_sync))
+        .route(
+            "/{topic}/scanner",
+            axum::routing::post(scanners::scanner_create).delete(scanners::scanner_delete),
+        )
+        .route("/{topic}/scan", get(scanners::scan))
+        .route("/{topic}/stream", get(stream::stream))
+        .route("/{topic}/check", get(admin::check))
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
+/// Everything a request can fail with. See the module docs.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unkwown error")]
+    Unknown(String),
+    #[error("invalid data directory")]
+    InvalidDir(String),
+    #[error("bad request")]
+    BadRequest(String),
+    #[error("invalid offset")]
+    InvalidOffset(String),
+    #[error("invalid duration")]
+    InvalidDuration(String),
+    #[error("invalid compression type")]
+    InvalidCompression(String),
+    #[error("topic exists")]
+    TopicExists,
+    #[error("end of topic")]
+    EndOfTopic,
+    #[error("topic not found")]
+    TopicNotFound,
+    #[error("scanner not found")]
+    ScannerNotFound,
+    #[error("offset not found")]
+    OffsetNotFound,
+    #[error("checksum error")]
+    Checksum(String),
+    #[error("resource busy")]
+    Busy,
+    #[error("payload too large")]
+    TooLarge { limit: u64 },
+    #[error("rejected by validator")]
+    Rejected {
+        plugin: String,
+        index: usize,
+        reason: String,
+    },
+    #[error("plugin failed")]
+    PluginFailed { plugin: String, detail: String },
+    #[error("not found")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            Unknown(_) | InvalidDir(_) | Checksum(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            BadRequest(_)
+            | InvalidOffset(_)
+            | InvalidDuration(_)
+            | InvalidCompression(_)
+            | TopicExists => StatusCode::BAD_REQUEST,
+            EndOfTopic | TopicNotFound | ScannerNotFound | OffsetNotFound | NoRoute => {
+                StatusCode::NOT_FOUND
+            }
+            Busy => StatusCode::CONFLICT,
+            TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            PluginFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use ApiError::*;
+        let status = self.status();
+        let mut body = json!({
+            "ok": false,
+            "status": status.as_u16(),
+            "error": format!("netlog: {self}"),
+        });
+        let extra = match &self {
+            BadRequest(r) | InvalidOffset(r) | InvalidDuration(r) | InvalidCompression(r) => {
+                json!({ "reason": r })
+            }
+            TooLarge { limit } => json!({ "reason": format!("the body is over {limit} bytes") }),
+            Rejected {
+                plugin,
+                index,
+                reason,
+            } => json!({ "plugin": plugin, "index": index, "reason": reason }),
+            PluginFailed { plugin, detail } => {
+                tracing::error!(plugin, detail, "plugin failure answered with 503");
+                json!({ "plugin": plugin })
+            }
+            Unknown(detail) | InvalidDir(detail) | Checksum(detail) => {
+                tracing::error!(status = status.as_u16(), detail, "request failed");
+                json!({})
+            }
+            _ => json!({}),
+        };
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::TopicNotFound => ApiError::TopicNotFound,
+            BrokerError::TopicExists => ApiError::TopicExists,
+            BrokerError::InvalidName(why) => {
+                ApiError::BadRequest(format!("invalid topic name: {why}"))
+            }
+            BrokerError::Settings(SettingsError::Compression(why)) => {
+                ApiError::InvalidCompression(why)
+            }
+            BrokerError::Settings(SettingsError::Invalid(why)) => ApiError::BadRequest(why),
+            BrokerError::ScannerNotFound => ApiError::ScannerNotFound,
+            BrokerError::Busy => ApiError::Busy,
+            BrokerError::InvalidDir { .. } => ApiError::InvalidDir(e.to_string()),
+            BrokerError::Log(e) => e.into(),
+            e @ (BrokerError::WriteFailed(_) | BrokerError::Io { .. }) => {
+                ApiError::Unknown(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::OffsetNotFound(_) => ApiError::OffsetNotFound,
+            LogError::Corrupt {
+                source: FormatError::Codec(c),
+                ..
+            } => ApiError::Unknown(format!("codec {} failed: {}", c.codec, c.reason)),
+            e @ LogError::Corrupt { .. } => ApiError::Checksum(e.to_string()),
+            e => ApiError::Unknown(e.to_string()),
+        }
+    }
+}
+
+/// The query string as a map; a malformed one is a 400.
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
+    }
+}
+
+impl Params {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+}
+
+/// The request body, up to the configured limit (413 beyond).
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.broker.config().max_body;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::TooLarge { limit });
+        }
+        axum::body::to_bytes(req.into_body(), limit as usize)
+            .await
+            .map(Body)
+            .map_err(|e| {
+                if std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                {
+                    ApiError::TooLarge { limit }
+                } else {
+                    ApiError::BadRequest(format!("could not read the body: {e}"))
+                }
+            })
+    }
+}
+
+/// `{"ok":true,"message":...}` with a status.
+fn ok_message(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "ok": true, "message": message })),
+    )
+        .into_response()
+}
+
+/// Formats a time as RFC 3339 in UTC with nanoseconds, as netlog (Go) does.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Times print as Go's RFC 3339 with nanoseconds in UTC.
+    #[test]
+    fn formats_rfc3339_like_go() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_795_643_197, 44_244_919);
+        assert_eq!(rfc3339(t), "2026-11-24T21:46:37.044244919Z");
+        assert_eq!(
+            rfc3339(std::time::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000000000Z"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! Streaming subscription: `GET /{topic}/stream?from=X`, Server-Sent Events.
+//!
+//! Each message is one event whose `id` is its offset and whose `data` is the
+//! payload (one `data:` line per payload line). A payload that is not UTF-8,
+//! or holds a carriage return (which SSE would turn into a line break), comes
+//! as `event: binary` with the payload in lowercase hex. A client that
+//! reconnects with `Last-Event-ID: N` resumes at N + 1: no gap, no duplicate.
+//! A comment line (`: keep-alive`) goes out after every `heartbeat` (default
+//! 15 s, `heartbeat=` to change) of silence so proxies keep the connection.
+//!
+//! Memory per stream is bounded: the body is pulled, so a new chunk (at most
+//! [`CHUNK_BYTES`] plus one message) is read from the log only when the
+//! previous one has gone to the socket. A consumer that stops reading holds
+//! its position and at most one chunk, plus hyper's and the kernel's socket
+//! buffers; the writer and other subscribers never wait for it.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::{ApiError, AppState, Params};
+use crate::duration::{parse_duration, parse_offset};
+use crate::log::{Message, Scanner};
+
+/// Largest chunk of events written at once.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+/// Default silence before a keep-alive comment.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+
+struct Subscription {
+    scanner: Scanner,
+    stop: watch::Receiver<bool>,
+    heartbeat: Duration,
+    topic: String,
+}
+
+/// `GET /{topic}/stream?from=X[&heartbeat=D]`.
+pub async fn stream(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let topic = state.broker.topic(&name)?;
+    let from = match headers.get("last-event-id") {
+        Some(v) => {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::InvalidOffset("Last-Event-ID is not an offset".into()))?
+                + 1
+        }
+        None => topic.resolve(
+            parse_offset(params.get("from").unwrap_or(""))
+                .map_err(|e| ApiError::InvalidOffset(e.to_string()))?,
+        ),
+    };
+    let heartbeat = match params.get("heartbeat") {
+        None => DEFAULT_HEARTBEAT,
+        Some(h) => parse_duration(h)
+            .map_err(|e| ApiError::InvalidDuration(e.to_string()))?
+            .max(Duration::from_millis(10)),
+    };
+    let sub = Subscription {
+        scanner: topic.log().scanner(from)?,
+        stop: state.shutdown.clone(),
+        heartbeat,
+        topic: name,
+    };
+    let hello =
+        futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b": ok\n\n")) });
+    let events = futures_util::stream::unfold(sub, next_chunk);
+    let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(hello, events));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn next_chunk(mut sub: Subscription) -> Option<(Result<Bytes, Infallible>, Subscription)> {
+    if *sub.stop.borrow() {
+        return None;
+    }
+    let next = tokio::select! {
+        r = sub.scanner.next(sub.heartbeat) => r,
+        _ = sub.stop.wait_for(|s| *s) => return None,
+    };
+    let first = match next {
+        Ok(Some(m)) => m,
+        Ok(None) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), sub)),
+        Err(e) => {
+            tracing::error!(topic = %sub.topic, error = %e, "stream ended by a read error");
+            return None;
+        }
+    };
+    let mut buf = Vec::with_capacity(first.payload.len() + 64);
+    write_event(&mut buf, &first);
+    while buf.len() < CHUNK_BYTES {
+        match sub.scanner.try_next() {
+            Ok(Some(m)) => write_event(&mut buf, &m),
+            _ => break,
+        }
+    }
+    Some((Ok(Bytes::from(buf)), sub))
+}
+
+/// Appends one SSE event for `m`.
+pub fn write_event(buf: &mut Vec<u8>, m: &Message) {
+    use std::io::Write;
+    match std::str::from_utf8(&m.payload) {
+        Ok(text) if !text.contains('\r') => {
+            let _ = writeln!(buf, "id: {}", m.offset);
+            for line in text.split('\n') {
+                buf.extend_from_slice(b"data: ");
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+            }
+        }
+        _ => {
+            let _ = write!(buf, "event: binary\nid: {}\ndata: ", m.offset);
+            for b in m.payload.iter() {
+                let _ = write!(buf, "{b:02x}");
+            }
+            buf.push(b'\n');
+        }
+    }
+    buf.push(b'\n');
+}

@@ -1,0 +1,100 @@
+//! Topics: list, create (with settings JSON), info, delete.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, Body, Params, ok_message, rfc3339};
+use crate::config::SettingsInput;
+
+/// `GET /`: the topic names, sorted.
+pub async fn topics_list(State(state): State<AppState>) -> Response {
+    axum::Json(state.broker.topic_names()).into_response()
+}
+
+/// `POST /{topic}`: creates a topic; the optional body is its settings JSON.
+pub async fn topic_create(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let input: SettingsInput = if body.iter().all(u8::is_ascii_whitespace) {
+        SettingsInput::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("settings JSON: {e}")))?
+    };
+    let broker = state.broker.clone();
+    tokio::task::spawn_blocking(move || broker.create_topic(&name, input))
+        .await
+        .map_err(|e| ApiError::Unknown(e.to_string()))??;
+    Ok(ok_message(StatusCode::CREATED, "topic created"))
+}
+
+/// `GET /{topic}`: netlog's topic info, plus the topic's settings.
+pub async fn topic_info(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let topic = state.broker.topic(&name)?;
+    let log = topic.log();
+    let segments = log.segments();
+    let seg_json: Vec<Value> = segments
+        .iter()
+        .map(|s| {
+            json!({
+                "first_offset": s.first_offset,
+                "disk_size": s.disk_size,
+                "data_size": s.data_size,
+                "mod_time": rfc3339(s.mod_time),
+            })
+        })
+        .collect();
+    let scanners: BTreeMap<String, Value> = topic
+        .scanners()
+        .iter()
+        .map(|s| {
+            (
+                s.id.to_string(),
+                json!({"id": s.id.to_string(), "next": s.next(), "from": s.from, "persistent": s.persistent}),
+            )
+        })
+        .collect();
+    let settings = topic.settings();
+    Ok(axum::Json(json!({
+        "name": topic.name(),
+        "path": topic.dir(),
+        "disk_size": segments.iter().map(|s| s.disk_size).sum::<u64>(),
+        "first_offset": log.oldest_offset(),
+        "latest_offset": log.latest_offset(),
+        "segments": seg_json,
+        "mod_time": segments.last().map(|s| rfc3339(s.mod_time)),
+        "scanners": scanners,
+        "settings": settings,
+        "compression": settings.compression_name(),
+    }))
+    .into_response())
+}
+
+/// `DELETE /{topic}?force=true`: deletes a topic; 409 with scanners attached
+/// unless forced.
+pub async fn topic_delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let force = params.get("force").is_some_and(truthy);
+    let broker = state.broker.clone();
+    tokio::task::spawn_blocking(move || broker.delete_topic(&name, force))
+        .await
+        .map_err(|e| ApiError::Unknown(e.to_string()))??;
+    Ok(ok_message(StatusCode::OK, "topic deleted"))
+}
+
+/// netlog's booleans in query strings: 1, true, yes.
+pub(super) fn truthy(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+}
