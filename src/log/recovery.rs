@@ -15,6 +15,9 @@
 //!   data. The walk stops at the first message that is short, fails its CRC,
 //!   or (past the trusted index) is all zeros; the data file is cut there, the
 //!   marker written after the last good entry and stale entries zeroed.
+//!   A message that fails its CRC although the index vouches for it and for a
+//!   verified message right after it is damage, not a torn tail: it is kept,
+//!   so reads and `check` report it and the messages after it stay.
 //!
 //! A message fully written before the crash passes all of these checks, so it
 //! is never cut.
@@ -262,10 +265,19 @@ fn walk_data(
         }
         payload.resize(header.length as usize, 0);
         rd.read_exact(&mut payload).map_err(io_error(path))?;
-        if header.verify(&payload).is_err() {
-            break;
-        }
         let next_hint = hints.get(entries.len() + 1);
+        if header.verify(&payload).is_err() {
+            // Vouched for by the index and followed by a message that
+            // verifies where the index says: damaged after it was written,
+            // not torn. Cutting here would drop every message after it.
+            let damaged = trusted
+                && next_hint.is_some_and(|n| {
+                    n.pos == pos + total && n.rel > rel && read_verified(data, n.pos, len).is_some()
+                });
+            if !damaged {
+                break;
+            }
+        }
         let count = match (trusted, next_hint) {
             (true, Some(n)) if n.pos == pos + total && n.rel > rel => n.rel - rel,
             _ if !header.is_set() => 1,
