@@ -307,7 +307,7 @@ mod tests {
     /// Times print as Go's RFC 3339 with nanoseconds in UTC.
     #[test]
     fn formats_rfc3339_like_go() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_795_643_197, 44_244_919);
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_795_556_797, 44_244_919);
         assert_eq!(rfc3339(t), "2026-11-24T21:46:37.044244919Z");
         assert_eq!(
             rfc3339(std::time::UNIX_EPOCH),
