@@ -1,10 +1,10 @@
 //! Administration: the integrity check.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState, Params};
+use super::{ApiError, AppState, Params, Path};
 use crate::duration::parse_offset;
 
 /// `GET /{topic}/check?from=X`: `topic healthy`, or netlog's list of problems.

@@ -8,13 +8,13 @@
 //! newline does not make an empty message; empty lines are skipped). Either
 //! way the messages become one entry in the log: all or nothing.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{ApiError, AppState, Body};
+use super::{ApiError, AppState, Body, Path};
 use crate::duration::parse_offset;
 use crate::message::{self, FormatError, PLAIN};
 use crate::topic::Batch;

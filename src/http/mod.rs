@@ -10,8 +10,8 @@
 //! responses: `{"ok":false,"status":<code>,"error":"netlog: <text>"}` with
 //! netlog's texts, plus `reason`/`index`/`plugin` fields where they help.
 //! Bodies of 5xx answers stay generic; the details go to the log. The
-//! extractors here ([`Params`], [`Body`]) reject with `ApiError` too, so
-//! malformed input gets the same shape as everything else.
+//! extractors here ([`Path`], [`Params`], [`Body`]) reject with `ApiError`
+//! too, so malformed input gets the same shape as everything else.
 
 mod admin;
 mod messages;
@@ -214,6 +214,25 @@ impl From<LogError> for ApiError {
             e @ LogError::Corrupt { .. } => ApiError::Checksum(e.to_string()),
             e => ApiError::Unknown(e.to_string()),
         }
+    }
+}
+
+/// The path parameters; a path that does not decode (a topic name that is
+/// not UTF-8, say) is a 400.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
     }
 }
 

@@ -10,13 +10,13 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::topics::truthy;
-use super::{ApiError, AppState, Params};
+use super::{ApiError, AppState, Params, Path};
 use crate::duration::{parse_duration, parse_offset};
 use crate::log::Message;
 use crate::message::{self, PLAIN};

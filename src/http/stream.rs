@@ -17,13 +17,13 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::{ApiError, AppState, Params};
+use super::{ApiError, AppState, Params, Path};
 use crate::duration::{parse_duration, parse_offset};
 use crate::log::{Message, Scanner};
 

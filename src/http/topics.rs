@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, Body, Params, ok_message, rfc3339};
+use super::{ApiError, AppState, Body, Params, Path, ok_message, rfc3339};
 use crate::config::SettingsInput;
 
 /// `GET /`: the topic names, sorted.
