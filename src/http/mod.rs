@@ -176,7 +176,17 @@ impl IntoResponse for ApiError {
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
         }
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if matches!(self, TooLarge { .. }) {
+            // The rest of the body stays unread and the server may drop the
+            // connection: say so, or a client reuses it and its next request
+            // fails.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
