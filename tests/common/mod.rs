@@ -1,0 +1,570 @@
+//! Helpers shared by the integration tests: a broker running in this process
+//! (the library's `run` on `127.0.0.1:0`), the real `netlog` binary as a child
+//! process, a small HTTP client for the API, and checks for netlog's JSON
+//! shapes.
+//!
+//! Everything listens on and talks to 127.0.0.1 only. Data lives in temporary
+//! directories that are removed when their guard is dropped.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use netlog::config::Config;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Longest any single request of a test may take before the test fails.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a child broker may take to answer after start or to exit.
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A fresh temporary data directory, removed on drop.
+pub fn data_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("netlog-test-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// The default configuration pointed at `dir`, with a fast segment monitor.
+pub fn test_config(dir: &Path) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        monitor_interval: Duration::from_millis(50),
+        ..Config::default()
+    }
+}
+
+/// A broker served by `netlog::run` in this process, on its own runtime and
+/// thread. Dropping it triggers shutdown without waiting; `stop` waits.
+pub struct Broker {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), netlog::RunError>>>,
+}
+
+/// Starts a broker with the test defaults on data directory `dir`.
+pub fn spawn_broker(dir: &Path) -> Broker {
+    spawn_broker_with(test_config(dir))
+}
+
+/// Starts a broker with `config` (its `listen` is ignored: the broker gets a
+/// listener on `127.0.0.1:0`). The listener is bound before this returns, so
+/// requests may be sent at once; they wait until the broker has opened the
+/// data directory.
+pub fn spawn_broker_with(config: Config) -> Broker {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let addr = listener.local_addr().expect("listener address");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name(format!("netlog-broker-{}", addr.port()))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("broker runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                netlog::run(listener, config, async {
+                    // A dropped sender is a shutdown too.
+                    let _ = rx.await;
+                })
+                .await
+            })
+        })
+        .expect("spawn the broker thread");
+    Broker {
+        addr,
+        shutdown: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+impl Broker {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client for this broker.
+    pub fn api(&self) -> Api {
+        Api::new(&self.base_url())
+    }
+
+    /// Graceful stop: triggers shutdown and waits for `run` to return, which
+    /// must be `Ok`.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let thread = self.thread.take().expect("broker thread");
+        let result = tokio::time::timeout(
+            PROCESS_TIMEOUT,
+            tokio::task::spawn_blocking(move || thread.join()),
+        )
+        .await
+        .expect("the broker stops within the process timeout")
+        .expect("join task")
+        .expect("the broker thread does not panic");
+        if let Err(e) = result {
+            panic!("netlog::run returned an error: {e}");
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The real `netlog` binary, run as a child process on a free port. Killed
+/// (SIGKILL) on drop if still running.
+pub struct NetlogProcess {
+    child: Child,
+    addr: SocketAddr,
+    log_path: PathBuf,
+    _log_dir: TempDir,
+}
+
+/// Starts `netlog -listen 127.0.0.1:<free port> -dir <dir>` and waits until
+/// `GET /` answers.
+pub async fn spawn_netlog(dir: &Path) -> NetlogProcess {
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
+        probe.local_addr().expect("probe address").port()
+    };
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let log_dir = tempfile::Builder::new()
+        .prefix("netlog-log-")
+        .tempdir()
+        .expect("log directory");
+    let log_path = log_dir.path().join("netlog.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_netlog"))
+        .arg("-listen")
+        .arg(addr.to_string())
+        .arg("-dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("start the netlog binary");
+    let mut process = NetlogProcess {
+        child,
+        addr,
+        log_path,
+        _log_dir: log_dir,
+    };
+    process.wait_ready().await;
+    process
+}
+
+impl NetlogProcess {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client for this broker.
+    pub fn api(&self) -> Api {
+        Api::new(&self.base_url())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the process has logged so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let api = self.api();
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                panic!("netlog exited early with {status}:\n{}", self.log());
+            }
+            if let Ok(Ok(resp)) =
+                tokio::time::timeout(Duration::from_secs(2), api.http.get(api.url("/")).send())
+                    .await
+                && resp.status() == StatusCode::OK
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "netlog did not answer GET / in time:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL, then reaps the process.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL netlog");
+        self.child.wait().expect("reap netlog");
+    }
+
+    /// SIGTERM (through `kill -TERM`), then waits for the exit, which must be
+    /// a success.
+    pub async fn terminate(&mut self) {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill -TERM");
+        assert!(sent.success(), "kill -TERM failed: {sent}");
+        let status = self.wait_exit().await;
+        assert!(
+            status.success(),
+            "netlog exited with {status} after SIGTERM:\n{}",
+            self.log()
+        );
+    }
+
+    async fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "netlog did not exit in time:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for NetlogProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A thin client for the API at one base URL. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    /// The underlying client (127.0.0.1 only, no proxy).
+    pub http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    /// A client for `base` (`http://127.0.0.1:<port>`).
+    pub fn new(base: &str) -> Api {
+        Api::with_client(base, client_builder().build().expect("HTTP client"))
+    }
+
+    /// A client for `base` over `http`.
+    pub fn with_client(base: &str, http: reqwest::Client) -> Api {
+        Api {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The absolute URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// `POST path` with `body`.
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// `POST path` without a body.
+    pub async fn post_empty(&self, path: &str) -> reqwest::Response {
+        self.http.post(self.url(path)).send().await.expect("POST")
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    /// Creates `topic` with the server defaults; must succeed.
+    pub async fn create_topic(&self, topic: &str) {
+        let resp = self.post_empty(&format!("/{topic}")).await;
+        expect_ok_message(resp, 201, "topic created").await;
+    }
+
+    /// Creates `topic` with `settings` JSON; must succeed.
+    pub async fn create_topic_with(&self, topic: &str, settings: &Value) {
+        let resp = self.post(&format!("/{topic}"), settings.to_string()).await;
+        expect_ok_message(resp, 201, "topic created").await;
+    }
+
+    /// Publishes one message; must succeed. Returns its offset.
+    pub async fn publish(&self, topic: &str, payload: impl Into<reqwest::Body>) -> u64 {
+        let resp = self.post(&format!("/{topic}/payload"), payload).await;
+        let body = expect_json(resp, 201).await;
+        body["offset"]
+            .as_u64()
+            .expect("the answer names the offset")
+    }
+
+    /// Topic info; must succeed.
+    pub async fn info(&self, topic: &str) -> Value {
+        expect_json(self.get(&format!("/{topic}")).await, 200).await
+    }
+
+    /// Creates a scanner with `query` (e.g. `from=0&persist=true`); must
+    /// succeed. Returns the answer.
+    pub async fn scanner(&self, topic: &str, query: &str) -> Value {
+        let resp = self.post_empty(&format!("/{topic}/scanner?{query}")).await;
+        let body = expect_json(resp, 201).await;
+        assert!(
+            body["id"].as_str().is_some_and(is_uuid),
+            "scanner id is a UUID: {body}"
+        );
+        body
+    }
+
+    /// Creates a scanner from `from`; returns its id.
+    pub async fn scanner_id(&self, topic: &str, from: &str) -> String {
+        let body = self.scanner(topic, &format!("from={from}")).await;
+        body["id"].as_str().expect("id").to_string()
+    }
+
+    /// One scan of scanner `id`, waiting up to `wait` (netlog syntax).
+    pub async fn scan(&self, topic: &str, id: &str, wait: &str) -> reqwest::Response {
+        self.get(&format!("/{topic}/scan?id={id}&wait={wait}"))
+            .await
+    }
+
+    /// One scan that must return a message; returns (offset, payload).
+    pub async fn scan_one(&self, topic: &str, id: &str) -> (u64, Vec<u8>) {
+        let resp = self.scan(topic, id, "5ms").await;
+        expect_message(resp).await
+    }
+
+    /// Reads the message at `offset` (netlog syntax); must succeed.
+    pub async fn payload(&self, topic: &str, offset: &str) -> (u64, Vec<u8>) {
+        expect_message(self.get(&format!("/{topic}/payload/{offset}")).await).await
+    }
+}
+
+/// A client builder with the tests' defaults: no proxy, bounded requests.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+}
+
+/// Whether `s` is a hyphenated UUID.
+pub fn is_uuid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
+}
+
+/// Asserts the status and a JSON content type; returns the body.
+pub async fn expect_json(resp: reqwest::Response, status: u16) -> Value {
+    let got = resp.status().as_u16();
+    let ctype = content_type(&resp);
+    let bytes = resp.bytes().await.expect("read the body");
+    assert_eq!(
+        got,
+        status,
+        "unexpected status; body: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(
+        ctype.starts_with("application/json"),
+        "content type {ctype:?} is JSON"
+    );
+    serde_json::from_slice(&bytes).expect("the body is JSON")
+}
+
+/// Asserts `{"ok":true,"message":<message>}` with `status`.
+pub async fn expect_ok_message(resp: reqwest::Response, status: u16, message: &str) {
+    let body = expect_json(resp, status).await;
+    assert_eq!(body, serde_json::json!({"ok": true, "message": message}));
+}
+
+/// Extra fields an error body may carry beyond netlog's three.
+const ERROR_EXTRAS: &[&str] = &["reason", "index", "plugin"];
+
+/// Asserts netlog's error shape, `{"ok":false,"status":<status>,"error":
+/// "netlog: <text>"}` with `application/json`, allowing only the documented
+/// extra fields. Returns the body.
+pub async fn expect_error(resp: reqwest::Response, status: u16, text: &str) -> Value {
+    let body = expect_json(resp, status).await;
+    check_error_body(&body, status, text);
+    body
+}
+
+/// The checks of [`expect_error`] on an already parsed body.
+pub fn check_error_body(body: &Value, status: u16, text: &str) {
+    let obj = body.as_object().expect("the error body is an object");
+    assert_eq!(body["ok"], Value::Bool(false), "{body}");
+    assert_eq!(body["status"], Value::from(status), "{body}");
+    assert_eq!(
+        body["error"],
+        Value::from(format!("netlog: {text}")),
+        "{body}"
+    );
+    for key in obj.keys() {
+        assert!(
+            ["ok", "status", "error"].contains(&key.as_str())
+                || ERROR_EXTRAS.contains(&key.as_str()),
+            "unexpected field {key:?} in {body}"
+        );
+    }
+}
+
+/// Asserts the exact error body, with no extra field.
+pub async fn expect_exact_error(resp: reqwest::Response, status: u16, text: &str) {
+    let body = expect_error(resp, status, text).await;
+    assert_eq!(
+        body,
+        serde_json::json!({"ok": false, "status": status, "error": format!("netlog: {text}")})
+    );
+}
+
+/// Asserts a 400 with netlog's shape and a non-empty `reason`; returns it.
+pub async fn expect_bad_request(resp: reqwest::Response, text: &str) -> String {
+    let body = expect_error(resp, 400, text).await;
+    let reason = body["reason"].as_str().unwrap_or_default().to_string();
+    assert!(!reason.is_empty(), "a 400 says why: {body}");
+    reason
+}
+
+/// Asserts a 200 message answer (payload or scan): octet-stream, `X-Offset`
+/// and `X-Crc32` (decimal CRC-32 of the payload). Returns (offset, payload).
+pub async fn expect_message(resp: reqwest::Response) -> (u64, Vec<u8>) {
+    let status = resp.status();
+    let ctype = content_type(&resp);
+    let offset = header(&resp, "x-offset");
+    let crc = header(&resp, "x-crc32");
+    let bytes = resp.bytes().await.expect("read the body").to_vec();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a message; body: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert_eq!(ctype, "application/octet-stream");
+    let offset: u64 = offset
+        .expect("X-Offset header")
+        .parse()
+        .expect("X-Offset is a number");
+    let crc: u32 = crc
+        .expect("X-Crc32 header")
+        .parse()
+        .expect("X-Crc32 is decimal");
+    assert_eq!(crc, crc32fast::hash(&bytes), "X-Crc32 is the payload's CRC");
+    (offset, bytes)
+}
+
+/// A header's value as text.
+pub fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .map(|v| v.to_str().expect("ASCII header").to_string())
+}
+
+/// The Content-Type, or "".
+pub fn content_type(resp: &reqwest::Response) -> String {
+    header(resp, "content-type").unwrap_or_default()
+}
+
+/// Sends one raw HTTP/1.1 request (for paths an URL library would
+/// normalise, such as `/..`) and returns the status and the body.
+pub fn raw_request(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .expect("read timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-type: application/json"),
+        "JSON answer: {head}"
+    );
+    (status, answer[split + 4..].to_vec())
+}
+
+/// Encodes one netlog message (compver, CRC-32, length, payload), written
+/// here from the storage spec rather than borrowed from the crate.
+pub fn frame(compver: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + payload.len());
+    out.push(compver);
+    out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The data file of segment `base` of `topic` in `dir`.
+pub fn data_file(dir: &Path, topic: &str, base: u64) -> PathBuf {
+    dir.join(topic).join(format!("{base:020}.data"))
+}
