@@ -209,7 +209,13 @@ impl NetlogProcess {
         let deadline = Instant::now() + PROCESS_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("poll the child") {
-                panic!("netlog exited early with {status}:\n{}", self.log());
+                panic!(
+                    "{} exited before answering, with {status} (a binary that exits 0 at \
+                     once is not this crate's netlog: was it overwritten by another build \
+                     sharing the target directory?):\n{}",
+                    env!("CARGO_BIN_EXE_netlog"),
+                    self.log()
+                );
             }
             if let Ok(Ok(resp)) =
                 tokio::time::timeout(Duration::from_secs(2), api.http.get(api.url("/")).send())
