@@ -100,8 +100,7 @@ async fn getting_started_walkthrough() {
     assert_eq!(recent["persistent"], false);
 }
 
-/// netlog's one-line pub/sub: a persistent scanner long-polling with
-/// `wait=1h` receives each line as it is published.
+/// netlog's one-line pub/sub: a persistent scanner polling with `wait=1h` gets each line.
 #[tokio::test]
 async fn one_line_pub_sub() {
     let dir = data_dir();
@@ -154,8 +153,7 @@ async fn lists_topics() {
     broker.stop().await;
 }
 
-/// `POST /{topic}` without a body creates an empty topic with the server's
-/// default settings, stored in `settings.json`.
+/// `POST /{topic}` without a body creates an empty topic with the defaults, in `settings.json`.
 #[tokio::test]
 async fn creates_topic_with_defaults() {
     let dir = data_dir();
@@ -182,8 +180,7 @@ async fn creates_topic_with_defaults() {
     broker.stop().await;
 }
 
-/// Every settings field of `POST /{topic}` is honoured and stored, with
-/// durations as text or as integer nanoseconds.
+/// Every settings field is honoured and stored, durations given as text or as nanoseconds.
 #[tokio::test]
 async fn creates_topic_with_every_setting() {
     let dir = data_dir();
@@ -216,8 +213,7 @@ async fn creates_topic_with_every_setting() {
     broker.stop().await;
 }
 
-/// `compression_type` 0 (default: none), 1 (none), 2 (gzip) and 3 (snappy)
-/// are accepted, and a message set is stored with that compression.
+/// `compression_type` 0 to 3 are accepted and a message set is stored with that compression.
 #[tokio::test]
 async fn compression_types_zero_to_three() {
     let dir = data_dir();
@@ -269,8 +265,7 @@ async fn topic_info_of_unknown_topic() {
     broker.stop().await;
 }
 
-/// `DELETE /{topic}` removes a topic without scanners: gone from the list,
-/// from disk, and its name is free again.
+/// `DELETE /{topic}` removes a topic without scanners from the list and the disk.
 #[tokio::test]
 async fn deletes_topic() {
     let dir = data_dir();
@@ -293,8 +288,7 @@ async fn deletes_topic() {
     broker.stop().await;
 }
 
-/// Deleting a topic with scanners attached is 409 resource busy unless
-/// `force=true`.
+/// Deleting a topic with scanners attached is 409 resource busy unless `force=true`.
 #[tokio::test]
 async fn delete_with_scanners_needs_force() {
     let dir = data_dir();
@@ -313,9 +307,7 @@ async fn delete_with_scanners_needs_force() {
     broker.stop().await;
 }
 
-/// `POST /{topic}/payload` stores the body's exact bytes at consecutive
-/// offsets; `GET /{topic}/payload/{offset}` reads them back by number,
-/// keyword or duration.
+/// Payloads are stored byte for byte and read back by number, keyword or duration.
 #[tokio::test]
 async fn payload_write_and_read() {
     let dir = data_dir();
@@ -364,8 +356,7 @@ async fn syncs_topic() {
     broker.stop().await;
 }
 
-/// `POST /{topic}/scanner` accepts every form of `from`: keywords in any
-/// case, numbers up to the end, durations.
+/// `POST /{topic}/scanner` accepts every form of `from`: keywords, numbers, durations.
 #[tokio::test]
 async fn scanner_from_forms() {
     let dir = data_dir();
@@ -408,8 +399,7 @@ async fn scanner_from_forms() {
     broker.stop().await;
 }
 
-/// `persist` accepts 1, true and yes; persistent scanners have a
-/// `readers/<id>.scanner` file of 8 bytes, others have none.
+/// `persist` accepts 1, true and yes; only persistent scanners get a `readers/` file.
 #[tokio::test]
 async fn scanner_persist_flags() {
     let dir = data_dir();
@@ -442,8 +432,7 @@ async fn scanner_persist_flags() {
     broker.stop().await;
 }
 
-/// `DELETE /{topic}/scanner?id=X` removes a scanner (and its file); no id is
-/// 400, an unknown id 404 scanner not found.
+/// `DELETE /{topic}/scanner` removes a scanner; no id is 400, an unknown one 404.
 #[tokio::test]
 async fn scanner_delete() {
     let dir = data_dir();
@@ -470,8 +459,7 @@ async fn scanner_delete() {
     broker.stop().await;
 }
 
-/// `GET /{topic}/scan` hands each message out once per scanner, waits up to
-/// `wait` at the end (default 5ms) and is woken by a publish.
+/// `scan` hands each message out once per scanner, waits up to `wait`, wakes on a publish.
 #[tokio::test]
 async fn scan_with_wait() {
     let dir = data_dir();
@@ -543,8 +531,7 @@ fn entries(data: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
-/// A byte flipped on disk is reported by `check` (offset, odelta, type,
-/// expected and actual CRC) and reading that message is 500 checksum error.
+/// A byte flipped on disk is listed by `check`, and reading it is 500 checksum error.
 #[tokio::test]
 async fn check_finds_corrupted_bytes() {
     let dir = data_dir();
@@ -619,8 +606,7 @@ async fn check_finds_corrupted_bytes() {
     broker.stop().await;
 }
 
-/// 400 bad request: empty payload, malformed settings JSON, unknown or
-/// mistyped settings fields, each with a reason.
+/// 400 bad request: empty payload, malformed JSON, unknown or mistyped settings fields.
 #[tokio::test]
 async fn bad_request_errors() {
     let dir = data_dir();
@@ -649,8 +635,7 @@ async fn bad_request_errors() {
     broker.stop().await;
 }
 
-/// 400 invalid offset: negative numbers and text that is neither a keyword
-/// nor a duration, in `from=`, `/payload/` and `check?from=`.
+/// 400 invalid offset: negative or meaningless offsets in `from=`, `/payload/`, `check`.
 #[tokio::test]
 async fn invalid_offset_errors() {
     let dir = data_dir();
@@ -685,8 +670,7 @@ async fn invalid_duration_error() {
     broker.stop().await;
 }
 
-/// 400 invalid compression type for values netlog never defined (and no
-/// codec plugin is declared); nothing is created.
+/// 400 invalid compression type for values netlog never defined; nothing is created.
 #[tokio::test]
 async fn invalid_compression_type_error() {
     let dir = data_dir();
@@ -786,8 +770,7 @@ async fn offset_not_found_errors() {
     broker.stop().await;
 }
 
-/// 413 payload too large beyond `max_body`, whether the length is declared
-/// or the body is chunked; the limit itself is accepted.
+/// 413 payload too large beyond `max_body`, declared or chunked; the limit itself passes.
 #[tokio::test]
 async fn payload_too_large_error() {
     let dir = data_dir();
@@ -823,8 +806,7 @@ async fn payload_too_large_error() {
     broker.stop().await;
 }
 
-/// Topic names that are unsafe as directory names are refused with 400 and
-/// a reason, on create and on lookup, and nothing is created on disk.
+/// Topic names unsafe as directory names are 400 with a reason, and nothing is created.
 #[tokio::test]
 async fn unsafe_topic_names() {
     let dir = data_dir();

@@ -65,8 +65,7 @@ fn established_to(port: u16) -> usize {
         .count()
 }
 
-/// A thousand idle long polls (`wait=1h`) cost little CPU, and one
-/// publish answers all of them with the message.
+/// A thousand idle `wait=1h` long polls cost little CPU; one publish answers them all.
 #[tokio::test]
 async fn thousand_idle_long_polls() {
     let needed = 2 * POLLS as u64 + 256;

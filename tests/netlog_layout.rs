@@ -140,8 +140,7 @@ async fn assert_serves_netlog_topic(api: &Api, name: &str, data_len: usize) {
     .await;
 }
 
-/// netlog's layout with text durations in `settings.json` opens and serves
-/// all seven messages, plain, gzip and snappy alike.
+/// netlog's layout with text durations in `settings.json` opens and serves every message.
 #[tokio::test]
 async fn opens_netlog_layout_with_text_durations() {
     let dir = data_dir();
@@ -157,8 +156,7 @@ async fn opens_netlog_layout_with_text_durations() {
     broker.stop().await;
 }
 
-/// netlog's layout with integer-nanosecond durations in `settings.json`
-/// opens the same way.
+/// netlog's layout with nanosecond durations in `settings.json` opens the same way.
 #[tokio::test]
 async fn opens_netlog_layout_with_nanosecond_durations() {
     let dir = data_dir();
@@ -174,8 +172,7 @@ async fn opens_netlog_layout_with_nanosecond_durations() {
     broker.stop().await;
 }
 
-/// A persistent scanner stored by netlog resumes after its stored offset,
-/// here in the middle of the gzip set.
+/// A scanner file written by netlog resumes after its offset, inside the gzip set.
 #[tokio::test]
 async fn netlog_scanner_resumes_after_stored_offset() {
     let dir = data_dir();
@@ -200,8 +197,7 @@ async fn netlog_scanner_resumes_after_stored_offset() {
     assert_eq!(std::fs::read(scanner_file).unwrap(), 6i64.to_be_bytes());
 }
 
-/// New messages go on in netlog's layout: a plain message after the old
-/// end, its index entry where the marker was, and a new marker after it.
+/// New messages are appended in netlog's layout: data, index entry and marker.
 #[tokio::test]
 async fn keeps_writing_netlog_layout() {
     let dir = data_dir();

@@ -18,9 +18,7 @@ const PER_PRODUCER: usize = 250;
 /// Every message acknowledged so far: (offset, payload).
 type Acked = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
 
-/// Graceful stop and start on the same directory keeps topics, their
-/// settings, messages and persistent scanner positions; a non-persistent
-/// scanner is gone.
+/// A graceful restart keeps topics, settings, messages and persistent scanners only.
 #[tokio::test]
 async fn graceful_restart_keeps_state() {
     let dir = data_dir();
@@ -165,8 +163,7 @@ async fn assert_all_readable(api: &Api, topic: &str, acked: &Acked) {
     }
 }
 
-/// After a SIGKILL in the middle of concurrent publishing, every message
-/// that was acknowledged with 201 is readable at its offset, byte for byte.
+/// After a SIGKILL mid-publish every acknowledged message is readable, byte for byte.
 #[tokio::test]
 async fn sigkill_loses_nothing_acknowledged() {
     let dir = data_dir();
@@ -191,9 +188,7 @@ async fn sigkill_loses_nothing_acknowledged() {
     assert_all_readable(&netlog.api(), "crash", &acked).await;
 }
 
-/// SIGTERM in the middle of concurrent publishing, with a long poll
-/// waiting, answers the poll, exits 0, and keeps everything acknowledged and
-/// persistent scanner positions.
+/// SIGTERM mid-publish answers a long poll, exits 0 and keeps all acknowledged state.
 #[tokio::test]
 async fn sigterm_stops_cleanly() {
     let dir = data_dir();
