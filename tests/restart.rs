@@ -58,10 +58,10 @@ async fn graceful_restart_keeps_state() {
     let info = api.info("kept").await;
     assert_eq!(info["settings"], settings);
     assert_eq!(info["latest_offset"], 4);
-    assert_eq!(
-        info["scanners"],
-        json!({ persistent.clone(): {"id": persistent, "next": 2, "from": 2, "persistent": true} })
-    );
+    let scanners = info["scanners"].as_object().unwrap();
+    assert_eq!(scanners.len(), 1, "only the persistent scanner: {info}");
+    assert_eq!(scanners[&persistent]["next"], 2);
+    assert_eq!(scanners[&persistent]["persistent"], true);
     for i in 0..5u64 {
         let want = format!("m{i}").into_bytes();
         assert_eq!(api.payload("kept", &i.to_string()).await, (i, want));
