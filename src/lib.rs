@@ -12,5 +12,8 @@
 //!   message sets and the codecs that compress them.
 //! - [`log`]: the segmented log: segments, memory-mapped index, readers,
 //!   waiting scanners, recovery after a crash and the integrity check.
+//! - [`plugin`]: the WebAssembly plugin host: loads, sandboxes and calls the
+//!   components that validate, compress and retain a topic's messages.
 pub mod log;
 pub mod message;
+pub mod plugin;
