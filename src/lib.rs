@@ -15,6 +15,8 @@
 //!   message sets and the codecs that compress them.
 //! - [`log`]: the segmented log: segments, memory-mapped index, readers,
 //!   waiting scanners, recovery after a crash and the integrity check.
+//! - [`plugin`]: the WebAssembly plugin host: loads, sandboxes and calls the
+//!   components that validate, compress and retain a topic's messages.
 //! - [`topic`]: a topic: log, settings, scanners and the group-commit writer.
 //! - [`broker`]: all topics of a data directory and the segment monitor.
 //! - [`http`]: the HTTP API (axum), one file per resource.
@@ -27,6 +29,7 @@ pub mod duration;
 pub mod http;
 pub mod log;
 pub mod message;
+pub mod plugin;
 pub mod topic;
 
 use std::future::Future;

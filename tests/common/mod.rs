@@ -8,6 +8,9 @@
 
 #![allow(dead_code)]
 
+mod plugins;
+pub use plugins::*;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

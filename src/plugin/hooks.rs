@@ -1,0 +1,364 @@
+//! The three hooks as the broker calls them: [`Validator`], [`WasmCodec`] and
+//! [`Retention`], each one plugin bound to one topic.
+//!
+//! Each wraps a runner (`runner.rs`) of its world and translates between the
+//! broker's types and the generated bindings. Answers are checked against the
+//! WIT contract where the host can check it (one verdict per message); what a
+//! retention policy asks for is returned raw, since bounding it against the
+//! topic's segments is the broker's job.
+
+use std::fmt;
+use std::sync::Arc;
+
+use wasmtime::Store;
+
+use super::bindings::codec::Codec as CodecBindings;
+use super::bindings::retention::RetentionPolicy as RetentionBindings;
+use super::bindings::retention::exports::netlog::plugin::retention as wit_retention;
+use super::bindings::validator::Validator as ValidatorBindings;
+use super::bindings::validator::exports::netlog::plugin::validation as wit_validation;
+use super::host::{Plugin, WorldPre};
+use super::runner::{CallStats, Runner, World};
+use super::sandbox::StoreData;
+use super::{PluginError, PluginKind};
+use crate::message::{Codec, CodecError, MAX_PAYLOAD_BYTES};
+
+/// What a validator decided about one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The message may be written.
+    Accept,
+    /// The message must not be written, for this reason.
+    Reject(String),
+}
+
+/// A validator plugin bound to a topic.
+pub struct Validator {
+    runner: Runner<ValidatorWorld>,
+}
+
+impl Validator {
+    pub(crate) fn bind(
+        plugin: Arc<Plugin>,
+        topic: &str,
+        config: &str,
+    ) -> Result<Self, PluginError> {
+        Ok(Validator {
+            runner: Runner::bind(plugin, topic, config)?,
+        })
+    }
+
+    /// Judges a batch: exactly one verdict per message, in order.
+    pub fn validate(&self, batch: &[&[u8]]) -> Result<Vec<Verdict>, PluginError> {
+        let messages: Vec<wit_validation::Message<'_>> = batch
+            .iter()
+            .map(|payload| wit_validation::Message { payload })
+            .collect();
+        let topic = self.runner.topic();
+        let verdicts = self.runner.call(|bindings, store| {
+            bindings
+                .netlog_plugin_validation()
+                .call_validate(store, topic, &messages)
+        })?;
+        if verdicts.len() != batch.len() {
+            return Err(self.runner.bad_answer(format!(
+                "{} verdicts for {} messages",
+                verdicts.len(),
+                batch.len()
+            )));
+        }
+        let verdicts: Vec<Verdict> = verdicts
+            .into_iter()
+            .map(|v| match v {
+                wit_validation::Verdict::Accept => Verdict::Accept,
+                wit_validation::Verdict::Reject(reason) => Verdict::Reject(reason),
+            })
+            .collect();
+        let rejected = verdicts.iter().filter(|v| **v != Verdict::Accept).count();
+        self.runner.count_rejected(rejected as u64);
+        Ok(verdicts)
+    }
+
+    /// The plugin behind this validator.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        self.runner.plugin()
+    }
+
+    /// The topic it serves.
+    pub fn topic(&self) -> &str {
+        self.runner.topic()
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> CallStats {
+        self.runner.stats()
+    }
+}
+
+/// A codec plugin bound to a topic, usable wherever a built-in codec is.
+/// Every failure, trap or error, becomes a [`CodecError`] naming the plugin.
+pub struct WasmCodec {
+    runner: Runner<CodecWorld>,
+}
+
+impl WasmCodec {
+    pub(crate) fn bind(
+        plugin: Arc<Plugin>,
+        topic: &str,
+        config: &str,
+    ) -> Result<Self, PluginError> {
+        Ok(WasmCodec {
+            runner: Runner::bind(plugin, topic, config)?,
+        })
+    }
+
+    /// The plugin behind this codec.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        self.runner.plugin()
+    }
+
+    /// The topic it serves.
+    pub fn topic(&self) -> &str {
+        self.runner.topic()
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> CallStats {
+        self.runner.stats()
+    }
+
+    /// Runs one direction, turning every failure into a [`CodecError`].
+    fn run(
+        &self,
+        call: impl FnOnce(
+            &CodecBindings,
+            &mut Store<StoreData>,
+        ) -> wasmtime::Result<Result<Vec<u8>, String>>,
+    ) -> Result<Vec<u8>, CodecError> {
+        let error = |reason: String| CodecError {
+            codec: self.name().to_string(),
+            reason,
+        };
+        match self.runner.call(call) {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(reason)) => {
+                self.runner.count_error();
+                Err(error(format!("topic {}: {reason}", self.topic())))
+            }
+            Err(e) => Err(error(e.to_string())),
+        }
+    }
+}
+
+impl Codec for WasmCodec {
+    fn name(&self) -> &str {
+        self.runner.plugin().name()
+    }
+
+    fn compress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+        self.run(|bindings, store| {
+            bindings
+                .netlog_plugin_compression()
+                .call_compress(store, data)
+        })
+    }
+
+    fn decompress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let out = self.run(|bindings, store| {
+            bindings
+                .netlog_plugin_compression()
+                .call_decompress(store, data)
+        })?;
+        if out.len() > MAX_PAYLOAD_BYTES {
+            self.runner.count_error();
+            return Err(CodecError {
+                codec: self.name().to_string(),
+                reason: format!(
+                    "decompressed set of {} bytes is over the size limit",
+                    out.len()
+                ),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// What a retention policy is shown on each tick.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionState {
+    /// The topic's name.
+    pub topic: String,
+    /// Its segments, oldest first; the last is the active one.
+    pub segments: Vec<SegmentState>,
+    /// Its open scanners.
+    pub scanners: Vec<ScannerState>,
+    /// The broker's clock, in ms since the Unix epoch.
+    pub now_ms: u64,
+}
+
+/// One segment, as a retention policy sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentState {
+    /// Offset of its first message.
+    pub base_offset: u64,
+    /// Offset one past its last message.
+    pub next_offset: u64,
+    /// Bytes on disk (data and index).
+    pub bytes: u64,
+    /// Creation time, in ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Last write, in ms since the Unix epoch.
+    pub modified_ms: u64,
+}
+
+/// One scanner, as a retention policy sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScannerState {
+    /// Its UUID.
+    pub id: String,
+    /// The next offset it will return.
+    pub next_offset: u64,
+    /// Whether it survives a restart.
+    pub persistent: bool,
+}
+
+/// What a retention policy asked for, unbounded: the broker clamps it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionDecision {
+    /// How many of the oldest segments to delete.
+    pub delete_oldest: u32,
+    /// Whether to roll the active segment first.
+    pub roll_active: bool,
+}
+
+/// A retention plugin bound to a topic.
+pub struct Retention {
+    runner: Runner<RetentionWorld>,
+}
+
+impl Retention {
+    pub(crate) fn bind(
+        plugin: Arc<Plugin>,
+        topic: &str,
+        config: &str,
+    ) -> Result<Self, PluginError> {
+        Ok(Retention {
+            runner: Runner::bind(plugin, topic, config)?,
+        })
+    }
+
+    /// Asks the policy what to do given `state`; the answer is returned as
+    /// the plugin gave it.
+    pub fn evaluate(&self, state: &RetentionState) -> Result<RetentionDecision, PluginError> {
+        let segments: Vec<wit_retention::Segment> = state
+            .segments
+            .iter()
+            .map(|s| wit_retention::Segment {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                bytes: s.bytes,
+                created_ms: s.created_ms,
+                modified_ms: s.modified_ms,
+            })
+            .collect();
+        let scanners: Vec<wit_retention::Scanner<'_>> = state
+            .scanners
+            .iter()
+            .map(|s| wit_retention::Scanner {
+                id: &s.id,
+                next_offset: s.next_offset,
+                persistent: s.persistent,
+            })
+            .collect();
+        let wit_state = wit_retention::State {
+            topic: &state.topic,
+            segments: &segments,
+            scanners: &scanners,
+            now_ms: state.now_ms,
+        };
+        let decision = self.runner.call(|bindings, store| {
+            bindings
+                .netlog_plugin_retention()
+                .call_evaluate(store, wit_state)
+        })?;
+        Ok(RetentionDecision {
+            delete_oldest: decision.delete_oldest,
+            roll_active: decision.roll_active,
+        })
+    }
+
+    /// The plugin behind this policy.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        self.runner.plugin()
+    }
+
+    /// The topic it serves.
+    pub fn topic(&self) -> &str {
+        self.runner.topic()
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> CallStats {
+        self.runner.stats()
+    }
+}
+
+macro_rules! debug_hook {
+    ($($hook:ty),*) => {$(
+        impl fmt::Debug for $hook {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($hook))
+                    .field("plugin", &self.runner.plugin().name())
+                    .field("topic", &self.runner.topic())
+                    .field("stats", &self.runner.stats())
+                    .finish()
+            }
+        }
+    )*};
+}
+
+debug_hook!(Validator, WasmCodec, Retention);
+
+/// The broker shares every hook between threads.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Validator>();
+    shareable::<WasmCodec>();
+    shareable::<Retention>();
+    shareable::<Plugin>();
+};
+
+/// Defines the runner's view of a world: which `WorldPre` variant makes it
+/// and its generated bindings type.
+macro_rules! world {
+    ($world:ident, $kind:ident, $bindings:ty) => {
+        pub(crate) struct $world;
+
+        impl World for $world {
+            const KIND: PluginKind = PluginKind::$kind;
+            type Bindings = $bindings;
+
+            fn instantiate(
+                pre: &WorldPre,
+                store: &mut Store<StoreData>,
+            ) -> wasmtime::Result<$bindings> {
+                match pre {
+                    WorldPre::$kind(pre) => pre.instantiate(store),
+                    _ => wasmtime::bail!("the plugin is not a {}", PluginKind::$kind),
+                }
+            }
+
+            fn init(
+                bindings: &$bindings,
+                store: &mut Store<StoreData>,
+                config: &str,
+            ) -> wasmtime::Result<Result<(), String>> {
+                bindings.call_init(store, config)
+            }
+        }
+    };
+}
+
+world!(ValidatorWorld, Validator, ValidatorBindings);
+world!(CodecWorld, Codec, CodecBindings);
+world!(RetentionWorld, Retention, RetentionBindings);

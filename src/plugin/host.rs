@@ -1,0 +1,401 @@
+//! [`PluginHost`] (the engine, the linker, the epoch ticker and the code
+//! cache) and [`Plugin`] (one loaded component, pre-linked, not yet bound to
+//! a topic).
+//!
+//! Loading reads the file, checks its preamble (so a core module or a random
+//! file gets a plain answer instead of a parser error), compiles it or maps it
+//! from the cache, finds its hook among its exports, checks the WIT version of
+//! that export, and links it. Everything a component can get wrong is found
+//! here, at start-up, rather than at its first call.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::{codec::CodecPre, retention::RetentionPolicyPre, validator::ValidatorPre};
+use super::cache::{CodeCache, Origin};
+use super::hooks::{Retention, Validator, WasmCodec};
+use super::sandbox::{self, StoreData};
+use super::{EPOCH_TICK, HostOptions, Limits, PluginError, PluginKind, WIT_VERSION};
+
+/// The WIT package every hook interface belongs to.
+const PACKAGE: &str = "netlog:plugin";
+/// The first bytes of every WebAssembly binary.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+/// The layer field of a core module's preamble (a component's is 1).
+const LAYER_CORE_MODULE: u16 = 0;
+/// The layer field of a component's preamble.
+const LAYER_COMPONENT: u16 = 1;
+
+/// Loads plugins. Holds the one engine and linker of the process and the
+/// thread that advances the epoch.
+pub struct PluginHost {
+    shared: Arc<Shared>,
+}
+
+/// What the host and every plugin loaded from it share. The epoch ticker
+/// stops when the last of them is dropped.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    linker: Linker<StoreData>,
+    cache: Option<CodeCache>,
+    _ticker: Ticker,
+}
+
+/// A loaded component: compiled, kind and version checked, pre-linked.
+/// Bind it to a topic with [`Plugin::validator`], [`Plugin::codec`] or
+/// [`Plugin::retention`].
+pub struct Plugin {
+    name: String,
+    path: PathBuf,
+    kind: PluginKind,
+    wit_version: String,
+    imports_host: bool,
+    from_cache: bool,
+    limits: Limits,
+    pub(crate) pre: WorldPre,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// The pre-linked component, typed by its world.
+pub(crate) enum WorldPre {
+    Validator(ValidatorPre<StoreData>),
+    Codec(CodecPre<StoreData>),
+    Retention(RetentionPolicyPre<StoreData>),
+}
+
+impl PluginHost {
+    /// Builds the engine (epoch interruption and fuel on), the linker and
+    /// the epoch ticker, and opens the code cache if there is one.
+    pub fn new(opts: HostOptions) -> Result<PluginHost, PluginError> {
+        let engine_error = |e: wasmtime::Error| PluginError::Engine {
+            source: e.into_boxed_dyn_error(),
+        };
+        let mut config = Config::new();
+        config.epoch_interruption(true).consume_fuel(true);
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        let linker = sandbox::linker(&engine).map_err(engine_error)?;
+        let cache = match &opts.cache_dir {
+            Some(dir) => Some(
+                CodeCache::open(dir).map_err(|source| PluginError::CacheDir {
+                    path: dir.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        let ticker = Ticker::start(engine.clone()).map_err(|e| PluginError::Engine {
+            source: Box::new(e),
+        })?;
+        Ok(PluginHost {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Compiles (or maps from the cache) the component at `path`, finds its
+    /// hook from its exports, checks its WIT version and pre-links it. `name`
+    /// is the operator's name for it, used in every log line and error.
+    pub fn load(
+        &self,
+        name: &str,
+        path: &Path,
+        limits: Limits,
+    ) -> Result<Arc<Plugin>, PluginError> {
+        let started = Instant::now();
+        limits.check(name)?;
+        let wasm = std::fs::read(path).map_err(|source| PluginError::Io {
+            plugin: name.to_string(),
+            path: path.to_path_buf(),
+            source,
+        })?;
+        check_preamble(&wasm).map_err(|found| PluginError::NotAComponent {
+            plugin: name.to_string(),
+            path: path.to_path_buf(),
+            found,
+        })?;
+        let (component, origin) = self.compile(&wasm).map_err(|e| PluginError::Compile {
+            plugin: name.to_string(),
+            path: path.to_path_buf(),
+            source: e.into_boxed_dyn_error(),
+        })?;
+        let (kind, wit_version) = detect_kind(&self.shared.engine, &component, name, path)?;
+        let pre = self.link(&component, kind).map_err(|e| PluginError::Link {
+            plugin: name.to_string(),
+            source: e.into_boxed_dyn_error(),
+        })?;
+        let imports_host = component
+            .component_type()
+            .imports(&self.shared.engine)
+            .any(|(import, _)| import.starts_with(&format!("{PACKAGE}/host@")));
+        let from_cache = origin == Origin::Cached;
+        tracing::info!(plugin = name, path = %path.display(), %kind, wit_version, from_cache,
+            ms = started.elapsed().as_millis() as u64, "loaded plugin");
+        Ok(Arc::new(Plugin {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            kind,
+            wit_version,
+            imports_host,
+            from_cache,
+            limits,
+            pre,
+            shared: self.shared.clone(),
+        }))
+    }
+
+    /// The engine every plugin of this host runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    fn compile(&self, wasm: &[u8]) -> wasmtime::Result<(Component, Origin)> {
+        match &self.shared.cache {
+            Some(cache) => cache.load_or_compile(&self.shared.engine, wasm),
+            None => Ok((Component::new(&self.shared.engine, wasm)?, Origin::Compiled)),
+        }
+    }
+
+    fn link(&self, component: &Component, kind: PluginKind) -> wasmtime::Result<WorldPre> {
+        let pre = self.shared.linker.instantiate_pre(component)?;
+        Ok(match kind {
+            PluginKind::Validator => WorldPre::Validator(ValidatorPre::new(pre)?),
+            PluginKind::Codec => WorldPre::Codec(CodecPre::new(pre)?),
+            PluginKind::Retention => WorldPre::Retention(RetentionPolicyPre::new(pre)?),
+        })
+    }
+}
+
+impl fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("cache", &self.shared.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The operator's name for the plugin.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The hook it implements.
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// The version of `netlog:plugin` it was built against (e.g. `0.1.0`).
+    pub fn wit_version(&self) -> &str {
+        &self.wit_version
+    }
+
+    /// Its resource limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether it imports `netlog:plugin/host` (logging, clock).
+    pub fn imports_host(&self) -> bool {
+        self.imports_host
+    }
+
+    /// Whether its code was mapped from the cache rather than compiled.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
+    /// Binds this validator plugin to `topic`: makes an instance and calls
+    /// `init(config_json)`.
+    pub fn validator(
+        self: &Arc<Self>,
+        topic: &str,
+        config_json: &str,
+    ) -> Result<Validator, PluginError> {
+        Validator::bind(self.clone(), topic, config_json)
+    }
+
+    /// Binds this codec plugin to `topic`: makes an instance and calls
+    /// `init(config_json)`.
+    pub fn codec(
+        self: &Arc<Self>,
+        topic: &str,
+        config_json: &str,
+    ) -> Result<WasmCodec, PluginError> {
+        WasmCodec::bind(self.clone(), topic, config_json)
+    }
+
+    /// Binds this retention plugin to `topic`: makes an instance and calls
+    /// `init(config_json)`.
+    pub fn retention(
+        self: &Arc<Self>,
+        topic: &str,
+        config_json: &str,
+    ) -> Result<Retention, PluginError> {
+        Retention::bind(self.clone(), topic, config_json)
+    }
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .field("wit_version", &self.wit_version)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the 8-byte preamble: magic, version, layer. On failure, says what
+/// the bytes are instead.
+fn check_preamble(wasm: &[u8]) -> Result<(), &'static str> {
+    let Some((magic, rest)) = wasm.split_first_chunk::<4>() else {
+        return Err("not WebAssembly (too short)");
+    };
+    if magic != WASM_MAGIC || rest.len() < 4 {
+        return Err("not WebAssembly");
+    }
+    match u16::from_le_bytes([rest[2], rest[3]]) {
+        LAYER_COMPONENT => Ok(()),
+        LAYER_CORE_MODULE => Err("a core WebAssembly module"),
+        _ => Err("WebAssembly of an unknown layer"),
+    }
+}
+
+/// Finds the hook `component` implements from its exports, and the WIT
+/// version of that export.
+fn detect_kind(
+    engine: &Engine,
+    component: &Component,
+    plugin: &str,
+    path: &Path,
+) -> Result<(PluginKind, String), PluginError> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    let mut found: Vec<(PluginKind, &str)> = exports
+        .iter()
+        .filter_map(|name| {
+            let (interface, version) = name
+                .strip_prefix(PACKAGE)?
+                .strip_prefix('/')?
+                .split_once('@')?;
+            Some((PluginKind::from_interface(interface)?, version))
+        })
+        .collect();
+    found.dedup_by_key(|(kind, _)| *kind);
+    match found[..] {
+        [] => Err(PluginError::UnknownKind {
+            plugin: plugin.to_string(),
+            path: path.to_path_buf(),
+            exports: exports.iter().map(|e| e.to_string()).collect(),
+        }),
+        [(kind, version)] if compatible(version) => Ok((kind, version.to_string())),
+        [(_, version)] => Err(PluginError::Version {
+            plugin: plugin.to_string(),
+            found: version.to_string(),
+            supported: WIT_VERSION.to_string(),
+        }),
+        _ => Err(PluginError::SeveralKinds {
+            plugin: plugin.to_string(),
+            path: path.to_path_buf(),
+            kinds: found.iter().map(|(kind, _)| *kind).collect(),
+        }),
+    }
+}
+
+/// Whether a component built against `netlog:plugin@version` can be called
+/// by this host: same major and, while the major is 0, same minor; no
+/// pre-release.
+fn compatible(version: &str) -> bool {
+    fn parts(v: &str) -> Option<(u64, u64)> {
+        let v = v.split('+').next()?;
+        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+        let (major, minor, _patch) = (it.next()??, it.next()??, it.next()??);
+        it.next().is_none().then_some((major, minor))
+    }
+    match (parts(version), parts(WIT_VERSION)) {
+        (Some((0, minor)), Some((0, ours))) => minor == ours,
+        (Some((major, _)), Some((ours, _))) => major == ours && major != 0,
+        _ => false,
+    }
+}
+
+/// The thread that advances the engine's epoch every [`EPOCH_TICK`], until
+/// dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("netlog-plugin-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Versions with the same 0.minor are compatible; others are not.
+    #[test]
+    fn version_compatibility() {
+        assert!(compatible("0.1.0"));
+        assert!(compatible("0.1.7"));
+        assert!(!compatible("0.2.0"));
+        assert!(!compatible("1.1.0"));
+        assert!(!compatible("0.1.0-rc1"));
+        assert!(!compatible("0.1"));
+    }
+
+    /// The preamble tells components from core modules and non-wasm files.
+    #[test]
+    fn preamble_kinds() {
+        assert_eq!(
+            check_preamble(b"\0asm\x01\0\0\0"),
+            Err("a core WebAssembly module")
+        );
+        assert_eq!(check_preamble(b"\0asm\x0d\0\x01\0"), Ok(()));
+        assert_eq!(check_preamble(b"hello world"), Err("not WebAssembly"));
+        assert_eq!(check_preamble(b"\0a"), Err("not WebAssembly (too short)"));
+    }
+}
