@@ -12,15 +12,29 @@
 //! segment once it is older than `segment_age` (never the active one), fsyncs
 //! what the interval policy leaves unsynced, and saves moved persistent
 //! scanners. Its decisions are logged. The work runs on the blocking pool.
+//!
+//! Plugins: every `[plugins.<name>]` of the config is compiled (or loaded from
+//! the compiled cache under `<data_dir>/_cache/wasm`) and pre-linked once at
+//! start-up; each topic then gets its own instances of the plugins its
+//! settings name, with their `init` called on the topic's config. A topic whose
+//! retention hook is set lets the plugin decide deletions instead of
+//! `segment_age` (size-based rolling still applies); the broker clamps the
+//! answer: never the active segment, never more segments than exist, and a
+//! plugin failure deletes nothing that tick.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use crate::config::{Config, Settings, SettingsError, SettingsInput};
+use crate::config::{Config, HookSetting, OnError, Settings, SettingsError, SettingsInput};
 use crate::log::{LogError, LogOptions};
-use crate::topic::{self, SETTINGS_FILE, Topic};
+use crate::message::Codecs;
+use crate::plugin::{
+    HostOptions, Limits, Plugin, PluginError, PluginHost, PluginKind, RetentionState, ScannerState,
+    SegmentState,
+};
+use crate::topic::{self, Hooks, SETTINGS_FILE, Topic};
 
 /// Errors of the broker layer.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +63,18 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error("message {index} rejected by {plugin}: {reason}")]
+    Rejected {
+        plugin: String,
+        index: usize,
+        reason: String,
+    },
+    #[error("plugin {plugin} failed: {detail}")]
+    PluginFailed { plugin: String, detail: String },
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("topic {topic}: {message}")]
+    Hook { topic: String, message: String },
 }
 
 impl BrokerError {
@@ -65,7 +91,16 @@ pub struct Broker {
     config: Config,
     data_dir: PathBuf,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    plugins: Plugins,
+    /// Keeps the engine (and its epoch ticker) alive.
+    _host: Option<PluginHost>,
 }
+
+/// Declared plugins by name, compiled and pre-linked.
+type Plugins = HashMap<String, Arc<Plugin>>;
+
+/// Where compiled plugin code is cached, inside the data directory.
+pub const PLUGIN_CACHE_DIR: &str = "_cache/wasm";
 
 impl Broker {
     /// Opens the data directory and every topic in it, then creates the
@@ -76,10 +111,13 @@ impl Broker {
         let data_dir = data_dir
             .canonicalize()
             .map_err(BrokerError::io(&data_dir))?;
+        let (host, plugins) = load_plugins(&config, &data_dir)?;
         let broker = Broker {
             config,
             data_dir,
             topics: RwLock::new(HashMap::new()),
+            plugins,
+            _host: host,
         };
         broker.load_topics()?;
         for (name, input) in broker.config.topics.clone() {
@@ -95,13 +133,66 @@ impl Broker {
         &self.config
     }
 
-    fn log_options(&self, settings: &Settings) -> LogOptions {
-        let _ = settings;
-        LogOptions {
+    fn plugin(
+        &self,
+        topic: &str,
+        hook: &str,
+        name: &str,
+        kind: PluginKind,
+    ) -> Result<&Arc<Plugin>, BrokerError> {
+        let plugin = self.plugins.get(name).ok_or_else(|| BrokerError::Hook {
+            topic: topic.to_string(),
+            message: format!("{hook} plugin {name:?} is not declared in the config's [plugins]"),
+        })?;
+        if plugin.kind() != kind {
+            return Err(BrokerError::Hook {
+                topic: topic.to_string(),
+                message: format!(
+                    "{hook} needs a {kind} plugin, but {name:?} is a {}",
+                    plugin.kind()
+                ),
+            });
+        }
+        Ok(plugin)
+    }
+
+    /// Instantiates the plugins `settings` name for topic `name`.
+    fn build_hooks(
+        &self,
+        name: &str,
+        settings: &Settings,
+    ) -> Result<(Hooks, LogOptions), BrokerError> {
+        let mut hooks = Hooks::default();
+        if let Some(HookSetting {
+            plugin,
+            config,
+            on_error,
+        }) = &settings.validation
+        {
+            let p = self.plugin(name, "validation", plugin, PluginKind::Validator)?;
+            hooks.validator = Some(Arc::new(p.validator(name, &config.to_string())?));
+            hooks.on_error = on_error.unwrap_or(OnError::Reject);
+        }
+        if let Some(HookSetting { plugin, config, .. }) = &settings.retention {
+            let p = self.plugin(name, "retention", plugin, PluginKind::Retention)?;
+            hooks.retention = Some(p.retention(name, &config.to_string())?);
+        }
+        let mut codecs = Codecs::default();
+        for (value, plugin) in &settings.codecs {
+            let p = self.plugin(
+                name,
+                &format!("compression value {value}"),
+                plugin,
+                PluginKind::Codec,
+            )?;
+            codecs.bind(*value, Arc::new(p.codec(name, "{}")?));
+        }
+        let opts = LogOptions {
             index_entries: self.config.index_entries,
             fsync: self.config.fsync,
-            codecs: Default::default(),
-        }
+            codecs,
+        };
+        Ok((hooks, opts))
     }
 
     fn load_topics(&self) -> Result<(), BrokerError> {
@@ -116,13 +207,8 @@ impl Broker {
                 continue;
             }
             let settings = self.read_settings(&path)?;
-            let topic = Topic::open(
-                &name,
-                &path,
-                settings.clone(),
-                self.log_options(&settings),
-                false,
-            )?;
+            let (hooks, opts) = self.build_hooks(&name, &settings)?;
+            let topic = Topic::open(&name, &path, settings, opts, hooks, false)?;
             tracing::info!(topic = %name, next_offset = topic.log().next_offset(), "topic loaded");
             self.topics_mut().insert(name, topic);
         }
@@ -145,10 +231,13 @@ impl Broker {
                         m.insert(k.clone(), v.clone());
                     }
                 }
-                serde_json::from_value(merged).map_err(|e| BrokerError::InvalidDir {
-                    path,
-                    reason: e.to_string(),
-                })
+                let mut settings: Settings =
+                    serde_json::from_value(merged).map_err(|e| BrokerError::InvalidDir {
+                        path,
+                        reason: e.to_string(),
+                    })?;
+                settings.fill_zeros(&self.config.defaults);
+                Ok(settings)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(self.config.defaults.clone()),
             Err(e) => Err(BrokerError::io(&path)(e)),
@@ -199,13 +288,8 @@ impl Broker {
         if dir.exists() {
             return Err(BrokerError::TopicExists);
         }
-        let topic = Topic::open(
-            name,
-            &dir,
-            settings.clone(),
-            self.log_options(&settings),
-            true,
-        )?;
+        let (hooks, opts) = self.build_hooks(name, &settings)?;
+        let topic = Topic::open(name, &dir, settings.clone(), opts, hooks, true)?;
         let mut topics = self.topics_mut();
         if topics.contains_key(name) {
             return Err(BrokerError::TopicExists);
@@ -267,23 +351,95 @@ impl Broker {
                 "segment rolled: over segment_size"
             );
         }
-        let now = SystemTime::now();
-        for seg in log.segments().iter().rev().skip(1).rev() {
-            let age = now.duration_since(seg.mod_time).unwrap_or_default();
-            if age <= settings.segment_age {
-                break;
-            }
-            if let Some(base) = log.trim_oldest()? {
-                tracing::info!(
-                    topic = topic.name(),
-                    base,
-                    age_secs = age.as_secs(),
-                    "segment deleted: older than segment_age"
-                );
+        match &topic.hooks().retention {
+            Some(_) => self.apply_retention_plugin(topic)?,
+            None => {
+                let now = SystemTime::now();
+                for seg in log.segments().iter().rev().skip(1).rev() {
+                    let age = now.duration_since(seg.mod_time).unwrap_or_default();
+                    if age <= settings.segment_age {
+                        break;
+                    }
+                    if let Some(base) = log.trim_oldest()? {
+                        tracing::info!(
+                            topic = topic.name(),
+                            base,
+                            age_secs = age.as_secs(),
+                            "segment deleted: older than segment_age"
+                        );
+                    }
+                }
             }
         }
         log.sync_if_due()?;
         topic.save_scanners()?;
+        Ok(())
+    }
+
+    /// Asks the topic's retention plugin, clamps its answer and applies it.
+    fn apply_retention_plugin(&self, topic: &Topic) -> Result<(), BrokerError> {
+        let Some(retention) = &topic.hooks().retention else {
+            return Ok(());
+        };
+        let log = topic.log();
+        let ms = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        let segments = log.segments();
+        let state = RetentionState {
+            topic: topic.name().to_string(),
+            segments: segments
+                .iter()
+                .map(|s| SegmentState {
+                    base_offset: s.first_offset,
+                    next_offset: s.next_offset,
+                    bytes: s.disk_size,
+                    created_ms: u64::from(s.created) * 1000,
+                    modified_ms: ms(s.mod_time),
+                })
+                .collect(),
+            scanners: topic
+                .scanners()
+                .iter()
+                .map(|s| ScannerState {
+                    id: s.id.to_string(),
+                    next_offset: s.next(),
+                    persistent: s.persistent,
+                })
+                .collect(),
+            now_ms: ms(SystemTime::now()),
+        };
+        let decision = match retention.evaluate(&state) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(topic = topic.name(), error = %e, "retention plugin failed: nothing deleted this tick");
+                return Ok(());
+            }
+        };
+        // Never the active segment (the last one the plugin saw), never more
+        // than exist.
+        let delete = (decision.delete_oldest as usize).min(segments.len() - 1);
+        let active = segments.last().expect("a log has an active segment");
+        if decision.roll_active && active.next_offset > active.first_offset {
+            log.roll()?;
+            tracing::info!(
+                topic = topic.name(),
+                base = active.first_offset,
+                "segment rolled: asked by retention plugin"
+            );
+        }
+        for _ in 0..delete {
+            if let Some(base) = log.trim_oldest()? {
+                tracing::info!(
+                    topic = topic.name(),
+                    base,
+                    plugin = retention.plugin().name(),
+                    asked = decision.delete_oldest,
+                    "segment deleted: retention plugin"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -299,4 +455,37 @@ impl Broker {
         }
         first_err.map_or(Ok(()), Err)
     }
+}
+
+/// Compiles (or loads from the cache) and pre-links every declared plugin.
+fn load_plugins(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<(Option<PluginHost>, Plugins), BrokerError> {
+    if config.plugins.is_empty() {
+        return Ok((None, HashMap::new()));
+    }
+    let host = PluginHost::new(HostOptions {
+        cache_dir: Some(data_dir.join(PLUGIN_CACHE_DIR)),
+    })?;
+    let mut plugins = HashMap::new();
+    for decl in &config.plugins {
+        let limits = Limits {
+            memory_bytes: decl.memory_limit,
+            time_per_call: decl.time_limit,
+            fuel: decl.fuel,
+        };
+        let started = std::time::Instant::now();
+        let plugin = host.load(&decl.name, &decl.path, limits)?;
+        tracing::info!(
+            plugin = %decl.name,
+            kind = %plugin.kind(),
+            wit = plugin.wit_version(),
+            from_cache = plugin.from_cache(),
+            ms = started.elapsed().as_millis() as u64,
+            "plugin loaded"
+        );
+        plugins.insert(decl.name.clone(), plugin);
+    }
+    Ok((Some(host), plugins))
 }

@@ -152,13 +152,24 @@ impl Settings {
         defaults: &Settings,
         codec_plugins: &[String],
     ) -> Result<Settings, SettingsError> {
+        // As in netlog, a zero means "the default", not "nothing".
         let mut s = Settings {
-            segment_age: input.segment_age.unwrap_or(defaults.segment_age),
-            segment_size: input.segment_size.unwrap_or(defaults.segment_size),
+            segment_age: input
+                .segment_age
+                .filter(|d| !d.is_zero())
+                .unwrap_or(defaults.segment_age),
+            segment_size: input
+                .segment_size
+                .filter(|n| *n > 0)
+                .unwrap_or(defaults.segment_size),
             batch_num_messages: input
                 .batch_num_messages
+                .filter(|n| *n > 0)
                 .unwrap_or(defaults.batch_num_messages),
-            batch_interval: input.batch_interval.unwrap_or(defaults.batch_interval),
+            batch_interval: input
+                .batch_interval
+                .filter(|d| !d.is_zero())
+                .unwrap_or(defaults.batch_interval),
             compression_type: defaults.compression_type,
             validation: input.validation.or_else(|| defaults.validation.clone()),
             retention: input.retention.or_else(|| defaults.retention.clone()),
@@ -183,6 +194,26 @@ impl Settings {
             ));
         }
         Ok(s)
+    }
+
+    /// Replaces zeros (netlog's "use the default") with `defaults`' values,
+    /// for settings files written by netlog.
+    pub fn fill_zeros(&mut self, defaults: &Settings) {
+        if self.segment_age.is_zero() {
+            self.segment_age = defaults.segment_age;
+        }
+        if self.segment_size == 0 {
+            self.segment_size = defaults.segment_size;
+        }
+        if self.batch_num_messages == 0 {
+            self.batch_num_messages = defaults.batch_num_messages;
+        }
+        if self.batch_interval.is_zero() {
+            self.batch_interval = defaults.batch_interval;
+        }
+        if self.compression_type == 0 {
+            self.compression_type = defaults.compression_type;
+        }
     }
 
     /// Sets the compression by name, binding a codec plugin to a value.

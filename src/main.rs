@@ -225,7 +225,14 @@ fn main() -> ExitCode {
 }
 
 fn plugin_check(file: &std::path::Path, config: Option<&str>) -> ExitCode {
-    let _ = (file, config);
-    eprintln!("netlog: plugin support is not built yet");
-    ExitCode::FAILURE
+    match netlog::plugin::check_component(file, config) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("netlog: {}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -31,10 +31,11 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::broker::BrokerError;
-use crate::config::Settings;
+use crate::config::{OnError, Settings};
 use crate::duration::OffsetSpec;
 use crate::log::{Log, LogOptions, Message, Scanner};
 use crate::message::{self, PLAIN};
+use crate::plugin::{Retention, Validator, Verdict};
 
 /// Jobs that may wait for the writer before publishers are held back.
 const WRITER_QUEUE: usize = 4096;
@@ -82,6 +83,17 @@ impl Batch {
     }
 }
 
+/// The plugins assigned to a topic (its codecs live in the log's `Codecs`).
+#[derive(Default)]
+pub struct Hooks {
+    /// Judges every publish before it is written.
+    pub validator: Option<Arc<Validator>>,
+    /// What a failing validator means for the publish.
+    pub on_error: OnError,
+    /// Decides deletions on the monitor's tick instead of `segment_age`.
+    pub retention: Option<Retention>,
+}
+
 struct Job {
     batch: Batch,
     reply: oneshot::Sender<Result<u64, BrokerError>>,
@@ -113,6 +125,7 @@ pub struct Topic {
     dir: PathBuf,
     log: Log,
     settings: Settings,
+    hooks: Hooks,
     scanners: Mutex<HashMap<Uuid, Arc<ScannerEntry>>>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -125,6 +138,7 @@ impl Topic {
         dir: &Path,
         settings: Settings,
         log_opts: LogOptions,
+        hooks: Hooks,
         write_settings: bool,
     ) -> Result<Arc<Topic>, BrokerError> {
         std::fs::create_dir_all(dir.join(READERS_DIR)).map_err(BrokerError::io(dir))?;
@@ -148,6 +162,7 @@ impl Topic {
             dir: dir.to_path_buf(),
             log,
             settings,
+            hooks,
             scanners: Mutex::new(HashMap::new()),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -176,15 +191,75 @@ impl Topic {
         &self.settings
     }
 
-    /// Appends `batch` through group commit; returns its first offset once
-    /// it is readable.
+    /// The topic's plugins.
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    /// Validates `batch` (if the topic has a validator), then appends it
+    /// through group commit; returns its first offset once it is readable.
     pub async fn publish(&self, batch: Batch) -> Result<u64, BrokerError> {
+        if let Some(validator) = &self.hooks.validator {
+            self.validate(validator.clone(), &batch).await?;
+        }
         let jobs = lock(&self.jobs).clone().ok_or(BrokerError::TopicNotFound)?;
         let (reply, answer) = oneshot::channel();
         jobs.send(Job { batch, reply })
             .await
             .map_err(|_| BrokerError::TopicNotFound)?;
         answer.await.map_err(|_| BrokerError::TopicNotFound)?
+    }
+
+    /// Runs the validator on the blocking pool: a rejected message fails the
+    /// whole request; a failing plugin follows the topic's `on_error`.
+    async fn validate(&self, validator: Arc<Validator>, batch: &Batch) -> Result<(), BrokerError> {
+        let data = match batch {
+            Batch::One(p) => Batch::One(p.clone()),
+            Batch::Framed { plain, count } => Batch::Framed {
+                plain: plain.clone(),
+                count: *count,
+            },
+        };
+        let plugin = validator.plugin().name().to_string();
+        let verdicts = tokio::task::spawn_blocking(move || {
+            let messages: Vec<&[u8]> = match &data {
+                Batch::One(p) => vec![&p[..]],
+                Batch::Framed { plain, .. } => message::plain_messages(plain)
+                    .filter_map(Result::ok)
+                    .collect(),
+            };
+            validator.validate(&messages)
+        })
+        .await
+        .map_err(|e| BrokerError::PluginFailed {
+            plugin: plugin.clone(),
+            detail: e.to_string(),
+        })?;
+        match verdicts {
+            Ok(verdicts) => {
+                if let Some((index, reason)) =
+                    verdicts.iter().enumerate().find_map(|(i, v)| match v {
+                        Verdict::Reject(r) => Some((i, r.clone())),
+                        Verdict::Accept => None,
+                    })
+                {
+                    return Err(BrokerError::Rejected {
+                        plugin,
+                        index,
+                        reason,
+                    });
+                }
+                Ok(())
+            }
+            Err(e) if self.hooks.on_error == OnError::Accept => {
+                tracing::warn!(topic = %self.name, %plugin, error = %e, "validator failed, accepting (on_error = accept)");
+                Ok(())
+            }
+            Err(e) => Err(BrokerError::PluginFailed {
+                plugin,
+                detail: e.to_string(),
+            }),
+        }
     }
 
     /// Resolves an offset spec against this topic's log.

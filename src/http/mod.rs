@@ -116,6 +116,8 @@ pub enum ApiError {
     },
     #[error("plugin failed")]
     PluginFailed { plugin: String, detail: String },
+    #[error("codec error")]
+    CodecFailed { codec: String, detail: String },
     #[error("not found")]
     NoRoute,
     #[error("method not allowed")]
@@ -126,7 +128,9 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            Unknown(_) | InvalidDir(_) | Checksum(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Unknown(_) | InvalidDir(_) | Checksum(_) | CodecFailed { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             BadRequest(_)
             | InvalidOffset(_)
             | InvalidDuration(_)
@@ -167,6 +171,10 @@ impl IntoResponse for ApiError {
                 tracing::error!(plugin, detail, "plugin failure answered with 503");
                 json!({ "plugin": plugin })
             }
+            CodecFailed { codec, detail } => {
+                tracing::error!(codec, detail, "read failed in a codec");
+                json!({ "codec": codec })
+            }
             Unknown(detail) | InvalidDir(detail) | Checksum(detail) => {
                 tracing::error!(status = status.as_u16(), detail, "request failed");
                 json!({})
@@ -206,6 +214,21 @@ impl From<BrokerError> for ApiError {
             BrokerError::Busy => ApiError::Busy,
             BrokerError::InvalidDir { .. } => ApiError::InvalidDir(e.to_string()),
             BrokerError::Log(e) => e.into(),
+            BrokerError::Rejected {
+                plugin,
+                index,
+                reason,
+            } => ApiError::Rejected {
+                plugin,
+                index,
+                reason,
+            },
+            BrokerError::PluginFailed { plugin, detail } => {
+                ApiError::PluginFailed { plugin, detail }
+            }
+            e @ (BrokerError::Hook { .. } | BrokerError::Plugin(_)) => {
+                ApiError::BadRequest(e.to_string())
+            }
             e @ (BrokerError::WriteFailed(_) | BrokerError::Io { .. }) => {
                 ApiError::Unknown(e.to_string())
             }
@@ -220,7 +243,17 @@ impl From<LogError> for ApiError {
             LogError::Corrupt {
                 source: FormatError::Codec(c),
                 ..
-            } => ApiError::Unknown(format!("codec {} failed: {}", c.codec, c.reason)),
+            } => ApiError::CodecFailed {
+                codec: c.codec,
+                detail: c.reason,
+            },
+            e @ LogError::Corrupt {
+                source: crate::message::FormatError::UnknownCodec(_),
+                ..
+            } => ApiError::CodecFailed {
+                codec: "unknown".into(),
+                detail: e.to_string(),
+            },
             e @ LogError::Corrupt { .. } => ApiError::Checksum(e.to_string()),
             e => ApiError::Unknown(e.to_string()),
         }

@@ -64,6 +64,31 @@ pub async fn topic_info(
         })
         .collect();
     let settings = topic.settings();
+    let stats = |s: crate::plugin::CallStats| {
+        json!({"calls": s.calls, "errors": s.errors, "traps": s.traps, "timeouts": s.timeouts,
+               "rejected": s.rejected, "instances": s.instances,
+               "mean_call_us": s.mean_call_time().map(|d| d.as_micros() as u64)})
+    };
+    let hooks = topic.hooks();
+    let mut hook_json = serde_json::Map::new();
+    if let Some(v) = &hooks.validator {
+        hook_json.insert(
+            "validation".into(),
+            json!({"plugin": v.plugin().name(), "on_error": hooks.on_error, "stats": stats(v.stats())}),
+        );
+    }
+    if let Some(r) = &hooks.retention {
+        hook_json.insert(
+            "retention".into(),
+            json!({"plugin": r.plugin().name(), "stats": stats(r.stats())}),
+        );
+    }
+    if let Some(codec) = settings.codecs.get(&settings.compression_type) {
+        hook_json.insert(
+            "compression".into(),
+            json!({"plugin": codec, "value": settings.compression_type}),
+        );
+    }
     Ok(axum::Json(json!({
         "name": topic.name(),
         "path": topic.dir(),
@@ -75,6 +100,7 @@ pub async fn topic_info(
         "scanners": scanners,
         "settings": settings,
         "compression": settings.compression_name(),
+        "hooks": hook_json,
     }))
     .into_response())
 }

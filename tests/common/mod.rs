@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 mod plugins;
+#[allow(unused_imports)]
 pub use plugins::*;
 
 use std::io::{Read, Write};
