@@ -154,11 +154,6 @@ impl PluginHost {
         }))
     }
 
-    /// The engine every plugin of this host runs on.
-    pub fn engine(&self) -> &Engine {
-        &self.shared.engine
-    }
-
     fn compile(&self, wasm: &[u8]) -> wasmtime::Result<(Component, Origin)> {
         match &self.shared.cache {
             Some(cache) => cache.load_or_compile(&self.shared.engine, wasm),
