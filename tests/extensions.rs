@@ -121,7 +121,11 @@ async fn batch_publish_is_all_or_nothing() {
     let empty = expect_json(post_frames(&api, "batch", Vec::new()).await, 400).await;
     assert_eq!(empty["error"], "netlog: bad request");
 
-    assert_eq!(api.info("batch").await["latest_offset"], 2, "nothing more written");
+    assert_eq!(
+        api.info("batch").await["latest_offset"],
+        2,
+        "nothing more written"
+    );
 
     let resp = api
         .http
@@ -174,7 +178,9 @@ async fn batch_consume_in_both_framings() {
         got.push((offset, payload.to_vec()));
         at += 8 + header.total_len();
     }
-    let want: Vec<_> = (0..100u64).map(|o| (o, payloads[o as usize].clone())).collect();
+    let want: Vec<_> = (0..100u64)
+        .map(|o| (o, payloads[o as usize].clone()))
+        .collect();
     assert_eq!(got, want);
 
     // ndjson: the rest, across the set / plain boundary, then the end.
@@ -187,8 +193,10 @@ async fn batch_consume_in_both_framings() {
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
     let text = resp.text().await.unwrap();
-    let lines: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 150);
     for (i, line) in lines.iter().enumerate() {
         let offset = 100 + i as u64;
@@ -196,7 +204,10 @@ async fn batch_consume_in_both_framings() {
         assert_eq!(line["message"], format!("msg-{offset}"));
     }
     let resp = api.get(&format!("/bc/scan?id={id}&max=10")).await;
-    assert_eq!(expect_json(resp, 404).await["error"], "netlog: end of topic");
+    assert_eq!(
+        expect_json(resp, 404).await["error"],
+        "netlog: end of topic"
+    );
 
     // A non-UTF-8 payload comes as bytes in ndjson.
     let id = api.scanner_id("bc", "7").await;
@@ -234,7 +245,12 @@ async fn stream_delivers_and_resumes() {
     api.publish("live", vec![0xffu8, 0x01]).await;
     let mut seen = Vec::new();
     for _ in 0..7 {
-        seen.push(events.next(Duration::from_secs(10)).await.expect("an event"));
+        seen.push(
+            events
+                .next(Duration::from_secs(10))
+                .await
+                .expect("an event"),
+        );
     }
     assert_eq!(
         seen.iter().map(|e| e.id).collect::<Vec<_>>(),
@@ -271,7 +287,10 @@ async fn stream_delivers_and_resumes() {
         .send()
         .await
         .unwrap();
-    assert_eq!(expect_json(bad, 400).await["error"], "netlog: invalid offset");
+    assert_eq!(
+        expect_json(bad, 400).await["error"],
+        "netlog: invalid offset"
+    );
     broker.stop().await;
 }
 
@@ -311,7 +330,11 @@ async fn thousand_stream_clients_receive_everything() {
         .unwrap();
     let mut streams = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
-        let resp = http.get(api.url("/fanout/stream?from=0")).send().await.unwrap();
+        let resp = http
+            .get(api.url("/fanout/stream?from=0"))
+            .send()
+            .await
+            .unwrap();
         streams.push(Events::new(resp));
     }
     for i in 0..MESSAGES {
@@ -391,7 +414,10 @@ async fn stalled_stream_does_not_grow_memory() {
         expect_json(post_frames(&api, "firehose", batch.clone()).await, 201).await;
     }
     let live_bytes = live_reader.await.unwrap();
-    assert!(live_bytes >= 128 * 1024 * 1024, "live subscriber kept up: {live_bytes}");
+    assert!(
+        live_bytes >= 128 * 1024 * 1024,
+        "live subscriber kept up: {live_bytes}"
+    );
     let after = rss_bytes(broker.pid());
     let growth = after.saturating_sub(before);
     eprintln!("broker RSS {before} -> {after} bytes (+{growth}) with a stalled stream");

@@ -157,6 +157,13 @@ impl<W: World> Runner<W> {
         &self,
         f: impl FnOnce(&W::Bindings, &mut Store<StoreData>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
+        off_reactor(|| self.call_here(f))
+    }
+
+    fn call_here<R>(
+        &self,
+        f: impl FnOnce(&W::Bindings, &mut Store<StoreData>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
         let started = Instant::now();
         bump(&self.counters.calls, 1);
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -344,5 +351,19 @@ impl<W: World> Runner<W> {
             detail,
             source: e.into_boxed_dyn_error(),
         }
+    }
+}
+
+/// Runs `f`, a wasm call, where it may block: WASI's synchronous bindings
+/// enter a Tokio runtime of their own, which panics on an async worker, and a
+/// long call must not stall other tasks. On a multi-threaded runtime's worker
+/// the call runs under `block_in_place` (the worker's other tasks move to
+/// another thread); anywhere else (a plain thread, the blocking pool) it runs
+/// as is. Callers on a current-thread runtime must use `spawn_blocking`.
+fn off_reactor<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
