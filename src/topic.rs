@@ -10,8 +10,10 @@
 //! producer never waits for company; producers that arrive while a write is in
 //! progress share the next one. Because a request's messages always land in
 //! one entry, a batch publish is all or nothing even across a crash.
-//! The thread is a plain OS thread: writes, fsyncs and codec plugins never run
-//! on the async reactor.
+//! The thread is a plain OS thread: writes, fsyncs and plugins never run on
+//! the async reactor. A topic's validator runs there too, once per group: the
+//! messages of every job in it go to the plugin in one call, jobs holding a
+//! rejected message are answered with the reason, and the others are written.
 //!
 //! **Scanners** are consumer positions: a [`Scanner`] behind an async mutex,
 //! so concurrent scans of one id hand each message out once. Persistent ones
@@ -152,9 +154,10 @@ impl Topic {
             let log = log.clone();
             let settings = settings.clone();
             let name = name.to_string();
+            let check = hooks.validator.clone().map(|v| (v, hooks.on_error));
             std::thread::Builder::new()
                 .name(format!("netlog-writer-{name}"))
-                .spawn(move || write_loop(&name, rx, &log, &settings))
+                .spawn(move || write_loop(&name, rx, &log, &settings, check))
                 .map_err(BrokerError::io(dir))?
         };
         let topic = Arc::new(Topic {
@@ -196,70 +199,15 @@ impl Topic {
         &self.hooks
     }
 
-    /// Validates `batch` (if the topic has a validator), then appends it
-    /// through group commit; returns its first offset once it is readable.
+    /// Appends `batch` through group commit (validating it first, if the
+    /// topic has a validator); returns its first offset once it is readable.
     pub async fn publish(&self, batch: Batch) -> Result<u64, BrokerError> {
-        if let Some(validator) = &self.hooks.validator {
-            self.validate(validator.clone(), &batch).await?;
-        }
         let jobs = lock(&self.jobs).clone().ok_or(BrokerError::TopicNotFound)?;
         let (reply, answer) = oneshot::channel();
         jobs.send(Job { batch, reply })
             .await
             .map_err(|_| BrokerError::TopicNotFound)?;
         answer.await.map_err(|_| BrokerError::TopicNotFound)?
-    }
-
-    /// Runs the validator on the blocking pool: a rejected message fails the
-    /// whole request; a failing plugin follows the topic's `on_error`.
-    async fn validate(&self, validator: Arc<Validator>, batch: &Batch) -> Result<(), BrokerError> {
-        let data = match batch {
-            Batch::One(p) => Batch::One(p.clone()),
-            Batch::Framed { plain, count } => Batch::Framed {
-                plain: plain.clone(),
-                count: *count,
-            },
-        };
-        let plugin = validator.plugin().name().to_string();
-        let verdicts = tokio::task::spawn_blocking(move || {
-            let messages: Vec<&[u8]> = match &data {
-                Batch::One(p) => vec![&p[..]],
-                Batch::Framed { plain, .. } => message::plain_messages(plain)
-                    .filter_map(Result::ok)
-                    .collect(),
-            };
-            validator.validate(&messages)
-        })
-        .await
-        .map_err(|e| BrokerError::PluginFailed {
-            plugin: plugin.clone(),
-            detail: e.to_string(),
-        })?;
-        match verdicts {
-            Ok(verdicts) => {
-                if let Some((index, reason)) =
-                    verdicts.iter().enumerate().find_map(|(i, v)| match v {
-                        Verdict::Reject(r) => Some((i, r.clone())),
-                        Verdict::Accept => None,
-                    })
-                {
-                    return Err(BrokerError::Rejected {
-                        plugin,
-                        index,
-                        reason,
-                    });
-                }
-                Ok(())
-            }
-            Err(e) if self.hooks.on_error == OnError::Accept => {
-                tracing::warn!(topic = %self.name, %plugin, error = %e, "validator failed, accepting (on_error = accept)");
-                Ok(())
-            }
-            Err(e) => Err(BrokerError::PluginFailed {
-                plugin,
-                detail: e.to_string(),
-            }),
-        }
     }
 
     /// Resolves an offset spec against this topic's log.
@@ -462,7 +410,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BrokerError>
 }
 
 /// The writer thread: group commit, as described in the module docs.
-fn write_loop(name: &str, mut rx: mpsc::Receiver<Job>, log: &Log, settings: &Settings) {
+fn write_loop(
+    name: &str,
+    mut rx: mpsc::Receiver<Job>,
+    log: &Log,
+    settings: &Settings,
+    validator: Option<(Arc<Validator>, OnError)>,
+) {
     let mut plain = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
     while let Some(job) = rx.blocking_recv() {
@@ -477,6 +431,12 @@ fn write_loop(name: &str, mut rx: mpsc::Receiver<Job>, log: &Log, settings: &Set
                 Err(_) => break,
             }
         }
+        if let Some((validator, on_error)) = &validator {
+            jobs = validate_jobs(name, validator, *on_error, std::mem::take(&mut jobs));
+            if jobs.is_empty() {
+                continue;
+            }
+        }
         let result = write_jobs(name, log, settings, &jobs, &mut plain);
         let mut offset = result.as_ref().copied().unwrap_or(0);
         for job in jobs.drain(..) {
@@ -488,6 +448,64 @@ fn write_loop(name: &str, mut rx: mpsc::Receiver<Job>, log: &Log, settings: &Set
             offset += n;
         }
     }
+}
+
+/// Validates every message of `jobs` in one plugin call. Jobs with a rejected
+/// message, or all of them when the plugin fails and `on_error` is `reject`,
+/// are answered here; the jobs that may be written are returned.
+fn validate_jobs(name: &str, validator: &Validator, on_error: OnError, jobs: Vec<Job>) -> Vec<Job> {
+    let mut messages: Vec<&[u8]> = Vec::new();
+    for job in &jobs {
+        match &job.batch {
+            Batch::One(p) => messages.push(p),
+            Batch::Framed { plain, .. } => {
+                messages.extend(message::plain_messages(plain).filter_map(Result::ok))
+            }
+        }
+    }
+    let plugin = validator.plugin().name().to_string();
+    let verdicts = match validator.validate(&messages) {
+        Ok(v) => v,
+        Err(e) if on_error == OnError::Accept => {
+            tracing::warn!(topic = name, %plugin, error = %e, "validator failed, accepting (on_error = accept)");
+            return jobs;
+        }
+        Err(e) => {
+            tracing::error!(topic = name, %plugin, error = %e, "validator failed, rejecting the publish");
+            for job in jobs {
+                let _ = job.reply.send(Err(BrokerError::PluginFailed {
+                    plugin: plugin.clone(),
+                    detail: e.to_string(),
+                }));
+            }
+            return Vec::new();
+        }
+    };
+    drop(messages);
+    let mut keep = Vec::with_capacity(jobs.len());
+    let mut at = 0;
+    for job in jobs {
+        let n = job.batch.count() as usize;
+        let rejected = verdicts[at..at + n]
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| match v {
+                Verdict::Reject(reason) => Some((i, reason.clone())),
+                Verdict::Accept => None,
+            });
+        at += n;
+        match rejected {
+            Some((index, reason)) => {
+                let _ = job.reply.send(Err(BrokerError::Rejected {
+                    plugin: plugin.clone(),
+                    index,
+                    reason,
+                }));
+            }
+            None => keep.push(job),
+        }
+    }
+    keep
 }
 
 fn write_jobs(

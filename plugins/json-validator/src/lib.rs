@@ -25,7 +25,7 @@
 mod component;
 
 use plugin_config::{Config, ConfigError};
-use serde_json::Value;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The config keys this plugin accepts.
 pub const KEYS: &[&str] = &["required", "max_size", "require_object"];
@@ -92,27 +92,131 @@ impl Rules {
                 e.valid_up_to()
             )
         })?;
-        let document: Value = serde_json::from_str(text).map_err(|e| describe_syntax_error(&e))?;
+        // One pass over the text: syntax is checked in full, values are
+        // skipped without being built, and only the top-level keys are
+        // compared against the required names.
+        let mut de = serde_json::Deserializer::from_str(text);
+        let shape = ShapeSeed {
+            required: &self.required,
+        }
+        .deserialize(&mut de)
+        .and_then(|shape| de.end().map(|()| shape))
+        .map_err(|e| describe_syntax_error(&e))?;
         if !self.require_object && self.required.is_empty() {
             return Ok(());
         }
-        let Value::Object(fields) = &document else {
-            return Err(format!(
-                "expected a JSON object, found {}",
-                kind_of(&document)
-            ));
+        let found = match shape {
+            Shape::Object(found) => found,
+            Shape::Other(kind) => return Err(format!("expected a JSON object, found {kind}")),
         };
         let missing: Vec<String> = self
             .required
             .iter()
-            .filter(|name| !fields.contains_key(name.as_str()))
-            .map(|name| format!("\"{name}\""))
+            .zip(&found)
+            .filter(|(_, seen)| !**seen)
+            .map(|(name, _)| format!("\"{name}\""))
             .collect();
         match missing.as_slice() {
             [] => Ok(()),
             [one] => Err(format!("missing required field {one}")),
             many => Err(format!("missing required fields {}", many.join(", "))),
         }
+    }
+}
+
+/// What the top level of a document is: an object (with, for each required
+/// name, whether it was present) or something else (named as in reasons).
+enum Shape {
+    Object(Vec<bool>),
+    Other(&'static str),
+}
+
+/// Reads a document's shape without building it.
+struct ShapeSeed<'r> {
+    required: &'r [String],
+}
+
+impl<'de> DeserializeSeed<'de> for ShapeSeed<'_> {
+    type Value = Shape;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Shape, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ShapeSeed<'_> {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        let mut found = vec![false; self.required.len()];
+        while let Some(hit) = map.next_key_seed(KeySeed {
+            required: self.required,
+        })? {
+            if let Some(i) = hit {
+                found[i] = true;
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(Shape::Object(found))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Shape::Other("an array"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+        Ok(Shape::Other("a string"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        Ok(Shape::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        Ok(Shape::Other("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        Ok(Shape::Other("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+        Ok(Shape::Other("a number"))
+    }
+
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Other("null"))
+    }
+}
+
+/// Matches an object key against the required names without allocating
+/// (escaped keys arrive unescaped through `visit_str`).
+struct KeySeed<'r> {
+    required: &'r [String],
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Option<usize>, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.required.iter().position(|name| name == key))
     }
 }
 
@@ -125,18 +229,6 @@ fn describe_syntax_error(error: &serde_json::Error) -> String {
         .strip_suffix(&format!(" at line {line} column {column}"))
         .unwrap_or(&full);
     format!("invalid JSON at line {line} column {column}: {what}")
-}
-
-/// Names the kind of a JSON value for reasons.
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
