@@ -16,7 +16,8 @@
 //! Plugins: every `[plugins.<name>]` of the config is compiled (or loaded from
 //! the compiled cache under `<data_dir>/_cache/wasm`) and pre-linked once at
 //! start-up; each topic then gets its own instances of the plugins its
-//! settings name, with their `init` called on the topic's config. A topic whose
+//! settings name, with their `init` called on the topic's config (a codec's
+//! comes from its `[plugins.<name>]` table instead). A topic whose
 //! retention hook is set lets the plugin decide deletions instead of
 //! `segment_age` (size-based rolling still applies); the broker clamps the
 //! answer: never the active segment, never more segments than exist, and a
@@ -185,7 +186,13 @@ impl Broker {
                 plugin,
                 PluginKind::Codec,
             )?;
-            codecs.bind(*value, Arc::new(p.codec(name, "{}")?));
+            let config = self
+                .config
+                .plugins
+                .iter()
+                .find(|d| d.name == *plugin)
+                .map_or_else(|| "{}".to_string(), |d| d.config.to_string());
+            codecs.bind(*value, Arc::new(p.codec(name, &config)?));
         }
         let opts = LogOptions {
             index_entries: self.config.index_entries,

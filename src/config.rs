@@ -305,6 +305,11 @@ pub struct PluginDecl {
     pub time_limit: Duration,
     /// Fuel per call, if metered.
     pub fuel: Option<u64>,
+    /// The config a codec plugin's `init` gets (`{}` when not set). A codec
+    /// has no per-topic config, since data it wrote must read back the same
+    /// way in every topic; validation and retention plugins get theirs per
+    /// topic, from the hook's `config`, and ignore this one.
+    pub config: serde_json::Value,
 }
 
 /// Default memory limit of a plugin instance.

@@ -68,6 +68,8 @@ struct Plugin {
     memory_limit: Option<SizeValue>,
     time_limit: Option<String>,
     fuel: Option<u64>,
+    #[serde(default)]
+    config: toml::Table,
 }
 
 #[derive(Deserialize, Clone)]
@@ -160,6 +162,7 @@ impl File {
                 memory_limit,
                 time_limit,
                 fuel: p.fuel,
+                config: serde_json::to_value(&p.config).map_err(|e| at.err(&table, "config", e))?,
             });
         }
         let plugin_names = cfg.plugin_names();

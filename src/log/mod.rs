@@ -84,6 +84,16 @@ pub enum LogError {
     /// Data was written with a codec that is not configured now.
     #[error("{}: data uses compression value {value}, which no configured codec handles", path.display())]
     UnknownCodec { value: u8, path: PathBuf },
+    /// While opening, the codec failed on a message set that passed its CRC
+    /// (so it was written whole) and had to be decoded to count its messages.
+    /// Nothing is cut: a fixed codec reads it again.
+    #[error("{}: the message set at byte {pos} is whole but its codec failed: {source}", path.display())]
+    UndecodableSet {
+        path: PathBuf,
+        pos: u64,
+        #[source]
+        source: FormatError,
+    },
     /// An entry handed to `append_encoded` is not one well-formed message.
     #[error("invalid entry: {0}")]
     InvalidEntry(&'static str),

@@ -15,6 +15,10 @@
 //!   data. The walk stops at the first message that is short, fails its CRC,
 //!   or (past the trusted index) is all zeros; the data file is cut there, the
 //!   marker written after the last good entry and stale entries zeroed.
+//!   A set that verifies but whose count the index does not give is decoded
+//!   to count it; if its codec fails (a plugin that traps or errs), opening
+//!   fails with [`LogError::UndecodableSet`] rather than cutting a message
+//!   that was written whole.
 //!   A message that fails its CRC although the index vouches for it and for a
 //!   verified message right after it is damage, not a torn tail: it is kept,
 //!   so reads and `check` report it and the messages after it stay.
@@ -287,6 +291,15 @@ fn walk_data(
                     return Err(LogError::UnknownCodec {
                         value: v,
                         path: path.to_path_buf(),
+                    });
+                }
+                // It passed its CRC, so it is no torn tail: a codec that
+                // fails now (a plugin trapping or erring) must not cost data.
+                Err(source @ FormatError::Codec(_)) => {
+                    return Err(LogError::UndecodableSet {
+                        path: path.to_path_buf(),
+                        pos,
+                        source,
                     });
                 }
                 Err(_) => break,

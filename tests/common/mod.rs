@@ -285,6 +285,61 @@ impl Drop for NetlogProcess {
     }
 }
 
+/// What a finished run of the `netlog` binary left: its status and output.
+pub struct Finished {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs the real `netlog` binary with `args` to completion (killed and
+/// failing the test after [`PROCESS_TIMEOUT`]), for commands that end on
+/// their own: `plugin check`, or a start-up that must fail.
+pub fn run_netlog<I, S>(args: I) -> Finished
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netlog"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the netlog binary");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll netlog") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("netlog did not finish within {PROCESS_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
 /// A thin client for the API at one base URL. Cheap to clone.
 #[derive(Clone)]
 pub struct Api {
@@ -360,6 +415,21 @@ impl Api {
         body["offset"]
             .as_u64()
             .expect("the answer names the offset")
+    }
+
+    /// `POST /{topic}/messages` with `body` as ndjson (one message a line).
+    pub async fn publish_ndjson(
+        &self,
+        topic: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/{topic}/messages")))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .expect("POST messages")
     }
 
     /// Topic info; must succeed.
@@ -440,7 +510,7 @@ pub async fn expect_ok_message(resp: reqwest::Response, status: u16, message: &s
 }
 
 /// Extra fields an error body may carry beyond netlog's three.
-const ERROR_EXTRAS: &[&str] = &["reason", "index", "plugin"];
+const ERROR_EXTRAS: &[&str] = &["reason", "index", "plugin", "codec"];
 
 /// Asserts netlog's error shape, `{"ok":false,"status":<status>,"error":
 /// "netlog: <text>"}` with `application/json`, allowing only the documented

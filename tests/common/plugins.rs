@@ -1,9 +1,14 @@
-//! Plugin helpers: where the built components are, one shared host.
+//! Plugin helpers: where the built components are, one shared host, plugin
+//! declarations for a broker's config, and what a topic's data files hold.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
+use netlog::config::{Config, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIME, PluginDecl};
 use netlog::plugin::{HostOptions, Limits, Plugin, PluginHost};
+
+use super::{Api, expect_json, test_config};
 
 /// The directory holding the built plugin components: `$NETLOG_PLUGIN_DIR`,
 /// or `plugins/dist` in the crate. Panics, saying how to build them, when the
@@ -51,4 +56,69 @@ pub fn load(file: &str, limits: Limits) -> Arc<Plugin> {
     host()
         .load(&name, &plugin_path(file), limits)
         .unwrap_or_else(|e| panic!("loading {file}: {e}"))
+}
+
+/// A declaration of the built component `file` as plugin `name`, with the
+/// default limits and no config.
+pub fn declare(name: &str, file: &str) -> PluginDecl {
+    PluginDecl {
+        name: name.to_string(),
+        path: plugin_path(file),
+        memory_limit: DEFAULT_PLUGIN_MEMORY,
+        time_limit: DEFAULT_PLUGIN_TIME,
+        fuel: None,
+        config: serde_json::json!({}),
+    }
+}
+
+/// The test configuration on `dir` with `plugins` declared.
+pub fn config_with(dir: &Path, plugins: Vec<PluginDecl>) -> Config {
+    Config {
+        plugins,
+        ..test_config(dir)
+    }
+}
+
+/// The entries of a segment's data file, read straight from disk: for each,
+/// its `compver` byte and its stored payload (compressed, for a set).
+pub fn data_entries(path: &Path) -> Vec<(u8, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut entries = Vec::new();
+    let mut at = SEGMENT_HEADER;
+    while at < bytes.len() {
+        let head = &bytes[at..at + 9];
+        let len = u32::from_be_bytes(head[5..9].try_into().unwrap()) as usize;
+        let payload = bytes[at + 9..at + 9 + len].to_vec();
+        let crc = u32::from_be_bytes(head[1..5].try_into().unwrap());
+        assert_eq!(crc, crc32fast::hash(&payload), "CRC of the entry at {at}");
+        entries.push((head[0], payload));
+        at += 9 + len;
+    }
+    entries
+}
+
+/// Bytes of a data file's header, before the first entry.
+const SEGMENT_HEADER: usize = 16;
+
+/// Calls `probe` every 20 ms until it gives `Some`, and returns that; fails
+/// the test, saying what was awaited, if `limit` passes first.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that the broker answers `GET /` with its list of topics.
+pub async fn assert_serving(api: &Api) {
+    let topics = expect_json(api.get("/").await, 200).await;
+    assert!(topics.is_array(), "GET / lists the topics: {topics}");
 }
