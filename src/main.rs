@@ -228,7 +228,11 @@ fn plugin_check(file: &std::path::Path, config: Option<&str>) -> ExitCode {
     match netlog::plugin::check_component(file, config) {
         Ok(report) => {
             println!("{report}");
-            ExitCode::SUCCESS
+            if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("netlog: {}: {e}", file.display());

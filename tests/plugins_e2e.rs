@@ -648,6 +648,7 @@ fn plugin_check_describes_a_component() {
         OsStr::new(r#"{"bogus":1}"#),
     ]);
     let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(!run.status.success(), "a refused config fails the check");
     assert!(
         said.contains("init:      refused") && said.contains("bogus"),
         "the refusal and its reason are shown: {said}"
