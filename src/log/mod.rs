@@ -359,7 +359,8 @@ impl Log {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one at the next offset.
+    /// Seals the active segment and starts a new one at the next offset; an
+    /// empty active segment stays as it is.
     pub fn roll(&self) -> Result<(), LogError> {
         let mut w = lock(&self.inner.writer);
         self.roll_locked(&mut w)
@@ -367,6 +368,11 @@ impl Log {
 
     fn roll_locked(&self, w: &mut Writer) -> Result<(), LogError> {
         self.flush_locked(w)?;
+        if w.active.entries() == 0 {
+            // An empty segment has nothing to seal, and a new one would have
+            // the same base offset, hence the same files.
+            return Ok(());
+        }
         Self::sync_locked(w)?;
         let next = w.active.next_offset();
         let seg = Arc::new(Segment::create(
