@@ -59,9 +59,17 @@ impl Reader {
         let seg = log
             .segment_for(offset)
             .ok_or(LogError::OffsetNotFound(offset))?;
+        // An offset below the segment's base lies in a gap that recovery left
+        // (a damaged segment lost its tail): start at the segment's first
+        // message. Otherwise `offset` is the end of the log, unless located.
+        let pos = if offset < seg.base {
+            SEGMENT_HEADER_BYTES
+        } else {
+            seg.data_len()
+        };
         let mut reader = Reader {
             log,
-            pos: seg.data_len(),
+            pos,
             next: offset.max(seg.base),
             seg,
             chunk: Bytes::new(),
