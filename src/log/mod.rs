@@ -189,13 +189,13 @@ impl Log {
         let bases = list_segments(dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, base) in bases.iter().enumerate() {
-            let last = i + 1 == bases.len();
+            let next_base = bases.get(i + 1).copied();
             let (seg, repair) =
-                recovery::open_segment(dir, *base, opts.index_entries, &opts.codecs, last)?;
+                recovery::open_segment(dir, *base, opts.index_entries, &opts.codecs, next_base)?;
             if repair.changed() {
                 tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
             }
-            if !last {
+            if next_base.is_some() {
                 seg.seal();
             }
             segments.push(Arc::new(seg));

@@ -15,6 +15,10 @@
 //!   data. The walk stops at the first message that is short, fails its CRC,
 //!   or (past the trusted index) is all zeros; the data file is cut there, the
 //!   marker written after the last good entry and stale entries zeroed.
+//!   Nine zero bytes are also a valid empty message, so past the trusted
+//!   index a run of them is kept when a verified message follows it, or when
+//!   it ends a sealed segment with exactly the messages the next segment's
+//!   base offset implies.
 //!
 //! A message fully written before the crash passes all of these checks, so it
 //! is never cut.
@@ -52,13 +56,14 @@ impl Repair {
 }
 
 /// Opens the segment at `base` in `dir`, repairing it as described above.
-/// `walk` forces the full walk (used for the active segment).
+/// `next_base` is the base offset of the segment after it; `None` marks the
+/// active segment, which always gets the full walk.
 pub fn open_segment(
     dir: &Path,
     base: u64,
     index_entries: u32,
     codecs: &Codecs,
-    walk: bool,
+    next_base: Option<u64>,
 ) -> Result<(Segment, Repair), LogError> {
     let data_path = dir.join(file_name(base, "data"));
     let index_path = dir.join(file_name(base, "index"));
@@ -80,15 +85,17 @@ pub fn open_segment(
     let index = Index::open(&index_path, index_entries).map_err(io_error(&index_path))?;
     let hints = read_hints(&index, len);
 
-    let quick = if walk {
-        None
-    } else {
-        quick_check(&data, &hints, len, index.capacity(), codecs)
+    let quick = match next_base {
+        None => None,
+        Some(_) => quick_check(&data, &hints, len, index.capacity(), codecs),
     };
     let (entries, next_rel, good_len) = match quick {
         Some((n, next_rel)) => (n, next_rel, len),
         None => {
-            let walked = walk_data(&data, &data_path, &hints, len, &index, codecs, mtime)?;
+            let next_rel = next_base.map(|b| b.saturating_sub(base) + 1);
+            let walked = walk_data(
+                &data, &data_path, &hints, len, &index, codecs, mtime, next_rel,
+            )?;
             for (i, e) in walked.entries.iter().enumerate() {
                 if index.get(i) != *e {
                     index.set(i, *e);
@@ -222,6 +229,23 @@ fn entry_count(header: Header, payload: Vec<u8>, codecs: &Codecs) -> Result<u32,
     message::count_plain(&plain)
 }
 
+/// Where the run of zero headers starting at `pos` ends, and whether a
+/// verified message that is not all zeros starts there.
+fn zero_run(data: &File, pos: u64, len: u64) -> (u64, bool) {
+    let mut at = pos;
+    let mut h = [0u8; HEADER_BYTES];
+    while at + HEADER_BYTES as u64 <= len {
+        if data.read_exact_at(&mut h, at).is_err() {
+            return (at, false);
+        }
+        if h != [0u8; HEADER_BYTES] {
+            return (at, read_verified(data, at, len).is_some());
+        }
+        at += HEADER_BYTES as u64;
+    }
+    (at, false)
+}
+
 struct Walked {
     entries: Vec<IndexEntry>,
     next_rel: u32,
@@ -229,6 +253,8 @@ struct Walked {
 }
 
 /// Reads every message of the data file in order; see the module docs.
+/// `next_rel`, for a sealed segment, is the relative offset its messages end at.
+#[allow(clippy::too_many_arguments)]
 fn walk_data(
     data: &File,
     path: &Path,
@@ -237,6 +263,7 @@ fn walk_data(
     index: &Index,
     codecs: &Codecs,
     fallback_ts: u32,
+    next_rel: Option<u64>,
 ) -> Result<Walked, LogError> {
     let mut rd = BufReader::with_capacity(1 << 20, data);
     rd.seek(SeekFrom::Start(SEGMENT_HEADER_BYTES))
@@ -244,6 +271,7 @@ fn walk_data(
     let (mut pos, mut rel) = (SEGMENT_HEADER_BYTES, 1u32);
     let mut entries = Vec::new();
     let mut trusted = true;
+    let mut empty_until = 0;
     let mut payload = Vec::new();
     while pos + HEADER_BYTES as u64 <= len && entries.len() < index.capacity() {
         let mut h = [0u8; HEADER_BYTES];
@@ -255,10 +283,18 @@ fn walk_data(
         if pos + total > len || header.length as usize > MAX_PAYLOAD_BYTES {
             break;
         }
-        if !trusted && h == [0u8; HEADER_BYTES] {
-            // Zeros past what the index vouches for are unwritten pages, not
-            // an empty message.
-            break;
+        if !trusted && h == [0u8; HEADER_BYTES] && pos >= empty_until {
+            // Nine zero bytes are also an empty message (its CRC is 0). Past
+            // what the index vouches for, they count as messages only if a
+            // verified non-empty message follows them, or if they complete a
+            // sealed segment; otherwise they are unwritten pages.
+            let (end, followed) = zero_run(data, pos, len);
+            let fills_segment =
+                end == len && next_rel == Some(u64::from(rel) + (len - pos) / HEADER_BYTES as u64);
+            if !(followed || fills_segment) {
+                break;
+            }
+            empty_until = end;
         }
         payload.resize(header.length as usize, 0);
         rd.read_exact(&mut payload).map_err(io_error(path))?;
