@@ -9,10 +9,11 @@
 //!   data file's end, or fills the index with a last entry that ends the file,
 //!   only that last message is verified (length and CRC).
 //! * **Walk** (the active segment, or when the quick path fails): every message
-//!   is read in order, its length and CRC checked. Index entries that agree with
-//!   the data are kept (and give message-set counts and timestamps without
-//!   decompressing); where they stop agreeing, entries are rebuilt from the
-//!   data. The walk stops at the first message that is short, fails its CRC,
+//!   is read in order, its length and CRC checked, and every set unpacked to
+//!   count its messages (no checksum covers an index entry, so offsets come
+//!   from the data). Index entries that agree with the data are kept (and give
+//!   timestamps, and the count of a set no configured codec can read); where
+//!   they stop agreeing, entries are rebuilt from the data. The walk stops at the first message that is short, fails its CRC,
 //!   or (past the trusted index) is all zeros; the data file is cut there, the
 //!   marker written after the last good entry and stale entries zeroed.
 //!   Nine zero bytes are also a valid empty message, so past the trusted
@@ -301,20 +302,27 @@ fn walk_data(
         if header.verify(&payload).is_err() {
             break;
         }
+        // Counts come from the data: an index entry's relative offset is not
+        // covered by any checksum, so a garbled one must not shift offsets.
+        // The index is only believed for a set no configured codec can read.
         let next_hint = hints.get(entries.len() + 1);
-        let count = match (trusted, next_hint) {
-            (true, Some(n)) if n.pos == pos + total && n.rel > rel => n.rel - rel,
-            _ if !header.is_set() => 1,
-            _ => match entry_count(header, std::mem::take(&mut payload), codecs) {
-                Ok(n) => n,
-                Err(FormatError::UnknownCodec(v)) => {
+        let hinted = match (trusted, next_hint) {
+            (true, Some(n)) if n.pos == pos + total && n.rel > rel => Some(n.rel - rel),
+            _ => None,
+        };
+        let count = match entry_count(header, std::mem::take(&mut payload), codecs) {
+            Ok(0) => break, // a set holds at least one message
+            Ok(n) => n,
+            Err(FormatError::UnknownCodec(v)) => match hinted {
+                Some(n) => n,
+                None => {
                     return Err(LogError::UnknownCodec {
                         value: v,
                         path: path.to_path_buf(),
                     });
                 }
-                Err(_) => break,
             },
+            Err(_) => break,
         };
         let ts = if trusted {
             hint.map_or(fallback_ts, |e| e.ts)
