@@ -136,6 +136,14 @@ impl Reader {
                 .codecs()
                 .unpack(header.compression(), payload)
                 .map_err(|source| self.corrupt(source))?;
+            if plain.is_empty() {
+                // A set holds at least one message; skipping an empty one
+                // would hand the next message out under this offset.
+                return Err(self.corrupt(FormatError::Truncated {
+                    needed: HEADER_BYTES,
+                    available: 0,
+                }));
+            }
             self.pos += header.total_len() as u64;
             self.set = Some(SetCursor { plain, at: 0 });
         }
