@@ -290,6 +290,26 @@ fn rolling_an_empty_segment_keeps_one_segment() {
     assert_eq!((m.offset, &m.payload[..]), (1, &b"b"[..]));
 }
 
+/// A stored set that holds no message is reported as corrupt when read; it
+/// is not skipped, which would hand the next message out under its offset.
+#[test]
+fn empty_set_is_an_error_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), options(8)).unwrap();
+    let mut empty_set = Vec::new();
+    netlog::message::encode(&mut empty_set, SET_NONE, b"");
+    assert_eq!(log.append_encoded(&empty_set, 1).unwrap(), 0);
+    assert_eq!(log.append(b"x").unwrap(), 1);
+    log.flush().unwrap();
+    let first = log.reader(0).unwrap().next();
+    assert!(
+        matches!(first, Err(netlog::log::LogError::Corrupt { offset: 0, .. })),
+        "{first:?}"
+    );
+    let m = log.reader(1).unwrap().next().unwrap().unwrap();
+    assert_eq!((m.offset, &m.payload[..]), (1, &b"x"[..]));
+}
+
 proptest! {
     #![proptest_config(config())]
 
