@@ -380,12 +380,14 @@ impl Log {
             next,
             self.inner.opts.index_entries,
         )?);
-        w.active.seal();
+        // List the new segment before sealing the old one: a sealed segment
+        // without a successor made `reader(next_offset)` fail meanwhile.
         self.inner
             .segments
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(seg.clone());
+        w.active.seal();
         w.buf_start = seg.data_len();
         w.next_rel = 1;
         w.active = seg;
