@@ -310,6 +310,32 @@ fn empty_set_is_an_error_not_skipped() {
     assert_eq!((m.offset, &m.payload[..]), (1, &b"x"[..]));
 }
 
+/// A reader can always be opened at the next offset, even while the writer
+/// is rolling to a new segment.
+#[test]
+fn reader_at_the_end_opens_during_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), options(4)).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..200u32 {
+                log.append(&i.to_be_bytes()).unwrap();
+                log.roll().unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        });
+        let mut opened = 0u64;
+        while !done.load(std::sync::atomic::Ordering::Acquire) {
+            let next = log.next_offset();
+            if let Err(e) = log.reader(next) {
+                panic!("reader({next}) failed after {opened} opens: {e}");
+            }
+            opened += 1;
+        }
+    });
+}
+
 proptest! {
     #![proptest_config(config())]
 
