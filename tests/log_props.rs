@@ -36,7 +36,7 @@ impl fmt::Debug for Payload {
 
 impl Payload {
     fn bytes(&self) -> Vec<u8> {
-        if self.seed % 2 == 0 {
+        if self.seed.is_multiple_of(2) {
             let word = format!("msg-{}-", self.seed);
             return word.bytes().cycle().take(self.len).collect();
         }
@@ -185,7 +185,7 @@ fn read_to_end(log: &Log, model: &Model, from: u64) -> Result<(), TestCaseError>
         );
         let m = m.unwrap();
         prop_assert_eq!(m.offset, offset as u64);
-        prop_assert!(&m.payload[..] == &want[..], "payload at {}", offset);
+        prop_assert!(m.payload[..] == want[..], "payload at {}", offset);
     }
     prop_assert!(reader.next().unwrap().is_none(), "nothing past the end");
     Ok(())
@@ -203,12 +203,12 @@ fn check_log(log: &Log, model: &Model) -> Result<(), TestCaseError> {
         let mut reader = log.reader(offset as u64).unwrap();
         let m = reader.next().unwrap().expect("a message at every offset");
         prop_assert_eq!(m.offset, offset as u64);
-        prop_assert!(&m.payload[..] == &want[..], "payload at {}", offset);
+        prop_assert!(m.payload[..] == want[..], "payload at {}", offset);
         prop_assert_eq!(m.crc, crc_of(want));
         if let Some(after) = model.messages.get(offset + 1) {
             let m = reader.next().unwrap().expect("the message after");
             prop_assert_eq!(m.offset, offset as u64 + 1);
-            prop_assert!(&m.payload[..] == &after[..], "payload at {}", offset + 1);
+            prop_assert!(m.payload[..] == after[..], "payload at {}", offset + 1);
         }
     }
     read_to_end(log, model, 0)?;
@@ -385,7 +385,7 @@ proptest! {
             log.flush().unwrap();
             while let Some(m) = reader.next().unwrap() {
                 prop_assert_eq!(m.offset, seen as u64);
-                prop_assert!(&m.payload[..] == &model.messages[seen][..], "payload at {}", seen);
+                prop_assert!(m.payload[..] == model.messages[seen][..], "payload at {}", seen);
                 seen += 1;
             }
             prop_assert_eq!(seen, model.messages.len(), "reader caught up");
