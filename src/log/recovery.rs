@@ -13,9 +13,10 @@
 //!   count its messages (no checksum covers an index entry, so offsets come
 //!   from the data). Index entries that agree with the data are kept (and give
 //!   timestamps, and the count of a set no configured codec can read); where
-//!   they stop agreeing, entries are rebuilt from the data. The walk stops at the first message that is short, fails its CRC,
-//!   or (past the trusted index) is all zeros; the data file is cut there, the
-//!   marker written after the last good entry and stale entries zeroed.
+//!   they stop agreeing, entries are rebuilt from the data. The walk stops at
+//!   the first message that is short, fails its CRC, or (past the trusted
+//!   index) is all zeros; the data file is cut there, the marker written after
+//!   the last good entry and stale entries zeroed.
 //!   Nine zero bytes are also a valid empty message, so past the trusted
 //!   index a run of them is kept when a verified message follows it, or when
 //!   it ends a sealed segment with exactly the messages the next segment's
