@@ -199,13 +199,13 @@ impl Log {
         let bases = list_segments(dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, base) in bases.iter().enumerate() {
-            let last = i + 1 == bases.len();
+            let next_base = bases.get(i + 1).copied();
             let (seg, repair) =
-                recovery::open_segment(dir, *base, opts.index_entries, &opts.codecs, last)?;
+                recovery::open_segment(dir, *base, opts.index_entries, &opts.codecs, next_base)?;
             if repair.changed() {
                 tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
             }
-            if !last {
+            if next_base.is_some() {
                 seg.seal();
             }
             segments.push(Arc::new(seg));
@@ -369,7 +369,8 @@ impl Log {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one at the next offset.
+    /// Seals the active segment and starts a new one at the next offset; an
+    /// empty active segment stays as it is.
     pub fn roll(&self) -> Result<(), LogError> {
         let mut w = lock(&self.inner.writer);
         self.roll_locked(&mut w)
@@ -377,6 +378,11 @@ impl Log {
 
     fn roll_locked(&self, w: &mut Writer) -> Result<(), LogError> {
         self.flush_locked(w)?;
+        if w.active.entries() == 0 {
+            // An empty segment has nothing to seal, and a new one would have
+            // the same base offset, hence the same files.
+            return Ok(());
+        }
         Self::sync_locked(w)?;
         let next = w.active.next_offset();
         let seg = Arc::new(Segment::create(
@@ -384,12 +390,14 @@ impl Log {
             next,
             self.inner.opts.index_entries,
         )?);
-        w.active.seal();
+        // List the new segment before sealing the old one: a sealed segment
+        // without a successor made `reader(next_offset)` fail meanwhile.
         self.inner
             .segments
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(seg.clone());
+        w.active.seal();
         w.buf_start = seg.data_len();
         w.next_rel = 1;
         w.active = seg;

@@ -59,9 +59,17 @@ impl Reader {
         let seg = log
             .segment_for(offset)
             .ok_or(LogError::OffsetNotFound(offset))?;
+        // An offset below the segment's base lies in a gap that recovery left
+        // (a damaged segment lost its tail): start at the segment's first
+        // message. Otherwise `offset` is the end of the log, unless located.
+        let pos = if offset < seg.base {
+            SEGMENT_HEADER_BYTES
+        } else {
+            seg.data_len()
+        };
         let mut reader = Reader {
             log,
-            pos: seg.data_len(),
+            pos,
             next: offset.max(seg.base),
             seg,
             chunk: Bytes::new(),
@@ -128,6 +136,14 @@ impl Reader {
                 .codecs()
                 .unpack(header.compression(), payload)
                 .map_err(|source| self.corrupt(source))?;
+            if plain.is_empty() {
+                // A set holds at least one message; skipping an empty one
+                // would hand the next message out under this offset.
+                return Err(self.corrupt(FormatError::Truncated {
+                    needed: HEADER_BYTES,
+                    available: 0,
+                }));
+            }
             self.pos += header.total_len() as u64;
             self.set = Some(SetCursor { plain, at: 0 });
         }

@@ -9,16 +9,22 @@
 //!   data file's end, or fills the index with a last entry that ends the file,
 //!   only that last message is verified (length and CRC).
 //! * **Walk** (the active segment, or when the quick path fails): every message
-//!   is read in order, its length and CRC checked. Index entries that agree with
-//!   the data are kept (and give message-set counts and timestamps without
-//!   decompressing); where they stop agreeing, entries are rebuilt from the
-//!   data. The walk stops at the first message that is short, fails its CRC,
-//!   or (past the trusted index) is all zeros; the data file is cut there, the
-//!   marker written after the last good entry and stale entries zeroed.
-//!   A set that verifies but whose count the index does not give is decoded
-//!   to count it; if its codec fails (a plugin that traps or errs), opening
-//!   fails with [`LogError::UndecodableSet`] rather than cutting a message
-//!   that was written whole.
+//!   is read in order, its length and CRC checked, and every set unpacked to
+//!   count its messages (no checksum covers an index entry, so offsets come
+//!   from the data). Index entries that agree with the data are kept (and give
+//!   timestamps, and the count of a set no configured codec can read); where
+//!   they stop agreeing, entries are rebuilt from the data. The walk stops at
+//!   the first message that is short, fails its CRC, or (past the trusted
+//!   index) is all zeros; the data file is cut there, the marker written after
+//!   the last good entry and stale entries zeroed.
+//!   Nine zero bytes are also a valid empty message, so past the trusted
+//!   index a run of them is kept when a verified message follows it, or when
+//!   it ends a sealed segment with exactly the messages the next segment's
+//!   base offset implies.
+//!   A set that verifies but that no configured codec can decode, and that
+//!   the index gives no count for, fails the open with
+//!   [`LogError::UndecodableSet`] (or `UnknownCodec`) rather than cutting a
+//!   message that was written whole.
 //!   A message that fails its CRC although the index vouches for it and for a
 //!   verified message right after it is damage, not a torn tail: it is kept,
 //!   so reads and `check` report it and the messages after it stay.
@@ -59,13 +65,14 @@ impl Repair {
 }
 
 /// Opens the segment at `base` in `dir`, repairing it as described above.
-/// `walk` forces the full walk (used for the active segment).
+/// `next_base` is the base offset of the segment after it; `None` marks the
+/// active segment, which always gets the full walk.
 pub fn open_segment(
     dir: &Path,
     base: u64,
     index_entries: u32,
     codecs: &Codecs,
-    walk: bool,
+    next_base: Option<u64>,
 ) -> Result<(Segment, Repair), LogError> {
     let data_path = dir.join(file_name(base, "data"));
     let index_path = dir.join(file_name(base, "index"));
@@ -87,15 +94,17 @@ pub fn open_segment(
     let index = Index::open(&index_path, index_entries).map_err(io_error(&index_path))?;
     let hints = read_hints(&index, len);
 
-    let quick = if walk {
-        None
-    } else {
-        quick_check(&data, &hints, len, index.capacity(), codecs)
+    let quick = match next_base {
+        None => None,
+        Some(_) => quick_check(&data, &hints, len, index.capacity(), codecs),
     };
     let (entries, next_rel, good_len) = match quick {
         Some((n, next_rel)) => (n, next_rel, len),
         None => {
-            let walked = walk_data(&data, &data_path, &hints, len, &index, codecs, mtime)?;
+            let next_rel = next_base.map(|b| b.saturating_sub(base) + 1);
+            let walked = walk_data(
+                &data, &data_path, &hints, len, &index, codecs, mtime, next_rel,
+            )?;
             for (i, e) in walked.entries.iter().enumerate() {
                 if index.get(i) != *e {
                     index.set(i, *e);
@@ -229,6 +238,23 @@ fn entry_count(header: Header, payload: Vec<u8>, codecs: &Codecs) -> Result<u32,
     message::count_plain(&plain)
 }
 
+/// Where the run of zero headers starting at `pos` ends, and whether a
+/// verified message that is not all zeros starts there.
+fn zero_run(data: &File, pos: u64, len: u64) -> (u64, bool) {
+    let mut at = pos;
+    let mut h = [0u8; HEADER_BYTES];
+    while at + HEADER_BYTES as u64 <= len {
+        if data.read_exact_at(&mut h, at).is_err() {
+            return (at, false);
+        }
+        if h != [0u8; HEADER_BYTES] {
+            return (at, read_verified(data, at, len).is_some());
+        }
+        at += HEADER_BYTES as u64;
+    }
+    (at, false)
+}
+
 struct Walked {
     entries: Vec<IndexEntry>,
     next_rel: u32,
@@ -236,6 +262,8 @@ struct Walked {
 }
 
 /// Reads every message of the data file in order; see the module docs.
+/// `next_rel`, for a sealed segment, is the relative offset its messages end at.
+#[allow(clippy::too_many_arguments)]
 fn walk_data(
     data: &File,
     path: &Path,
@@ -244,6 +272,7 @@ fn walk_data(
     index: &Index,
     codecs: &Codecs,
     fallback_ts: u32,
+    next_rel: Option<u64>,
 ) -> Result<Walked, LogError> {
     let mut rd = BufReader::with_capacity(1 << 20, data);
     rd.seek(SeekFrom::Start(SEGMENT_HEADER_BYTES))
@@ -251,6 +280,7 @@ fn walk_data(
     let (mut pos, mut rel) = (SEGMENT_HEADER_BYTES, 1u32);
     let mut entries = Vec::new();
     let mut trusted = true;
+    let mut empty_until = 0;
     let mut payload = Vec::new();
     while pos + HEADER_BYTES as u64 <= len && entries.len() < index.capacity() {
         let mut h = [0u8; HEADER_BYTES];
@@ -262,48 +292,72 @@ fn walk_data(
         if pos + total > len || header.length as usize > MAX_PAYLOAD_BYTES {
             break;
         }
-        if !trusted && h == [0u8; HEADER_BYTES] {
-            // Zeros past what the index vouches for are unwritten pages, not
-            // an empty message.
-            break;
+        if !trusted && h == [0u8; HEADER_BYTES] && pos >= empty_until {
+            // Nine zero bytes are also an empty message (its CRC is 0). Past
+            // what the index vouches for, they count as messages only if a
+            // verified non-empty message follows them, or if they complete a
+            // sealed segment; otherwise they are unwritten pages.
+            let (end, followed) = zero_run(data, pos, len);
+            let fills_segment =
+                end == len && next_rel == Some(u64::from(rel) + (len - pos) / HEADER_BYTES as u64);
+            if !(followed || fills_segment) {
+                break;
+            }
+            empty_until = end;
         }
         payload.resize(header.length as usize, 0);
         rd.read_exact(&mut payload).map_err(io_error(path))?;
+        // Counts come from the data: an index entry's relative offset is not
+        // covered by any checksum, so a garbled one must not shift offsets.
+        // The index is only believed for a set no configured codec can read,
+        // and for a message damaged after it was written (below).
         let next_hint = hints.get(entries.len() + 1);
-        if header.verify(&payload).is_err() {
+        let hinted = match (trusted, next_hint) {
+            (true, Some(n)) if n.pos == pos + total && n.rel > rel => Some(n.rel - rel),
+            _ => None,
+        };
+        let count = if header.verify(&payload).is_err() {
             // Vouched for by the index and followed by a message that
             // verifies where the index says: damaged after it was written,
             // not torn. Cutting here would drop every message after it.
-            let damaged = trusted
-                && next_hint.is_some_and(|n| {
-                    n.pos == pos + total && n.rel > rel && read_verified(data, n.pos, len).is_some()
-                });
-            if !damaged {
-                break;
+            match hinted {
+                Some(n) if read_verified(data, pos + total, len).is_some() => n,
+                _ => break,
             }
-        }
-        let count = match (trusted, next_hint) {
-            (true, Some(n)) if n.pos == pos + total && n.rel > rel => n.rel - rel,
-            _ if !header.is_set() => 1,
-            _ => match entry_count(header, std::mem::take(&mut payload), codecs) {
+        } else {
+            match entry_count(header, std::mem::take(&mut payload), codecs) {
+                Ok(0) => break, // a set holds at least one message
                 Ok(n) => n,
-                Err(FormatError::UnknownCodec(v)) => {
-                    return Err(LogError::UnknownCodec {
-                        value: v,
-                        path: path.to_path_buf(),
-                    });
-                }
+                Err(FormatError::UnknownCodec(v)) => match hinted {
+                    Some(n) => n,
+                    None => {
+                        return Err(LogError::UnknownCodec {
+                            value: v,
+                            path: path.to_path_buf(),
+                        });
+                    }
+                },
                 // It passed its CRC, so it is no torn tail: a codec that
                 // fails now (a plugin trapping or erring) must not cost data.
-                Err(source @ FormatError::Codec(_)) => {
-                    return Err(LogError::UndecodableSet {
-                        path: path.to_path_buf(),
-                        pos,
-                        source,
-                    });
-                }
-                Err(_) => break,
-            },
+                Err(source @ FormatError::Codec(_)) => match hinted {
+                    Some(n) => n,
+                    None => {
+                        return Err(LogError::UndecodableSet {
+                            path: path.to_path_buf(),
+                            pos,
+                            source,
+                        });
+                    }
+                },
+                // The set passed its own CRC but holds a damaged message:
+                // damage, not a torn tail. With the index's count it is kept
+                // (reads and `check` report it); without one it cannot be
+                // counted and the walk stops there.
+                Err(_) => match hinted {
+                    Some(n) => n,
+                    None => break,
+                },
+            }
         };
         let ts = if trusted {
             hint.map_or(fallback_ts, |e| e.ts)

@@ -1,0 +1,840 @@
+//! Crash tests: a log is written, its files are damaged the ways a crash (or a
+//! bad disk) damages them, and the log is reopened.
+//!
+//! The oracle is the history of what was written: every write's offsets,
+//! payloads, segment and the byte range it occupies in the data file (read back
+//! from the index after a clean run). After reopening, a read may return a
+//! message only with the exact bytes written at that offset. For pure cuts
+//! (truncated files, appended zeros, lost indexes, torn headers) every message
+//! whose bytes were fully inside the cut file must still be there, nothing past
+//! the cut may be, and the log must continue at the right offset. For garbled
+//! bytes, messages written before the first garbled byte must survive.
+//!
+//! Random points come from a seeded generator, so every run damages the same
+//! files the same way; a failure names its history seed and iteration.
+
+use std::collections::BTreeSet;
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use netlog::log::{FsyncPolicy, Log, LogError, LogOptions, SEGMENT_HEADER_BYTES, recovery};
+use netlog::message::{HEADER_BYTES, SET_GZIP, SET_NONE, SET_SNAPPY};
+
+/// History seeds; each gives a different mix of writes and segment sizes.
+/// `CRASH_HISTORIES` overrides it for a longer hunt.
+fn histories_count() -> u64 {
+    env_or("CRASH_HISTORIES", 4)
+}
+
+/// Damaged copies tried per history and kind of damage (`CRASH_ITERATIONS`).
+fn iterations() -> u64 {
+    env_or("CRASH_ITERATIONS", 12)
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// splitmix64: small, seedable, good enough to pick damage.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5eed_0fc0_ffee)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..hi` (`lo` when the range is empty).
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            lo
+        } else {
+            lo + self.next() % (hi - lo)
+        }
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// One write (one index entry): a plain message or a set.
+#[derive(Clone, Debug)]
+struct Write {
+    /// Base offset of the segment it went to.
+    segment: u64,
+    /// Byte range in that segment's data file.
+    start: u64,
+    end: u64,
+    /// Offset of its first message.
+    first: u64,
+    payloads: Vec<Vec<u8>>,
+    /// A plain message rather than a set.
+    plain: bool,
+}
+
+/// Everything one run wrote.
+struct History {
+    dir: tempfile::TempDir,
+    seed: u64,
+    index_entries: u32,
+    writes: Vec<Write>,
+    /// Base offsets of all segments, the last (active) one possibly empty.
+    segments: Vec<u64>,
+}
+
+impl History {
+    fn opts(&self) -> LogOptions {
+        options(self.index_entries)
+    }
+
+    fn total(&self) -> u64 {
+        self.writes
+            .last()
+            .map_or(0, |w| w.first + w.payloads.len() as u64)
+    }
+
+    fn bases(&self) -> Vec<u64> {
+        self.segments.clone()
+    }
+
+    fn active(&self) -> u64 {
+        *self.segments.last().unwrap()
+    }
+
+    fn payload(&self, offset: u64) -> Option<&[u8]> {
+        let i = self.writes.partition_point(|w| w.first <= offset);
+        let w = &self.writes[i.checked_sub(1)?];
+        w.payloads.get((offset - w.first) as usize).map(|p| &p[..])
+    }
+
+    /// Where the run of empty plain messages that ends the active segment
+    /// starts, if it ends with one. Each is nine zero bytes: without an index
+    /// entry vouching for them, recovery cannot tell them from unwritten pages.
+    fn unvouched_empties(&self) -> Option<u64> {
+        let active = self.active();
+        self.writes
+            .iter()
+            .rev()
+            .take_while(|w| w.segment == active && w.plain && w.payloads[0].is_empty())
+            .last()
+            .map(|w| w.first)
+    }
+
+    /// Offsets of every message of the writes `keep` accepts.
+    fn offsets_where(&self, keep: impl Fn(&Write) -> bool) -> Vec<u64> {
+        self.writes
+            .iter()
+            .filter(|w| keep(w))
+            .flat_map(|w| w.first..w.first + w.payloads.len() as u64)
+            .collect()
+    }
+}
+
+fn options(index_entries: u32) -> LogOptions {
+    LogOptions {
+        index_entries,
+        fsync: FsyncPolicy::Never,
+        ..LogOptions::default()
+    }
+}
+
+fn data_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.data"))
+}
+
+fn index_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.index"))
+}
+
+fn random_payload(rng: &mut Rng) -> Vec<u8> {
+    let len = match rng.range(0, 100) {
+        0..15 => rng.range(0, 3),
+        15..80 => rng.range(3, 200),
+        80..98 => rng.range(200, 5000),
+        _ => rng.range(20_000, 100_000),
+    } as usize;
+    if rng.chance(50) {
+        rng.bytes(len)
+    } else {
+        b"crash-test ".iter().copied().cycle().take(len).collect()
+    }
+}
+
+/// Writes `writes` entries from `seed` (the same seed always writes the same
+/// bytes), syncs, closes, and reads the byte ranges back from the indexes.
+fn write_history(seed: u64, writes: usize) -> History {
+    let mut rng = Rng::new(seed);
+    let index_entries = rng.range(5, 16) as u32;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), options(index_entries)).unwrap();
+    let mut written = Vec::new();
+    for _ in 0..writes {
+        let payloads: Vec<Vec<u8>> = if rng.chance(60) {
+            vec![random_payload(&mut rng)]
+        } else {
+            (0..rng.range(1, 8))
+                .map(|_| random_payload(&mut rng))
+                .collect()
+        };
+        let plain = payloads.len() == 1 && rng.chance(70);
+        let first = if plain {
+            log.append(&payloads[0]).unwrap()
+        } else {
+            let c = [SET_NONE, SET_GZIP, SET_SNAPPY][rng.range(0, 3) as usize];
+            log.append_set(&payloads, c).unwrap()
+        };
+        written.push((first, payloads, plain));
+        if rng.chance(25) {
+            log.flush().unwrap();
+        }
+        if rng.chance(4) {
+            log.roll().unwrap();
+        }
+    }
+    log.sync().unwrap();
+    drop(log);
+
+    // Index entries, segment by segment, in write order.
+    let mut ranges = Vec::new();
+    let segments = data_files(dir.path());
+    for &base in &segments {
+        let index = fs::read(index_path(dir.path(), base)).unwrap();
+        let entries: Vec<(u64, u32, u64)> = index
+            .chunks_exact(16)
+            .map(|e| {
+                let rel = u32::from_be_bytes(e[0..4].try_into().unwrap());
+                let ts = u32::from_be_bytes(e[4..8].try_into().unwrap());
+                let pos = u64::from_be_bytes(e[8..16].try_into().unwrap());
+                (base + u64::from(rel) - 1, ts, pos)
+            })
+            .take_while(|e| e.1 != 0)
+            .collect();
+        let marker = &index[entries.len() * 16..entries.len() * 16 + 16];
+        let end = u64::from_be_bytes(marker[8..16].try_into().unwrap());
+        let len = fs::metadata(data_path(dir.path(), base)).unwrap().len();
+        assert_eq!(end, len, "marker holds the data file's end");
+        for (i, e) in entries.iter().enumerate() {
+            let next = entries.get(i + 1).map_or(end, |n| n.2);
+            ranges.push((base, e.0, e.2, next));
+        }
+    }
+    assert_eq!(ranges.len(), written.len(), "one index entry per write");
+    let writes = ranges
+        .into_iter()
+        .zip(written)
+        .map(
+            |((segment, offset, start, end), (first, payloads, plain))| {
+                assert_eq!(offset, first, "index offsets match the returned ones");
+                Write {
+                    segment,
+                    start,
+                    end,
+                    first,
+                    payloads,
+                    plain,
+                }
+            },
+        )
+        .collect();
+    History {
+        dir,
+        seed,
+        index_entries,
+        writes,
+        segments,
+    }
+}
+
+/// Base offsets of the `.data` files in `dir`, sorted.
+fn data_files(dir: &Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".data").map(|s| s.parse().unwrap())
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+/// A fresh copy of the history's files to damage.
+fn copy_of(h: &History) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for e in fs::read_dir(h.dir.path()).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+    }
+    copy
+}
+
+fn set_len(path: &Path, len: u64) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().len()
+}
+
+/// What the reopened log must (and may) hold.
+struct Expect {
+    /// Offsets that must read back intact.
+    must: Vec<u64>,
+    /// For pure cuts: the exact next offset, and that nothing but `must`
+    /// exists and no read fails.
+    exact_next: Option<u64>,
+    /// Offsets from here to `exact_next` may be lost as well (see
+    /// `History::unvouched_empties`); the next offset then says which were.
+    may_lose_from: Option<u64>,
+}
+
+/// Reopens the damaged copy and holds it to `expect`; then appends, reopens
+/// again, and checks that a second recovery finds nothing to repair.
+fn verify(h: &History, dir: &Path, expect: &Expect, what: &str) {
+    let ctx = format!(
+        "history {} ({} entries/index): {what}",
+        h.seed, h.index_entries
+    );
+    let log = Log::open(dir, h.opts()).unwrap_or_else(|e| panic!("{ctx}: open failed: {e}"));
+    let next = log.next_offset();
+    let mut must: BTreeSet<u64> = expect.must.iter().copied().collect();
+    match (expect.exact_next, expect.may_lose_from) {
+        (Some(want), Some(from)) => {
+            assert!((from..=want).contains(&next), "{ctx}: next offset {next}");
+            must.retain(|o| *o < from);
+            must.extend(from..next);
+        }
+        (Some(want), None) => assert_eq!(next, want, "{ctx}: next offset"),
+        (None, _) => {}
+    }
+    assert!(
+        next <= h.total(),
+        "{ctx}: next offset {next} past what was written"
+    );
+    if let Some(&last) = must.last() {
+        assert!(last < next, "{ctx}: offset {last} lost (next is {next})");
+    }
+    assert_eq!(log.oldest_offset(), 0, "{ctx}: oldest offset");
+
+    // Every offset: the reader's first message is the right one.
+    let mut returned = Vec::new();
+    for o in 0..next {
+        let first = log.reader(o).and_then(|mut r| r.next());
+        match first {
+            Ok(Some(m)) => {
+                let want = h.payload(m.offset);
+                assert!(
+                    want == Some(&m.payload[..]),
+                    "{ctx}: reading from {o} returned a wrong message at {}",
+                    m.offset
+                );
+                if must.contains(&o) || expect.exact_next.is_some() {
+                    let first_kept = if expect.exact_next.is_some() {
+                        must.range(o..).next().copied()
+                    } else {
+                        Some(o)
+                    };
+                    assert_eq!(
+                        Some(m.offset),
+                        first_kept,
+                        "{ctx}: reading from {o} skipped messages"
+                    );
+                }
+                if m.offset == o {
+                    returned.push(o);
+                }
+            }
+            Ok(None) => assert!(
+                must.range(o..).next().is_none(),
+                "{ctx}: reading from {o} found nothing, but offsets after it were kept"
+            ),
+            Err(e) => assert!(
+                expect.exact_next.is_none() && !must.contains(&o),
+                "{ctx}: reading from {o} failed: {e}"
+            ),
+        }
+    }
+    for o in &must {
+        assert!(returned.contains(o), "{ctx}: offset {o} not returned");
+    }
+    if expect.exact_next.is_some() {
+        assert!(returned.iter().eq(&must), "{ctx}: exactly the kept offsets");
+        // And one sequential pass sees the same, without errors.
+        let mut r = log.reader(0).unwrap();
+        let mut seen = Vec::new();
+        while let Some(m) = r
+            .next()
+            .unwrap_or_else(|e| panic!("{ctx}: sequential read failed: {e}"))
+        {
+            seen.push(m.offset);
+        }
+        assert!(seen.iter().eq(&must), "{ctx}: sequential read");
+    }
+
+    // The log continues at its next offset, and says so after reopening.
+    let at = log.append(b"after the crash").unwrap();
+    assert_eq!(at, next, "{ctx}: first append after reopening");
+    log.flush().unwrap();
+    drop(log);
+    let log = Log::open(dir, h.opts()).unwrap();
+    assert_eq!(
+        log.next_offset(),
+        next + 1,
+        "{ctx}: next offset after append"
+    );
+    let m = log.reader(at).unwrap().next().unwrap().unwrap();
+    assert_eq!((m.offset, &m.payload[..]), (at, &b"after the crash"[..]));
+    for o in &must {
+        let m = log.reader(*o).unwrap().next().unwrap().unwrap();
+        assert!(
+            h.payload(*o) == Some(&m.payload[..]),
+            "{ctx}: {o} after append"
+        );
+    }
+    drop(log);
+
+    // Recovery converged: opening again repairs nothing.
+    let bases = data_files(dir);
+    for (i, base) in bases.iter().enumerate() {
+        let next_base = bases.get(i + 1).copied();
+        let (_, repair) =
+            recovery::open_segment(dir, *base, h.index_entries, &h.opts().codecs, next_base)
+                .unwrap();
+        assert!(
+            !repair.changed(),
+            "{ctx}: segment {base} repaired twice: {repair:?}"
+        );
+    }
+}
+
+fn histories() -> impl Iterator<Item = History> {
+    (0..histories_count()).map(|seed| write_history(seed, 60 + 20 * seed as usize))
+}
+
+/// The writes fully inside `[0, cut)` of segment `base` survive; every other
+/// segment is untouched.
+fn kept_after_cut(h: &History, base: u64, cut: u64) -> Vec<u64> {
+    h.offsets_where(|w| w.segment != base || w.end <= cut)
+}
+
+/// A cut point in `16..=len`, often right at or next to an entry boundary.
+fn cut_point(h: &History, base: u64, len: u64, rng: &mut Rng) -> u64 {
+    let bounds: Vec<u64> = h
+        .writes
+        .iter()
+        .filter(|w| w.segment == base)
+        .map(|w| w.end)
+        .collect();
+    if !bounds.is_empty() && rng.chance(40) {
+        let b = bounds[rng.range(0, bounds.len() as u64) as usize];
+        return (b + rng.range(0, 3)).saturating_sub(1).clamp(16, len);
+    }
+    rng.range(16, len + 1)
+}
+
+/// Cutting the active data file anywhere keeps every message written before
+/// the cut and continues at the first message cut off.
+#[test]
+fn truncated_active_data_keeps_complete_messages() {
+    for h in histories() {
+        let mut rng = Rng::new(h.seed * 1000 + 1);
+        let base = h.active();
+        for it in 0..iterations() * 2 {
+            let dir = copy_of(&h);
+            let path = data_path(dir.path(), base);
+            let cut = cut_point(&h, base, file_len(&path), &mut rng);
+            set_len(&path, cut);
+            let must = kept_after_cut(&h, base, cut);
+            let next = h
+                .writes
+                .iter()
+                .find(|w| w.segment == base && w.end > cut)
+                .map_or(h.total(), |w| w.first);
+            let expect = Expect {
+                must,
+                exact_next: Some(next),
+                may_lose_from: None,
+            };
+            verify(
+                &h,
+                dir.path(),
+                &expect,
+                &format!("#{it} active data cut at {cut}"),
+            );
+        }
+    }
+}
+
+/// Cutting a sealed segment's data file loses only what was cut: later
+/// segments stay readable at their own offsets, and reading from inside the
+/// gap starts at the next message kept.
+#[test]
+fn truncated_sealed_data_leaves_a_gap_only() {
+    for h in histories() {
+        let mut rng = Rng::new(h.seed * 1000 + 2);
+        let bases = h.bases();
+        if bases.len() < 2 {
+            continue;
+        }
+        for it in 0..iterations() {
+            let dir = copy_of(&h);
+            let base = bases[rng.range(0, bases.len() as u64 - 1) as usize];
+            let path = data_path(dir.path(), base);
+            let cut = cut_point(&h, base, file_len(&path), &mut rng);
+            set_len(&path, cut);
+            let expect = Expect {
+                must: kept_after_cut(&h, base, cut),
+                exact_next: Some(h.total()),
+                may_lose_from: None,
+            };
+            verify(
+                &h,
+                dir.path(),
+                &expect,
+                &format!("#{it} segment {base} data cut at {cut}"),
+            );
+        }
+    }
+}
+
+/// A truncated index (of the active or a sealed segment) loses nothing: the
+/// data file is the truth and the index is rebuilt from it.
+#[test]
+fn truncated_index_loses_nothing() {
+    for h in histories() {
+        let mut rng = Rng::new(h.seed * 1000 + 3);
+        let bases = h.bases();
+        for it in 0..iterations() {
+            let dir = copy_of(&h);
+            let base = if rng.chance(50) {
+                h.active()
+            } else {
+                bases[rng.range(0, bases.len() as u64) as usize]
+            };
+            let path = index_path(dir.path(), base);
+            let cut = rng.range(0, file_len(&path) + 1);
+            set_len(&path, cut);
+            let expect = Expect {
+                must: h.offsets_where(|_| true),
+                exact_next: Some(h.total()),
+                may_lose_from: if base == h.active() {
+                    h.unvouched_empties()
+                } else {
+                    None
+                },
+            };
+            verify(
+                &h,
+                dir.path(),
+                &expect,
+                &format!("#{it} index {base} cut at {cut}"),
+            );
+        }
+    }
+}
+
+/// A lost index (one segment's or all of them) is rebuilt from the data.
+#[test]
+fn deleted_index_is_rebuilt() {
+    for h in histories() {
+        let bases = h.bases();
+        let mut victims: Vec<Vec<u64>> = bases.iter().map(|b| vec![*b]).collect();
+        victims.push(bases.clone());
+        for (it, victim) in victims.iter().enumerate() {
+            let dir = copy_of(&h);
+            for base in victim {
+                fs::remove_file(index_path(dir.path(), *base)).unwrap();
+            }
+            let expect = Expect {
+                must: h.offsets_where(|_| true),
+                exact_next: Some(h.total()),
+                may_lose_from: if victim.contains(&h.active()) {
+                    h.unvouched_empties()
+                } else {
+                    None
+                },
+            };
+            verify(
+                &h,
+                dir.path(),
+                &expect,
+                &format!("#{it} indexes {victim:?} deleted"),
+            );
+        }
+    }
+}
+
+/// Zeros after the data (pages the OS had not written) are cut off, and are
+/// never read as empty messages.
+#[test]
+fn appended_zeros_are_cut() {
+    for h in histories() {
+        let mut rng = Rng::new(h.seed * 1000 + 4);
+        let base = h.active();
+        for it in 0..iterations() {
+            let dir = copy_of(&h);
+            let path = data_path(dir.path(), base);
+            let extra = match it % 3 {
+                0 => HEADER_BYTES as u64 * rng.range(1, 20),
+                1 => rng.range(1, 64),
+                _ => rng.range(1, 3 * 4096),
+            };
+            set_len(&path, file_len(&path) + extra);
+            // Sometimes the index is lost as well, so nothing vouches for the
+            // data in front of the zeros.
+            let lost_index = it % 4 == 3;
+            if lost_index {
+                fs::remove_file(index_path(dir.path(), base)).unwrap();
+            }
+            let expect = Expect {
+                must: h.offsets_where(|_| true),
+                exact_next: Some(h.total()),
+                may_lose_from: if lost_index {
+                    h.unvouched_empties()
+                } else {
+                    None
+                },
+            };
+            let what = format!("#{it} {extra} zeros appended, index lost: {lost_index}");
+            verify(&h, dir.path(), &expect, &what);
+        }
+    }
+}
+
+/// A data file torn inside its 16-byte header holds no message: the active
+/// segment restarts empty at its base offset, a sealed one leaves a gap.
+#[test]
+fn torn_data_header_empties_the_segment() {
+    for h in histories() {
+        let bases = h.bases();
+        let active = h.active();
+        for cut in 0..SEGMENT_HEADER_BYTES {
+            let base = bases[cut as usize % bases.len()];
+            let dir = copy_of(&h);
+            set_len(&data_path(dir.path(), base), cut);
+            let expect = Expect {
+                must: h.offsets_where(|w| w.segment != base),
+                exact_next: Some(if base == active { base } else { h.total() }),
+                may_lose_from: None,
+            };
+            let what = format!("segment {base} data header torn at {cut}");
+            verify(&h, dir.path(), &expect, &what);
+        }
+    }
+}
+
+/// Garbled bytes in the data tail never come back as messages; everything
+/// written before the first garbled byte survives.
+///
+/// The compver byte is left alone: netlog's CRC covers only the payload, so a
+/// set whose compver turns into 0 reads as one plain message holding the
+/// compressed bytes, and no reader can tell.
+#[test]
+fn garbled_data_tail_is_never_returned() {
+    for h in histories() {
+        let mut rng = Rng::new(h.seed * 1000 + 5);
+        let base = h.active();
+        let starts: Vec<u64> = h
+            .writes
+            .iter()
+            .filter(|w| w.segment == base)
+            .map(|w| w.start)
+            .collect();
+        for it in 0..iterations() * 2 {
+            let dir = copy_of(&h);
+            let path = data_path(dir.path(), base);
+            let mut data = fs::read(&path).unwrap();
+            let len = data.len() as u64;
+            let from = len.saturating_sub(2000).max(SEGMENT_HEADER_BYTES);
+            if from >= len {
+                continue;
+            }
+            let mut first_bad = u64::MAX;
+            for _ in 0..rng.range(1, 4) {
+                let at = rng.range(from, len);
+                if starts.contains(&at) {
+                    continue;
+                }
+                let old = data[at as usize];
+                data[at as usize] = old ^ (rng.range(1, 256) as u8);
+                first_bad = first_bad.min(at);
+            }
+            fs::write(&path, &data).unwrap();
+            let expect = Expect {
+                must: h.offsets_where(|w| w.segment != base || w.end <= first_bad),
+                exact_next: None,
+                may_lose_from: None,
+            };
+            verify(
+                &h,
+                dir.path(),
+                &expect,
+                &format!("#{it} data garbled from {first_bad}"),
+            );
+        }
+    }
+}
+
+/// A damaged index of the active segment costs nothing: garbled entries,
+/// entries pointing elsewhere (even at a message inside a set), an all-zero
+/// index, and an index from a longer run (ahead of the data) are all rebuilt
+/// from the data.
+#[test]
+fn garbled_active_index_is_rebuilt_from_data() {
+    for h in histories() {
+        let mut rng = Rng::new(h.seed * 1000 + 6);
+        let base = h.active();
+        let longer = write_history(h.seed, h.writes.len() + 15);
+        let in_active: Vec<&Write> = h.writes.iter().filter(|w| w.segment == base).collect();
+        for it in 0..iterations() * 2 {
+            let dir = copy_of(&h);
+            let path = index_path(dir.path(), base);
+            let mut index = fs::read(&path).unwrap();
+            let used = (in_active.len() + 1) * 16;
+            let what = match it % 5 {
+                0 => {
+                    for _ in 0..rng.range(1, 4) {
+                        let at = rng.range(0, used as u64) as usize;
+                        index[at] ^= rng.range(1, 256) as u8;
+                    }
+                    "random bytes garbled".to_string()
+                }
+                1 => {
+                    // An entry points somewhere else in the data.
+                    let e = rng.range(0, in_active.len() as u64 + 1) as usize;
+                    let len = file_len(&data_path(dir.path(), base));
+                    let pos = rng.range(SEGMENT_HEADER_BYTES, len + 1);
+                    index[e * 16 + 8..e * 16 + 16].copy_from_slice(&pos.to_be_bytes());
+                    format!("entry {e} points at {pos}")
+                }
+                2 => {
+                    // An entry points at the first message inside a set.
+                    let sets: Vec<usize> = (0..in_active.len())
+                        .filter(|i| in_active[*i].payloads.len() > 1)
+                        .collect();
+                    if sets.is_empty() {
+                        continue;
+                    }
+                    let e = sets[rng.range(0, sets.len() as u64) as usize];
+                    let pos = in_active[e].start + HEADER_BYTES as u64;
+                    let at = if rng.chance(50) { e } else { e + 1 };
+                    index[at * 16 + 8..at * 16 + 16].copy_from_slice(&pos.to_be_bytes());
+                    format!("entry {at} points inside the set of entry {e}")
+                }
+                3 => {
+                    index.fill(0);
+                    "all zeros".to_string()
+                }
+                _ => {
+                    index = fs::read(index_path(longer.dir.path(), base)).unwrap();
+                    "index of a longer run".to_string()
+                }
+            };
+            fs::write(&path, &index).unwrap();
+            let expect = Expect {
+                must: h.offsets_where(|_| true),
+                exact_next: Some(h.total()),
+                may_lose_from: h.unvouched_empties(),
+            };
+            verify(&h, dir.path(), &expect, &format!("#{it} {what}"));
+        }
+    }
+}
+
+/// Offsets before the oldest or past the next one are errors after recovery
+/// too, not panics.
+#[test]
+fn out_of_range_reads_are_errors_after_recovery() {
+    let h = write_history(9, 30);
+    let dir = copy_of(&h);
+    set_len(&data_path(dir.path(), h.active()), SEGMENT_HEADER_BYTES + 3);
+    let log = Log::open(dir.path(), h.opts()).unwrap();
+    let next = log.next_offset();
+    assert!(matches!(
+        log.reader(next + 1),
+        Err(LogError::OffsetNotFound(_))
+    ));
+    assert!(log.reader(next).unwrap().next().unwrap().is_none());
+}
+
+/// Reads every message from offset 0 on.
+fn read_all(log: &Log) -> Vec<(u64, Vec<u8>)> {
+    let mut r = log.reader(0).unwrap();
+    std::iter::from_fn(|| r.next().unwrap())
+        .map(|m| (m.offset, m.payload.to_vec()))
+        .collect()
+}
+
+/// An empty message is nine zero bytes: once its index entry is gone it is
+/// kept if a verified message follows it, and cut like unwritten pages if it
+/// ends the active segment.
+#[test]
+fn unvouched_empty_messages_survive_only_before_real_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), options(64)).unwrap();
+    for m in [&b"a"[..], b"", b"", b"b", b"", b""] {
+        log.append(m).unwrap();
+    }
+    log.sync().unwrap();
+    drop(log);
+    fs::remove_file(index_path(dir.path(), 0)).unwrap();
+    let log = Log::open(dir.path(), options(64)).unwrap();
+    let want: Vec<(u64, Vec<u8>)> = vec![
+        (0, b"a".to_vec()),
+        (1, vec![]),
+        (2, vec![]),
+        (3, b"b".to_vec()),
+    ];
+    assert_eq!(read_all(&log), want);
+    assert_eq!(log.next_offset(), 4, "the trailing empty messages are cut");
+}
+
+/// In a sealed segment, trailing empty messages without an index are kept
+/// when they account exactly for the offsets up to the next segment.
+#[test]
+fn unvouched_empty_messages_ending_a_sealed_segment_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), options(64)).unwrap();
+    for m in [&b"a"[..], b"", b""] {
+        log.append(m).unwrap();
+    }
+    log.roll().unwrap();
+    log.append(b"c").unwrap();
+    log.sync().unwrap();
+    drop(log);
+    fs::remove_file(index_path(dir.path(), 0)).unwrap();
+    let log = Log::open(dir.path(), options(64)).unwrap();
+    let want: Vec<(u64, Vec<u8>)> = vec![
+        (0, b"a".to_vec()),
+        (1, vec![]),
+        (2, vec![]),
+        (3, b"c".to_vec()),
+    ];
+    assert_eq!(read_all(&log), want);
+    let segs: Vec<_> = log
+        .segments()
+        .iter()
+        .map(|s| (s.first_offset, s.next_offset))
+        .collect();
+    assert_eq!(segs, [(0, 3), (3, 4)]);
+}
