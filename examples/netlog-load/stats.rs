@@ -140,6 +140,7 @@ impl Counters {
 
 /// When to stop: at the deadline, or once `cap` messages were claimed.
 pub struct Budget {
+    started: Instant,
     deadline: Instant,
     cap: u64,
     claimed: AtomicU64,
@@ -147,11 +148,17 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(duration: Duration, cap: Option<u64>) -> Budget {
+        let started = Instant::now();
         Budget {
-            deadline: Instant::now() + duration,
+            started,
+            deadline: started + duration,
             cap: cap.unwrap_or(u64::MAX),
             claimed: AtomicU64::new(0),
         }
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     pub fn deadline(&self) -> Instant {
