@@ -334,12 +334,11 @@ async fn latency_scenario(
     let outcome = outcome?;
     let mut report = Report::from_counters(scenario.name(), &counters);
     report.connections = args.publishers + args.subscribers;
-    report.size = args.size.max(20);
+    report.size = args.size.max(latency::STAMP_DIGITS);
     report.elapsed = outcome.elapsed;
     report.latency = outcome.latency;
     report.latency_kind = "publish to receive";
     report.notes = outcome.notes;
-    debug_assert!(outcome.published <= report.requests);
     Ok(report)
 }
 
