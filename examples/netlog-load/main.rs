@@ -280,6 +280,7 @@ async fn throughput_scenario(
         batch,
     });
     let progress = Progress::start(scenario.name().to_string(), counters.clone());
+    let cpu = stats::process_cpu();
     let start = Instant::now();
     let latency = throughput::run_tasks(args.connections, run.budget.deadline(), &counters, |_| {
         let (run, topic, publisher) = (run.clone(), topic.clone(), publisher.clone());
@@ -293,6 +294,9 @@ async fn throughput_scenario(
     })
     .await;
     let elapsed = start.elapsed();
+    let cpu = stats::process_cpu()
+        .zip(cpu)
+        .map(|(end, start)| end - start);
     drop(progress);
     let mut report = Report::from_counters(scenario.name(), &counters);
     report.connections = args.connections;
@@ -300,6 +304,7 @@ async fn throughput_scenario(
     report.batch = batch.unwrap_or(1) as usize;
     report.elapsed = elapsed;
     report.latency = latency;
+    report.client_cpu = cpu;
     if scan {
         report.notes.push(format!(
             "each connection's scanner reads the {} pre-filled messages from offset 0",
@@ -329,7 +334,11 @@ async fn latency_scenario(
     };
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(scenario.name().to_string(), counters.clone());
+    let cpu = stats::process_cpu();
     let outcome = latency::run(setup, how, counters.clone()).await;
+    let cpu = stats::process_cpu()
+        .zip(cpu)
+        .map(|(end, start)| end - start);
     drop(progress);
     let outcome = outcome?;
     let mut report = Report::from_counters(scenario.name(), &counters);
@@ -339,6 +348,7 @@ async fn latency_scenario(
     report.latency = outcome.latency;
     report.latency_kind = "publish to receive";
     report.notes = outcome.notes;
+    report.client_cpu = cpu;
     Ok(report)
 }
 

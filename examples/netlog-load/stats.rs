@@ -26,6 +26,21 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// covers a longer one without terminal escapes.
 const PROGRESS_WIDTH: usize = 79;
 
+/// CPU time (user and system) used so far by this process, from
+/// `/proc/self/stat` on Linux; `None` elsewhere.
+pub fn process_cpu() -> Option<Duration> {
+    /// Linux reports these times in USER_HZ ticks, 100 a second.
+    const TICKS_PER_SECOND: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis(
+        (utime + stime) * 1000 / TICKS_PER_SECOND,
+    ))
+}
+
 /// Nanosecond latencies.
 #[derive(Clone)]
 pub struct Histogram {
@@ -247,6 +262,8 @@ pub struct Report {
     pub latency: Histogram,
     pub first_error: Option<String>,
     pub notes: Vec<String>,
+    /// CPU time this process used during the run, when the OS tells.
+    pub client_cpu: Option<Duration>,
 }
 
 impl Report {
@@ -266,6 +283,7 @@ impl Report {
             latency: Histogram::default(),
             first_error: c.first_error(),
             notes: Vec::new(),
+            client_cpu: None,
         }
     }
 
@@ -305,6 +323,13 @@ impl Report {
             ms(h.max()),
             self.latency_kind
         );
+        if let Some(cpu) = self.client_cpu {
+            out += &format!(
+                "  client    {:.2} s CPU ({:.0}% of one core)\n",
+                cpu.as_secs_f64(),
+                100.0 * cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+            );
+        }
         if let Some(e) = &self.first_error {
             out += &format!("  first error: {e}\n");
         }
@@ -336,6 +361,7 @@ impl Report {
             "p999_us": us(h.quantile(0.999)),
             "max_us": us(h.max()),
             "first_error": self.first_error,
+            "client_cpu_s": self.client_cpu.map(|d| d.as_secs_f64()),
         })
     }
 }
@@ -369,6 +395,19 @@ mod tests {
         assert!((p50 - 500.0).abs() < 2.0, "{p50}");
         assert!((p99 - 990.0).abs() < 4.0, "{p99}");
         assert_eq!(h.max(), Some(Duration::from_micros(1000)));
+    }
+
+    /// On Linux, the process's CPU time is readable and grows with work.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn reads_cpu_time() {
+        let before = process_cpu().unwrap();
+        let until = Instant::now() + Duration::from_millis(50);
+        let mut spin = 0u64;
+        while Instant::now() < until {
+            spin = std::hint::black_box(spin + 1);
+        }
+        assert!(process_cpu().unwrap() >= before);
     }
 
     /// The cap is handed out exactly once.
