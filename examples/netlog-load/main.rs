@@ -1,0 +1,370 @@
+//! `netlog-load`: a load generator for a netlog broker at any URL.
+//!
+//! ```text
+//! cargo run --release --example netlog-load -- --url http://127.0.0.1:7200 --scenario all
+//! ```
+//!
+//! Each scenario creates a fresh topic, `<prefix>-<scenario>-<random>`, runs
+//! for `--duration` seconds or until `--messages` messages went through
+//! (whichever comes first), prints a progress line to stderr while it runs and
+//! a result block to stdout at the end (plus one JSON object per line with
+//! `--json`), then deletes its topic unless `--keep` is given. It talks to
+//! the given URL only.
+//!
+//! Layout: `client.rs` is a minimal HTTP/1.1 keep-alive client (the cheap
+//! part that lets one process push 100k requests a second), `stats.rs` the
+//! histogram, counters, budget, progress line and report, `throughput.rs` the
+//! `post`, `batch-post`, `scan` and `batch-scan` scenarios, and `latency.rs`
+//! the `stream-latency` and `poll-latency` ones.
+
+mod client;
+mod latency;
+mod stats;
+mod throughput;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+
+use client::Target;
+use latency::Subscribe;
+use stats::{Budget, Counters, Progress, Report};
+use throughput::{Publisher, Run};
+
+/// Load generator for a netlog broker: publish and consume throughput, and
+/// publish-to-receive latency.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Broker to load (http://host:port, optionally with a path prefix).
+    #[arg(long, default_value = "http://127.0.0.1:7200")]
+    url: String,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    scenario: Scenario,
+    /// Concurrent connections (throughput scenarios).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Stop a scenario after this many messages (if before the duration).
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Payload bytes per message (latency scenarios use at least 20: the stamp).
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Messages per batch publish, and most messages per batch scan.
+    #[arg(long, default_value_t = 100)]
+    batch: u64,
+    /// Messages published per second in the latency scenarios.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Publishing connections in the latency scenarios.
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Subscribers in the latency scenarios, each receiving every message.
+    #[arg(long, default_value_t = 1)]
+    subscribers: usize,
+    /// Messages written before a scan scenario; every connection's scanner
+    /// reads them all from offset 0.
+    #[arg(long, default_value_t = 500_000)]
+    prefill: u64,
+    /// Start of the name of each scenario's topic.
+    #[arg(long, default_value = "load")]
+    topic_prefix: String,
+    /// Runtime worker threads [default: number of CPUs].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Also print each result as one JSON object on one line.
+    #[arg(long)]
+    json: bool,
+    /// Keep the topics instead of deleting them afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum Scenario {
+    Post,
+    BatchPost,
+    Scan,
+    BatchScan,
+    StreamLatency,
+    PollLatency,
+    All,
+}
+
+impl Scenario {
+    const EACH: [Scenario; 6] = [
+        Scenario::Post,
+        Scenario::BatchPost,
+        Scenario::Scan,
+        Scenario::BatchScan,
+        Scenario::StreamLatency,
+        Scenario::PollLatency,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Post => "post",
+            Scenario::BatchPost => "batch-post",
+            Scenario::Scan => "scan",
+            Scenario::BatchScan => "batch-scan",
+            Scenario::StreamLatency => "stream-latency",
+            Scenario::PollLatency => "poll-latency",
+            Scenario::All => "all",
+        }
+    }
+}
+
+/// What every scenario reads.
+struct Ctx {
+    args: Args,
+    target: Target,
+    /// The clock of latency stamps.
+    origin: Instant,
+}
+
+impl Ctx {
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.args.duration)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = check(&args) {
+        eprintln!("netlog-load: {e}");
+        return ExitCode::from(2);
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("netlog-load: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args))
+}
+
+fn check(args: &Args) -> Result<(), String> {
+    let positive = [
+        ("--connections", args.connections as u64),
+        ("--size", args.size as u64),
+        ("--batch", args.batch),
+        ("--rate", args.rate),
+        ("--publishers", args.publishers as u64),
+        ("--subscribers", args.subscribers as u64),
+        ("--prefill", args.prefill),
+    ];
+    if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(format!("{flag} must be at least 1"));
+    }
+    if !(args.duration > 0.0 && args.duration.is_finite()) {
+        return Err("--duration must be a positive number of seconds".into());
+    }
+    if args.messages == Some(0) {
+        return Err("--messages must be at least 1".into());
+    }
+    Ok(())
+}
+
+async fn run(args: Args) -> ExitCode {
+    let target = match Target::parse(&args.url).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("netlog-load: --url: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let scenarios = match args.scenario {
+        Scenario::All => Scenario::EACH.to_vec(),
+        one => vec![one],
+    };
+    let ctx = Ctx {
+        args,
+        target,
+        origin: Instant::now(),
+    };
+    let mut failed = false;
+    for scenario in scenarios {
+        match run_scenario(&ctx, scenario).await {
+            Ok(report) => {
+                println!("{}", report.text());
+                if ctx.args.json {
+                    println!("{}", report.json());
+                }
+            }
+            Err(e) => {
+                eprintln!("netlog-load: {}: {e}", scenario.name());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Creates the scenario's topic, runs it, deletes the topic.
+async fn run_scenario(ctx: &Ctx, scenario: Scenario) -> Result<Report, String> {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let topic: Arc<str> = format!(
+        "{}-{}-{}",
+        ctx.args.topic_prefix,
+        scenario.name(),
+        &suffix[..8]
+    )
+    .into();
+    let answer = ctx
+        .target
+        .call("POST", &format!("/{topic}"), b"")
+        .await
+        .map_err(|e| format!("cannot reach {}: {e}", ctx.args.url))?;
+    if answer.status != 201 {
+        return Err(format!("creating topic {topic}: {}", answer.describe()));
+    }
+    let report = match scenario {
+        Scenario::StreamLatency => latency_scenario(ctx, scenario, &topic, Subscribe::Stream).await,
+        Scenario::PollLatency => latency_scenario(ctx, scenario, &topic, Subscribe::Poll).await,
+        _ => throughput_scenario(ctx, scenario, &topic).await,
+    };
+    if !ctx.args.keep {
+        match ctx
+            .target
+            .call("DELETE", &format!("/{topic}?force=true"), b"")
+            .await
+        {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => eprintln!("netlog-load: deleting topic {topic}: {}", r.describe()),
+            Err(e) => eprintln!("netlog-load: deleting topic {topic}: {e}"),
+        }
+    }
+    let mut report = report?;
+    report.topic = topic.to_string();
+    Ok(report)
+}
+
+async fn throughput_scenario(
+    ctx: &Ctx,
+    scenario: Scenario,
+    topic: &Arc<str>,
+) -> Result<Report, String> {
+    let args = &ctx.args;
+    let scan = matches!(scenario, Scenario::Scan | Scenario::BatchScan);
+    if scan {
+        throughput::prefill(&ctx.target, topic, args.size, args.prefill).await?;
+    }
+    let batch = matches!(scenario, Scenario::BatchPost | Scenario::BatchScan).then_some(args.batch);
+    let counters = Arc::new(Counters::default());
+    let run = Arc::new(Run {
+        target: ctx.target.clone(),
+        budget: Budget::new(ctx.duration(), args.messages),
+        counters: counters.clone(),
+    });
+    let publisher = Arc::new(Publisher {
+        topic: topic.clone(),
+        payload: throughput::payload(args.size).into(),
+        batch,
+    });
+    let progress = Progress::start(scenario.name().to_string(), counters.clone());
+    let cpu = stats::process_cpu();
+    let start = Instant::now();
+    let latency = throughput::run_tasks(args.connections, run.budget.deadline(), &counters, |_| {
+        let (run, topic, publisher) = (run.clone(), topic.clone(), publisher.clone());
+        async move {
+            if scan {
+                throughput::scan(run, topic, batch).await
+            } else {
+                publisher.run(run).await
+            }
+        }
+    })
+    .await;
+    let elapsed = start.elapsed();
+    let cpu = stats::process_cpu()
+        .zip(cpu)
+        .map(|(end, start)| end - start);
+    drop(progress);
+    let mut report = Report::from_counters(scenario.name(), &counters);
+    report.connections = args.connections;
+    report.size = args.size;
+    report.batch = batch.unwrap_or(1) as usize;
+    report.elapsed = elapsed;
+    report.latency = latency;
+    report.client_cpu = cpu;
+    if scan {
+        report.notes.push(format!(
+            "each connection's scanner reads the {} pre-filled messages from offset 0",
+            args.prefill
+        ));
+    }
+    Ok(report)
+}
+
+async fn latency_scenario(
+    ctx: &Ctx,
+    scenario: Scenario,
+    topic: &Arc<str>,
+    how: Subscribe,
+) -> Result<Report, String> {
+    let args = &ctx.args;
+    let setup = latency::Setup {
+        target: ctx.target.clone(),
+        topic: topic.clone(),
+        origin: ctx.origin,
+        size: args.size,
+        rate: args.rate,
+        publishers: args.publishers,
+        subscribers: args.subscribers,
+        duration: ctx.duration(),
+        cap: args.messages,
+    };
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::start(scenario.name().to_string(), counters.clone());
+    let cpu = stats::process_cpu();
+    let outcome = latency::run(setup, how, counters.clone()).await;
+    let cpu = stats::process_cpu()
+        .zip(cpu)
+        .map(|(end, start)| end - start);
+    drop(progress);
+    let outcome = outcome?;
+    let mut report = Report::from_counters(scenario.name(), &counters);
+    report.connections = args.publishers + args.subscribers;
+    report.size = args.size.max(latency::STAMP_DIGITS);
+    report.elapsed = outcome.elapsed;
+    report.latency = outcome.latency;
+    report.latency_kind = "publish to receive";
+    report.notes = outcome.notes;
+    report.client_cpu = cpu;
+    Ok(report)
+}
+
+/// Opens a scanner on `topic` at `from`; gives its id.
+async fn create_scanner(target: &Target, topic: &str, from: &str) -> Result<String, String> {
+    let answer = target
+        .call("POST", &format!("/{topic}/scanner?from={from}"), b"")
+        .await
+        .map_err(|e| format!("creating a scanner: {e}"))?;
+    if answer.status != 201 {
+        return Err(format!("creating a scanner: {}", answer.describe()));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&answer.body).map_err(|e| format!("creating a scanner: {e}"))?;
+    json["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("creating a scanner: no id in {json}"))
+}
