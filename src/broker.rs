@@ -9,9 +9,10 @@
 //!
 //! The monitor runs every `monitor_interval`: for each topic it rolls the
 //! active segment once its data passes `segment_size`, deletes the oldest
-//! segment once it is older than `segment_age` (never the active one), fsyncs
-//! what the interval policy leaves unsynced, and saves moved persistent
-//! scanners. Its decisions are logged. The work runs on the blocking pool.
+//! segment once it is older than `segment_age` (never the active one), and
+//! saves moved persistent scanners. Interval fsyncs have a task of their own
+//! (`sync_topics`), so a slow disk never delays the monitor or the writers.
+//! Its decisions are logged. The work runs on the blocking pool.
 //!
 //! Plugins: every `[plugins.<name>]` of the config is compiled (or loaded from
 //! the compiled cache under `<data_dir>/_cache/wasm`) and pre-linked once at
@@ -378,7 +379,6 @@ impl Broker {
                 }
             }
         }
-        log.sync_if_due()?;
         topic.save_scanners()?;
         Ok(())
     }
@@ -448,6 +448,15 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// fsyncs what every topic flushed since its last sync (interval policy).
+    pub fn sync_topics(&self) {
+        for topic in self.topics() {
+            if let Err(e) = topic.log().sync_if_due() {
+                tracing::error!(topic = topic.name(), error = %e, "interval fsync failed");
+            }
+        }
     }
 
     /// Writes everything queued, saves scanner positions and fsyncs every

@@ -69,7 +69,13 @@ pub async fn run(
         broker: broker.clone(),
         shutdown: stop_rx.clone(),
     };
-    let monitor = tokio::spawn(monitor(broker.clone(), monitor_interval, stop_rx));
+    let monitor = tokio::spawn(monitor(broker.clone(), monitor_interval, stop_rx.clone()));
+    let syncer = match broker.config().fsync {
+        log::FsyncPolicy::Interval(every) => {
+            Some(tokio::spawn(syncer(broker.clone(), every, stop_rx)))
+        }
+        _ => None,
+    };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "netlog listening");
     }
@@ -82,6 +88,9 @@ pub async fn run(
         .with_graceful_shutdown(stop)
         .await;
     let _ = monitor.await;
+    if let Some(syncer) = syncer {
+        let _ = syncer.await;
+    }
     let closed = tokio::task::spawn_blocking(move || broker.close())
         .await
         .expect("broker close task");
@@ -89,6 +98,25 @@ pub async fn run(
     closed?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Runs interval fsyncs, on the blocking pool, so writers never wait for them.
+async fn syncer(
+    broker: Arc<Broker>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every.max(std::time::Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.sync_topics()).await;
+    }
 }
 
 async fn monitor(

@@ -111,8 +111,10 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LogError +
 pub enum FsyncPolicy {
     /// After every flush, before it returns: acknowledged means on disk.
     Always,
-    /// At most this long after a flush (the broker's monitor also syncs idle
-    /// logs). The default, with one second: a power cut loses at most that.
+    /// Every this long, by whoever owns the log calling
+    /// [`Log::sync_if_due`] (the broker runs a task for it), off the write
+    /// path. The default, with one second: a power cut loses at most about
+    /// that.
     Interval(Duration),
     /// Never explicitly; the OS writes back when it likes. A process crash
     /// still loses nothing flushed; a power cut may.
@@ -171,6 +173,8 @@ struct Writer {
     next_rel: u32,
     last_sync: Instant,
     unsynced: bool,
+    /// Counts flushes, so a sync can tell whether writes landed meanwhile.
+    generation: u64,
 }
 
 pub(crate) struct Inner {
@@ -222,6 +226,7 @@ impl Log {
             pending: Vec::new(),
             last_sync: Instant::now(),
             unsynced: false,
+            generation: 0,
         };
         let next = writer.active.next_offset();
         Ok(Log {
@@ -331,12 +336,11 @@ impl Log {
         w.pending.clear();
         w.buf_start = end;
         w.unsynced = true;
-        let due = match self.inner.opts.fsync {
-            FsyncPolicy::Always => true,
-            FsyncPolicy::Interval(d) => w.last_sync.elapsed() >= d,
-            FsyncPolicy::Never => false,
-        };
-        if due {
+        w.generation += 1;
+        // Only `Always` syncs here. The interval policy is served by
+        // `sync_if_due`, which fsyncs outside the writer lock so publishers
+        // never wait for the disk.
+        if self.inner.opts.fsync == FsyncPolicy::Always {
             Self::sync_locked(w)?;
         }
         self.inner.notify.send_replace(w.active.next_offset());
@@ -357,14 +361,26 @@ impl Log {
         Self::sync_locked(&mut w)
     }
 
-    /// fsyncs if the interval policy has unsynced data older than its period.
+    /// Under the interval policy, fsyncs what was flushed since the last
+    /// sync. The owner calls it once per interval (the broker has a task for
+    /// it). The fsync runs outside the writer lock: appends go on meanwhile,
+    /// and what they add stays marked unsynced for the next call.
     pub fn sync_if_due(&self) -> Result<(), LogError> {
+        if !matches!(self.inner.opts.fsync, FsyncPolicy::Interval(_)) {
+            return Ok(());
+        }
+        let (segment, generation) = {
+            let w = lock(&self.inner.writer);
+            if !w.unsynced {
+                return Ok(());
+            }
+            (w.active.clone(), w.generation)
+        };
+        segment.sync()?;
         let mut w = lock(&self.inner.writer);
-        if let FsyncPolicy::Interval(d) = self.inner.opts.fsync
-            && w.unsynced
-            && w.last_sync.elapsed() >= d
-        {
-            Self::sync_locked(&mut w)?;
+        w.last_sync = Instant::now();
+        if w.generation == generation && Arc::ptr_eq(&w.active, &segment) {
+            w.unsynced = false;
         }
         Ok(())
     }
