@@ -69,11 +69,20 @@ pub async fn run(
         broker: broker.clone(),
         shutdown: stop_rx.clone(),
     };
-    let monitor = tokio::spawn(monitor(broker.clone(), monitor_interval, stop_rx.clone()));
+    let monitor = tokio::spawn(periodic(
+        broker.clone(),
+        monitor_interval,
+        stop_rx.clone(),
+        Broker::monitor_tick,
+    ));
+    // Interval fsyncs get a task of their own, so writers never wait for them.
     let syncer = match broker.config().fsync {
-        log::FsyncPolicy::Interval(every) => {
-            Some(tokio::spawn(syncer(broker.clone(), every, stop_rx)))
-        }
+        log::FsyncPolicy::Interval(every) => Some(tokio::spawn(periodic(
+            broker.clone(),
+            every,
+            stop_rx,
+            Broker::sync_topics,
+        ))),
         _ => None,
     };
     if let Ok(addr) = listener.local_addr() {
@@ -100,11 +109,13 @@ pub async fn run(
     Ok(())
 }
 
-/// Runs interval fsyncs, on the blocking pool, so writers never wait for them.
-async fn syncer(
+/// Calls `work` on the broker every `every`, on the blocking pool, until
+/// `stop` turns true: the segment monitor and the interval fsync.
+async fn periodic(
     broker: Arc<Broker>,
     every: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    work: fn(&Broker),
 ) {
     let mut tick = tokio::time::interval(every.max(std::time::Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -115,26 +126,8 @@ async fn syncer(
             _ = stop.wait_for(|s| *s) => return,
         }
         let b = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || b.sync_topics()).await;
-    }
-}
-
-async fn monitor(
-    broker: Arc<Broker>,
-    every: std::time::Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let b = broker.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || b.monitor_tick()).await {
-            tracing::error!(error = %e, "segment monitor task failed");
+        if let Err(e) = tokio::task::spawn_blocking(move || work(&b)).await {
+            tracing::error!(error = %e, "periodic broker task failed");
         }
     }
 }

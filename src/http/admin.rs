@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState, Params, Path};
-use crate::duration::parse_offset;
 
 /// `GET /{topic}/check?from=X`: `topic healthy`, or netlog's list of problems.
 pub async fn check(
@@ -14,9 +13,7 @@ pub async fn check(
     params: Params,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    let spec = parse_offset(params.get("from").unwrap_or(""))
-        .map_err(|e| ApiError::InvalidOffset(e.to_string()))?;
-    let from = topic.resolve(spec);
+    let from = super::resolve_offset(&topic, params.get("from").unwrap_or(""))?;
     let problems = tokio::task::spawn_blocking(move || topic.log().check(from))
         .await
         .map_err(|e| ApiError::Unknown(e.to_string()))??;

@@ -15,7 +15,6 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::{ApiError, AppState, Body, Path};
-use crate::duration::parse_offset;
 use crate::message::{self, FormatError, PLAIN};
 use crate::topic::Batch;
 
@@ -44,8 +43,7 @@ pub async fn payload_read(
     Path((name, offset)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    let spec = parse_offset(&offset).map_err(|e| ApiError::InvalidOffset(e.to_string()))?;
-    let offset = topic.resolve(spec);
+    let offset = super::resolve_offset(&topic, &offset)?;
     let m = topic
         .log()
         .reader(offset)?

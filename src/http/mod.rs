@@ -329,6 +329,13 @@ impl FromRequest<AppState> for Body {
     }
 }
 
+/// The offset `text` names (netlog's grammar), resolved against `topic`.
+fn resolve_offset(topic: &crate::topic::Topic, text: &str) -> Result<u64, ApiError> {
+    let spec =
+        crate::duration::parse_offset(text).map_err(|e| ApiError::InvalidOffset(e.to_string()))?;
+    Ok(topic.resolve(spec))
+}
+
 /// `{"ok":true,"message":...}` with a status.
 fn ok_message(status: StatusCode, message: &str) -> Response {
     (

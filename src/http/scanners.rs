@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::topics::truthy;
 use super::{ApiError, AppState, Params, Path};
-use crate::duration::{parse_duration, parse_offset};
+use crate::duration::parse_duration;
 use crate::log::Message;
 use crate::message::{self, PLAIN};
 
@@ -33,9 +33,7 @@ pub async fn scanner_create(
     params: Params,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    let spec = parse_offset(params.get("from").unwrap_or(""))
-        .map_err(|e| ApiError::InvalidOffset(e.to_string()))?;
-    let from = topic.resolve(spec);
+    let from = super::resolve_offset(&topic, params.get("from").unwrap_or(""))?;
     let persistent = params.get("persist").is_some_and(truthy);
     let entry = tokio::task::spawn_blocking(move || {
         let entry = topic.create_scanner(from, persistent)?;

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::{ApiError, AppState, Params, Path};
-use crate::duration::{parse_duration, parse_offset};
+use crate::duration::parse_duration;
 use crate::log::{Message, Scanner};
 
 /// Largest chunk of events written at once.
@@ -55,10 +55,7 @@ pub async fn stream(
                 .ok_or_else(|| ApiError::InvalidOffset("Last-Event-ID is not an offset".into()))?
                 + 1
         }
-        None => topic.resolve(
-            parse_offset(params.get("from").unwrap_or(""))
-                .map_err(|e| ApiError::InvalidOffset(e.to_string()))?,
-        ),
+        None => super::resolve_offset(&topic, params.get("from").unwrap_or(""))?,
     };
     let heartbeat = match params.get("heartbeat") {
         None => DEFAULT_HEARTBEAT,
