@@ -252,9 +252,10 @@ impl Log {
 
     /// Stages one plain message; returns its offset. Visible after `flush`.
     pub fn append(&self, payload: &[u8]) -> Result<u64, LogError> {
-        let mut entry = Vec::with_capacity(HEADER_BYTES + payload.len());
-        message::encode(&mut entry, message::PLAIN, payload);
-        self.append_encoded(&entry, 1)
+        // Encoded straight into the write buffer: no allocation per message.
+        self.stage(HEADER_BYTES + payload.len(), 1, |buf| {
+            message::encode(buf, message::PLAIN, payload)
+        })
     }
 
     /// Stages `msgs` as one message set with `compression` (1 none, 2 gzip,
@@ -288,13 +289,24 @@ impl Log {
         if count == 0 || (!header.is_set() && count != 1) {
             return Err(LogError::InvalidEntry("wrong message count"));
         }
+        self.stage(entry.len(), count, |buf| buf.extend_from_slice(entry))
+    }
+
+    /// Stages one entry of `len` bytes holding `count` messages, written into
+    /// the buffer by `write`; rolls or flushes first when needed.
+    fn stage(
+        &self,
+        len: usize,
+        count: u32,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<u64, LogError> {
         let mut w = lock(&self.inner.writer);
         let room = w.active.index.capacity() - 1;
         let full = w.active.entries() + w.pending.len() >= room;
         if full || w.next_rel.checked_add(count).is_none() {
             self.roll_locked(&mut w)?;
         }
-        if w.buf.len() + entry.len() > WRITE_BUFFER_BYTES {
+        if w.buf.len() + len > WRITE_BUFFER_BYTES {
             self.flush_locked(&mut w)?;
         }
         let pos = w.buf_start + w.buf.len() as u64;
@@ -304,7 +316,7 @@ impl Log {
             ts: unix_now(),
             pos,
         });
-        w.buf.extend_from_slice(entry);
+        write(&mut w.buf);
         w.next_rel = rel + count;
         Ok(w.active.base + u64::from(rel) - 1)
     }
