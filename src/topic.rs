@@ -36,7 +36,7 @@ use crate::broker::BrokerError;
 use crate::config::{OnError, Settings};
 use crate::duration::OffsetSpec;
 use crate::log::{Log, LogOptions, Message, Scanner};
-use crate::message::{self, PLAIN};
+use crate::message::{self, PLAIN, SET_NONE};
 use crate::plugin::{Retention, Validator, Verdict};
 
 /// Jobs that may wait for the writer before publishers are held back.
@@ -515,6 +515,16 @@ fn write_jobs(
     jobs: &[Job],
     plain: &mut Vec<u8>,
 ) -> Result<u64, crate::log::LogError> {
+    let count: u32 = jobs.iter().map(|j| j.batch.count()).sum();
+    let uncompressed = matches!(settings.compression_type, PLAIN | SET_NONE);
+    // Batch publishes arrive as plain messages already.
+    let framed: Vec<&[u8]> = jobs
+        .iter()
+        .filter_map(|j| match &j.batch {
+            Batch::Framed { plain, .. } => Some(&plain[..]),
+            Batch::One(_) => None,
+        })
+        .collect();
     let first = match jobs {
         [
             Job {
@@ -528,21 +538,25 @@ fn write_jobs(
                 ..
             },
         ] => log.append_encoded(plain, 1)?,
+        // Straight into the write buffer, one copy.
+        _ if uncompressed && framed.len() == jobs.len() => log.append_plain_set(&framed, count)?,
         _ => {
             plain.clear();
-            let mut count = 0u32;
             for job in jobs {
                 match &job.batch {
                     Batch::One(p) => message::encode(plain, PLAIN, p),
                     Batch::Framed { plain: p, .. } => plain.extend_from_slice(p),
                 }
-                count += job.batch.count();
             }
-            let (entry, err) = log.codecs().pack_set(plain, settings.compression_type);
-            if let Some(e) = err {
-                tracing::warn!(topic = name, error = %e, "compression failed, set stored uncompressed");
+            if uncompressed {
+                log.append_plain_set(&[plain], count)?
+            } else {
+                let (entry, err) = log.codecs().pack_set(plain, settings.compression_type);
+                if let Some(e) = err {
+                    tracing::warn!(topic = name, error = %e, "compression failed, set stored uncompressed");
+                }
+                log.append_encoded(&entry, count)?
             }
-            log.append_encoded(&entry, count)?
         }
     };
     log.flush()?;

@@ -277,6 +277,31 @@ impl Log {
         self.append_encoded(&entry, msgs.len() as u32)
     }
 
+    /// Stages an uncompressed message set made of `parts`: plain messages
+    /// back to back, split anywhere (`count` of them in all). The set's header
+    /// and the parts go straight into the write buffer, with the CRC computed
+    /// over the parts: no intermediate copy of the set.
+    pub fn append_plain_set(&self, parts: &[&[u8]], count: u32) -> Result<u64, LogError> {
+        if count == 0 {
+            return Err(LogError::InvalidEntry("wrong message count"));
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let length = u32::try_from(len).map_err(|_| LogError::InvalidEntry("set over 4 GiB"))?;
+        let mut crc = crc32fast::Hasher::new();
+        for p in parts {
+            crc.update(p);
+        }
+        let crc = crc.finalize();
+        self.stage(HEADER_BYTES + len, count, |buf| {
+            buf.push((message::FORMAT_VERSION << 4) | message::SET_NONE);
+            buf.extend_from_slice(&crc.to_be_bytes());
+            buf.extend_from_slice(&length.to_be_bytes());
+            for p in parts {
+                buf.extend_from_slice(p);
+            }
+        })
+    }
+
     /// Stages one already-encoded entry (a plain message, or a set holding
     /// `count` messages); returns its first offset.
     pub fn append_encoded(&self, entry: &[u8], count: u32) -> Result<u64, LogError> {
