@@ -363,7 +363,7 @@ impl Topic {
                 tracing::warn!(path = %path.display(), "ignoring scanner file that is not 8 bytes");
                 continue;
             };
-            let wanted = (last + 1).max(0) as u64;
+            let wanted = last.saturating_add(1).max(0) as u64;
             let at = wanted.clamp(self.log.oldest_offset(), self.log.next_offset());
             if at != wanted {
                 tracing::warn!(topic = %self.name, %id, wanted, at, "scanner position no longer stored, moved");

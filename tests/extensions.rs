@@ -291,6 +291,18 @@ async fn stream_delivers_and_resumes() {
         expect_json(bad, 400).await["error"],
         "netlog: invalid offset"
     );
+    let huge = api
+        .http
+        .get(api.url("/live/stream"))
+        .header("last-event-id", u64::MAX.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_json(huge, 400).await["error"],
+        "netlog: invalid offset",
+        "an id with no offset after it is refused, not wrapped"
+    );
     broker.stop().await;
 }
 

@@ -15,6 +15,9 @@ use super::{
 };
 use crate::duration::{parse_duration, parse_size};
 
+/// Most entries an index file may be given (256 MiB of index per segment).
+const MAX_INDEX_ENTRIES: u32 = 16 << 20;
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct File {
@@ -130,8 +133,12 @@ impl File {
             cfg.log_level = l;
         }
         if let Some(n) = s.index_entries {
-            if n < 2 {
-                return Err(at.err("server", "index_entries", "must be at least 2"));
+            if !(2..=MAX_INDEX_ENTRIES).contains(&n) {
+                return Err(at.err(
+                    "server",
+                    "index_entries",
+                    format!("must be 2 to {MAX_INDEX_ENTRIES}"),
+                ));
             }
             cfg.index_entries = n;
         }

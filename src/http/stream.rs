@@ -48,13 +48,12 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
     let from = match headers.get("last-event-id") {
-        Some(v) => {
-            v.to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| ApiError::InvalidOffset("Last-Event-ID is not an offset".into()))?
-                + 1
-        }
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .and_then(|id| id.checked_add(1))
+            .ok_or_else(|| ApiError::InvalidOffset("Last-Event-ID is not an offset".into()))?,
         None => super::resolve_offset(&topic, params.get("from").unwrap_or(""))?,
     };
     let heartbeat = match params.get("heartbeat") {
