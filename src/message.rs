@@ -20,6 +20,7 @@
 //! Decompression goes through a [`Codecs`] table, one per topic, so that the
 //! values 4..=15 can be bound to codec plugins and old data stays readable.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
@@ -326,13 +327,27 @@ impl Codecs {
         value == SET_NONE || self.get(value).is_some()
     }
 
-    /// Turns a set's stored payload back into plain messages back to back.
+    /// Turns a set's stored payload back into plain messages back to back;
+    /// an uncompressed set comes back as the same bytes, without a copy.
     pub fn unpack(&self, compression: u8, payload: Bytes) -> Result<Bytes, FormatError> {
+        let decoded = match self.unpack_slice(compression, &payload)? {
+            Cow::Owned(plain) => Some(plain),
+            Cow::Borrowed(_) => None,
+        };
+        Ok(decoded.map_or(payload, Bytes::from))
+    }
+
+    /// [`unpack`](Self::unpack) over borrowed bytes.
+    pub fn unpack_slice<'a>(
+        &self,
+        compression: u8,
+        payload: &'a [u8],
+    ) -> Result<Cow<'a, [u8]>, FormatError> {
         match compression {
-            PLAIN | SET_NONE => Ok(payload),
+            PLAIN | SET_NONE => Ok(Cow::Borrowed(payload)),
             value => {
                 let codec = self.get(value).ok_or(FormatError::UnknownCodec(value))?;
-                Ok(Bytes::from(codec.decompress(&payload)?))
+                Ok(Cow::Owned(codec.decompress(payload)?))
             }
         }
     }

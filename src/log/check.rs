@@ -118,10 +118,7 @@ fn check_entry(log: &Log, offset: u64, buf: &[u8], space: usize, out: &mut Vec<C
     if !header.is_set() {
         return;
     }
-    let plain = match log
-        .codecs()
-        .unpack(header.compression(), bytes::Bytes::copy_from_slice(payload))
-    {
+    let plain = match log.codecs().unpack_slice(header.compression(), payload) {
         Ok(p) => p,
         Err(_) => {
             out.push(problem(0, CheckKind::Unknown, 0, 0));

@@ -37,8 +37,6 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use bytes::Bytes;
-
 use super::index::{Index, IndexEntry};
 use super::segment::{SEGMENT_HEADER_BYTES, SEGMENT_VERSION, Segment, file_name, header_bytes};
 use super::{LogError, io_error};
@@ -207,7 +205,7 @@ fn quick_check(
         if last.pos + header.total_len() as u64 != len {
             return None;
         }
-        let count = entry_count(header, payload, codecs).ok()?;
+        let count = entry_count(header, &payload, codecs).ok()?;
         Some((hints.len(), last.rel.checked_add(count)?))
     } else {
         None
@@ -230,12 +228,11 @@ fn read_verified(data: &File, pos: u64, len: u64) -> Option<(Header, Vec<u8>)> {
 }
 
 /// How many offsets a verified message occupies.
-fn entry_count(header: Header, payload: Vec<u8>, codecs: &Codecs) -> Result<u32, FormatError> {
+fn entry_count(header: Header, payload: &[u8], codecs: &Codecs) -> Result<u32, FormatError> {
     if !header.is_set() {
         return Ok(1);
     }
-    let plain = codecs.unpack(header.compression(), Bytes::from(payload))?;
-    message::count_plain(&plain)
+    message::count_plain(&codecs.unpack_slice(header.compression(), payload)?)
 }
 
 /// Where the run of zero headers starting at `pos` ends, and whether a
@@ -325,7 +322,7 @@ fn walk_data(
                 _ => break,
             }
         } else {
-            match entry_count(header, std::mem::take(&mut payload), codecs) {
+            match entry_count(header, &payload, codecs) {
                 Ok(0) => break, // a set holds at least one message
                 Ok(n) => n,
                 Err(FormatError::UnknownCodec(v)) => match hinted {
