@@ -44,7 +44,7 @@ mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
@@ -171,10 +171,11 @@ struct Writer {
     buf_start: u64,
     pending: Vec<IndexEntry>,
     next_rel: u32,
-    last_sync: Instant,
-    unsynced: bool,
-    /// Counts flushes, so a sync can tell whether writes landed meanwhile.
+    /// Counts flushes.
     generation: u64,
+    /// The generation known to be on disk; below `generation`, the log has
+    /// unsynced writes.
+    synced: u64,
 }
 
 pub(crate) struct Inner {
@@ -224,9 +225,8 @@ impl Log {
             active,
             buf: Vec::with_capacity(64 * 1024),
             pending: Vec::new(),
-            last_sync: Instant::now(),
-            unsynced: false,
             generation: 0,
+            synced: 0,
         };
         let next = writer.active.next_offset();
         Ok(Log {
@@ -372,7 +372,6 @@ impl Log {
         w.buf.clear();
         w.pending.clear();
         w.buf_start = end;
-        w.unsynced = true;
         w.generation += 1;
         // Only `Always` syncs here. The interval policy is served by
         // `sync_if_due`, which fsyncs outside the writer lock so publishers
@@ -386,8 +385,7 @@ impl Log {
 
     fn sync_locked(w: &mut Writer) -> Result<(), LogError> {
         w.active.sync()?;
-        w.last_sync = Instant::now();
-        w.unsynced = false;
+        w.synced = w.generation;
         Ok(())
     }
 
@@ -408,17 +406,16 @@ impl Log {
         }
         let (segment, generation) = {
             let w = lock(&self.inner.writer);
-            if !w.unsynced {
+            if w.synced == w.generation {
                 return Ok(());
             }
             (w.active.clone(), w.generation)
         };
         segment.sync()?;
         let mut w = lock(&self.inner.writer);
-        w.last_sync = Instant::now();
-        if w.generation == generation && Arc::ptr_eq(&w.active, &segment) {
-            w.unsynced = false;
-        }
+        // Everything up to `generation` was in `segment` or in segments
+        // fsynced when they rolled; later writes stay unsynced.
+        w.synced = w.synced.max(generation);
         Ok(())
     }
 
