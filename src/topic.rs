@@ -486,14 +486,20 @@ fn validate_jobs(name: &str, validator: &Validator, on_error: OnError, jobs: Vec
     let mut at = 0;
     for job in jobs {
         let n = job.batch.count() as usize;
-        let rejected = verdicts[at..at + n]
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| match v {
-                Verdict::Reject(reason) => Some((i, reason.clone())),
-                Verdict::Accept => None,
-            });
+        // Frames are verified before they are queued, so every job has its
+        // verdicts; should one not, its publish fails rather than the thread.
+        let Some(own) = verdicts.get(at..at + n) else {
+            let _ = job.reply.send(Err(BrokerError::PluginFailed {
+                plugin: plugin.clone(),
+                detail: format!("no verdicts for messages {at}..{}", at + n),
+            }));
+            continue;
+        };
         at += n;
+        let rejected = own.iter().enumerate().find_map(|(i, v)| match v {
+            Verdict::Reject(reason) => Some((i, reason.clone())),
+            Verdict::Accept => None,
+        });
         match rejected {
             Some((index, reason)) => {
                 let _ = job.reply.send(Err(BrokerError::Rejected {
