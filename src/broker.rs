@@ -1,82 +1,101 @@
-//! The broker: every topic of a data directory, and the segment monitor.
+//! The broker: the registry of every topic of one data directory, the
+//! plugins they may use, and the loops that visit them.
 //!
-//! On start it opens each topic directory (skipping names that are not valid
-//! topic names, such as the broker's own `_`-prefixed folders), loads its
-//! `settings.json` (netlog's defaults where a netlog directory has none),
-//! recovers its log and restores its persistent scanners, then creates the
-//! topics the config declares. Topics are shared as `Arc<Topic>`; the map is
-//! locked only to look up, add or remove one, never across I/O.
+//! It sits above [`crate::topic`]: everything about one topic (writing,
+//! reading, scanners, retention) lives there; the broker finds topics by
+//! name, creates and deletes them, loads plugins and runs the monitor and
+//! the interval fsync over all of them.
 //!
-//! The monitor runs every `monitor_interval`: for each topic it rolls the
-//! active segment once its data passes `segment_size`, deletes the oldest
-//! segment once it is older than `segment_age` (never the active one), and
-//! saves moved persistent scanners. Interval fsyncs have a task of their own
-//! (`sync_topics`), so a slow disk never delays the monitor or the writers.
-//! Its decisions are logged. The work runs on the blocking pool.
+//! **Opening.** The data directory is locked first (`flock` on the
+//! directory itself), so a second broker on the same directory stops at
+//! once, naming the first one's pid. Then each subdirectory
+//! that is a valid topic name *and* holds netlog's files (`settings.json` or
+//! a segment file) is opened: its settings resolved, its log recovered, its
+//! persistent scanners restored. Any other directory is left alone and
+//! logged. Then the topics the config declares are created.
 //!
-//! Plugins: every `[plugins.<name>]` of the config is compiled (or loaded from
-//! the compiled cache under `<data_dir>/_cache/wasm`) and pre-linked once at
-//! start-up; each topic then gets its own instances of the plugins its
+//! **Create and delete** are serialised per name: a name being created or
+//! deleted is reserved, so of concurrent creates exactly one wins and the
+//! others get `TopicExists` without touching its files. Deleting removes only
+//! files of netlog's layout, never an unknown file. Topics are shared as
+//! `Arc<Topic>`; the map is locked only to look up, add or remove one, never
+//! across I/O.
+//!
+//! **Plugins.** Every `[plugins.<name>]` of the config is compiled (or loaded
+//! from the compiled cache under `<data_dir>/_cache/wasm`) and pre-linked once
+//! at start-up; each topic then gets its own instances of the plugins its
 //! settings name, with their `init` called on the topic's config (a codec's
-//! comes from its `[plugins.<name>]` table instead). A topic whose
-//! retention hook is set lets the plugin decide deletions instead of
-//! `segment_age` (size-based rolling still applies); the broker clamps the
-//! answer: never the active segment, never more segments than exist, and a
-//! plugin failure deletes nothing that tick.
+//! comes from its `[plugins.<name>]` table instead). A stored topic whose
+//! validation or retention plugin is missing still opens: reads work and its
+//! publishes fail naming the plugin.
+//!
+//! **Loops.** [`Broker::monitor_tick`] runs each topic's retention
+//! ([`Topic`]'s `retention.rs`); [`Broker::sync_topics`] runs the interval
+//! fsync, apart so that a slow disk never delays the monitor or the writers.
+//! Both are blocking and run on the blocking pool.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, RwLock};
 
-use crate::config::{Config, HookSetting, OnError, Settings, SettingsError, SettingsInput};
-use crate::log::{LogError, LogOptions};
-use crate::message::Codecs;
-use crate::plugin::{
-    HostOptions, Limits, Plugin, PluginError, PluginHost, PluginKind, RetentionState, ScannerState,
-    SegmentState,
+use crate::config::{
+    Config, HookSetting, OnError, Settings, SettingsError, SettingsInput, Strictness,
+    check_topic_name, resolve_settings,
 };
-use crate::topic::{self, Hooks, SETTINGS_FILE, Topic};
+use crate::log::LogOptions;
+use crate::message::Codecs;
+use crate::plugin::{HostOptions, Limits, Plugin, PluginError, PluginHost, PluginKind};
+use crate::topic::{Hooks, READERS_DIR, SETTINGS_FILE, Topic, TopicError};
 
 /// Errors of the broker layer.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    /// No topic of that name.
     #[error("topic not found")]
     TopicNotFound,
+    /// A topic of that name exists, or is being created or deleted.
     #[error("topic exists")]
     TopicExists,
+    /// The name is not a valid topic name.
     #[error("invalid topic name: {0}")]
     InvalidName(String),
-    #[error(transparent)]
+    /// The settings were refused.
+    #[error("settings: {0}")]
     Settings(#[from] SettingsError),
-    #[error("scanner not found")]
-    ScannerNotFound,
-    #[error("topic has scanners attached")]
-    Busy,
-    #[error("write failed: {0}")]
-    WriteFailed(String),
+    /// The settings JSON does not parse.
+    #[error("settings JSON: {0}")]
+    SettingsJson(#[source] serde_json::Error),
+    /// A topic operation failed.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// The data directory is not usable.
     #[error("invalid data directory {}: {reason}", path.display())]
     InvalidDir { path: PathBuf, reason: String },
-    #[error("I/O error on {}: {source}", path.display())]
+    /// Another broker holds the data directory.
+    #[error("data directory {} is in use by another netlog (pid {pid})", path.display())]
+    DirLocked { path: PathBuf, pid: String },
+    /// A file operation of the broker failed.
+    #[error("I/O error on {}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Log(#[from] LogError),
-    #[error("message {index} rejected by {plugin}: {reason}")]
-    Rejected {
-        plugin: String,
-        index: usize,
-        reason: String,
-    },
-    #[error("plugin {plugin} failed: {detail}")]
-    PluginFailed { plugin: String, detail: String },
+    /// A plugin failed to load or instantiate.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// A topic's settings name a plugin that cannot serve that hook.
     #[error("topic {topic}: {message}")]
     Hook { topic: String, message: String },
+    /// Blocking work panicked or was cancelled.
+    #[error("background task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl From<crate::log::LogError> for BrokerError {
+    fn from(e: crate::log::LogError) -> Self {
+        BrokerError::Topic(TopicError::Log(e))
+    }
 }
 
 impl BrokerError {
@@ -93,9 +112,11 @@ pub struct Broker {
     config: Config,
     data_dir: PathBuf,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Names being created or deleted: one such operation per name at once.
+    busy: Mutex<HashSet<String>>,
     plugins: Plugins,
-    /// Keeps the engine (and its epoch ticker) alive.
-    _host: Option<PluginHost>,
+    /// Held while the broker runs: the `flock` on the data directory.
+    _lock: std::fs::File,
 }
 
 /// Declared plugins by name, compiled and pre-linked.
@@ -104,22 +125,40 @@ type Plugins = HashMap<String, Arc<Plugin>>;
 /// Where compiled plugin code is cached, inside the data directory.
 pub const PLUGIN_CACHE_DIR: &str = "_cache/wasm";
 
+/// Releases a name reserved in `Broker::busy` when dropped.
+struct Reserved<'a> {
+    busy: &'a Mutex<HashSet<String>>,
+    name: String,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        lock(self.busy).remove(&self.name);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Broker {
-    /// Opens the data directory and every topic in it, then creates the
-    /// topics the config declares.
+    /// Opens the data directory (locking it) and every topic in it, then
+    /// creates the topics the config declares. Blocking.
     pub fn open(config: Config) -> Result<Broker, BrokerError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(BrokerError::io(&data_dir))?;
         let data_dir = data_dir
             .canonicalize()
             .map_err(BrokerError::io(&data_dir))?;
-        let (host, plugins) = load_plugins(&config, &data_dir)?;
+        let lock_file = lock_dir(&data_dir)?;
+        let plugins = load_plugins(&config, &data_dir)?;
         let broker = Broker {
             config,
             data_dir,
             topics: RwLock::new(HashMap::new()),
+            busy: Mutex::new(HashSet::new()),
             plugins,
-            _host: host,
+            _lock: lock_file,
         };
         broker.load_topics()?;
         for (name, input) in broker.config.topics.clone() {
@@ -144,7 +183,10 @@ impl Broker {
     ) -> Result<&Arc<Plugin>, BrokerError> {
         let plugin = self.plugins.get(name).ok_or_else(|| BrokerError::Hook {
             topic: topic.to_string(),
-            message: format!("{hook} plugin {name:?} is not declared in the config's [plugins]"),
+            message: format!(
+                "{hook} plugin {name:?} is not declared: add a [plugins.{name}] table with its \
+                 path to the config file"
+            ),
         })?;
         if plugin.kind() != kind {
             return Err(BrokerError::Hook {
@@ -165,20 +207,40 @@ impl Broker {
         settings: &Settings,
     ) -> Result<(Hooks, LogOptions), BrokerError> {
         let mut hooks = Hooks::default();
-        if let Some(HookSetting {
-            plugin,
-            config,
-            on_error,
-        }) = &settings.validation
-        {
-            let p = self.plugin(name, "validation", plugin, PluginKind::Validator)?;
-            hooks.validator = Some(Arc::new(p.validator(name, &config.to_string())?));
-            hooks.on_error = on_error.unwrap_or(OnError::Reject);
+        if let Some(h) = &settings.validation {
+            self.add_validator(&mut hooks, name, h)?;
         }
-        if let Some(HookSetting { plugin, config, .. }) = &settings.retention {
-            let p = self.plugin(name, "retention", plugin, PluginKind::Retention)?;
-            hooks.retention = Some(p.retention(name, &config.to_string())?);
+        if let Some(h) = &settings.retention {
+            self.add_retention(&mut hooks, name, h)?;
         }
+        Ok((hooks, self.log_options(name, settings)?))
+    }
+
+    fn add_validator(
+        &self,
+        hooks: &mut Hooks,
+        topic: &str,
+        h: &HookSetting,
+    ) -> Result<(), BrokerError> {
+        let p = self.plugin(topic, "validation", &h.plugin, PluginKind::Validator)?;
+        hooks.validator = Some(Arc::new(p.validator(topic, &h.config.to_string())?));
+        hooks.on_error = h.on_error.unwrap_or(OnError::Reject);
+        Ok(())
+    }
+
+    fn add_retention(
+        &self,
+        hooks: &mut Hooks,
+        topic: &str,
+        h: &HookSetting,
+    ) -> Result<(), BrokerError> {
+        let p = self.plugin(topic, "retention", &h.plugin, PluginKind::Retention)?;
+        hooks.retention = Some(p.retention(topic, &h.config.to_string())?);
+        Ok(())
+    }
+
+    /// The log options of topic `name`, with its codec plugins bound.
+    fn log_options(&self, name: &str, settings: &Settings) -> Result<LogOptions, BrokerError> {
         let mut codecs = Codecs::default();
         for (value, plugin) in &settings.codecs {
             let p = self.plugin(
@@ -195,14 +257,44 @@ impl Broker {
                 .map_or_else(|| "{}".to_string(), |d| d.config.to_string());
             codecs.bind(*value, Arc::new(p.codec(name, &config)?));
         }
-        let opts = LogOptions {
+        Ok(LogOptions {
             index_entries: self.config.index_entries,
             fsync: self.config.fsync,
             codecs,
-        };
-        Ok((hooks, opts))
+        })
     }
 
+    /// Hooks for a stored topic: a validation or retention plugin that cannot
+    /// be had leaves the topic serving reads, its publishes failing with the
+    /// reason. Codecs are needed to read, so their failure stays an error.
+    fn build_stored_hooks(
+        &self,
+        name: &str,
+        settings: &Settings,
+    ) -> Result<(Hooks, LogOptions), BrokerError> {
+        let mut hooks = Hooks::default();
+        let added = [
+            settings
+                .validation
+                .as_ref()
+                .map(|h| (h, self.add_validator(&mut hooks, name, h))),
+            settings
+                .retention
+                .as_ref()
+                .map(|h| (h, self.add_retention(&mut hooks, name, h))),
+        ];
+        for (h, result) in added.into_iter().flatten() {
+            if let Err(e) = result {
+                let reason = e.to_string();
+                tracing::error!(topic = name, plugin = %h.plugin, %reason, "topic serves reads only: its publishes fail until the plugin is available");
+                hooks.unavailable.get_or_insert((h.plugin.clone(), reason));
+            }
+        }
+        Ok((hooks, self.log_options(name, settings)?))
+    }
+
+    /// Opens every netlog topic of the data directory. A directory that is
+    /// not one (no `settings.json`, no segment file) is left alone and logged.
     fn load_topics(&self) -> Result<(), BrokerError> {
         let dir = &self.data_dir;
         for entry in std::fs::read_dir(dir).map_err(BrokerError::io(dir))? {
@@ -211,45 +303,47 @@ impl Broker {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            if !path.is_dir() || topic::check_name(&name).is_err() {
+            if !path.is_dir() || check_topic_name(&name).is_err() {
+                continue;
+            }
+            if !is_topic_dir(&path) {
+                tracing::warn!(dir = %path.display(), "not a netlog topic (no settings.json or segment files): left alone");
                 continue;
             }
             let settings = self.read_settings(&path)?;
-            let (hooks, opts) = self.build_hooks(&name, &settings)?;
+            let (hooks, opts) = self.build_stored_hooks(&name, &settings)?;
             let topic = Topic::open(&name, &path, settings, opts, hooks, false)?;
-            tracing::info!(topic = %name, next_offset = topic.log().next_offset(), "topic loaded");
+            tracing::info!(topic = %name, next_offset = topic.next_offset(), "topic loaded");
             self.topics_mut().insert(name, topic);
         }
         Ok(())
     }
 
+    /// A stored `settings.json`, through the one resolver (netlog's files
+    /// hold only its five fields, with nanosecond durations; ours may add
+    /// more). No file: the defaults, as netlog does.
     fn read_settings(&self, dir: &Path) -> Result<Settings, BrokerError> {
         let path = dir.join(SETTINGS_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                // netlog's files hold only its five fields; ours may add more.
-                let input: serde_json::Value =
-                    serde_json::from_slice(&bytes).map_err(|e| BrokerError::InvalidDir {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                let mut merged = serde_json::to_value(&self.config.defaults).expect("serializable");
-                if let (Some(m), Some(i)) = (merged.as_object_mut(), input.as_object()) {
-                    for (k, v) in i {
-                        m.insert(k.clone(), v.clone());
-                    }
-                }
-                let mut settings: Settings =
-                    serde_json::from_value(merged).map_err(|e| BrokerError::InvalidDir {
-                        path,
-                        reason: e.to_string(),
-                    })?;
-                settings.fill_zeros(&self.config.defaults);
-                Ok(settings)
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(self.config.defaults.clone());
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(self.config.defaults.clone()),
-            Err(e) => Err(BrokerError::io(&path)(e)),
-        }
+            Err(e) => return Err(BrokerError::io(&path)(e)),
+        };
+        let invalid = |reason: String| BrokerError::InvalidDir {
+            path: path.clone(),
+            reason,
+        };
+        let input: SettingsInput =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        resolve_settings(
+            input,
+            &self.config.defaults,
+            &self.config.plugin_names(),
+            Strictness::Stored,
+        )
+        .map_err(|e| invalid(e.to_string()))
     }
 
     fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
@@ -271,7 +365,7 @@ impl Broker {
 
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
-        topic::check_name(name).map_err(BrokerError::InvalidName)?;
+        check_topic_name(name).map_err(BrokerError::InvalidName)?;
         self.topics
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -280,30 +374,93 @@ impl Broker {
             .ok_or(BrokerError::TopicNotFound)
     }
 
+    /// Reserves `name` for a create or delete; `TopicExists` while another
+    /// one runs.
+    fn reserve(&self, name: &str) -> Result<Reserved<'_>, BrokerError> {
+        if !lock(&self.busy).insert(name.to_string()) {
+            return Err(BrokerError::TopicExists);
+        }
+        Ok(Reserved {
+            busy: &self.busy,
+            name: name.to_string(),
+        })
+    }
+
+    /// Creates a topic from a settings JSON body (empty: the defaults), off
+    /// the async workers.
+    pub async fn create(
+        self: &Arc<Self>,
+        name: &str,
+        body: bytes::Bytes,
+    ) -> Result<(), BrokerError> {
+        let (broker, name) = (self.clone(), name.to_string());
+        crate::topic::blocking(move || broker.create_topic_json(&name, &body).map(drop)).await
+    }
+
+    /// Deletes a topic (see [`Broker::delete_topic`]), off the async workers.
+    pub async fn delete(self: &Arc<Self>, name: &str, force: bool) -> Result<(), BrokerError> {
+        let (broker, name) = (self.clone(), name.to_string());
+        crate::topic::blocking(move || broker.delete_topic(&name, force)).await
+    }
+
+    /// Creates a topic from a settings JSON body (empty: the defaults).
+    /// Blocking.
+    pub fn create_topic_json(&self, name: &str, body: &[u8]) -> Result<Arc<Topic>, BrokerError> {
+        // As netlog: an existing topic is the answer, whatever the body.
+        check_topic_name(name).map_err(BrokerError::InvalidName)?;
+        if self.topic(name).is_ok() {
+            return Err(BrokerError::TopicExists);
+        }
+        let input = if body.iter().all(u8::is_ascii_whitespace) {
+            SettingsInput::default()
+        } else {
+            serde_json::from_slice(body).map_err(BrokerError::SettingsJson)?
+        };
+        if input.codecs.is_some() {
+            return Err(BrokerError::Settings(SettingsError {
+                key: "codecs",
+                message: "is set by the broker; name a codec with \"compression\"".into(),
+            }));
+        }
+        self.create_topic(name, input)
+    }
+
     /// Creates a topic with `input` resolved against the server defaults.
+    /// Creates of one name are serialised: exactly one wins, the others get
+    /// `TopicExists`, and nothing of the winner's is touched. Blocking.
     pub fn create_topic(
         &self,
         name: &str,
         input: SettingsInput,
     ) -> Result<Arc<Topic>, BrokerError> {
-        topic::check_name(name).map_err(BrokerError::InvalidName)?;
-        let settings =
-            Settings::resolve(input, &self.config.defaults, &self.config.plugin_names())?;
+        check_topic_name(name).map_err(BrokerError::InvalidName)?;
+        let settings = resolve_settings(
+            input,
+            &self.config.defaults,
+            &self.config.plugin_names(),
+            Strictness::Refuse,
+        )?;
+        let _reserved = self.reserve(name)?;
         if self.topic(name).is_ok() {
             return Err(BrokerError::TopicExists);
         }
-        let dir = self.data_dir.join(name);
-        if dir.exists() {
-            return Err(BrokerError::TopicExists);
-        }
         let (hooks, opts) = self.build_hooks(name, &settings)?;
-        let topic = Topic::open(name, &dir, settings.clone(), opts, hooks, true)?;
-        let mut topics = self.topics_mut();
-        if topics.contains_key(name) {
-            return Err(BrokerError::TopicExists);
+        let dir = self.data_dir.join(name);
+        match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(BrokerError::TopicExists);
+            }
+            r => r.map_err(BrokerError::io(&dir))?,
         }
-        topics.insert(name.to_string(), topic.clone());
-        drop(topics);
+        let topic = match Topic::open(name, &dir, settings.clone(), opts, hooks, true) {
+            Ok(t) => t,
+            Err(e) => {
+                // Leave no orphan: remove what this create made.
+                remove_topic_files(&dir);
+                return Err(e.into());
+            }
+        };
+        self.topics_mut().insert(name.to_string(), topic.clone());
         tracing::info!(
             topic = name,
             compression = settings.compression_name(),
@@ -312,15 +469,20 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Deletes a topic; with scanners attached only when `force`.
+    /// Deletes a topic; with scanners attached only when `force`. Its
+    /// consumers end at once; only files of netlog's layout are removed.
+    /// Blocking.
     pub fn delete_topic(&self, name: &str, force: bool) -> Result<(), BrokerError> {
         let topic = self.topic(name)?;
-        if !force && !topic.scanners().is_empty() {
-            return Err(BrokerError::Busy);
+        let scanners = topic.scanner_count();
+        if !force && scanners > 0 {
+            return Err(TopicError::Busy { scanners }.into());
         }
+        let _reserved = self.reserve(name)?;
         self.topics_mut().remove(name);
+        topic.mark_deleted();
         topic.close()?;
-        std::fs::remove_dir_all(topic.dir()).map_err(BrokerError::io(topic.dir()))?;
+        remove_topic_files(topic.dir());
         tracing::info!(topic = name, force, "topic deleted");
         Ok(())
     }
@@ -335,151 +497,131 @@ impl Broker {
             .collect()
     }
 
-    /// One pass of the segment monitor over every topic (blocking I/O).
+    /// One pass of the segment monitor over every topic. Blocking.
     pub fn monitor_tick(&self) {
         for topic in self.topics() {
-            if let Err(e) = self.maintain(&topic) {
-                tracing::error!(topic = topic.name(), error = %e, "segment monitor failed");
+            if let Err(e) = topic.maintain() {
+                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), "segment monitor failed");
             }
         }
     }
 
-    fn maintain(&self, topic: &Topic) -> Result<(), BrokerError> {
-        let log = topic.log();
-        let settings = topic.settings();
-        let segments = log.segments();
-        let active = segments.last().expect("a log has an active segment");
-        if active.data_size > settings.segment_size && active.next_offset > active.first_offset {
-            log.roll()?;
-            tracing::info!(
-                topic = topic.name(),
-                base = active.first_offset,
-                data_size = active.data_size,
-                segment_size = settings.segment_size,
-                "segment rolled: over segment_size"
-            );
-        }
-        match &topic.hooks().retention {
-            Some(_) => self.apply_retention_plugin(topic)?,
-            None => {
-                let now = SystemTime::now();
-                for seg in log.segments().iter().rev().skip(1).rev() {
-                    let age = now.duration_since(seg.mod_time).unwrap_or_default();
-                    if age <= settings.segment_age {
-                        break;
-                    }
-                    if let Some(base) = log.trim_oldest()? {
-                        tracing::info!(
-                            topic = topic.name(),
-                            base,
-                            age_secs = age.as_secs(),
-                            "segment deleted: older than segment_age"
-                        );
-                    }
-                }
-            }
-        }
-        topic.save_scanners()?;
-        Ok(())
-    }
-
-    /// Asks the topic's retention plugin, clamps its answer and applies it.
-    fn apply_retention_plugin(&self, topic: &Topic) -> Result<(), BrokerError> {
-        let Some(retention) = &topic.hooks().retention else {
-            return Ok(());
-        };
-        let log = topic.log();
-        let ms = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64)
-        };
-        let segments = log.segments();
-        let state = RetentionState {
-            topic: topic.name().to_string(),
-            segments: segments
-                .iter()
-                .map(|s| SegmentState {
-                    base_offset: s.first_offset,
-                    next_offset: s.next_offset,
-                    bytes: s.disk_size,
-                    created_ms: u64::from(s.created) * 1000,
-                    modified_ms: ms(s.mod_time),
-                })
-                .collect(),
-            scanners: topic
-                .scanners()
-                .iter()
-                .map(|s| ScannerState {
-                    id: s.id.to_string(),
-                    next_offset: s.next(),
-                    persistent: s.persistent,
-                })
-                .collect(),
-            now_ms: ms(SystemTime::now()),
-        };
-        let decision = match retention.evaluate(&state) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(topic = topic.name(), error = %e, "retention plugin failed: nothing deleted this tick");
-                return Ok(());
-            }
-        };
-        // Never the active segment (the last one the plugin saw), never more
-        // than exist.
-        let delete = (decision.delete_oldest as usize).min(segments.len() - 1);
-        let active = segments.last().expect("a log has an active segment");
-        if decision.roll_active && active.next_offset > active.first_offset {
-            log.roll()?;
-            tracing::info!(
-                topic = topic.name(),
-                base = active.first_offset,
-                "segment rolled: asked by retention plugin"
-            );
-        }
-        for _ in 0..delete {
-            if let Some(base) = log.trim_oldest()? {
-                tracing::info!(
-                    topic = topic.name(),
-                    base,
-                    plugin = retention.plugin().name(),
-                    asked = decision.delete_oldest,
-                    "segment deleted: retention plugin"
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// fsyncs what every topic flushed since its last sync (interval policy).
+    /// fsyncs what every topic flushed since its last sync (interval
+    /// policy). Blocking.
     pub fn sync_topics(&self) {
         for topic in self.topics() {
-            if let Err(e) = topic.log().sync_if_due() {
-                tracing::error!(topic = topic.name(), error = %e, "interval fsync failed");
+            if let Err(e) = topic.sync_if_due() {
+                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), "interval fsync failed");
             }
         }
     }
 
     /// Writes everything queued, saves scanner positions and fsyncs every
-    /// topic. Called once at shutdown.
+    /// topic. Called once at shutdown. Blocking.
     pub fn close(&self) -> Result<(), BrokerError> {
         let mut first_err = None;
         for topic in self.topics() {
             if let Err(e) = topic.close() {
-                tracing::error!(topic = topic.name(), error = %e, "closing topic failed");
+                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), "closing topic failed");
                 first_err.get_or_insert(e);
             }
         }
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(()), |e| Err(e.into()))
     }
 }
 
+/// Whether `dir` holds netlog's files: a `settings.json` or a segment file.
+fn is_topic_dir(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name == SETTINGS_FILE || is_segment_file(&name)
+    })
+}
+
+/// `%020d.data` or `%020d.index`.
+fn is_segment_file(name: &str) -> bool {
+    let stem = name
+        .strip_suffix(".data")
+        .or_else(|| name.strip_suffix(".index"));
+    stem.is_some_and(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `name` is a temporary file of `write_atomic` for `stem`.
+fn is_temp_of(name: &str, stem: &str) -> bool {
+    name.strip_prefix(stem)
+        .and_then(|r| r.strip_prefix(".tmp"))
+        .is_some()
+}
+
+/// Removes the files of netlog's layout from a topic directory, then the
+/// directory if that left it empty. Unknown files are kept and logged.
+fn remove_topic_files(dir: &Path) {
+    let readers = dir.join(READERS_DIR);
+    if let Ok(entries) = std::fs::read_dir(&readers) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let known = name.ends_with(".scanner")
+                || name.contains(".tmp.")
+                    && name
+                        .split('.')
+                        .next()
+                        .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok());
+            if known {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&readers);
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == SETTINGS_FILE || is_segment_file(&name) || is_temp_of(&name, "settings") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if let Err(e) = std::fs::remove_dir(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "topic directory kept: it holds files netlog did not write");
+    }
+}
+
+/// Takes the data directory's lock: an exclusive `flock` on the directory
+/// itself, so nothing is written into it. When another process holds it, its
+/// pid is read from `/proc/locks` (Linux) to name it.
+fn lock_dir(data_dir: &Path) -> Result<std::fs::File, BrokerError> {
+    let file = std::fs::File::open(data_dir).map_err(BrokerError::io(data_dir))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BrokerError::DirLocked {
+            path: data_dir.to_path_buf(),
+            pid: lock_holder(data_dir).unwrap_or_else(|| "unknown".into()),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(BrokerError::io(data_dir)(e)),
+    }
+}
+
+/// The pid holding a `flock` on `path`, from `/proc/locks`.
+fn lock_holder(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(path).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (kind, pid, dev_ino) = (fields.get(1)?, fields.get(4)?, fields.get(5)?);
+        let inode = dev_ino.rsplit(':').next()?.parse::<u64>().ok()?;
+        (*kind == "FLOCK" && inode == ino).then(|| pid.to_string())
+    })
+}
+
 /// Compiles (or loads from the cache) and pre-links every declared plugin.
-fn load_plugins(
-    config: &Config,
-    data_dir: &Path,
-) -> Result<(Option<PluginHost>, Plugins), BrokerError> {
+fn load_plugins(config: &Config, data_dir: &Path) -> Result<Plugins, BrokerError> {
     if config.plugins.is_empty() {
-        return Ok((None, HashMap::new()));
+        return Ok(HashMap::new());
     }
     let host = PluginHost::new(HostOptions {
         cache_dir: Some(data_dir.join(PLUGIN_CACHE_DIR)),
@@ -503,5 +645,19 @@ fn load_plugins(
         );
         plugins.insert(decl.name.clone(), plugin);
     }
-    Ok((Some(host), plugins))
+    Ok(plugins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only netlog's segment names count as segment files.
+    #[test]
+    fn segment_file_names() {
+        assert!(is_segment_file("00000000000000000000.data"));
+        assert!(is_segment_file("00000000000000000042.index"));
+        assert!(!is_segment_file("notes.txt"));
+        assert!(!is_segment_file("0000.data"));
+    }
 }

@@ -1,27 +1,40 @@
-//! Configuration: the server's, the operator's TOML file, and each topic's
-//! settings.
+//! Configuration: the one home for settings, the server's and each topic's.
 //!
-//! Three layers, each overriding the one before: built-in defaults (netlog's),
-//! the TOML file given with `--config`, and netlog's command-line flags. The
-//! result is one [`Config`], validated right after loading; every error names
-//! the file, the table and the key.
+//! Three layers, each overriding the one before: built-in defaults (netlog's,
+//! named constants below and in `settings.rs`), the TOML file given with
+//! `--config`, and netlog's command-line flags. [`load`] resolves all three
+//! into one [`Config`]. Every value, whatever its source, goes through the
+//! same function for its key (`server_value` here, [`settings::resolve`] for
+//! topic settings), so a flag and a TOML key accept the same spellings, have
+//! the same limits and fail with the same message; only the place named in
+//! the error differs (`-monitor_interval`, `netlog.toml: [server]
+//! monitor_interval`).
 //!
-//! A topic's [`Settings`] are netlog's `settings.json` (`segment_age`,
-//! `segment_size`, `batch_num_messages`, `batch_interval`, `compression_type`)
-//! plus this broker's extensions (the topic's hooks and the codec plugins its
-//! data was written with). They are resolved against the server defaults when
-//! the topic is created and stored whole, so a later change of defaults does
-//! not change an existing topic.
+//! A topic's [`Settings`] are netlog's `settings.json` fields plus this
+//! broker's extensions (hooks, codec plugins). They are resolved against the
+//! server defaults when the topic is created and stored whole, so a later
+//! change of defaults does not change an existing topic.
+
+mod settings;
+mod toml_file;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::duration::{format_duration, parse_duration};
+use crate::duration::{parse_duration, parse_size};
 use crate::log::FsyncPolicy;
-use crate::message::{SET_GZIP, SET_NONE, SET_SNAPPY};
+
+pub use crate::plugin::{
+    DEFAULT_MEMORY_BYTES as DEFAULT_PLUGIN_MEMORY, DEFAULT_TIME_PER_CALL as DEFAULT_PLUGIN_TIME,
+    MIN_MEMORY_BYTES as MIN_PLUGIN_MEMORY,
+};
+pub use settings::{
+    DEFAULT_BATCH_INTERVAL, DEFAULT_BATCH_NUM_MESSAGES, DEFAULT_MIN_SEGMENT_AGE,
+    DEFAULT_MIN_SEGMENT_BYTES, DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_SIZE, HookSetting,
+    MIN_ROLL_AGE_FLOOR, MIN_SEGMENT_AGE, MIN_SEGMENT_SIZE, OnError, RawValue, Settings,
+    SettingsError, SettingsInput, Strictness, check_topic_name, resolve as resolve_settings,
+};
 
 /// A configuration error, naming where it is.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +53,8 @@ pub enum ConfigError {
         #[source]
         source: Box<toml::de::Error>,
     },
-    /// A value is wrong: `place` names the file, the table and the key.
+    /// A value is wrong: `place` names the file, the table and the key (or
+    /// the flag).
     #[error("{place}: {message}")]
     Invalid { place: String, message: String },
 }
@@ -49,248 +63,20 @@ pub enum ConfigError {
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7200";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "data";
-/// Default largest request body.
+/// Default largest request body: 64 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
-
-/// What a hook does when its plugin traps, times out or errs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Fail closed: the publish fails and nothing is written.
-    #[default]
-    Reject,
-    /// Fail open: the message is accepted; the failure is logged and counted.
-    Accept,
-}
-
-/// A hook assignment: which declared plugin, with what config.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HookSetting {
-    /// Name of a plugin declared in `[plugins]`.
-    pub plugin: String,
-    /// The plugin's config, handed to its `init` as JSON.
-    #[serde(default = "empty_object", skip_serializing_if = "is_empty_object")]
-    pub config: serde_json::Value,
-    /// Failure policy (validation only). Default `reject`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_error: Option<OnError>,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(Default::default())
-}
-
-fn is_empty_object(v: &serde_json::Value) -> bool {
-    v.as_object().is_some_and(|o| o.is_empty())
-}
-
-/// A topic's settings, fully resolved (see the module docs).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    /// Segments older than this are deleted by the monitor.
-    #[serde(with = "duration_text")]
-    pub segment_age: Duration,
-    /// The active segment is rolled once its data passes this many bytes.
-    pub segment_size: u64,
-    /// Most messages written as one set by group commit.
-    pub batch_num_messages: usize,
-    /// Longest a message waits for others to share its write.
-    #[serde(with = "duration_text")]
-    pub batch_interval: Duration,
-    /// 1 none, 2 gzip, 3 snappy, 4..=15 a codec plugin (see `codecs`).
-    pub compression_type: u8,
-    /// Validation hook.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation: Option<HookSetting>,
-    /// Retention hook.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention: Option<HookSetting>,
-    /// Codec plugins this topic's data may use, by compression value
-    /// (`"4": "lz4"`); kept even when no longer written so old data reads.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub codecs: BTreeMap<u8, String>,
-}
-
-/// The settings JSON a client sends with `POST /{topic}`: every field is
-/// optional and missing ones take the server's defaults.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SettingsInput {
-    #[serde(default, with = "opt_duration_text")]
-    pub segment_age: Option<Duration>,
-    pub segment_size: Option<u64>,
-    pub batch_num_messages: Option<usize>,
-    #[serde(default, with = "opt_duration_text")]
-    pub batch_interval: Option<Duration>,
-    pub compression_type: Option<u8>,
-    /// Extension: a codec by name (`none`, `gzip`, `snappy`, or a codec plugin).
-    pub compression: Option<String>,
-    /// Extension: a validation hook naming a declared plugin.
-    pub validation: Option<HookSetting>,
-    /// Extension: a retention hook naming a declared plugin.
-    pub retention: Option<HookSetting>,
-}
-
-/// Why settings were refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettingsError {
-    /// `compression_type` outside 0..=3 or an unknown compression name.
-    #[error("invalid compression type: {0}")]
-    Compression(String),
-    /// Any other bad value.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl Settings {
-    /// Resolves `input` against `defaults`. Codec names other than the
-    /// built-in ones are returned as `Err(Compression)` unless listed in
-    /// `codec_plugins`, in which case they get the next free value 4..=15.
-    pub fn resolve(
-        input: SettingsInput,
-        defaults: &Settings,
-        codec_plugins: &[String],
-    ) -> Result<Settings, SettingsError> {
-        // As in netlog, a zero means "the default", not "nothing".
-        let mut s = Settings {
-            segment_age: input
-                .segment_age
-                .filter(|d| !d.is_zero())
-                .unwrap_or(defaults.segment_age),
-            segment_size: input
-                .segment_size
-                .filter(|n| *n > 0)
-                .unwrap_or(defaults.segment_size),
-            batch_num_messages: input
-                .batch_num_messages
-                .filter(|n| *n > 0)
-                .unwrap_or(defaults.batch_num_messages),
-            batch_interval: input
-                .batch_interval
-                .filter(|d| !d.is_zero())
-                .unwrap_or(defaults.batch_interval),
-            compression_type: defaults.compression_type,
-            validation: input.validation.or_else(|| defaults.validation.clone()),
-            retention: input.retention.or_else(|| defaults.retention.clone()),
-            codecs: defaults.codecs.clone(),
-        };
-        match input.compression_type {
-            None | Some(0) => {}
-            Some(c @ (SET_NONE | SET_GZIP | SET_SNAPPY)) => s.compression_type = c,
-            Some(c) => return Err(SettingsError::Compression(c.to_string())),
-        }
-        if let Some(name) = input.compression {
-            s.set_compression(&name, codec_plugins)?;
-        }
-        if s.batch_num_messages == 0 {
-            return Err(SettingsError::Invalid(
-                "batch_num_messages must be at least 1".into(),
-            ));
-        }
-        if s.segment_size == 0 {
-            return Err(SettingsError::Invalid(
-                "segment_size must be at least 1".into(),
-            ));
-        }
-        Ok(s)
-    }
-
-    /// Replaces zeros (netlog's "use the default") with `defaults`' values,
-    /// for settings files written by netlog.
-    pub fn fill_zeros(&mut self, defaults: &Settings) {
-        if self.segment_age.is_zero() {
-            self.segment_age = defaults.segment_age;
-        }
-        if self.segment_size == 0 {
-            self.segment_size = defaults.segment_size;
-        }
-        if self.batch_num_messages == 0 {
-            self.batch_num_messages = defaults.batch_num_messages;
-        }
-        if self.batch_interval.is_zero() {
-            self.batch_interval = defaults.batch_interval;
-        }
-        if self.compression_type == 0 {
-            self.compression_type = defaults.compression_type;
-        }
-    }
-
-    /// Sets the compression by name, binding a codec plugin to a value.
-    pub fn set_compression(
-        &mut self,
-        name: &str,
-        codec_plugins: &[String],
-    ) -> Result<(), SettingsError> {
-        self.compression_type = match name {
-            "none" => SET_NONE,
-            "gzip" => SET_GZIP,
-            "snappy" => SET_SNAPPY,
-            plugin if codec_plugins.iter().any(|p| p == plugin) => {
-                match self.codecs.iter().find(|(_, p)| *p == plugin) {
-                    Some((value, _)) => *value,
-                    None => {
-                        let value = (4..=15u8)
-                            .find(|v| !self.codecs.contains_key(v))
-                            .ok_or_else(|| {
-                                SettingsError::Compression(
-                                    "all 12 codec plugin values are used".into(),
-                                )
-                            })?;
-                        self.codecs.insert(value, plugin.to_string());
-                        value
-                    }
-                }
-            }
-            other => {
-                return Err(SettingsError::Compression(format!(
-                    "{other:?} is not none, gzip, snappy or a declared codec plugin"
-                )));
-            }
-        };
-        Ok(())
-    }
-
-    /// The name of the compression in use.
-    pub fn compression_name(&self) -> &str {
-        match self.compression_type {
-            SET_GZIP => "gzip",
-            SET_SNAPPY => "snappy",
-            v => self.codecs.get(&v).map_or("none", String::as_str),
-        }
-    }
-}
-
-mod duration_text {
-    use super::*;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Text {
-            Str(String),
-            Nanos(u64),
-        }
-        match Text::deserialize(d)? {
-            Text::Str(s) => parse_duration(&s).map_err(serde::de::Error::custom),
-            Text::Nanos(n) => Ok(Duration::from_nanos(n)),
-        }
-    }
-}
-
-mod opt_duration_text {
-    use super::*;
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        duration_text::deserialize(d).map(Some)
-    }
-}
+/// Largest `max_body` allowed: 256 MiB, so one request always fits in one
+/// log entry.
+pub const MAX_MAX_BODY: u64 = 256 << 20;
+/// Default period of the segment monitor: 1 s.
+pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+/// Shortest monitor period or fsync interval: 1 ms.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// Default log filter.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Fewest and most entries an index file may be given (the latter is 256 MiB
+/// of index per segment).
+pub const INDEX_ENTRIES_RANGE: std::ops::RangeInclusive<u32> = 2..=(16 << 20);
 
 /// A plugin the operator allows, from `[plugins.<name>]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -299,9 +85,9 @@ pub struct PluginDecl {
     pub name: String,
     /// The component file (relative paths are relative to the config file).
     pub path: PathBuf,
-    /// Memory limit in bytes.
+    /// Memory limit in bytes. Default 32 MiB; at least 64 KiB.
     pub memory_limit: u64,
-    /// Wall-clock limit per call.
+    /// Wall-clock limit per call. Default 100 ms; above zero.
     pub time_limit: Duration,
     /// Fuel per call, if metered.
     pub fuel: Option<u64>,
@@ -312,11 +98,6 @@ pub struct PluginDecl {
     pub config: serde_json::Value,
 }
 
-/// Default memory limit of a plugin instance.
-pub const DEFAULT_PLUGIN_MEMORY: u64 = 32 << 20;
-/// Default wall-clock limit of one plugin call.
-pub const DEFAULT_PLUGIN_TIME: Duration = Duration::from_millis(100);
-
 /// The broker's whole configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -324,13 +105,14 @@ pub struct Config {
     pub listen: String,
     /// Where topics live.
     pub data_dir: PathBuf,
-    /// How often the segment monitor runs.
+    /// How often the segment monitor runs. Default 1 s; at least 1 ms.
     pub monitor_interval: Duration,
-    /// Largest request body, in bytes (413 beyond).
+    /// Largest request body, in bytes (413 beyond). Default 64 MiB; 1 byte
+    /// to 256 MiB.
     pub max_body: u64,
-    /// When appends are fsynced.
+    /// When appends are fsynced. Default every 1 s.
     pub fsync: FsyncPolicy,
-    /// Entries per index file.
+    /// Entries per index file. Default 102,400; 2 to 16 Mi.
     pub index_entries: u32,
     /// Settings new topics start from.
     pub defaults: Settings,
@@ -340,8 +122,6 @@ pub struct Config {
     pub topics: BTreeMap<String, SettingsInput>,
     /// Log filter (`info`, `debug`, or a `RUST_LOG`-style directive).
     pub log_level: String,
-    /// The file this was loaded from, if any.
-    pub source: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -349,25 +129,64 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN.to_string(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
-            monitor_interval: Duration::from_secs(1),
+            monitor_interval: DEFAULT_MONITOR_INTERVAL,
             max_body: DEFAULT_MAX_BODY,
             fsync: FsyncPolicy::default(),
             index_entries: crate::log::DEFAULT_INDEX_ENTRIES,
-            defaults: Settings {
-                segment_age: Duration::from_secs(30 * 86400),
-                segment_size: 1 << 30,
-                batch_num_messages: 100,
-                batch_interval: Duration::from_millis(200),
-                compression_type: SET_NONE,
-                validation: None,
-                retention: None,
-                codecs: BTreeMap::new(),
-            },
+            defaults: Settings::default(),
             plugins: Vec::new(),
             topics: BTreeMap::new(),
-            log_level: "info".to_string(),
-            source: None,
+            log_level: DEFAULT_LOG_LEVEL.to_string(),
         }
+    }
+}
+
+/// What the command line says: the config file and netlog's flags, as text.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// Server keys given as flags (`listen`, `dir`, `monitor_interval`,
+    /// `fsync`, `max_body`, `log_level`), by key.
+    pub server: Vec<(&'static str, String)>,
+    /// Default topic settings given as flags.
+    pub defaults: SettingsInput,
+}
+
+/// Resolves the defaults, the file `overrides.config` names and the flags
+/// into one validated [`Config`] (see the module docs).
+pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+    let mut cfg = match &overrides.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    for (key, value) in &overrides.server {
+        let place = || format!("-{}", flag_name(key));
+        cfg.set_server(key, &RawValue::Text(value.clone()))
+            .map_err(|message| ConfigError::Invalid {
+                place: place(),
+                message,
+            })?;
+    }
+    cfg.defaults = resolve_settings(
+        overrides.defaults.clone(),
+        &cfg.defaults,
+        &cfg.plugin_names(),
+        Strictness::Refuse,
+    )
+    .map_err(|e| ConfigError::Invalid {
+        place: format!("-{}", flag_name(e.key)),
+        message: e.message,
+    })?;
+    Ok(cfg)
+}
+
+/// The flag that sets `key` (netlog's spellings).
+fn flag_name(key: &str) -> &str {
+    match key {
+        "data_dir" => "dir",
+        "compression_type" => "compression",
+        k => k,
     }
 }
 
@@ -399,16 +218,171 @@ impl Config {
         file.resolve(path)
     }
 
-    /// Parses an fsync setting: `always`, `never`, or an interval duration.
-    pub fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "always" => Ok(FsyncPolicy::Always),
-            "never" | "os" => Ok(FsyncPolicy::Never),
-            other => parse_duration(other)
-                .map(FsyncPolicy::Interval)
-                .map_err(|e| format!("expected always, never or a duration: {e}")),
+    /// Sets one server key from any source; the error says what is wrong
+    /// with the value (the caller names the place). Paths are taken as
+    /// given: the TOML loader joins them to the file's folder first.
+    pub(crate) fn set_server(&mut self, key: &str, value: &RawValue) -> Result<(), String> {
+        let text = || match value {
+            RawValue::Text(t) => Ok(t.clone()),
+            RawValue::Int(n) => Err(format!("expected text, found the number {n}")),
+        };
+        match key {
+            "listen" => self.listen = listen(&text()?)?,
+            "data_dir" | "dir" => self.data_dir = PathBuf::from(text()?),
+            "monitor_interval" => self.monitor_interval = interval(value)?,
+            "fsync" => self.fsync = fsync(value)?,
+            "max_body" => self.max_body = max_body(value)?,
+            "log_level" | "loglevel" => self.log_level = log_level(&text()?)?,
+            "index_entries" => self.index_entries = index_entries(value)?,
+            other => return Err(format!("unknown server setting {other:?}")),
         }
+        Ok(())
     }
 }
 
-mod toml_file;
+/// A listen address: `host:port` or netlog's `:port`.
+fn listen(text: &str) -> Result<String, String> {
+    let port = text.rsplit_once(':').map(|(_, p)| p);
+    match port {
+        Some(p) if p.parse::<u16>().is_ok() => Ok(text.to_string()),
+        _ if text.parse::<u16>().is_ok() => Err(format!(
+            "{text:?} has no host part: write \":{text}\" for all interfaces or \
+             \"127.0.0.1:{text}\" for this machine only"
+        )),
+        _ => Err(format!(
+            "{text:?} is not an address: expected host:port, e.g. \":7200\" or \"127.0.0.1:7200\""
+        )),
+    }
+}
+
+/// A duration of at least [`MIN_INTERVAL`]; a number is nanoseconds.
+fn interval(value: &RawValue) -> Result<Duration, String> {
+    let d = match value {
+        RawValue::Int(n) => Duration::from_nanos(*n),
+        RawValue::Text(t) => parse_duration(t).map_err(|e| e.to_string())?,
+    };
+    if d < MIN_INTERVAL {
+        return Err(format!(
+            "must be at least 1ms (got {}): write units, e.g. \"1s\"",
+            value.show()
+        ));
+    }
+    Ok(d)
+}
+
+/// `always`, `never`, or an interval of at least 1 ms.
+fn fsync(value: &RawValue) -> Result<FsyncPolicy, String> {
+    if let RawValue::Text(t) = value {
+        match t.trim().to_ascii_lowercase().as_str() {
+            "always" => return Ok(FsyncPolicy::Always),
+            "never" | "os" => return Ok(FsyncPolicy::Never),
+            _ => {}
+        }
+    }
+    interval(value)
+        .map(FsyncPolicy::Interval)
+        .map_err(|e| format!("expected always, never or an interval: {e}"))
+}
+
+fn size(value: &RawValue) -> Result<u64, String> {
+    match value {
+        RawValue::Int(n) => Ok(*n),
+        RawValue::Text(t) => parse_size(t).map_err(|e| e.to_string()),
+    }
+}
+
+/// 1 byte to [`MAX_MAX_BODY`].
+fn max_body(value: &RawValue) -> Result<u64, String> {
+    let n = size(value)?;
+    if n == 0 || n > MAX_MAX_BODY {
+        return Err(format!("must be 1 byte to 256MiB (got {})", value.show()));
+    }
+    Ok(n)
+}
+
+/// A log level, or a `RUST_LOG`-style filter whose every directive ends in
+/// a level (`netlog=debug,info`).
+fn log_level(text: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let bad = |why: String| {
+        format!(
+            "{text:?} is not a log level (trace, debug, info, warn, error, off) or filter: {why}"
+        )
+    };
+    for directive in text.split(',') {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.contains(&level.trim().to_ascii_lowercase().as_str()) {
+            return Err(bad(format!("{directive:?} does not end in a level")));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| bad(e.to_string()))
+}
+
+fn index_entries(value: &RawValue) -> Result<u32, String> {
+    let n = match value {
+        RawValue::Int(n) => *n,
+        RawValue::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| format!("{t:?} is not a whole number"))?,
+    };
+    u32::try_from(n)
+        .ok()
+        .filter(|n| INDEX_ENTRIES_RANGE.contains(n))
+        .ok_or_else(|| {
+            format!(
+                "must be {} to {} (got {n})",
+                INDEX_ENTRIES_RANGE.start(),
+                INDEX_ENTRIES_RANGE.end()
+            )
+        })
+}
+
+/// A plugin's memory limit: at least [`MIN_PLUGIN_MEMORY`].
+pub(crate) fn plugin_memory(value: &RawValue) -> Result<u64, String> {
+    let n = size(value)?;
+    if n < MIN_PLUGIN_MEMORY {
+        return Err("must be at least 64KiB (one wasm page)".into());
+    }
+    Ok(n)
+}
+
+/// A plugin's time limit per call: above zero.
+pub(crate) fn plugin_time(value: &RawValue) -> Result<Duration, String> {
+    let d = match value {
+        RawValue::Int(n) => Duration::from_nanos(*n),
+        RawValue::Text(t) => parse_duration(t).map_err(|e| e.to_string())?,
+    };
+    if d.is_zero() {
+        return Err("must be above zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `-listen 7312` says how to write the address.
+    #[test]
+    fn listen_without_colon_gets_a_hint() {
+        let e = listen("7312").unwrap_err();
+        assert!(e.contains("\":7312\""), "{e}");
+        assert!(listen(":7312").is_ok() && listen("127.0.0.1:0").is_ok());
+    }
+
+    /// Zero intervals and bodies, and nonsense log levels, are refused.
+    #[test]
+    fn zeros_and_nonsense_are_refused() {
+        assert!(interval(&"0".into()).is_err());
+        assert!(interval(&"0s".into()).is_err());
+        assert!(fsync(&"0".into()).is_err());
+        assert!(max_body(&"0".into()).is_err());
+        assert!(max_body(&"1GiB".into()).is_err());
+        assert!(log_level("loud!!").is_err());
+        assert!(log_level("debug").is_ok() && log_level("netlog=trace,info").is_ok());
+    }
+}

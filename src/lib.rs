@@ -11,17 +11,43 @@
 //! which tests call the same way on `127.0.0.1:0`.
 //!
 //! # Layout
-//! - [`message`]: the message format (compver, CRC-32, length, payload),
-//!   message sets and the codecs that compress them.
-//! - [`log`]: the segmented log: segments, memory-mapped index, readers,
-//!   waiting scanners, recovery after a crash and the integrity check.
+//! Calls and imports flow one way, top to bottom, with no cycle:
+//!
+//! ```text
+//! http  ->  broker  ->  topic  ->  { config, log, plugin }  ->  { message, duration }
+//! ```
+//!
+//! - [`http`]: the HTTP API (axum), one file per resource. It talks to the
+//!   [`broker`] to find, create and delete topics, and to a [`topic::Topic`]
+//!   for everything else; it never reaches the log or a plugin. It alone
+//!   turns errors into answers, in one `match`.
+//! - [`broker`]: the registry of topics of one data directory (its lock,
+//!   create and delete serialised per name), plugin loading, and the monitor
+//!   and interval-fsync loops over every topic.
+//! - [`topic`]: one topic behind the [`topic::Topic`] facade: group commit
+//!   and validation (`writer.rs`), scanners and their files (`scanners.rs`),
+//!   rolling and deletion (`retention.rs`), `TopicError` (`error.rs`). It
+//!   holds the one rule for blocking work ([`topic`]'s docs): disk reads,
+//!   fsyncs, wasm calls and deletions never run on an async worker.
+//! - [`config`]: the one home for settings: defaults as named constants, the
+//!   TOML file, netlog's flags, and the one resolver of topic settings used
+//!   by flags, TOML, `settings.json` and the HTTP body alike.
+//! - [`log`]: the segmented log: segments, index, readers, waiting
+//!   scanners, recovery after a crash and the integrity check.
 //! - [`plugin`]: the WebAssembly plugin host: loads, sandboxes and calls the
 //!   components that validate, compress and retain a topic's messages.
-//! - [`topic`]: a topic: log, settings, scanners and the group-commit writer.
-//! - [`broker`]: all topics of a data directory and the segment monitor.
-//! - [`http`]: the HTTP API (axum), one file per resource.
-//! - [`config`]: defaults, the TOML file, netlog's flags, topic settings.
+//! - [`message`]: the message format (compver, CRC-32, length, payload),
+//!   message sets and the codecs that compress them.
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
+//!
+//! **Adding a per-topic feature:** its state and logic go in `topic/` (a new
+//! file if it is a new concept), reached through a method of
+//! [`topic::Topic`]; blocking work goes through `topic::blocking`; its
+//! settings are a field of [`config::Settings`] resolved in
+//! `config/settings.rs`, so flags, TOML, `settings.json` and the HTTP body
+//! all accept it; its errors are a `TopicError` variant, mapped to an answer
+//! in `http/mod.rs`. The broker changes only if the feature needs a loop over
+//! all topics.
 
 pub mod broker;
 pub mod config;

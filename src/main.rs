@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netlog::config::{Config, SettingsInput};
-use netlog::duration::{parse_duration, parse_size};
+use netlog::config::{Config, Overrides, RawValue, SettingsInput};
 
 /// netlog: an HTTP-centric, Kafka-style message queue.
 #[derive(Parser, Debug)]
@@ -32,7 +31,7 @@ struct Cli {
     segment_size: Option<String>,
     /// Default most messages per group-commit write [default: 100].
     #[arg(long = "batch_num_messages", alias = "batch-num-messages")]
-    batch_num_messages: Option<usize>,
+    batch_num_messages: Option<u64>,
     /// Default longest wait of a message for a shared write [default: 200ms].
     #[arg(long = "batch_interval", alias = "batch-interval")]
     batch_interval: Option<String>,
@@ -43,8 +42,8 @@ struct Cli {
     #[arg(long = "monitor_interval", alias = "monitor-interval")]
     monitor_interval: Option<String>,
     /// Log level: trace, debug, info, warn, error [default: info; RUST_LOG wins].
-    #[arg(long)]
-    loglevel: Option<String>,
+    #[arg(long = "log_level", alias = "loglevel", alias = "log-level")]
+    log_level: Option<String>,
     /// When to fsync: always, never, or an interval such as 1s [default: 1s].
     #[arg(long)]
     fsync: Option<String>,
@@ -87,6 +86,7 @@ fn netlog_args() -> Vec<String> {
         "compression",
         "monitor_interval",
         "loglevel",
+        "log_level",
         "config",
         "fsync",
         "max_body",
@@ -106,58 +106,39 @@ fn netlog_args() -> Vec<String> {
         .collect()
 }
 
+/// What the flags say, for [`netlog::config::load`].
+fn overrides(cli: &Cli) -> Overrides {
+    let text = |v: &Option<String>| v.as_deref().map(RawValue::from);
+    let server = [
+        ("listen", cli.listen.clone()),
+        (
+            "data_dir",
+            cli.dir.as_ref().map(|d| d.display().to_string()),
+        ),
+        ("monitor_interval", cli.monitor_interval.clone()),
+        ("log_level", cli.log_level.clone()),
+        ("fsync", cli.fsync.clone()),
+        ("max_body", cli.max_body.clone()),
+    ];
+    Overrides {
+        config: cli.config.clone(),
+        server: server
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect(),
+        defaults: SettingsInput {
+            segment_age: text(&cli.segment_age),
+            segment_size: text(&cli.segment_size),
+            batch_num_messages: cli.batch_num_messages.as_ref().map(|n| RawValue::Int(*n)),
+            batch_interval: text(&cli.batch_interval),
+            compression_type: text(&cli.compression),
+            ..SettingsInput::default()
+        },
+    }
+}
+
 fn build_config(cli: &Cli) -> Result<Config, String> {
-    let mut cfg = match &cli.config {
-        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    let flag = |name: &str, e: &dyn std::fmt::Display| format!("-{name}: {e}");
-    if let Some(l) = &cli.listen {
-        cfg.listen = l.clone();
-    }
-    if let Some(d) = &cli.dir {
-        cfg.data_dir = d.clone();
-    }
-    let mut input = SettingsInput::default();
-    if let Some(a) = &cli.segment_age {
-        input.segment_age = Some(parse_duration(a).map_err(|e| flag("segment_age", &e))?);
-    }
-    if let Some(s) = &cli.segment_size {
-        input.segment_size = Some(parse_size(s).map_err(|e| flag("segment_size", &e))?);
-    }
-    input.batch_num_messages = cli.batch_num_messages;
-    if let Some(b) = &cli.batch_interval {
-        input.batch_interval = Some(parse_duration(b).map_err(|e| flag("batch_interval", &e))?);
-    }
-    if let Some(c) = &cli.compression {
-        input.compression = Some(
-            match c.as_str() {
-                "0" | "1" => "none",
-                "2" => "gzip",
-                "3" => "snappy",
-                other => other,
-            }
-            .to_string(),
-        );
-    }
-    cfg.defaults = netlog::config::Settings::resolve(input, &cfg.defaults, &cfg.plugin_names())
-        .map_err(|e| flag("compression", &e))?;
-    if let Some(m) = &cli.monitor_interval {
-        cfg.monitor_interval = parse_duration(m).map_err(|e| flag("monitor_interval", &e))?;
-        if cfg.monitor_interval.is_zero() {
-            return Err("-monitor_interval: must be above zero".into());
-        }
-    }
-    if let Some(l) = &cli.loglevel {
-        cfg.log_level = l.clone();
-    }
-    if let Some(f) = &cli.fsync {
-        cfg.fsync = Config::parse_fsync(f).map_err(|e| flag("fsync", &e))?;
-    }
-    if let Some(m) = &cli.max_body {
-        cfg.max_body = parse_size(m).map_err(|e| flag("max_body", &e))?;
-    }
-    Ok(cfg)
+    netlog::config::load(&overrides(cli)).map_err(|e| e.to_string())
 }
 
 fn init_tracing(level: &str) {

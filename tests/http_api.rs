@@ -301,7 +301,13 @@ async fn delete_with_scanners_needs_force() {
     api.publish("busy", "x").await;
     api.scanner_id("busy", "0").await;
     for path in ["/busy", "/busy?force=false", "/busy?force=0"] {
-        expect_exact_error(api.delete(path).await, 409, "resource busy").await;
+        // The reason says how many scanners hold it and how to force it.
+        let body = expect_error(api.delete(path).await, 409, "resource busy").await;
+        let reason = body["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("1 scanner") && reason.contains("force=true"),
+            "{body}"
+        );
     }
     assert_eq!(api.info("busy").await["latest_offset"], 0, "still there");
     expect_ok_message(api.delete("/busy?force=true").await, 200, "topic deleted").await;

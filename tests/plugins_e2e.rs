@@ -550,8 +550,13 @@ async fn delete_everything_never_deletes_the_active_segment() {
     };
     let broker = spawn_broker_with(config);
     let api = broker.api();
-    api.create_topic_with("doomed", &json!({"retention": {"plugin": "greedy"}}))
-        .await;
+    // Rolls asked by a plugin need the segment to be at least
+    // `min_segment_age` old (issue 10); the floor, 1 s, keeps this test quick.
+    api.create_topic_with(
+        "doomed",
+        &json!({"retention": {"plugin": "greedy"}, "min_segment_age": "1s"}),
+    )
+    .await;
     for i in 0..6 {
         api.publish("doomed", format!("m{i}")).await;
     }

@@ -11,12 +11,9 @@ use serde::Deserialize;
 
 use super::{
     Config, ConfigError, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIME, HookSetting, OnError,
-    PluginDecl, Settings, SettingsInput,
+    PluginDecl, RawValue, SettingsInput, Strictness, check_topic_name, plugin_memory, plugin_time,
+    resolve_settings,
 };
-use crate::duration::{parse_duration, parse_size};
-
-/// Most entries an index file may be given (256 MiB of index per segment).
-const MAX_INDEX_ENTRIES: u32 = 16 << 20;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -34,25 +31,27 @@ pub(super) struct File {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Server {
-    listen: Option<String>,
-    data_dir: Option<String>,
-    monitor_interval: Option<String>,
-    max_body: Option<SizeValue>,
-    fsync: Option<String>,
-    log_level: Option<String>,
-    index_entries: Option<u32>,
+    listen: Option<RawValue>,
+    data_dir: Option<RawValue>,
+    monitor_interval: Option<RawValue>,
+    max_body: Option<RawValue>,
+    fsync: Option<RawValue>,
+    log_level: Option<RawValue>,
+    index_entries: Option<RawValue>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Topic {
-    segment_size: Option<SizeValue>,
-    segment_age: Option<String>,
-    batch_num_messages: Option<usize>,
-    batch_interval: Option<String>,
+    segment_size: Option<RawValue>,
+    segment_age: Option<RawValue>,
+    batch_num_messages: Option<RawValue>,
+    batch_interval: Option<RawValue>,
     compression: Option<String>,
     validation: Option<Hook>,
     retention: Option<Hook>,
+    min_segment_bytes: Option<RawValue>,
+    min_segment_age: Option<RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -68,27 +67,11 @@ struct Hook {
 #[serde(deny_unknown_fields)]
 struct Plugin {
     path: String,
-    memory_limit: Option<SizeValue>,
-    time_limit: Option<String>,
+    memory_limit: Option<RawValue>,
+    time_limit: Option<RawValue>,
     fuel: Option<u64>,
     #[serde(default)]
     config: toml::Table,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum SizeValue {
-    Int(u64),
-    Text(String),
-}
-
-impl SizeValue {
-    fn bytes(&self) -> Result<u64, String> {
-        match self {
-            SizeValue::Int(n) => Ok(*n),
-            SizeValue::Text(t) => parse_size(t).map_err(|e| e.to_string()),
-        }
-    }
 }
 
 struct Place<'a> {
@@ -108,39 +91,25 @@ impl File {
     pub(super) fn resolve(self, path: &Path) -> Result<Config, ConfigError> {
         let at = Place { file: path };
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut cfg = Config {
-            source: Some(path.to_path_buf()),
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
         let s = self.server;
-        if let Some(l) = s.listen {
-            cfg.listen = l;
-        }
-        if let Some(d) = s.data_dir {
-            cfg.data_dir = base.join(d);
-        }
-        if let Some(m) = s.monitor_interval {
-            cfg.monitor_interval =
-                parse_duration(&m).map_err(|e| at.err("server", "monitor_interval", e))?;
-        }
-        if let Some(b) = s.max_body {
-            cfg.max_body = b.bytes().map_err(|e| at.err("server", "max_body", e))?;
-        }
-        if let Some(f) = s.fsync {
-            cfg.fsync = Config::parse_fsync(&f).map_err(|e| at.err("server", "fsync", e))?;
-        }
-        if let Some(l) = s.log_level {
-            cfg.log_level = l;
-        }
-        if let Some(n) = s.index_entries {
-            if !(2..=MAX_INDEX_ENTRIES).contains(&n) {
-                return Err(at.err(
-                    "server",
-                    "index_entries",
-                    format!("must be 2 to {MAX_INDEX_ENTRIES}"),
-                ));
+        let data_dir = s.data_dir.map(|d| match d {
+            RawValue::Text(t) => RawValue::Text(base.join(t).display().to_string()),
+            other => other,
+        });
+        for (key, value) in [
+            ("listen", s.listen),
+            ("data_dir", data_dir),
+            ("monitor_interval", s.monitor_interval),
+            ("max_body", s.max_body),
+            ("fsync", s.fsync),
+            ("log_level", s.log_level),
+            ("index_entries", s.index_entries),
+        ] {
+            if let Some(v) = value {
+                cfg.set_server(key, &v)
+                    .map_err(|e| at.err("server", key, e))?;
             }
-            cfg.index_entries = n;
         }
 
         for (name, p) in self.plugins {
@@ -150,18 +119,15 @@ impl File {
                 return Err(at.err(&table, "path", format!("no such file: {}", file.display())));
             }
             let memory_limit = match p.memory_limit {
-                Some(m) => m.bytes().map_err(|e| at.err(&table, "memory_limit", e))?,
+                Some(m) => plugin_memory(&m).map_err(|e| at.err(&table, "memory_limit", e))?,
                 None => DEFAULT_PLUGIN_MEMORY,
             };
-            if memory_limit < (1 << 20) {
-                return Err(at.err(&table, "memory_limit", "must be at least 1MiB"));
-            }
             let time_limit = match p.time_limit {
-                Some(t) => parse_duration(&t).map_err(|e| at.err(&table, "time_limit", e))?,
+                Some(t) => plugin_time(&t).map_err(|e| at.err(&table, "time_limit", e))?,
                 None => DEFAULT_PLUGIN_TIME,
             };
-            if time_limit.is_zero() {
-                return Err(at.err(&table, "time_limit", "must be above zero"));
+            if p.fuel == Some(0) {
+                return Err(at.err(&table, "fuel", "must be above zero (or left out)"));
             }
             cfg.plugins.push(PluginDecl {
                 name,
@@ -175,17 +141,22 @@ impl File {
         let plugin_names = cfg.plugin_names();
 
         let defaults = self.defaults.input(&at, "defaults", &plugin_names)?;
-        cfg.defaults = Settings::resolve(defaults, &cfg.defaults, &plugin_names)
-            .map_err(|e| at.err("defaults", "compression", e))?;
+        cfg.defaults = resolve_settings(defaults, &cfg.defaults, &plugin_names, Strictness::Refuse)
+            .map_err(|e| at.err("defaults", e.key, e.message))?;
 
         for (name, t) in self.topics {
             let table = format!("topics.{name}");
-            if let Err(why) = crate::topic::check_name(&name) {
+            if let Err(why) = check_topic_name(&name) {
                 return Err(at.err(&table, "", why));
             }
             let input = t.input(&at, &table, &plugin_names)?;
-            Settings::resolve(input.clone(), &cfg.defaults, &plugin_names)
-                .map_err(|e| at.err(&table, "compression", e))?;
+            resolve_settings(
+                input.clone(),
+                &cfg.defaults,
+                &plugin_names,
+                Strictness::Refuse,
+            )
+            .map_err(|e| at.err(&table, e.key, e.message))?;
             cfg.topics.insert(name, input);
         }
         Ok(cfg)
@@ -199,10 +170,6 @@ impl Topic {
         table: &str,
         plugins: &[String],
     ) -> Result<SettingsInput, ConfigError> {
-        let dur = |v: Option<String>, key: &str| -> Result<_, ConfigError> {
-            v.map(|t| parse_duration(&t).map_err(|e| at.err(table, key, e)))
-                .transpose()
-        };
         let hook = |h: Option<Hook>, key: &str| -> Result<_, ConfigError> {
             let Some(h) = h else { return Ok(None) };
             if !plugins.contains(&h.plugin) {
@@ -228,17 +195,17 @@ impl Topic {
             }))
         };
         Ok(SettingsInput {
-            segment_age: dur(self.segment_age, "segment_age")?,
-            segment_size: self
-                .segment_size
-                .map(|s| s.bytes().map_err(|e| at.err(table, "segment_size", e)))
-                .transpose()?,
+            segment_age: self.segment_age,
+            segment_size: self.segment_size,
             batch_num_messages: self.batch_num_messages,
-            batch_interval: dur(self.batch_interval, "batch_interval")?,
+            batch_interval: self.batch_interval,
             compression_type: None,
             compression: self.compression,
             validation: hook(self.validation, "validation")?,
             retention: hook(self.retention, "retention")?,
+            codecs: None,
+            min_segment_bytes: self.min_segment_bytes,
+            min_segment_age: self.min_segment_age,
         })
     }
 }

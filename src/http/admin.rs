@@ -13,10 +13,8 @@ pub async fn check(
     params: Params,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    let from = super::resolve_offset(&topic, params.get("from").unwrap_or(""))?;
-    let problems = tokio::task::spawn_blocking(move || topic.log().check(from))
-        .await
-        .map_err(|e| ApiError::Unknown(e.to_string()))??;
+    let from = super::resolve_offset(&topic, params.get("from").unwrap_or("")).await?;
+    let problems = topic.check(from).await?;
     if problems.is_empty() {
         return Ok(super::ok_message(StatusCode::OK, "topic healthy"));
     }

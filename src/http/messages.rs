@@ -49,12 +49,8 @@ pub async fn payload_read(
     Path((name, offset)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    let offset = super::resolve_offset(&topic, &offset)?;
-    let m = topic
-        .log()
-        .reader(offset)?
-        .next()?
-        .ok_or(ApiError::OffsetNotFound)?;
+    let offset = super::resolve_offset(&topic, &offset).await?;
+    let m = topic.read(offset).await?.ok_or(ApiError::OffsetNotFound)?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -147,9 +143,6 @@ pub async fn topic_sync(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let topic = state.broker.topic(&name)?;
-    tokio::task::spawn_blocking(move || topic.log().sync())
-        .await
-        .map_err(|e| ApiError::Unknown(e.to_string()))??;
+    state.broker.topic(&name)?.sync().await?;
     Ok(super::ok_message(StatusCode::OK, "synced"))
 }

@@ -32,9 +32,8 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::broker::{Broker, BrokerError};
-use crate::config::SettingsError;
-use crate::log::LogError;
 use crate::message::FormatError;
+use crate::topic::{LogError, Topic, TopicError};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -105,7 +104,7 @@ pub enum ApiError {
     #[error("checksum error")]
     Checksum(String),
     #[error("resource busy")]
-    Busy,
+    Busy(String),
     #[error("payload too large")]
     TooLarge { limit: u64 },
     #[error("rejected by validator")]
@@ -116,8 +115,12 @@ pub enum ApiError {
     },
     #[error("plugin failed")]
     PluginFailed { plugin: String, detail: String },
+    #[error("plugin unavailable")]
+    PluginUnavailable { plugin: String, reason: String },
     #[error("codec error")]
     CodecFailed { codec: String, detail: String },
+    #[error("shutting down")]
+    ShuttingDown,
     #[error("not found")]
     NoRoute,
     #[error("method not allowed")]
@@ -139,10 +142,12 @@ impl ApiError {
             EndOfTopic | TopicNotFound | ScannerNotFound | OffsetNotFound | NoRoute => {
                 StatusCode::NOT_FOUND
             }
-            Busy => StatusCode::CONFLICT,
+            Busy(_) => StatusCode::CONFLICT,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            PluginFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            PluginFailed { .. } | PluginUnavailable { .. } | ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -158,7 +163,11 @@ impl IntoResponse for ApiError {
             "error": format!("netlog: {self}"),
         });
         let extra = match &self {
-            BadRequest(r) | InvalidOffset(r) | InvalidDuration(r) | InvalidCompression(r) => {
+            BadRequest(r)
+            | InvalidOffset(r)
+            | InvalidDuration(r)
+            | InvalidCompression(r)
+            | Busy(r) => {
                 json!({ "reason": r })
             }
             TooLarge { limit } => json!({ "reason": format!("the body is over {limit} bytes") }),
@@ -171,6 +180,7 @@ impl IntoResponse for ApiError {
                 tracing::error!(plugin, detail, "plugin failure answered with 503");
                 json!({ "plugin": plugin })
             }
+            PluginUnavailable { plugin, reason } => json!({ "plugin": plugin, "reason": reason }),
             CodecFailed { codec, detail } => {
                 tracing::error!(codec, detail, "read failed in a codec");
                 json!({ "codec": codec })
@@ -185,9 +195,9 @@ impl IntoResponse for ApiError {
             b.extend(e.clone());
         }
         let mut response = (status, axum::Json(body)).into_response();
-        if matches!(self, TooLarge { .. }) {
-            // The rest of the body stays unread and the server may drop the
-            // connection: say so, or a client reuses it and its next request
+        if matches!(self, TooLarge { .. } | ShuttingDown) {
+            // The rest of the body stays unread (or the server is going):
+            // say so, or a client reuses the connection and its next request
             // fails.
             response.headers_mut().insert(
                 header::CONNECTION,
@@ -198,6 +208,8 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The one mapping from the layers' errors to answers. 5xx details keep
+/// their whole chain of causes, for the log.
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
         match e {
@@ -206,15 +218,35 @@ impl From<BrokerError> for ApiError {
             BrokerError::InvalidName(why) => {
                 ApiError::BadRequest(format!("invalid topic name: {why}"))
             }
-            BrokerError::Settings(SettingsError::Compression(why)) => {
-                ApiError::InvalidCompression(why)
+            BrokerError::Settings(e) if e.is_compression() => {
+                ApiError::InvalidCompression(format!("settings: {e}"))
             }
-            BrokerError::Settings(SettingsError::Invalid(why)) => ApiError::BadRequest(why),
-            BrokerError::ScannerNotFound => ApiError::ScannerNotFound,
-            BrokerError::Busy => ApiError::Busy,
-            BrokerError::InvalidDir { .. } => ApiError::InvalidDir(e.to_string()),
-            BrokerError::Log(e) => e.into(),
-            BrokerError::Rejected {
+            e @ (BrokerError::Settings(_) | BrokerError::SettingsJson(_)) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            BrokerError::Topic(e) => e.into(),
+            e @ BrokerError::InvalidDir { .. } => ApiError::InvalidDir(chain(&e)),
+            e @ (BrokerError::Hook { .. } | BrokerError::Plugin(_)) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            e @ (BrokerError::Io { .. } | BrokerError::Task(_) | BrokerError::DirLocked { .. }) => {
+                ApiError::Unknown(chain(&e))
+            }
+        }
+    }
+}
+
+impl From<TopicError> for ApiError {
+    fn from(e: TopicError) -> Self {
+        match e {
+            TopicError::Deleted => ApiError::TopicNotFound,
+            TopicError::ShuttingDown => ApiError::ShuttingDown,
+            TopicError::ScannerNotFound => ApiError::ScannerNotFound,
+            TopicError::Busy { scanners } => ApiError::Busy(format!(
+                "{scanners} scanner(s) attached: delete them, or delete the topic with ?force=true"
+            )),
+            TopicError::Log(e) => e.into(),
+            TopicError::Rejected {
                 plugin,
                 index,
                 reason,
@@ -223,14 +255,15 @@ impl From<BrokerError> for ApiError {
                 index,
                 reason,
             },
-            BrokerError::PluginFailed { plugin, detail } => {
-                ApiError::PluginFailed { plugin, detail }
+            TopicError::PluginFailed { plugin, source } => ApiError::PluginFailed {
+                plugin,
+                detail: chain(source.as_ref()),
+            },
+            TopicError::PluginUnavailable { plugin, reason } => {
+                ApiError::PluginUnavailable { plugin, reason }
             }
-            e @ (BrokerError::Hook { .. } | BrokerError::Plugin(_)) => {
-                ApiError::BadRequest(e.to_string())
-            }
-            e @ (BrokerError::WriteFailed(_) | BrokerError::Io { .. }) => {
-                ApiError::Unknown(e.to_string())
+            e @ (TopicError::Write(_) | TopicError::Io { .. } | TopicError::Task(_)) => {
+                ApiError::Unknown(chain(&e))
             }
         }
     }
@@ -254,10 +287,15 @@ impl From<LogError> for ApiError {
                 codec: "unknown".into(),
                 detail: e.to_string(),
             },
-            e @ LogError::Corrupt { .. } => ApiError::Checksum(e.to_string()),
-            e => ApiError::Unknown(e.to_string()),
+            e @ LogError::Corrupt { .. } => ApiError::Checksum(chain(&e)),
+            e => ApiError::Unknown(chain(&e)),
         }
     }
+}
+
+/// An error and its causes, for the log.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    crate::topic::ErrorChain(e).to_string()
 }
 
 /// The path parameters; a path that does not decode (a topic name that is
@@ -330,10 +368,10 @@ impl FromRequest<AppState> for Body {
 }
 
 /// The offset `text` names (netlog's grammar), resolved against `topic`.
-fn resolve_offset(topic: &crate::topic::Topic, text: &str) -> Result<u64, ApiError> {
+async fn resolve_offset(topic: &Topic, text: &str) -> Result<u64, ApiError> {
     let spec =
         crate::duration::parse_offset(text).map_err(|e| ApiError::InvalidOffset(e.to_string()))?;
-    Ok(topic.resolve(spec))
+    Ok(topic.resolve(spec).await?)
 }
 
 /// `{"ok":true,"message":...}` with a status.

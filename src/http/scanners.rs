@@ -2,11 +2,17 @@
 //!
 //! Batch consume (`max=N`) answers in one of two framings, chosen with
 //! `Accept`: `application/x-ndjson` gives one JSON object per line,
-//! `{"offset":N,"crc32":C,"message":"..."}` (non-UTF-8 payloads come as
-//! `"message_bytes":[...]` instead); anything else gives the binary framing,
-//! each message as its 8-byte big-endian offset followed by the message in
-//! netlog's framing (compver, CRC-32, length, payload). Headers `X-Offset`
-//! (first offset) and `X-Count` come with both.
+//! `{"offset":N,"crc32":C,"message":"..."}` (a payload that is not UTF-8
+//! comes as `"message_base64":"..."` instead, standard base64 with padding);
+//! anything else gives the binary framing, each message as its 8-byte
+//! big-endian offset followed by the message in netlog's framing (compver,
+//! CRC-32, length, payload). Headers `X-Offset` (first offset) and `X-Count`
+//! come with both.
+//!
+//! A batch is bounded by count (`max`, at most [`MAX_SCAN_BATCH`]) and by
+//! payload bytes (`max_bytes`, default [`DEFAULT_SCAN_BYTES`], at most
+//! [`MAX_SCAN_BYTES`]); it always holds at least one message, whatever its
+//! size. `wait` is at most [`MAX_WAIT`]: a longer one is clamped.
 
 use std::time::Duration;
 
@@ -17,14 +23,20 @@ use serde_json::json;
 
 use super::topics::truthy;
 use super::{ApiError, AppState, Params, Path};
-use crate::duration::parse_duration;
-use crate::log::Message;
+use crate::duration::{parse_duration, parse_size};
 use crate::message::{self, PLAIN};
+use crate::topic::{Message, ReadLimits};
 
 /// How long a scan waits when `wait` is not given (netlog's default).
 pub const DEFAULT_WAIT: Duration = Duration::from_millis(5);
+/// Longest `wait` honoured: 1 hour; longer ones are clamped to it.
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// Most messages one batch scan returns.
 pub const MAX_SCAN_BATCH: usize = 100_000;
+/// Default payload bytes of one batch scan: 16 MiB.
+pub const DEFAULT_SCAN_BYTES: usize = 16 << 20;
+/// Largest `max_bytes` of one batch scan: 64 MiB.
+pub const MAX_SCAN_BYTES: usize = 64 << 20;
 
 /// `POST /{topic}/scanner?from=X&persist=true`.
 pub async fn scanner_create(
@@ -33,15 +45,9 @@ pub async fn scanner_create(
     params: Params,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    let from = super::resolve_offset(&topic, params.get("from").unwrap_or(""))?;
+    let from = super::resolve_offset(&topic, params.get("from").unwrap_or("")).await?;
     let persistent = params.get("persist").is_some_and(truthy);
-    let entry = tokio::task::spawn_blocking(move || {
-        let entry = topic.create_scanner(from, persistent)?;
-        tracing::info!(topic = topic.name(), id = %entry.id, from, persistent, "scanner created");
-        Ok::<_, ApiError>(entry)
-    })
-    .await
-    .map_err(|e| ApiError::Unknown(e.to_string()))??;
+    let entry = topic.create_scanner(from, persistent).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({
@@ -64,11 +70,21 @@ pub async fn scanner_delete(
     let id = params
         .get("id")
         .ok_or_else(|| ApiError::BadRequest("missing scanner id".into()))?;
-    topic.delete_scanner(id)?;
+    topic.delete_scanner(id).await?;
     Ok(super::ok_message(StatusCode::OK, "scanner deleted"))
 }
 
-/// `GET /{topic}/scan?id=X&wait=D[&max=N]`.
+/// A `wait` parameter: netlog's duration grammar, clamped to [`MAX_WAIT`].
+pub(super) fn wait_param(text: Option<&str>, default: Duration) -> Result<Duration, ApiError> {
+    match text {
+        None | Some("") => Ok(default),
+        Some(w) => Ok(parse_duration(w)
+            .map_err(|e| ApiError::InvalidDuration(e.to_string()))?
+            .min(MAX_WAIT)),
+    }
+}
+
+/// `GET /{topic}/scan?id=X&wait=D[&max=N][&max_bytes=S]`.
 pub async fn scan(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -76,13 +92,9 @@ pub async fn scan(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    let id = params
-        .get("id")
-        .ok_or_else(|| ApiError::BadRequest("missing scanner id".into()))?;
-    let wait = match params.get("wait") {
-        None | Some("") => DEFAULT_WAIT,
-        Some(w) => parse_duration(w).map_err(|e| ApiError::InvalidDuration(e.to_string()))?,
-    };
+    // As netlog: no id names no scanner.
+    let id = params.get("id").ok_or(ApiError::ScannerNotFound)?;
+    let wait = wait_param(params.get("wait"), DEFAULT_WAIT)?;
     let max = match params.get("max") {
         None => None,
         Some(m) => Some(
@@ -94,11 +106,22 @@ pub async fn scan(
                 })?,
         ),
     };
+    let max_bytes = match params.get("max_bytes") {
+        None => DEFAULT_SCAN_BYTES,
+        Some(b) => parse_size(b)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=MAX_SCAN_BYTES).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("max_bytes must be 1 to {MAX_SCAN_BYTES} bytes"))
+            })?,
+    };
     let entry = topic.scanner(id)?;
-    let mut stop = state.shutdown.clone();
-    let messages = topic
-        .scan(&entry, max.unwrap_or(1), wait, &mut stop)
-        .await?;
+    let limits = ReadLimits {
+        messages: max.unwrap_or(1),
+        bytes: max_bytes,
+    };
+    let messages = topic.scan(&entry, limits, wait, &state.shutdown).await?;
     let Some(first) = messages.first() else {
         return Err(ApiError::EndOfTopic);
     };
@@ -157,14 +180,59 @@ pub(super) fn binary_body(messages: &[Message]) -> Vec<u8> {
 }
 
 fn ndjson_body(messages: &[Message]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let size: usize = messages.iter().map(|m| 64 + m.payload.len() * 4 / 3).sum();
+    let mut out = Vec::with_capacity(size);
     for m in messages {
         let line = match std::str::from_utf8(&m.payload) {
             Ok(text) => json!({"offset": m.offset, "crc32": m.crc, "message": text}),
-            Err(_) => json!({"offset": m.offset, "crc32": m.crc, "message_bytes": &m.payload[..]}),
+            Err(_) => json!({"offset": m.offset, "crc32": m.crc,
+                             "message_base64": base64(&m.payload)}),
         };
         serde_json::to_writer(&mut out, &line).expect("JSON to memory");
         out.push(b'\n');
     }
     out
+}
+
+/// Standard base64 with padding (RFC 4648, section 4).
+pub(super) fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    /// The RFC 4648 test vectors.
+    #[test]
+    fn base64_matches_the_rfc() {
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), coded);
+        }
+    }
 }

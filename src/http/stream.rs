@@ -6,7 +6,8 @@
 //! as `event: binary` with the payload in lowercase hex. A client that
 //! reconnects with `Last-Event-ID: N` resumes at N + 1: no gap, no duplicate.
 //! A comment line (`: keep-alive`) goes out after every `heartbeat` (default
-//! 15 s, `heartbeat=` to change) of silence so proxies keep the connection.
+//! 15 s, `heartbeat=` to change, 10 ms to 10 min) of silence so proxies keep
+//! the connection. A stream ends at shutdown and when its topic is deleted.
 //!
 //! Memory per stream is bounded: the body is pulled, so a new chunk (at most
 //! [`CHUNK_BYTES`] plus one message) is read from the log only when the
@@ -15,6 +16,7 @@
 //! buffers; the writer and other subscribers never wait for it.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -24,19 +26,23 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::{ApiError, AppState, Params, Path};
-use crate::duration::parse_duration;
-use crate::log::{Message, Scanner};
+use crate::topic::{Message, ReadLimits, Subscription, Topic, TopicError};
 
 /// Largest chunk of events written at once.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 /// Default silence before a keep-alive comment.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+/// Shortest `heartbeat`: shorter ones are raised to it.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// Longest `heartbeat`: longer ones are lowered to it (proxies drop
+/// connections silent for minutes).
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(600);
 
-struct Subscription {
-    scanner: Scanner,
+struct Stream {
+    topic: Arc<Topic>,
+    sub: Subscription,
     stop: watch::Receiver<bool>,
     heartbeat: Duration,
-    topic: String,
 }
 
 /// `GET /{topic}/stream?from=X[&heartbeat=D]`.
@@ -54,23 +60,24 @@ pub async fn stream(
             .and_then(|v| v.trim().parse::<u64>().ok())
             .and_then(|id| id.checked_add(1))
             .ok_or_else(|| ApiError::InvalidOffset("Last-Event-ID is not an offset".into()))?,
-        None => super::resolve_offset(&topic, params.get("from").unwrap_or(""))?,
+        None => super::resolve_offset(&topic, params.get("from").unwrap_or("")).await?,
     };
     let heartbeat = match params.get("heartbeat") {
         None => DEFAULT_HEARTBEAT,
-        Some(h) => parse_duration(h)
+        Some(h) => crate::duration::parse_duration(h)
             .map_err(|e| ApiError::InvalidDuration(e.to_string()))?
-            .max(Duration::from_millis(10)),
+            .clamp(MIN_HEARTBEAT, MAX_HEARTBEAT),
     };
-    let sub = Subscription {
-        scanner: topic.log().scanner(from)?,
+    let sub = topic.subscribe(from).await?;
+    let stream = Stream {
+        topic,
+        sub,
         stop: state.shutdown.clone(),
         heartbeat,
-        topic: name,
     };
     let hello =
         futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b": ok\n\n")) });
-    let events = futures_util::stream::unfold(sub, next_chunk);
+    let events = futures_util::stream::unfold(stream, next_chunk);
     let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(hello, events));
     Ok((
         [
@@ -83,31 +90,30 @@ pub async fn stream(
         .into_response())
 }
 
-async fn next_chunk(mut sub: Subscription) -> Option<(Result<Bytes, Infallible>, Subscription)> {
-    if *sub.stop.borrow() {
-        return None;
-    }
-    let next = tokio::select! {
-        r = sub.scanner.next(sub.heartbeat) => r,
-        _ = sub.stop.wait_for(|s| *s) => return None,
+/// The next chunk of events, a keep-alive after `heartbeat` of silence, or
+/// the end: at shutdown, when the topic is deleted, or on a read error.
+async fn next_chunk(mut s: Stream) -> Option<(Result<Bytes, Infallible>, Stream)> {
+    let limits = ReadLimits {
+        messages: usize::MAX,
+        bytes: CHUNK_BYTES,
     };
-    let first = match next {
-        Ok(Some(m)) => m,
-        Ok(None) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), sub)),
+    let messages = match s.sub.next(&s.topic, limits, s.heartbeat, &s.stop).await {
+        Ok(m) => m,
+        Err(TopicError::ShuttingDown | TopicError::Deleted) => return None,
         Err(e) => {
-            tracing::error!(topic = %sub.topic, error = %e, "stream ended by a read error");
+            tracing::error!(topic = %s.topic.name(), error = %crate::topic::ErrorChain(&e), "stream ended by a read error");
             return None;
         }
     };
-    let mut buf = Vec::with_capacity(first.payload.len() + 64);
-    write_event(&mut buf, &first);
-    while buf.len() < CHUNK_BYTES {
-        match sub.scanner.try_next() {
-            Ok(Some(m)) => write_event(&mut buf, &m),
-            _ => break,
-        }
+    if messages.is_empty() {
+        return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s));
     }
-    Some((Ok(Bytes::from(buf)), sub))
+    let size: usize = messages.iter().map(|m| m.payload.len() * 2 + 64).sum();
+    let mut buf = Vec::with_capacity(size);
+    for m in &messages {
+        write_event(&mut buf, m);
+    }
+    Some((Ok(Bytes::from(buf)), s))
 }
 
 /// Appends one SSE event for `m`.

@@ -8,7 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, Body, Params, Path, ok_message, rfc3339};
-use crate::config::SettingsInput;
+use crate::topic::{CallStats, HookInfo};
+
+/// Most scanners listed by topic info (`scanner_count` gives them all):
+/// 1,000.
+pub const INFO_MAX_SCANNERS: usize = 1000;
 
 /// `GET /`: the topic names, sorted.
 pub async fn topics_list(State(state): State<AppState>) -> Response {
@@ -21,28 +25,21 @@ pub async fn topic_create(
     Path(name): Path<String>,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let input: SettingsInput = if body.iter().all(u8::is_ascii_whitespace) {
-        SettingsInput::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("settings JSON: {e}")))?
-    };
-    let broker = state.broker.clone();
-    tokio::task::spawn_blocking(move || broker.create_topic(&name, input))
-        .await
-        .map_err(|e| ApiError::Unknown(e.to_string()))??;
+    state.broker.create(&name, body).await?;
     Ok(ok_message(StatusCode::CREATED, "topic created"))
 }
 
-/// `GET /{topic}`: netlog's topic info, plus the topic's settings.
+/// `GET /{topic}`: netlog's topic info, plus the topic's settings and hooks.
+/// At most [`INFO_MAX_SCANNERS`] scanners are listed; `scanner_count` counts
+/// them all.
 pub async fn topic_info(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    let log = topic.log();
-    let segments = log.segments();
-    let seg_json: Vec<Value> = segments
+    let info = topic.info(INFO_MAX_SCANNERS).await?;
+    let segments: Vec<Value> = info
+        .segments
         .iter()
         .map(|s| {
             json!({
@@ -53,54 +50,55 @@ pub async fn topic_info(
             })
         })
         .collect();
-    let scanners: BTreeMap<String, Value> = topic
-        .scanners()
+    let scanners: BTreeMap<String, Value> = info
+        .scanners
         .iter()
         .map(|s| {
             (
                 s.id.to_string(),
-                json!({"id": s.id.to_string(), "next": s.next(), "from": s.from, "persistent": s.persistent}),
+                json!({"id": s.id.to_string(), "next": s.next, "from": s.from, "persistent": s.persistent}),
             )
         })
         .collect();
-    let settings = topic.settings();
-    let stats = |s: crate::plugin::CallStats| {
+    let stats = |s: &CallStats| {
         json!({"calls": s.calls, "errors": s.errors, "traps": s.traps, "timeouts": s.timeouts,
                "rejected": s.rejected, "instances": s.instances,
                "mean_call_us": s.mean_call_time().map(|d| d.as_micros() as u64)})
     };
-    let hooks = topic.hooks();
-    let mut hook_json = serde_json::Map::new();
-    if let Some(v) = &hooks.validator {
-        hook_json.insert(
-            "validation".into(),
-            json!({"plugin": v.plugin().name(), "on_error": hooks.on_error, "stats": stats(v.stats())}),
-        );
+    let hook = |h: &HookInfo| {
+        let mut v = json!({"plugin": h.plugin, "stats": stats(&h.stats)});
+        if let Some(on_error) = h.on_error {
+            v["on_error"] = json!(on_error);
+        }
+        v
+    };
+    let settings = &info.settings;
+    let mut hooks = serde_json::Map::new();
+    if let Some(v) = &info.validation {
+        hooks.insert("validation".into(), hook(v));
     }
-    if let Some(r) = &hooks.retention {
-        hook_json.insert(
-            "retention".into(),
-            json!({"plugin": r.plugin().name(), "stats": stats(r.stats())}),
-        );
+    if let Some(r) = &info.retention {
+        hooks.insert("retention".into(), hook(r));
     }
     if let Some(codec) = settings.codecs.get(&settings.compression_type) {
-        hook_json.insert(
+        hooks.insert(
             "compression".into(),
             json!({"plugin": codec, "value": settings.compression_type}),
         );
     }
     Ok(axum::Json(json!({
-        "name": topic.name(),
-        "path": topic.dir(),
-        "disk_size": segments.iter().map(|s| s.disk_size).sum::<u64>(),
-        "first_offset": log.oldest_offset(),
-        "latest_offset": log.latest_offset(),
-        "segments": seg_json,
-        "mod_time": segments.last().map(|s| rfc3339(s.mod_time)),
+        "name": info.name,
+        "path": info.dir,
+        "disk_size": info.segments.iter().map(|s| s.disk_size).sum::<u64>(),
+        "first_offset": info.oldest_offset,
+        "latest_offset": info.latest_offset,
+        "segments": segments,
+        "mod_time": info.segments.last().map(|s| rfc3339(s.mod_time)),
         "scanners": scanners,
+        "scanner_count": info.scanner_count,
         "settings": settings,
         "compression": settings.compression_name(),
-        "hooks": hook_json,
+        "hooks": hooks,
     }))
     .into_response())
 }
@@ -113,10 +111,7 @@ pub async fn topic_delete(
     params: Params,
 ) -> Result<Response, ApiError> {
     let force = params.get("force").is_some_and(truthy);
-    let broker = state.broker.clone();
-    tokio::task::spawn_blocking(move || broker.delete_topic(&name, force))
-        .await
-        .map_err(|e| ApiError::Unknown(e.to_string()))??;
+    state.broker.delete(&name, force).await?;
     Ok(ok_message(StatusCode::OK, "topic deleted"))
 }
 

@@ -55,13 +55,18 @@ impl Scanner {
         }
     }
 
-    /// Waits until a message past the current position may be readable, or
-    /// the deadline passes; returns whether something was appended.
-    pub async fn wait_until(&mut self, deadline: Instant) -> bool {
+    /// Marks every append so far as seen. Call it before reading, and
+    /// [`Scanner::wait_appended`] after a read that found nothing: an append
+    /// that lands in between still wakes the wait, and a wait never wakes
+    /// for an append the read already saw.
+    pub fn mark_seen(&mut self) {
         self.appended.borrow_and_update();
-        if *self.appended.borrow() > self.reader.next_offset() {
-            return true;
-        }
+    }
+
+    /// Waits until something is appended after the last
+    /// [`Scanner::mark_seen`], or the deadline passes; returns whether
+    /// something was appended.
+    pub async fn wait_appended(&mut self, deadline: Instant) -> bool {
         matches!(
             tokio::time::timeout_at(deadline, self.appended.changed()).await,
             Ok(Ok(()))

@@ -69,6 +69,8 @@ pub const WIT_VERSION: &str = "0.1.0";
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Default memory limit per instance: 32 MiB.
 pub const DEFAULT_MEMORY_BYTES: u64 = 32 << 20;
+/// Smallest memory limit: one wasm page.
+pub const MIN_MEMORY_BYTES: u64 = 64 * 1024;
 /// Default time limit per call: 100 ms.
 pub const DEFAULT_TIME_PER_CALL: Duration = Duration::from_millis(100);
 
@@ -112,7 +114,7 @@ impl Limits {
                 reason: reason.to_string(),
             })
         };
-        if self.memory_bytes < 64 * 1024 {
+        if self.memory_bytes < MIN_MEMORY_BYTES {
             return bad("memory_bytes must be at least one wasm page (64 KiB)");
         }
         if self.time_per_call.is_zero() {

@@ -1,0 +1,553 @@
+//! A topic's settings, and the one resolver every source goes through.
+//!
+//! Settings reach the broker from four places: netlog's command-line flags
+//! (server defaults), the operator's TOML file (`[defaults]`, `[topics.*]`),
+//! a topic's stored `settings.json`, and the JSON body of `POST /{topic}`.
+//! Each source only *reads* its values into a [`SettingsInput`], whose fields
+//! are raw [`RawValue`]s, numbers or text as written; [`resolve`] alone turns
+//! one into [`Settings`], so the same input gives the same settings and the
+//! same error whatever its source.
+//!
+//! Meaning of values, the same everywhere:
+//! - Durations (`segment_age`, `batch_interval`): text is netlog's duration
+//!   grammar (`"7day"`, `"150ms"`); a number is nanoseconds, as netlog's
+//!   `settings.json` stores Go durations.
+//! - Sizes (`segment_size`): text is a size (`"1MiB"`), a number is bytes.
+//! - Compression (`compression_type` or `compression`): netlog's numbers 0-3,
+//!   as a number or a digit string, or a name: `none`, `gzip`, `snappy`, or a
+//!   declared codec plugin.
+//! - A zero means "the default", as in netlog.
+//!
+//! Values that can only be mistakes are refused with a hint: a `segment_age`
+//! under [`MIN_SEGMENT_AGE`] (a number of seconds taken as nanoseconds, most
+//! likely) and a `segment_size` under [`MIN_SEGMENT_SIZE`]. A stored
+//! `settings.json` is data already accepted, so there [`resolve`] runs with
+//! [`Strictness::Stored`] and such values are kept and logged, never refused.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::{format_duration, parse_duration, parse_size};
+use crate::message::{SET_GZIP, SET_NONE, SET_SNAPPY};
+
+/// Default `segment_age`: segments older than 30 days are deleted (netlog).
+pub const DEFAULT_SEGMENT_AGE: Duration = Duration::from_secs(30 * 86_400);
+/// Default `segment_size`: roll the active segment past 1 GiB (netlog).
+pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 30;
+/// Default `batch_num_messages`: most messages one group-commit write takes.
+pub const DEFAULT_BATCH_NUM_MESSAGES: usize = 100;
+/// Default `batch_interval` (netlog's; see [`Settings::batch_interval`]).
+pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(200);
+/// Default `min_segment_bytes`: a retention plugin may roll the active
+/// segment only once it holds this much.
+pub const DEFAULT_MIN_SEGMENT_BYTES: u64 = 1 << 20;
+/// Default `min_segment_age`: or once it is this old.
+pub const DEFAULT_MIN_SEGMENT_AGE: Duration = Duration::from_secs(60);
+/// Smallest `min_segment_age`: a retention plugin rolls a topic at most
+/// once a second, whatever it answers.
+pub const MIN_ROLL_AGE_FLOOR: Duration = Duration::from_secs(1);
+/// Smallest `segment_age` taken as meant: below one second, a number was
+/// almost surely seconds read as nanoseconds.
+pub const MIN_SEGMENT_AGE: Duration = Duration::from_secs(1);
+/// Smallest `segment_size` taken as meant: one page. Smaller segments would
+/// roll on nearly every write.
+pub const MIN_SEGMENT_SIZE: u64 = 4096;
+/// Most messages one group-commit write may take.
+pub const MAX_BATCH_NUM_MESSAGES: usize = 1_000_000;
+
+/// What a hook does when its plugin traps, times out or errs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Fail closed: the publish fails and nothing is written.
+    #[default]
+    Reject,
+    /// Fail open: the message is accepted; the failure is logged and counted.
+    Accept,
+}
+
+/// A hook assignment: which declared plugin, with what config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSetting {
+    /// Name of a plugin declared in `[plugins]`.
+    pub plugin: String,
+    /// The plugin's config, handed to its `init` as JSON.
+    #[serde(default = "empty_object", skip_serializing_if = "is_empty_object")]
+    pub config: serde_json::Value,
+    /// Failure policy (validation only). Default `reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+fn is_empty_object(v: &serde_json::Value) -> bool {
+    v.as_object().is_some_and(|o| o.is_empty())
+}
+
+/// A topic's settings, fully resolved (see the module docs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Segments older than this are deleted by the monitor. Default 30 days.
+    #[serde(with = "duration_text")]
+    pub segment_age: Duration,
+    /// The active segment is rolled once its data passes this many bytes.
+    /// Default 1 GiB; at least 4 KiB.
+    pub segment_size: u64,
+    /// Most messages written as one entry by group commit. Default 100.
+    pub batch_num_messages: usize,
+    /// netlog's batching window. Kept and stored for netlog compatibility,
+    /// but nothing waits for it: group commit never delays a lone message,
+    /// and publishes that arrive during a write share the next one.
+    #[serde(with = "duration_text")]
+    pub batch_interval: Duration,
+    /// 1 none, 2 gzip, 3 snappy, 4..=15 a codec plugin (see `codecs`).
+    pub compression_type: u8,
+    /// Validation hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<HookSetting>,
+    /// Retention hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<HookSetting>,
+    /// Codec plugins this topic's data may use, by compression value
+    /// (`"4": "lz4"`); kept even when no longer written so old data reads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub codecs: BTreeMap<u8, String>,
+    /// A retention plugin may roll the active segment only once it holds
+    /// this many bytes, or is `min_segment_age` old. Default 1 MiB.
+    #[serde(
+        default = "default_min_segment_bytes",
+        skip_serializing_if = "is_default_min_segment_bytes"
+    )]
+    pub min_segment_bytes: u64,
+    /// See `min_segment_bytes`. Default 1 min; at least 1 s.
+    #[serde(
+        default = "default_min_segment_age",
+        with = "duration_text",
+        skip_serializing_if = "is_default_min_segment_age"
+    )]
+    pub min_segment_age: Duration,
+}
+
+fn default_min_segment_bytes() -> u64 {
+    DEFAULT_MIN_SEGMENT_BYTES
+}
+
+fn is_default_min_segment_bytes(n: &u64) -> bool {
+    *n == DEFAULT_MIN_SEGMENT_BYTES
+}
+
+fn default_min_segment_age() -> Duration {
+    DEFAULT_MIN_SEGMENT_AGE
+}
+
+fn is_default_min_segment_age(d: &Duration) -> bool {
+    *d == DEFAULT_MIN_SEGMENT_AGE
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            segment_age: DEFAULT_SEGMENT_AGE,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            batch_num_messages: DEFAULT_BATCH_NUM_MESSAGES,
+            batch_interval: DEFAULT_BATCH_INTERVAL,
+            compression_type: SET_NONE,
+            validation: None,
+            retention: None,
+            codecs: BTreeMap::new(),
+            min_segment_bytes: DEFAULT_MIN_SEGMENT_BYTES,
+            min_segment_age: DEFAULT_MIN_SEGMENT_AGE,
+        }
+    }
+}
+
+/// One value as its source wrote it: a number or text.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawValue {
+    /// A whole number (JSON or TOML integer).
+    Int(u64),
+    /// Text, from a flag or a quoted value.
+    Text(String),
+}
+
+impl RawValue {
+    /// The value as its source wrote it, for messages.
+    pub(crate) fn show(&self) -> String {
+        match self {
+            RawValue::Int(n) => n.to_string(),
+            RawValue::Text(t) => format!("{t:?}"),
+        }
+    }
+}
+
+impl From<&str> for RawValue {
+    fn from(t: &str) -> Self {
+        RawValue::Text(t.to_string())
+    }
+}
+
+impl From<u64> for RawValue {
+    fn from(n: u64) -> Self {
+        RawValue::Int(n)
+    }
+}
+
+/// Settings as a source wrote them, before [`resolve`]. Every field is
+/// optional; missing ones take the defaults. This is also the schema of the
+/// JSON body of `POST /{topic}` and of a stored `settings.json`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsInput {
+    pub segment_age: Option<RawValue>,
+    pub segment_size: Option<RawValue>,
+    pub batch_num_messages: Option<RawValue>,
+    pub batch_interval: Option<RawValue>,
+    /// netlog's field: 0-3, or (extension) a name.
+    pub compression_type: Option<RawValue>,
+    /// Extension: a codec by name (`none`, `gzip`, `snappy`, or a codec plugin).
+    pub compression: Option<String>,
+    /// Extension: a validation hook naming a declared plugin.
+    pub validation: Option<HookSetting>,
+    /// Extension: a retention hook naming a declared plugin.
+    pub retention: Option<HookSetting>,
+    /// Stored files only: codec plugins bound to compression values.
+    pub codecs: Option<BTreeMap<u8, String>>,
+    /// Extension: least size before a retention plugin may roll.
+    pub min_segment_bytes: Option<RawValue>,
+    /// Extension: or least age.
+    pub min_segment_age: Option<RawValue>,
+}
+
+/// Why settings were refused: the key and what is wrong with its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SettingsError {
+    /// The settings key (`segment_age`, `compression`, ...).
+    pub key: &'static str,
+    /// What is wrong, with a hint where one helps.
+    pub message: String,
+}
+
+impl SettingsError {
+    fn new(key: &'static str, message: impl Into<String>) -> Self {
+        SettingsError {
+            key,
+            message: message.into(),
+        }
+    }
+
+    /// Whether it is about the compression (netlog answers those with
+    /// `invalid compression type`).
+    pub fn is_compression(&self) -> bool {
+        matches!(self.key, "compression" | "compression_type")
+    }
+}
+
+/// How [`resolve`] treats values that can only be mistakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strictness {
+    /// Refuse them (flags, TOML, HTTP).
+    Refuse,
+    /// Keep them, with a warning (a stored `settings.json`: data already
+    /// accepted, maybe by netlog).
+    Stored,
+}
+
+/// Resolves `input` against `defaults` (see the module docs). Codec names
+/// other than the built-in ones must be in `codec_plugins`; each gets the
+/// next free value 4..=15.
+pub fn resolve(
+    input: SettingsInput,
+    defaults: &Settings,
+    codec_plugins: &[String],
+    strictness: Strictness,
+) -> Result<Settings, SettingsError> {
+    let mut s = Settings {
+        segment_age: duration(input.segment_age.as_ref(), "segment_age")?
+            .unwrap_or(defaults.segment_age),
+        segment_size: size(input.segment_size.as_ref(), "segment_size")?
+            .unwrap_or(defaults.segment_size),
+        batch_num_messages: count(input.batch_num_messages.as_ref(), "batch_num_messages")?
+            .unwrap_or(defaults.batch_num_messages),
+        batch_interval: duration(input.batch_interval.as_ref(), "batch_interval")?
+            .unwrap_or(defaults.batch_interval),
+        compression_type: defaults.compression_type,
+        validation: input.validation.or_else(|| defaults.validation.clone()),
+        retention: input.retention.or_else(|| defaults.retention.clone()),
+        codecs: input.codecs.unwrap_or_else(|| defaults.codecs.clone()),
+        min_segment_bytes: match &input.min_segment_bytes {
+            // Zero is a real value here: no size floor (the age floor stays).
+            Some(RawValue::Int(0)) => 0,
+            v => size(v.as_ref(), "min_segment_bytes")?.unwrap_or(defaults.min_segment_bytes),
+        },
+        min_segment_age: duration(input.min_segment_age.as_ref(), "min_segment_age")?
+            .unwrap_or(defaults.min_segment_age),
+    };
+    if let Some(h) = &s.retention
+        && h.on_error.is_some()
+    {
+        return Err(SettingsError::new(
+            "retention",
+            "on_error applies to validation hooks only",
+        ));
+    }
+    match &input.compression_type {
+        None => {}
+        Some(RawValue::Int(0)) => {}
+        Some(RawValue::Int(n)) => match u8::try_from(*n) {
+            Ok(c @ (SET_NONE | SET_GZIP | SET_SNAPPY)) => s.compression_type = c,
+            Ok(c) if strictness == Strictness::Stored && s.codecs.contains_key(&c) => {
+                s.compression_type = c
+            }
+            _ => {
+                return Err(SettingsError::new(
+                    "compression_type",
+                    format!("{n} is not 0 to 3 (none, gzip, snappy)"),
+                ));
+            }
+        },
+        Some(RawValue::Text(t)) => s.set_compression(t, codec_plugins, "compression_type")?,
+    }
+    if let Some(name) = &input.compression {
+        s.set_compression(name, codec_plugins, "compression")?;
+    }
+    if let Err(e) = check_mistakes(&s) {
+        match strictness {
+            Strictness::Refuse => return Err(e),
+            Strictness::Stored => {
+                tracing::warn!(error = %e, "stored topic settings look like a mistake; kept as stored")
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Values that can only be mistakes (see the module docs).
+fn check_mistakes(s: &Settings) -> Result<(), SettingsError> {
+    if s.min_segment_age < MIN_ROLL_AGE_FLOOR {
+        return Err(SettingsError::new(
+            "min_segment_age",
+            format!(
+                "{} is under the floor of 1s, which bounds how often a retention plugin may roll",
+                format_duration(s.min_segment_age)
+            ),
+        ));
+    }
+    if s.segment_age < MIN_SEGMENT_AGE {
+        let nanos = s.segment_age.as_nanos();
+        return Err(SettingsError::new(
+            "segment_age",
+            format!(
+                "{} is under 1s; a number is read as nanoseconds (netlog's meaning): \
+                 did you mean \"{nanos}s\"? Write units, e.g. \"7day\" or \"12h\"",
+                format_duration(s.segment_age)
+            ),
+        ));
+    }
+    if s.segment_size < MIN_SEGMENT_SIZE {
+        return Err(SettingsError::new(
+            "segment_size",
+            format!(
+                "{} bytes is under the minimum of {MIN_SEGMENT_SIZE}: did you mean \"{}MiB\"? \
+                 Write units, e.g. \"64MiB\"",
+                s.segment_size, s.segment_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A duration value; zero means "the default" (`None`).
+fn duration(v: Option<&RawValue>, key: &'static str) -> Result<Option<Duration>, SettingsError> {
+    let d = match v {
+        None => return Ok(None),
+        Some(RawValue::Int(n)) => Duration::from_nanos(*n),
+        // A bare number as text (a flag) means what a number means.
+        Some(RawValue::Text(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+            let n = t.parse::<u64>().map_err(|_| {
+                SettingsError::new(key, format!("{t:?} is too large a number of nanoseconds"))
+            })?;
+            Duration::from_nanos(n)
+        }
+        Some(RawValue::Text(t)) => {
+            parse_duration(t).map_err(|e| SettingsError::new(key, e.to_string()))?
+        }
+    };
+    Ok((!d.is_zero()).then_some(d))
+}
+
+/// A size value; zero means "the default".
+fn size(v: Option<&RawValue>, key: &'static str) -> Result<Option<u64>, SettingsError> {
+    let n = match v {
+        None => return Ok(None),
+        Some(RawValue::Int(n)) => *n,
+        Some(RawValue::Text(t)) => {
+            parse_size(t).map_err(|e| SettingsError::new(key, e.to_string()))?
+        }
+    };
+    Ok((n != 0).then_some(n))
+}
+
+/// A count value; zero means "the default".
+fn count(v: Option<&RawValue>, key: &'static str) -> Result<Option<usize>, SettingsError> {
+    let n = match v {
+        None => return Ok(None),
+        Some(RawValue::Int(n)) => *n,
+        Some(RawValue::Text(t)) => t
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| SettingsError::new(key, format!("{:?} is not a whole number", t)))?,
+    };
+    if n > MAX_BATCH_NUM_MESSAGES as u64 {
+        return Err(SettingsError::new(
+            key,
+            format!("{n} is over the limit of {MAX_BATCH_NUM_MESSAGES}"),
+        ));
+    }
+    Ok((n != 0).then_some(n as usize))
+}
+
+impl Settings {
+    /// Sets the compression by name or netlog number, binding a codec plugin
+    /// to a value.
+    fn set_compression(
+        &mut self,
+        name: &str,
+        codec_plugins: &[String],
+        key: &'static str,
+    ) -> Result<(), SettingsError> {
+        self.compression_type = match name.trim() {
+            "0" => return Ok(()),
+            "none" | "1" => SET_NONE,
+            "gzip" | "2" => SET_GZIP,
+            "snappy" | "3" => SET_SNAPPY,
+            plugin if codec_plugins.iter().any(|p| p == plugin) => {
+                match self.codecs.iter().find(|(_, p)| *p == plugin) {
+                    Some((value, _)) => *value,
+                    None => {
+                        let value = (4..=15u8)
+                            .find(|v| !self.codecs.contains_key(v))
+                            .ok_or_else(|| {
+                                SettingsError::new(key, "all 12 codec plugin values are used")
+                            })?;
+                        self.codecs.insert(value, plugin.to_string());
+                        value
+                    }
+                }
+            }
+            other => {
+                return Err(SettingsError::new(
+                    key,
+                    format!("{other:?} is not none, gzip, snappy or a declared codec plugin"),
+                ));
+            }
+        };
+        Ok(())
+    }
+
+    /// The name of the compression in use.
+    pub fn compression_name(&self) -> &str {
+        match self.compression_type {
+            SET_GZIP => "gzip",
+            SET_SNAPPY => "snappy",
+            v => self.codecs.get(&v).map_or("none", String::as_str),
+        }
+    }
+
+    /// The plugin names these settings' hooks and codecs refer to.
+    pub fn plugin_names(&self) -> impl Iterator<Item = &str> {
+        self.validation
+            .iter()
+            .chain(self.retention.iter())
+            .map(|h| h.plugin.as_str())
+            .chain(self.codecs.values().map(String::as_str))
+    }
+}
+
+/// Checks a topic name: 1-255 of `[A-Za-z0-9._-]`, not starting with `.` or
+/// `_` (those are the broker's). Says why not.
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err("topic names are 1 to 255 characters long".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic names may only hold letters, digits, '.', '_' and '-' (found {c:?})"
+        ));
+    }
+    if name.starts_with('.') || name.starts_with('_') {
+        return Err("topic names may not start with '.' or '_'".into());
+    }
+    Ok(())
+}
+
+mod duration_text {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match RawValue::deserialize(d)? {
+            RawValue::Text(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+            RawValue::Int(n) => Ok(Duration::from_nanos(n)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: &str) -> SettingsInput {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Zeros mean the defaults, as in netlog.
+    #[test]
+    fn zeros_take_the_defaults() {
+        let s = resolve(
+            input(
+                r#"{"segment_age":0,"segment_size":0,"batch_num_messages":0,"compression_type":0}"#,
+            ),
+            &Settings::default(),
+            &[],
+            Strictness::Refuse,
+        )
+        .unwrap();
+        assert_eq!(s, Settings::default());
+    }
+
+    /// A number of seconds where netlog expects nanoseconds is refused with a hint.
+    #[test]
+    fn seconds_as_nanoseconds_get_a_hint() {
+        let e = resolve(
+            input(r#"{"segment_age":86400}"#),
+            &Settings::default(),
+            &[],
+            Strictness::Refuse,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "segment_age");
+        assert!(e.message.contains("did you mean \"86400s\""), "{e}");
+        let kept = resolve(
+            input(r#"{"segment_age":86400}"#),
+            &Settings::default(),
+            &[],
+            Strictness::Stored,
+        )
+        .unwrap();
+        assert_eq!(kept.segment_age, Duration::from_nanos(86400));
+    }
+}

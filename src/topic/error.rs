@@ -1,0 +1,73 @@
+//! Errors of the topic layer.
+//!
+//! Every variant keeps its cause as a `#[source]`, so the HTTP layer can log
+//! the whole chain and answer with the right status. One write answers many
+//! publishes (group commit), so a write's cause is shared as an `Arc`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::log::LogError;
+use crate::plugin::PluginError;
+
+/// Errors of one topic's operations.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// The topic was deleted while the request was on its way; answered like
+    /// any request on a topic that does not exist.
+    #[error("topic deleted")]
+    Deleted,
+    /// The topic no longer takes writes because the broker is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// No scanner of that id (or the id is not a UUID).
+    #[error("scanner not found")]
+    ScannerNotFound,
+    /// Deleting the topic needs `force`: consumers are attached.
+    #[error("topic has {scanners} scanner(s) attached")]
+    Busy { scanners: usize },
+    /// A read or bookkeeping operation of the log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The write that carried this publish failed; nothing of it is readable.
+    #[error("write failed")]
+    Write(#[source] Arc<LogError>),
+    /// The validator rejected message `index` of the publish.
+    #[error("message {index} rejected by {plugin}: {reason}")]
+    Rejected {
+        plugin: String,
+        index: usize,
+        reason: String,
+    },
+    /// The validator failed (trap, timeout, error) and its policy is reject.
+    #[error("plugin {plugin} failed")]
+    PluginFailed {
+        plugin: String,
+        #[source]
+        source: Arc<PluginError>,
+    },
+    /// The topic names a plugin the broker cannot provide: its publishes
+    /// fail, its reads work.
+    #[error("plugin {plugin} unavailable: {reason}")]
+    PluginUnavailable { plugin: String, reason: String },
+    /// A file operation of the topic (settings, scanner files) failed.
+    #[error("I/O error on {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Blocking work panicked or was cancelled on the blocking pool.
+    #[error("background task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl TopicError {
+    /// Wraps an I/O error with the path it happened on.
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
+        move |source| TopicError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! A topic: its log, settings, hooks, scanners and writer, behind one facade.
+//!
+//! [`Topic`] is the only thing the HTTP layer talks to for a topic: publish,
+//! read one, scan, stream, sync, check, info, and scanner bookkeeping. The
+//! log and the plugins stay behind it, so every per-topic feature lives here:
+//! group commit and validation in `writer.rs`, consumer positions in
+//! `scanners.rs`, rolling and deletion in `retention.rs`, errors in
+//! `error.rs`.
+//!
+//! **The blocking rule.** Disk reads, fsyncs, wasm calls (validators,
+//! codecs, retention) and file deletion never run on an async worker. Every
+//! async method of [`Topic`] that touches the log or a plugin hands that work
+//! to tokio's blocking pool through one function, [`blocking`], and awaits
+//! it; waiting (for an append, a deadline, a deletion) happens on the async
+//! side without touching the disk. The writer drains its queue on the
+//! blocking pool too. Methods that are not `async` are either cheap
+//! (atomics, a brief lock) or documented as blocking, for callers already
+//! on the blocking pool (the broker's open, close and monitor).
+//!
+//! **Deletion.** A topic has a `gone` signal. Deleting a topic raises it
+//! before the files go: long polls waiting on it answer `TopicError::Deleted`
+//! at once, streams end, and a publish that was on its way gets the same
+//! error as any request on a topic that does not exist.
+
+mod error;
+mod retention;
+mod scanners;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+pub use error::TopicError;
+pub use scanners::{READERS_DIR, ScannerEntry};
+pub use writer::{Batch, GROUP_BYTES, QUEUE_JOBS};
+
+use crate::config::{OnError, Settings};
+use crate::duration::OffsetSpec;
+pub use crate::log::{CheckError, CheckKind, LogError, Message, SegmentInfo};
+use crate::log::{Log, LogOptions, Scanner};
+pub use crate::plugin::CallStats;
+use crate::plugin::{Retention, Validator};
+use scanners::Scanners;
+use writer::Writer;
+
+pub(crate) use writer::ErrorChain;
+
+/// Name of the settings file in a topic directory.
+pub const SETTINGS_FILE: &str = "settings.json";
+
+/// Runs blocking work on the blocking pool and awaits it: the one place the
+/// blocking rule (see the module docs) is applied.
+pub(crate) async fn blocking<T, E, F>(work: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<tokio::task::JoinError> + Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await?
+}
+
+/// The plugins assigned to a topic (its codecs live in the log's `Codecs`).
+#[derive(Default)]
+pub struct Hooks {
+    /// Judges every publish before it is written.
+    pub validator: Option<Arc<Validator>>,
+    /// What a failing validator means for the publish.
+    pub on_error: OnError,
+    /// Decides deletions on the monitor's tick instead of `segment_age`.
+    pub retention: Option<Retention>,
+    /// A plugin the settings name but the broker cannot provide (not
+    /// declared, or failing to load): publishes fail with its name and the
+    /// reason, reads work.
+    pub unavailable: Option<(String, String)>,
+}
+
+/// What a consumer reads at once: at most this many messages and, past the
+/// first message, this many bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadLimits {
+    /// Most messages.
+    pub messages: usize,
+    /// Most payload bytes; the first message is returned whatever its size.
+    pub bytes: usize,
+}
+
+/// A topic. See the module docs.
+pub struct Topic {
+    name: String,
+    dir: PathBuf,
+    log: Log,
+    settings: Settings,
+    hooks: Arc<Hooks>,
+    scanners: Scanners,
+    writer: Writer,
+    gone: watch::Sender<bool>,
+    /// `check` runs one at a time per topic.
+    heavy: tokio::sync::Mutex<()>,
+    /// Messages handed to consumers.
+    messages_out: AtomicU64,
+}
+
+/// Facts about a topic for `GET /{topic}`.
+pub struct TopicInfo {
+    pub name: String,
+    pub dir: PathBuf,
+    pub oldest_offset: u64,
+    pub latest_offset: i64,
+    pub segments: Vec<SegmentInfo>,
+    /// Up to the limit asked, sorted by id.
+    pub scanners: Vec<ScannerInfo>,
+    /// All scanners, listed or not.
+    pub scanner_count: usize,
+    pub settings: Settings,
+    pub validation: Option<HookInfo>,
+    pub retention: Option<HookInfo>,
+}
+
+/// One scanner, for topic info.
+pub struct ScannerInfo {
+    pub id: Uuid,
+    pub next: u64,
+    pub from: u64,
+    pub persistent: bool,
+}
+
+/// One hook, for topic info.
+pub struct HookInfo {
+    pub plugin: String,
+    pub on_error: Option<OnError>,
+    pub stats: CallStats,
+}
+
+impl Topic {
+    /// Opens (or, with `create`, creates, writing `settings.json`) the topic
+    /// in `dir`: recovers its log and restores its persistent scanners.
+    /// Blocking.
+    pub(crate) fn open(
+        name: &str,
+        dir: &Path,
+        settings: Settings,
+        log_opts: LogOptions,
+        hooks: Hooks,
+        create: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let readers = dir.join(READERS_DIR);
+        std::fs::create_dir_all(&readers).map_err(TopicError::io(&readers))?;
+        if create {
+            let json = serde_json::to_vec_pretty(&settings).expect("settings serialize");
+            write_atomic(&dir.join(SETTINGS_FILE), &json)?;
+        }
+        let log = Log::open(dir, log_opts)?;
+        let hooks = Arc::new(hooks);
+        let writer = Writer::new(name, log.clone(), settings.clone(), hooks.clone());
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            scanners: Scanners::new(dir),
+            log,
+            settings,
+            hooks,
+            writer,
+            gone: watch::Sender::new(false),
+            heavy: tokio::sync::Mutex::new(()),
+            messages_out: AtomicU64::new(0),
+        });
+        topic.scanners.load(name, &topic.log)?;
+        Ok(topic)
+    }
+
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The topic's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The topic's log, for the topic layer and the broker's loops only.
+    pub(crate) fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The topic's settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The topic's plugins.
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    /// The offset the next message will get.
+    pub fn next_offset(&self) -> u64 {
+        self.log.next_offset()
+    }
+
+    /// Messages handed to consumers since start.
+    pub fn messages_out(&self) -> u64 {
+        self.messages_out.load(Ordering::Relaxed)
+    }
+
+    fn count_out(&self, n: usize) {
+        self.messages_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Appends `batch` through group commit (validating it first, if the
+    /// topic has a validator); returns its first offset once it is readable.
+    pub async fn publish(&self, batch: Batch) -> Result<u64, TopicError> {
+        if let Some((plugin, reason)) = &self.hooks.unavailable {
+            return Err(TopicError::PluginUnavailable {
+                plugin: plugin.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if self.is_gone() {
+            return Err(TopicError::Deleted);
+        }
+        self.writer.publish(batch, || self.closed_error()).await
+    }
+
+    fn is_gone(&self) -> bool {
+        *self.gone.borrow()
+    }
+
+    fn closed_error(&self) -> TopicError {
+        if self.is_gone() {
+            TopicError::Deleted
+        } else {
+            TopicError::ShuttingDown
+        }
+    }
+
+    /// Resolves an offset spec against this topic's log.
+    pub async fn resolve(&self, spec: OffsetSpec) -> Result<u64, TopicError> {
+        Ok(match spec {
+            OffsetSpec::Oldest => self.log.oldest_offset(),
+            OffsetSpec::Latest => self
+                .log
+                .next_offset()
+                .saturating_sub(1)
+                .max(self.log.oldest_offset()),
+            OffsetSpec::End => self.log.next_offset(),
+            OffsetSpec::At(n) => n,
+            OffsetSpec::Ago(d) => {
+                let log = self.log.clone();
+                let at = SystemTime::now()
+                    .checked_sub(d)
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                blocking(move || Ok::<_, TopicError>(log.offset_at(at))).await?
+            }
+        })
+    }
+
+    /// The message at exactly `offset`, or `None` if none is stored there.
+    pub async fn read(&self, offset: u64) -> Result<Option<Message>, TopicError> {
+        let log = self.log.clone();
+        let m = blocking(move || Ok::<_, TopicError>(log.reader(offset)?.next()?)).await?;
+        // Only the offset asked for: never a neighbour.
+        let m = m.filter(|m| m.offset == offset);
+        if m.is_some() {
+            self.count_out(1);
+        }
+        Ok(m)
+    }
+
+    /// Opens a scanner at `from`.
+    pub async fn create_scanner(
+        self: &Arc<Self>,
+        from: u64,
+        persistent: bool,
+    ) -> Result<Arc<ScannerEntry>, TopicError> {
+        let topic = self.clone();
+        blocking(move || {
+            let entry =
+                topic
+                    .scanners
+                    .add(&topic.log, Uuid::new_v4(), from, from, persistent, false)?;
+            tracing::info!(topic = %topic.name, id = %entry.id, from, persistent, "scanner created");
+            Ok(entry)
+        })
+        .await
+    }
+
+    /// Looks up a scanner.
+    pub fn scanner(&self, id: &str) -> Result<Arc<ScannerEntry>, TopicError> {
+        self.scanners.get(id)
+    }
+
+    /// How many scanners are attached.
+    pub fn scanner_count(&self) -> usize {
+        self.scanners.len()
+    }
+
+    /// Every scanner, sorted by id.
+    pub fn scanners(&self) -> Vec<Arc<ScannerEntry>> {
+        self.scanners.all()
+    }
+
+    /// Removes a scanner (and its file).
+    pub async fn delete_scanner(self: &Arc<Self>, id: &str) -> Result<(), TopicError> {
+        let (topic, id) = (self.clone(), id.to_string());
+        blocking(move || topic.scanners.remove(&id)).await
+    }
+
+    /// Up to `limits` messages from scanner `entry`, waiting up to `wait` for
+    /// the first. Empty at the end of the topic. `stop` is the server's
+    /// shutdown signal: a wait it ends answers [`TopicError::ShuttingDown`].
+    pub async fn scan(
+        &self,
+        entry: &ScannerEntry,
+        limits: ReadLimits,
+        wait: Duration,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Vec<Message>, TopicError> {
+        let guard = entry.scanner.clone().lock_owned().await;
+        let (guard, out) = self.read_waiting(guard, limits, wait, stop).await;
+        entry.set_next(guard.next_offset());
+        out
+    }
+
+    /// A subscription from `from`, for streams.
+    pub async fn subscribe(&self, from: u64) -> Result<Subscription, TopicError> {
+        let log = self.log.clone();
+        let scanner = blocking(move || Ok::<_, TopicError>(log.scanner(from)?)).await?;
+        Ok(Subscription {
+            scanner: Some(Box::new(scanner)),
+        })
+    }
+
+    /// Reads what is there off the workers; if nothing, waits on the async
+    /// side for an append, the deadline, shutdown or deletion, and tries
+    /// again. Hands the scanner back with the result.
+    async fn read_waiting<S>(
+        &self,
+        mut scanner: S,
+        limits: ReadLimits,
+        wait: Duration,
+        stop: &watch::Receiver<bool>,
+    ) -> (S, Result<Vec<Message>, TopicError>)
+    where
+        S: std::ops::DerefMut<Target = Scanner> + Send + 'static,
+    {
+        let deadline = Instant::now()
+            .checked_add(wait)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        let mut stop = stop.clone();
+        let mut gone = self.gone.subscribe();
+        loop {
+            scanner.mark_seen();
+            let read = tokio::task::spawn_blocking(move || {
+                let out = read_some(&mut scanner, limits);
+                (scanner, out)
+            })
+            .await;
+            let out;
+            (scanner, out) = match read {
+                Ok(r) => r,
+                // A panic in a read: the scanner is lost with it.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
+            match out {
+                Ok(v) if v.is_empty() => {}
+                Ok(v) => {
+                    self.count_out(v.len());
+                    return (scanner, Ok(v));
+                }
+                Err(e) => return (scanner, Err(e)),
+            }
+            if self.is_gone() {
+                return (scanner, Err(TopicError::Deleted));
+            }
+            tokio::select! {
+                more = scanner.wait_appended(deadline) => if !more {
+                    return (scanner, Ok(Vec::new()));
+                },
+                _ = stop.wait_for(|s| *s) => return (scanner, Err(TopicError::ShuttingDown)),
+                _ = gone.wait_for(|g| *g) => return (scanner, Err(TopicError::Deleted)),
+            }
+        }
+    }
+
+    /// Flushes and fsyncs the topic.
+    pub async fn sync(&self) -> Result<(), TopicError> {
+        let log = self.log.clone();
+        blocking(move || Ok::<_, TopicError>(log.sync()?)).await
+    }
+
+    /// The integrity check from `from`; one at a time per topic.
+    pub async fn check(&self, from: u64) -> Result<Vec<CheckError>, TopicError> {
+        let _one = self.heavy.lock().await;
+        let log = self.log.clone();
+        blocking(move || Ok::<_, TopicError>(log.check(from)?)).await
+    }
+
+    /// Facts for topic info, listing at most `max_scanners` scanners.
+    pub async fn info(self: &Arc<Self>, max_scanners: usize) -> Result<TopicInfo, TopicError> {
+        let topic = self.clone();
+        blocking(move || Ok::<_, TopicError>(topic.info_now(max_scanners))).await
+    }
+
+    fn info_now(&self, max_scanners: usize) -> TopicInfo {
+        let all = self.scanners.all();
+        let hook = |plugin: &str, on_error, stats| HookInfo {
+            plugin: plugin.to_string(),
+            on_error,
+            stats,
+        };
+        TopicInfo {
+            name: self.name.clone(),
+            dir: self.dir.clone(),
+            oldest_offset: self.log.oldest_offset(),
+            latest_offset: self.log.latest_offset(),
+            segments: self.log.segments(),
+            scanner_count: all.len(),
+            scanners: all
+                .iter()
+                .take(max_scanners)
+                .map(|s| ScannerInfo {
+                    id: s.id,
+                    next: s.next(),
+                    from: s.from,
+                    persistent: s.persistent,
+                })
+                .collect(),
+            settings: self.settings.clone(),
+            validation: self
+                .hooks
+                .validator
+                .as_ref()
+                .map(|v| hook(v.plugin().name(), Some(self.hooks.on_error), v.stats())),
+            retention: self
+                .hooks
+                .retention
+                .as_ref()
+                .map(|r| hook(r.plugin().name(), None, r.stats())),
+        }
+    }
+
+    /// fsyncs what was flushed since the last sync (interval policy).
+    /// Blocking.
+    pub(crate) fn sync_if_due(&self) -> Result<(), TopicError> {
+        Ok(self.log.sync_if_due()?)
+    }
+
+    /// Saves every persistent scanner that moved. Blocking.
+    pub(crate) fn save_scanners(&self) -> Result<(), TopicError> {
+        self.scanners.save_moved()
+    }
+
+    /// Ends every consumer at once and refuses new publishes (see the
+    /// module docs); the caller then closes and removes the topic.
+    pub(crate) fn mark_deleted(&self) {
+        self.gone.send_replace(true);
+        self.writer.abandon(|| TopicError::Deleted);
+    }
+
+    /// Writes everything queued, saves the scanners and fsyncs. Publishing
+    /// afterwards fails. Blocking.
+    pub(crate) fn close(&self) -> Result<(), TopicError> {
+        self.writer.close();
+        self.save_scanners()?;
+        self.log.sync()?;
+        Ok(())
+    }
+}
+
+impl Drop for Topic {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
+}
+
+/// A stream's position: reads forward from where it started, waiting for
+/// appends. See [`Topic::subscribe`].
+pub struct Subscription {
+    scanner: Option<Box<Scanner>>,
+}
+
+impl Subscription {
+    /// The next messages within `limits`, waiting up to `wait`; empty when
+    /// the wait ended with nothing new.
+    pub async fn next(
+        &mut self,
+        topic: &Topic,
+        limits: ReadLimits,
+        wait: Duration,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Vec<Message>, TopicError> {
+        let scanner = self.scanner.take().ok_or(TopicError::Deleted)?;
+        let (scanner, out) = topic.read_waiting(scanner, limits, wait, stop).await;
+        self.scanner = Some(scanner);
+        out
+    }
+}
+
+/// Reads what is readable now, within `limits`. Blocking.
+fn read_some(scanner: &mut Scanner, limits: ReadLimits) -> Result<Vec<Message>, TopicError> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    while out.len() < limits.messages.max(1) {
+        match scanner.try_next()? {
+            Some(m) => {
+                bytes += m.payload.len();
+                out.push(m);
+                if bytes >= limits.bytes {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes a file so that a crash leaves either the old or the new content.
+/// The temporary file's name is unique to this process and call, so two
+/// writers never share one.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TopicError> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
+    let written = std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_data()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(TopicError::io(&tmp)(e));
+    }
+    std::fs::rename(&tmp, path).map_err(TopicError::io(path))
+}

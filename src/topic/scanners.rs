@@ -1,0 +1,203 @@
+//! The scanner registry of one topic, and its persistence.
+//!
+//! A scanner is a consumer position: a [`Scanner`] behind an async mutex, so
+//! concurrent scans of one id hand each message out once. Persistent ones
+//! save `readers/<uuid>.scanner` (the last offset returned, an 8-byte
+//! big-endian signed integer, as netlog does) on creation, on every monitor
+//! tick where they moved, and at shutdown; after a crash they resume at most
+//! one tick behind: a message may be seen twice, never skipped.
+//!
+//! Loading at start-up only reads: a scanner file is rewritten when its
+//! scanner moves, never because it was loaded. An empty file is what netlog
+//! leaves for a persistent scanner it has not saved yet; it is restored at
+//! offset 0, as netlog does. Any other malformed file is skipped and logged.
+//!
+//! The registry's map is locked only to look up, add or remove an entry,
+//! never across I/O.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
+
+use super::{TopicError, lock, write_atomic};
+use crate::log::{Log, Scanner};
+
+/// Folder of persistent scanner files in a topic directory.
+pub const READERS_DIR: &str = "readers";
+/// Extension of a persistent scanner file.
+pub(crate) const SCANNER_EXT: &str = "scanner";
+
+/// One consumer position; see the module docs.
+pub struct ScannerEntry {
+    /// Its id.
+    pub id: Uuid,
+    /// Where it started.
+    pub from: u64,
+    /// Whether it survives restarts.
+    pub persistent: bool,
+    next: AtomicU64,
+    saved: AtomicU64,
+    pub(super) scanner: Arc<tokio::sync::Mutex<Scanner>>,
+}
+
+impl ScannerEntry {
+    /// The next offset it will return.
+    pub fn next(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_next(&self, next: u64) {
+        self.next.store(next, Ordering::Release);
+    }
+}
+
+/// The scanners of one topic.
+pub(crate) struct Scanners {
+    dir: PathBuf,
+    map: Mutex<HashMap<Uuid, Arc<ScannerEntry>>>,
+}
+
+impl Scanners {
+    pub(crate) fn new(topic_dir: &Path) -> Scanners {
+        Scanners {
+            dir: topic_dir.join(READERS_DIR),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn path(&self, id: &Uuid) -> PathBuf {
+        self.dir.join(format!("{id}.{SCANNER_EXT}"))
+    }
+
+    /// Adds a scanner positioned at `at`; a new persistent one is saved.
+    pub(crate) fn add(
+        &self,
+        log: &Log,
+        id: Uuid,
+        from: u64,
+        at: u64,
+        persistent: bool,
+        loaded: bool,
+    ) -> Result<Arc<ScannerEntry>, TopicError> {
+        let scanner = log.scanner(at)?;
+        let entry = Arc::new(ScannerEntry {
+            id,
+            from,
+            persistent,
+            next: AtomicU64::new(at),
+            // A loaded scanner's file already says `at`.
+            saved: AtomicU64::new(if loaded { at } else { u64::MAX }),
+            scanner: Arc::new(tokio::sync::Mutex::new(scanner)),
+        });
+        if persistent && !loaded {
+            self.save(&entry)?;
+        }
+        lock(&self.map).insert(id, entry.clone());
+        Ok(entry)
+    }
+
+    /// Looks up a scanner by its id's text.
+    pub(crate) fn get(&self, id: &str) -> Result<Arc<ScannerEntry>, TopicError> {
+        let id = Uuid::parse_str(id).map_err(|_| TopicError::ScannerNotFound)?;
+        lock(&self.map)
+            .get(&id)
+            .cloned()
+            .ok_or(TopicError::ScannerNotFound)
+    }
+
+    /// How many scanners there are.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    /// Every scanner, sorted by id.
+    pub(crate) fn all(&self) -> Vec<Arc<ScannerEntry>> {
+        let mut all: Vec<_> = lock(&self.map).values().cloned().collect();
+        all.sort_by_key(|s| s.id);
+        all
+    }
+
+    /// Removes a scanner, and its file.
+    pub(crate) fn remove(&self, id: &str) -> Result<(), TopicError> {
+        let entry = self.get(id)?;
+        lock(&self.map).remove(&entry.id);
+        if entry.persistent {
+            let path = self.path(&entry.id);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(TopicError::io(&path)(e));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&self, entry: &ScannerEntry) -> Result<(), TopicError> {
+        let next = entry.next();
+        if entry.saved.load(Ordering::Acquire) == next {
+            return Ok(());
+        }
+        let last = i64::try_from(next).unwrap_or(i64::MAX).wrapping_sub(1);
+        write_atomic(&self.path(&entry.id), &last.to_be_bytes())?;
+        entry.saved.store(next, Ordering::Release);
+        Ok(())
+    }
+
+    /// Saves every persistent scanner that moved since it was last saved.
+    pub(crate) fn save_moved(&self) -> Result<(), TopicError> {
+        let moved: Vec<_> = lock(&self.map)
+            .values()
+            .filter(|s| s.persistent && s.saved.load(Ordering::Acquire) != s.next())
+            .cloned()
+            .collect();
+        for s in moved {
+            self.save(&s)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the persistent scanners of `readers/` (see the module docs).
+    pub(crate) fn load(&self, topic: &str, log: &Log) -> Result<(), TopicError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(TopicError::io(&self.dir))?;
+        for entry in entries {
+            let path = entry.map_err(TopicError::io(&self.dir))?.path();
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".scanner"))
+                .and_then(|n| Uuid::parse_str(n).ok())
+            else {
+                continue;
+            };
+            let bytes = std::fs::read(&path).map_err(TopicError::io(&path))?;
+            let wanted = match bytes.len() {
+                // netlog's file for a scanner it never saved.
+                0 => 0,
+                8 => {
+                    let last = i64::from_be_bytes(bytes[..].try_into().expect("8 bytes"));
+                    last.saturating_add(1).max(0) as u64
+                }
+                n => {
+                    tracing::warn!(path = %path.display(), bytes = n, "ignoring scanner file that is neither empty nor 8 bytes");
+                    continue;
+                }
+            };
+            let at = wanted.clamp(log.oldest_offset(), log.next_offset());
+            if at != wanted {
+                tracing::warn!(topic, %id, wanted, at, "scanner position no longer stored, moved");
+            }
+            // Moved or empty files are saved on the next tick; others are
+            // left as they are.
+            let unchanged = at == wanted && !bytes.is_empty();
+            let e = self.add(log, id, at, at, true, true)?;
+            if !unchanged {
+                e.saved.store(u64::MAX, Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+}

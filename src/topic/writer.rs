@@ -1,0 +1,394 @@
+//! Group commit and validation: how publishes become log entries.
+//!
+//! Every publish (a single message or a batch) becomes a job on the topic's
+//! queue. When a job arrives and no drain is running, one is started on the
+//! blocking pool; it takes the first job, then every job already waiting (up
+//! to `batch_num_messages` messages and [`GROUP_BYTES`] bytes), and writes
+//! them as one entry: a lone message as a plain message, several as one
+//! message set compressed with the topic's compression. It flushes once and
+//! answers each job with its first offset, so a 201 means the message is in
+//! the log and readable (and on disk with `fsync = always`). It goes on while
+//! jobs wait and ends when the queue is empty, so an idle topic has no
+//! thread: writers scale with work, not with topics. A lone producer never
+//! waits for company; producers that arrive during a write share the next
+//! one. A request's messages always land in one entry, so a batch publish is
+//! all or nothing even across a crash.
+//!
+//! **Bounds.** At most [`QUEUE_JOBS`] jobs wait per topic; further
+//! publishers wait for room. One entry holds at most [`GROUP_BYTES`] of
+//! messages, except a single publish larger than that, which goes alone (its
+//! size is bounded by `max_body`, at most 256 MiB); both stay far under the
+//! 1 GiB the reader accepts.
+//!
+//! **Validation** runs in the drain too, once per group: the messages of
+//! every job go to the plugin in one call, jobs holding a rejected message are
+//! answered with the reason, and the others are written. When the plugin
+//! fails on a group of several jobs (trap, timeout, error), each job is
+//! validated again alone, so only the request that makes the plugin fail gets
+//! the failure: a failing group costs at most one extra call per job, and a
+//! group has at most `batch_num_messages` jobs.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use super::{Hooks, TopicError, lock};
+use crate::config::{OnError, Settings};
+use crate::log::{Log, LogError};
+use crate::message::{self, PLAIN, SET_NONE};
+use crate::plugin::{Validator, Verdict};
+
+/// Jobs that may wait per topic before publishers are held back.
+pub const QUEUE_JOBS: usize = 4096;
+/// Most message bytes one group-commit entry takes from several publishes:
+/// 64 MiB.
+pub const GROUP_BYTES: usize = 64 << 20;
+
+/// What one publish carries.
+pub enum Batch {
+    /// One message's bytes.
+    One(Bytes),
+    /// `count` messages already encoded as plain messages back to back, their
+    /// CRCs verified.
+    Framed { plain: Bytes, count: u32 },
+}
+
+impl Batch {
+    /// How many messages.
+    pub fn count(&self) -> u32 {
+        match self {
+            Batch::One(_) => 1,
+            Batch::Framed { count, .. } => *count,
+        }
+    }
+
+    /// Bytes it adds to an entry.
+    fn bytes(&self) -> usize {
+        match self {
+            Batch::One(p) => p.len() + message::HEADER_BYTES,
+            Batch::Framed { plain, .. } => plain.len(),
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<u64, TopicError>>;
+
+struct Job {
+    batch: Batch,
+    reply: Reply,
+    /// Its place in the queue, given back once answered.
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// A drain is running.
+    draining: bool,
+    /// No more jobs are taken.
+    closed: bool,
+}
+
+/// The write side of one topic. See the module docs.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    room: Arc<Semaphore>,
+}
+
+struct Shared {
+    topic: String,
+    log: Log,
+    settings: Settings,
+    hooks: Arc<Hooks>,
+    queue: Mutex<Queue>,
+    idle: Condvar,
+}
+
+impl Writer {
+    pub(crate) fn new(topic: &str, log: Log, settings: Settings, hooks: Arc<Hooks>) -> Writer {
+        Writer {
+            shared: Arc::new(Shared {
+                topic: topic.to_string(),
+                log,
+                settings,
+                hooks,
+                queue: Mutex::new(Queue::default()),
+                idle: Condvar::new(),
+            }),
+            room: Arc::new(Semaphore::new(QUEUE_JOBS)),
+        }
+    }
+
+    /// Queues `batch`; answers with its first offset once written. `closed`
+    /// is the error for a writer that no longer takes jobs.
+    pub(crate) async fn publish(
+        &self,
+        batch: Batch,
+        closed: impl Fn() -> TopicError,
+    ) -> Result<u64, TopicError> {
+        let permit = self
+            .room
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut q = lock(&self.shared.queue);
+            if q.closed {
+                return Err(closed());
+            }
+            q.jobs.push_back(Job {
+                batch,
+                reply,
+                _permit: permit,
+            });
+            if !q.draining {
+                q.draining = true;
+                let shared = self.shared.clone();
+                tokio::task::spawn_blocking(move || shared.drain());
+            }
+        }
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Takes no more jobs and fails the queued ones that no write has
+    /// started with `error()`; then waits like [`Writer::close`].
+    pub(crate) fn abandon(&self, error: impl Fn() -> TopicError) {
+        self.room.close();
+        let queued: Vec<Job> = {
+            let mut q = lock(&self.shared.queue);
+            q.closed = true;
+            q.jobs.drain(..).collect()
+        };
+        for job in queued {
+            let _ = job.reply.send(Err(error()));
+        }
+        self.close();
+    }
+
+    /// Takes no more jobs and waits until every queued one is written.
+    pub(crate) fn close(&self) {
+        self.room.close();
+        let mut q = lock(&self.shared.queue);
+        q.closed = true;
+        while q.draining {
+            q = self.shared.idle.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        // Jobs queued after the last drain ended (none should be) fail.
+        q.jobs.clear();
+    }
+}
+
+impl Shared {
+    /// Writes groups until the queue is empty (see the module docs).
+    fn drain(&self) {
+        let mut plain = Vec::new();
+        loop {
+            let jobs = {
+                let mut q = lock(&self.queue);
+                if q.jobs.is_empty() {
+                    q.draining = false;
+                    self.idle.notify_all();
+                    return;
+                }
+                take_group(&mut q.jobs, self.settings.batch_num_messages)
+            };
+            let jobs = match &self.hooks.validator {
+                Some(v) => self.validate(v, self.hooks.on_error, jobs),
+                None => jobs,
+            };
+            if jobs.is_empty() {
+                continue;
+            }
+            let result = self.write(&jobs, &mut plain).map_err(Arc::new);
+            let mut offset = result.as_ref().copied().unwrap_or(0);
+            if let Err(e) = &result {
+                tracing::error!(topic = %self.topic, error = %ErrorChain(e.as_ref()), "write failed");
+            }
+            for job in jobs {
+                let n = u64::from(job.batch.count());
+                let _ = job.reply.send(match &result {
+                    Ok(_) => Ok(offset),
+                    Err(e) => Err(TopicError::Write(e.clone())),
+                });
+                offset += n;
+            }
+        }
+    }
+
+    /// Validates `jobs` (see the module docs); returns the ones to write.
+    fn validate(&self, validator: &Validator, on_error: OnError, jobs: Vec<Job>) -> Vec<Job> {
+        let plugin = validator.plugin().name().to_string();
+        let verdicts = match run_validator(validator, &jobs) {
+            Ok(v) => v,
+            Err(e) if on_error == OnError::Accept => {
+                tracing::warn!(topic = %self.topic, %plugin, error = %e, "validator failed, accepting (on_error = accept)");
+                return jobs;
+            }
+            Err(_) if jobs.len() > 1 => {
+                // Find the request that makes it fail: each alone.
+                return jobs
+                    .into_iter()
+                    .flat_map(|job| self.validate(validator, on_error, vec![job]))
+                    .collect();
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic, %plugin, error = %e, "validator failed, rejecting the publish");
+                let e = Arc::new(e);
+                for job in jobs {
+                    let _ = job.reply.send(Err(TopicError::PluginFailed {
+                        plugin: plugin.clone(),
+                        source: e.clone(),
+                    }));
+                }
+                return Vec::new();
+            }
+        };
+        let mut keep = Vec::with_capacity(jobs.len());
+        let mut at = 0;
+        for job in jobs {
+            let n = job.batch.count() as usize;
+            let own = &verdicts[at..at + n];
+            at += n;
+            let rejected = own.iter().enumerate().find_map(|(i, v)| match v {
+                Verdict::Reject(reason) => Some((i, reason.clone())),
+                Verdict::Accept => None,
+            });
+            match rejected {
+                Some((index, reason)) => {
+                    let _ = job.reply.send(Err(TopicError::Rejected {
+                        plugin: plugin.clone(),
+                        index,
+                        reason,
+                    }));
+                }
+                None => keep.push(job),
+            }
+        }
+        keep
+    }
+
+    fn write(&self, jobs: &[Job], plain: &mut Vec<u8>) -> Result<u64, LogError> {
+        let log = &self.log;
+        let count: u32 = jobs.iter().map(|j| j.batch.count()).sum();
+        let compression = self.settings.compression_type;
+        let uncompressed = matches!(compression, PLAIN | SET_NONE);
+        // Batch publishes arrive as plain messages already.
+        let framed: Vec<&[u8]> = jobs
+            .iter()
+            .filter_map(|j| match &j.batch {
+                Batch::Framed { plain, .. } => Some(&plain[..]),
+                Batch::One(_) => None,
+            })
+            .collect();
+        let first = match jobs {
+            [
+                Job {
+                    batch: Batch::One(payload),
+                    ..
+                },
+            ] => log.append(payload)?,
+            [
+                Job {
+                    batch: Batch::Framed { plain, count: 1 },
+                    ..
+                },
+            ] => log.append_encoded(plain, 1)?,
+            // Straight into the write buffer, one copy.
+            _ if uncompressed && framed.len() == jobs.len() => {
+                log.append_plain_set(&framed, count)?
+            }
+            _ => {
+                plain.clear();
+                for job in jobs {
+                    match &job.batch {
+                        Batch::One(p) => message::encode(plain, PLAIN, p),
+                        Batch::Framed { plain: p, .. } => plain.extend_from_slice(p),
+                    }
+                }
+                if uncompressed {
+                    log.append_plain_set(&[plain], count)?
+                } else {
+                    let (entry, err) = log.codecs().pack_set(plain, compression);
+                    if let Some(e) = err {
+                        tracing::warn!(topic = %self.topic, error = %e, "compression failed, set stored uncompressed");
+                    }
+                    log.append_encoded(&entry, count)?
+                }
+            }
+        };
+        log.flush()?;
+        Ok(first)
+    }
+}
+
+/// Takes the next group: the first job, then those that fit the count and
+/// byte bounds (see the module docs).
+fn take_group(queue: &mut VecDeque<Job>, max_messages: usize) -> Vec<Job> {
+    let first = queue.pop_front().expect("a non-empty queue");
+    let mut count = first.batch.count() as usize;
+    let mut bytes = first.batch.bytes();
+    let mut group = vec![first];
+    while let Some(next) = queue.front() {
+        let (n, b) = (next.batch.count() as usize, next.batch.bytes());
+        if count + n > max_messages.max(1) || bytes + b > GROUP_BYTES {
+            break;
+        }
+        count += n;
+        bytes += b;
+        group.push(queue.pop_front().expect("a front job"));
+    }
+    group
+}
+
+/// One validator call over every message of `jobs`; checks that the plugin
+/// answered for each.
+fn run_validator(
+    validator: &Validator,
+    jobs: &[Job],
+) -> Result<Vec<Verdict>, crate::plugin::PluginError> {
+    let mut messages: Vec<&[u8]> = Vec::new();
+    for job in jobs {
+        match &job.batch {
+            Batch::One(p) => messages.push(p),
+            Batch::Framed { plain, .. } => {
+                messages.extend(message::plain_messages(plain).filter_map(Result::ok))
+            }
+        }
+    }
+    let expected: usize = jobs.iter().map(|j| j.batch.count() as usize).sum();
+    let verdicts = validator.validate(&messages)?;
+    // The host checks the count; frames are verified before they are
+    // queued. Should they still disagree, the group fails as a plugin error
+    // rather than the drain panicking.
+    if verdicts.len() != expected || messages.len() != expected {
+        return Err(crate::plugin::PluginError::BadAnswer {
+            plugin: validator.plugin().name().to_string(),
+            topic: validator.topic().to_string(),
+            reason: format!("{} verdicts for {expected} messages", verdicts.len()),
+        });
+    }
+    Ok(verdicts)
+}
+
+/// Displays an error with its whole chain of causes, each once.
+pub(crate) struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            let part = c.to_string();
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            cause = c.source();
+        }
+        f.write_str(&text)
+    }
+}
