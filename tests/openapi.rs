@@ -276,15 +276,19 @@ fn routes_in(source: &str) -> BTreeSet<(String, String)> {
     out
 }
 
-/// The routes of the router, read from every file of `src/http/`.
+/// The routes of the router, read from every file under `src/http/`.
 fn served_routes() -> BTreeSet<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
     let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir(&dir).expect("read src/http") {
-        let path = entry.expect("a directory entry").path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            let text = std::fs::read_to_string(&path).expect("read a source file");
-            out.extend(routes_in(&text));
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read a source directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read a source file");
+                out.extend(routes_in(&text));
+            }
         }
     }
     out
