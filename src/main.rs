@@ -2,7 +2,8 @@
 //!
 //! netlog's single-dash flags (`-listen :7200`, `-dir data`, ...) keep working
 //! beside the usual `--flag` spelling; `netlog plugin check FILE` inspects a
-//! plugin component.
+//! plugin component, and `netlog plugin wit DIR` writes out the plugin
+//! interface so a plugin can be written without a copy of this repository.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,7 +73,19 @@ enum PluginCommand {
         #[arg(long)]
         config: Option<String>,
     },
+    /// Writes the plugin interface, `netlog-plugin.wit`, into a directory
+    /// (created if missing), for wit-bindgen or any other bindings generator.
+    Wit {
+        /// The directory [default: wit, where wit-bindgen looks].
+        #[arg(default_value = "wit")]
+        dir: PathBuf,
+    },
 }
+
+/// The plugin interface this binary was built with, as `wit/` holds it.
+const PLUGIN_WIT: &str = include_str!("../wit/netlog-plugin.wit");
+/// The file name `plugin wit` writes.
+const PLUGIN_WIT_FILE: &str = "netlog-plugin.wit";
 
 /// Rewrites netlog's single-dash long flags (`-listen`) to `--listen`.
 fn netlog_args() -> Vec<String> {
@@ -168,6 +181,9 @@ fn main() -> ExitCode {
     if let Some(Command::Plugin(PluginCommand::Check { file, config })) = &cli.command {
         return plugin_check(file, config.as_deref());
     }
+    if let Some(Command::Plugin(PluginCommand::Wit { dir })) = &cli.command {
+        return plugin_wit(dir);
+    }
     let cfg = match build_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -217,6 +233,20 @@ fn plugin_check(file: &std::path::Path, config: Option<&str>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("netlog: {}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn plugin_wit(dir: &std::path::Path) -> ExitCode {
+    let path = dir.join(PLUGIN_WIT_FILE);
+    match std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, PLUGIN_WIT)) {
+        Ok(()) => {
+            println!("wrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("netlog: {}: {e}", path.display());
             ExitCode::FAILURE
         }
     }

@@ -142,6 +142,13 @@ fn example_config_loads_and_opens() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/netlog.toml");
     let config = Config::from_file(&example).expect("examples/netlog.toml loads");
     assert_eq!(config.plugins.len(), 4);
+    // Its topics name plugins only it declares: it must not share the plain
+    // run's ./data, or the plain run finds them there.
+    assert_eq!(
+        config.data_dir.file_name(),
+        Some(OsStr::new("data-example")),
+        "the example keeps its data apart from the plain run's"
+    );
     for plugin in &config.plugins {
         assert!(plugin.path.is_file(), "{} exists", plugin.path.display());
     }
