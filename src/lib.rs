@@ -52,7 +52,7 @@
 pub mod broker;
 pub mod config;
 pub mod duration;
-pub mod http;
+pub(crate) mod http;
 pub mod log;
 pub mod message;
 pub mod plugin;
