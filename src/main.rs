@@ -222,6 +222,15 @@ fn main() -> ExitCode {
 }
 
 fn plugin_check(file: &std::path::Path, config: Option<&str>) -> ExitCode {
+    if let Some(text) = config
+        && let Err(e) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        eprintln!(
+            "netlog: --config is not JSON ({e}); give the plugin config as a JSON object, \
+             e.g. --config '{{\"max_bytes\": 1024}}'"
+        );
+        return ExitCode::from(2);
+    }
     match netlog::plugin::check_component(file, config) {
         Ok(report) => {
             println!("{report}");
