@@ -151,6 +151,11 @@ pub struct NetlogProcess {
 /// Starts `netlog -listen 127.0.0.1:<free port> -dir <dir>` and waits until
 /// `GET /` answers.
 pub async fn spawn_netlog(dir: &Path) -> NetlogProcess {
+    spawn_netlog_with(dir, &[]).await
+}
+
+/// [`spawn_netlog`] with more arguments (`-fsync always`, ...).
+pub async fn spawn_netlog_with(dir: &Path, extra: &[&str]) -> NetlogProcess {
     let port = {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
         probe.local_addr().expect("probe address").port()
@@ -167,6 +172,7 @@ pub async fn spawn_netlog(dir: &Path) -> NetlogProcess {
         .arg(addr.to_string())
         .arg("-dir")
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log handle"))
         .stderr(log)
