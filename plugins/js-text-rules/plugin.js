@@ -11,9 +11,18 @@ import { configure, judge } from "./rules.js";
 
 let rules = configure("{}");
 
-/** Called once per topic with the plugin's config; a throw refuses it. */
+/**
+ * Called once per topic with the plugin's config. componentize-js maps a
+ * thrown value to the `err` case of init's result<_, string>, so what is
+ * thrown must be the string itself: an Error object would abort the
+ * instance instead of refusing the config.
+ */
 export function init(config) {
-  rules = configure(config);
+  try {
+    rules = configure(config);
+  } catch (e) {
+    throw String(e.message ?? e);
+  }
 }
 
 export const validation = {
