@@ -293,6 +293,9 @@ async fn host_log_flood_is_bounded_and_escaped() {
     // writer a moment to flush anyway.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let grown = log_len(&log_path) - before;
+    eprintln!(
+        "log grew by {grown} bytes over {FLOOD_CALLS} calls of {FLOOD_LINES_PER_CALL} 1 MiB lines"
+    );
     // Once the bucket has a token again, the next line brings the count of
     // the suppressed ones with it.
     tokio::time::sleep(SUMMARY_WAIT).await;
