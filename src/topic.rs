@@ -443,7 +443,10 @@ fn write_loop(
             let n = u64::from(job.batch.count());
             let _ = job.reply.send(match &result {
                 Ok(_) => Ok(offset),
-                Err(e) => Err(BrokerError::WriteFailed(e.to_string())),
+                // A full disk keeps its type, for a 507.
+                Err(e) => Err(e
+                    .no_space_copy()
+                    .map_or_else(|| BrokerError::WriteFailed(e.to_string()), BrokerError::Log)),
             });
             offset += n;
         }

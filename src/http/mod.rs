@@ -122,6 +122,8 @@ pub enum ApiError {
     NoRoute,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("insufficient storage")]
+    InsufficientStorage,
 }
 
 impl ApiError {
@@ -144,6 +146,7 @@ impl ApiError {
             Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PluginFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }
@@ -162,6 +165,10 @@ impl IntoResponse for ApiError {
                 json!({ "reason": r })
             }
             TooLarge { limit } => json!({ "reason": format!("the body is over {limit} bytes") }),
+            // The log layer logs full disks, rate-limited.
+            InsufficientStorage => json!({
+                "reason": "no space left on device; writes resume once space is freed"
+            }),
             Rejected {
                 plugin,
                 index,
@@ -240,6 +247,7 @@ impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
         match e {
             LogError::OffsetNotFound(_) => ApiError::OffsetNotFound,
+            LogError::NoSpace { .. } => ApiError::InsufficientStorage,
             LogError::Corrupt {
                 source: FormatError::Codec(c),
                 ..
