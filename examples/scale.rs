@@ -67,7 +67,10 @@ fn main() {
         Some("segments") => segments(arg(2, 100_000)),
         Some("restart") => restart(arg(2, 10), arg(3, 1000)),
         Some("topics") => topics(arg(2, 10_000)),
-        Some("append-forever") => append_forever(Path::new(&std::env::args().nth(2).unwrap())),
+        Some("append-forever") => append_forever(
+            Path::new(&std::env::args().nth(2).unwrap()),
+            arg(3, 10 << 20),
+        ),
         _ => eprintln!("usage: scale segments [COUNT] | restart [GIB] [SEGMENTS] | topics [COUNT]"),
     }
 }
@@ -87,9 +90,17 @@ fn segments(count: u64) {
     }
     let data = std::fs::read(dir.join(format!("{:020}.data", 0))).unwrap();
     let index = std::fs::read(dir.join(format!("{:020}.index", 0))).unwrap();
+    // The used entries only; the rest of the copy stays sparse as written.
+    let used = &index[..32];
     for base in 1..count {
         std::fs::write(dir.join(format!("{base:020}.data")), &data).unwrap();
-        std::fs::write(dir.join(format!("{base:020}.index")), &index).unwrap();
+        let path = dir.join(format!("{base:020}.index"));
+        std::fs::write(&path, used).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(index.len() as u64))
+            .unwrap();
     }
     println!("wrote {count} segments in {:?}", t.elapsed());
     let before = open_fds();
@@ -107,7 +118,7 @@ fn segments(count: u64) {
     while let Some(m) = reader.next().unwrap() {
         assert_eq!(m.offset, n);
         n += 1;
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             max_fds = max_fds.max(open_fds());
         }
     }
@@ -180,6 +191,7 @@ fn restart(gib: u64, segments: u64) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .arg("append-forever")
         .arg(&dir)
+        .arg(seg_bytes.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .expect("child");
@@ -206,7 +218,9 @@ fn restart(gib: u64, segments: u64) {
     println!("segments: {}", log.segments().len());
 }
 
-fn append_forever(dir: &Path) {
+/// Appends until killed, rolling at `seg_bytes` as a broker's segment size
+/// would.
+fn append_forever(dir: &Path, seg_bytes: u64) {
     let log = Log::open(dir, opts(netlog::log::DEFAULT_INDEX_ENTRIES)).unwrap();
     let payload = vec![0xA5u8; 4000];
     loop {
@@ -214,6 +228,13 @@ fn append_forever(dir: &Path) {
             log.append(&payload).unwrap();
         }
         log.flush().unwrap();
+        if log
+            .segments()
+            .last()
+            .is_some_and(|s| s.data_size >= seg_bytes)
+        {
+            log.roll().unwrap();
+        }
     }
 }
 

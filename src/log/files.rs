@@ -4,12 +4,16 @@
 //! keeping them forever runs any process out of descriptors. So a segment
 //! names its files with a [`LazyFile`] instead of holding a `File`:
 //!
-//! * the **active** segment *pins* its files: they stay open outside the cache
-//!   (the writer uses them on every flush), and do not count against its cap;
-//! * a **sealed** segment's files open on first use, read-only, into one
-//!   least-recently-used cache shared by every log of the process, capped at
-//!   [`DEFAULT_OPEN_FILES`] descriptors (see [`set_open_file_limit`]). Opening
-//!   one more closes the least recently used one.
+//! * the **active** segment *pins* its data file: it stays open outside the
+//!   cache (the writer uses it on every flush) and does not count against its
+//!   cap; that is one descriptor per topic;
+//! * every other file (a sealed segment's data file, and every index file)
+//!   opens on first use into one least-recently-used cache shared by every
+//!   log of the process, capped at [`DEFAULT_OPEN_FILES`] descriptors (see
+//!   [`set_open_file_limit`]). Opening one more closes the least recently
+//!   used one. Data files reopen read-only, index files read-write (the
+//!   writer's `pwrite` and `fsync` work on whichever descriptor is open:
+//!   fsync writes back the file, not the descriptor).
 //!
 //! A caller gets an `Arc<File>`, so a descriptor evicted while a read is
 //! under way is closed when that read ends: the cap is exceeded by at most
@@ -49,9 +53,10 @@ pub fn cached_open_files() -> usize {
     lock_cache().open.len()
 }
 
-/// Raises the soft limit on open descriptors to the hard limit; returns the
-/// old and new soft limits. A broker with thousands of topics needs two
-/// pinned descriptors per active segment on top of the cache.
+/// Raises the soft limit on open descriptors to the hard limit (and, where
+/// the process may, the hard limit to the kernel's `fs.nr_open`); returns the
+/// old and new soft limits. A broker with thousands of topics needs one
+/// pinned descriptor per topic (its active data file) on top of the cache.
 pub fn raise_open_file_limit() -> io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -62,6 +67,21 @@ pub fn raise_open_file_limit() -> io::Result<(u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     let old = lim.rlim_cur;
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if nr_open > lim.rlim_max {
+        let wider = libc::rlimit {
+            rlim_cur: nr_open,
+            rlim_max: nr_open,
+        };
+        // SAFETY: `wider` is a valid rlimit; without the privilege to raise
+        // the hard limit the call fails and changes nothing.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wider) } == 0 {
+            return Ok((old, nr_open));
+        }
+    }
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
         // SAFETY: `lim` is a valid rlimit read just above.
@@ -120,6 +140,9 @@ fn lock_cache() -> std::sync::MutexGuard<'static, Cache> {
 pub(crate) struct LazyFile {
     id: u64,
     path: PathBuf,
+    /// Reopened for writing too (an index, which recovery and the writer
+    /// write through the cache).
+    writable: bool,
     pinned: RwLock<Option<Arc<File>>>,
 }
 
@@ -129,8 +152,22 @@ impl LazyFile {
         LazyFile {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             path,
+            writable: false,
             pinned: RwLock::new(Some(Arc::new(file))),
         }
+    }
+
+    /// A file that is never pinned: `file` goes into the cache now, and is
+    /// reopened (for reading and writing) whenever it was evicted.
+    pub(crate) fn cached(path: PathBuf, file: File) -> LazyFile {
+        let lf = LazyFile {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            path,
+            writable: true,
+            pinned: RwLock::new(None),
+        };
+        lock_cache().insert(lf.id, Arc::new(file), open_file_limit());
+        lf
     }
 
     /// Closes the pinned descriptor; later uses go through the cache.
@@ -157,7 +194,12 @@ impl LazyFile {
             return Ok(f);
         }
         // Opened outside the lock: a slow open must not stall every reader.
-        let file = Arc::new(OpenOptions::new().read(true).open(&self.path)?);
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(self.writable)
+                .open(&self.path)?,
+        );
         let mut cache = lock_cache();
         if let Some(f) = cache.touch(self.id) {
             return Ok(f);

@@ -24,8 +24,8 @@
 //! Concurrency: the single writer writes entries past the published count;
 //! readers read only below it (publication order is the segment's business,
 //! see `segment.rs`), so entries a reader sees never change under it. The
-//! descriptor comes from the segment's [`LazyFile`]: pinned open while the
-//! segment is active, from the process-wide cache once it is sealed.
+//! descriptor comes from the process-wide bounded cache (`files.rs`), opened
+//! for reading and writing, so an index holds no descriptor while idle.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -117,11 +117,11 @@ impl Index {
             .open(path)?;
         let len = u64::from(entries.max(2)) * INDEX_ENTRY_BYTES;
         file.set_len(len)?;
-        Ok(Index::pinned(path.to_path_buf(), file, len))
+        Ok(Index::cached(path.to_path_buf(), file, len))
     }
 
     /// Opens (creating or extending as needed) an index file sized for
-    /// `entries` entries, pinned open for writing. A larger existing file
+    /// `entries` entries. A larger existing file
     /// keeps its size, so an index written with a bigger capacity stays fully
     /// readable.
     pub fn open(path: &Path, entries: u32) -> io::Result<Index> {
@@ -139,13 +139,13 @@ impl Index {
         } else {
             len - len % INDEX_ENTRY_BYTES
         };
-        Ok(Index::pinned(path.to_path_buf(), file, len))
+        Ok(Index::cached(path.to_path_buf(), file, len))
     }
 
-    fn pinned(path: PathBuf, file: File, len: u64) -> Index {
+    fn cached(path: PathBuf, file: File, len: u64) -> Index {
         Index {
             capacity: (len / INDEX_ENTRY_BYTES) as usize,
-            file: LazyFile::pinned(path, file),
+            file: LazyFile::cached(path, file),
             held: RwLock::new(None),
         }
     }
@@ -155,10 +155,10 @@ impl Index {
         self.capacity
     }
 
-    /// Closes the descriptor kept for writing; reads reopen it through the
-    /// process-wide cache (a sealed segment's index).
-    pub(crate) fn unpin(&self) {
-        self.file.unpin();
+    /// Whether the descriptor is pinned open (tests).
+    #[cfg(test)]
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.file.is_pinned()
     }
 
     fn at(i: usize) -> u64 {
@@ -192,7 +192,8 @@ impl Index {
         let end = from.saturating_add(n).min(self.capacity);
         let file = self.file.get()?;
         let mut out = Vec::with_capacity(end.saturating_sub(from));
-        let mut buf = vec![0u8; SCAN_ENTRIES * INDEX_ENTRY_BYTES as usize];
+        let mut buf =
+            vec![0u8; (end.saturating_sub(from)).min(SCAN_ENTRIES) * INDEX_ENTRY_BYTES as usize];
         let mut i = from;
         while i < end {
             let k = (end - i).min(SCAN_ENTRIES);

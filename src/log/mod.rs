@@ -34,9 +34,10 @@
 //! space is held in memory and written before the next append (see
 //! [`Index::rewrite`](index::Index::rewrite)), so the log opens for reading.
 //!
-//! Descriptors and memory: sealed segments keep no descriptor and no map
-//! (`files.rs` opens them on demand through one process-wide bounded cache),
-//! and opening reads a sealed segment's index only around its last entry.
+//! Descriptors and memory: a log pins one descriptor (its active data file);
+//! index files and sealed segments' data files open on demand through one
+//! process-wide bounded cache (`files.rs`), no file is memory-mapped, and
+//! opening reads a sealed segment's index only around its last entry.
 //!
 //! ```
 //! # let dir = tempfile::tempdir().unwrap();
@@ -285,19 +286,7 @@ impl Log {
     pub fn open(dir: &Path, opts: LogOptions) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let bases = list_segments(dir)?;
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        for (i, base) in bases.iter().enumerate() {
-            let next_base = bases.get(i + 1).copied();
-            let (seg, repair) =
-                recovery::open_segment(dir, *base, opts.index_entries, &opts.codecs, next_base)?;
-            if repair.changed() {
-                tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
-            }
-            if next_base.is_some() {
-                seg.seal();
-            }
-            segments.push(Arc::new(seg));
-        }
+        let mut segments = open_segments(dir, &bases, &opts)?;
         if segments.is_empty() {
             segments.push(Arc::new(Segment::create(dir, 0, opts.index_entries)?));
         }
@@ -703,6 +692,59 @@ impl Log {
     }
 }
 
+/// Segments opened at a time while a log opens: opening is mostly waiting
+/// for a few small reads per segment, which a disk serves in parallel.
+const OPEN_THREADS: usize = 8;
+
+/// Recovers the segments at `bases` (sorted), sealing all but the last.
+/// Large logs open on [`OPEN_THREADS`] threads.
+fn open_segments(
+    dir: &Path,
+    bases: &[u64],
+    opts: &LogOptions,
+) -> Result<Vec<Arc<Segment>>, LogError> {
+    let open = |i: usize| -> Result<Arc<Segment>, LogError> {
+        let base = bases[i];
+        let next_base = bases.get(i + 1).copied();
+        let (seg, repair) =
+            recovery::open_segment(dir, base, opts.index_entries, &opts.codecs, next_base)?;
+        if repair.changed() {
+            tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
+        }
+        if next_base.is_some() {
+            seg.seal();
+        }
+        Ok(Arc::new(seg))
+    };
+    let threads = OPEN_THREADS.min(bases.len() / 64 + 1);
+    if threads == 1 {
+        return (0..bases.len()).map(open).collect();
+    }
+    let mut opened: Vec<Option<Result<Arc<Segment>, LogError>>> =
+        (0..bases.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..bases.len())
+                        .step_by(threads)
+                        .map(|i| (i, open(i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in workers {
+            for (i, r) in w.join().expect("segment open thread panicked") {
+                opened[i] = Some(r);
+            }
+        }
+    });
+    opened
+        .into_iter()
+        .map(|r| r.expect("every segment opened"))
+        .collect()
+}
+
 /// Base offsets of the segments in `dir`, sorted. Index files without a data
 /// file are leftovers of an interrupted roll or trim and are removed.
 fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
@@ -736,4 +778,82 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
         }
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(dir: &Path) -> Log {
+        let opts = LogOptions {
+            index_entries: 4,
+            fsync: FsyncPolicy::Never,
+            ..LogOptions::default()
+        };
+        Log::open(dir, opts).unwrap()
+    }
+
+    /// ENOSPC and EDQUOT become `NoSpace`; other I/O errors stay `Io`.
+    #[test]
+    fn full_disk_errors_are_typed() {
+        let p = Path::new("/x");
+        for code in [libc::ENOSPC, libc::EDQUOT] {
+            let e = io_error(p)(std::io::Error::from_raw_os_error(code));
+            assert!(e.is_no_space(), "{e:?}");
+            let copy = e.no_space_copy().expect("a copy");
+            assert!(copy.to_string().starts_with("no space left on device"));
+        }
+        let e = io_error(p)(std::io::Error::from_raw_os_error(libc::EIO));
+        assert!(matches!(e, LogError::Io { .. }));
+        assert!(e.no_space_copy().is_none());
+    }
+
+    /// An entry over `MAX_ENTRY_BYTES` is refused before anything is staged,
+    /// and the log goes on as before.
+    #[test]
+    fn refuses_entries_over_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = small(dir.path());
+        let mib = vec![7u8; 1 << 20];
+        let parts: Vec<&[u8]> = vec![&mib[..]; MAX_ENTRY_BYTES / mib.len() + 1];
+        let err = log.append_plain_set(&parts, 1).unwrap_err();
+        assert!(matches!(err, LogError::EntryTooLarge { limit, .. } if limit == MAX_ENTRY_BYTES));
+        assert_eq!(log.append(b"after").unwrap(), 0);
+        log.flush().unwrap();
+        assert_eq!(
+            &log.reader(0).unwrap().next().unwrap().unwrap().payload[..],
+            b"after"
+        );
+    }
+
+    /// Sealed segments close their descriptors; only the active one keeps
+    /// its data file open, index files are never pinned, and sealed segments
+    /// still read through the cache.
+    #[test]
+    fn only_the_active_segment_pins_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = small(dir.path());
+        for i in 0..10u8 {
+            log.append(&[i]).unwrap();
+            log.flush().unwrap();
+        }
+        let segs = log.segment_list();
+        assert!(segs.len() >= 3);
+        let (active, sealed) = segs.split_last().unwrap();
+        assert!(active.data_pinned() && !active.index_pinned());
+        for s in sealed {
+            assert!(!s.index_pinned() && !s.data_pinned());
+        }
+        drop(log);
+        let log = small(dir.path());
+        let segs = log.segment_list();
+        let (active, sealed) = segs.split_last().unwrap();
+        assert!(active.data_pinned() && !active.index_pinned());
+        assert!(sealed.iter().all(|s| !s.index_pinned() && !s.data_pinned()));
+        let mut r = log.reader(0).unwrap();
+        for i in 0..10u8 {
+            let m = r.next().unwrap().unwrap();
+            assert_eq!((m.offset, &m.payload[..]), (u64::from(i), &[i][..]));
+        }
+    }
 }

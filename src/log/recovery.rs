@@ -7,7 +7,9 @@
 //!
 //! * **Quick path** (sealed segments): when the index ends with a marker at the
 //!   data file's end, or fills the index with a last entry that ends the file,
-//!   only that last message is verified (length and CRC).
+//!   only that last message is verified (length and CRC). The last used entry
+//!   is found by binary search (see `Index::used`): a sealed index is never
+//!   read in full, so restart costs a few reads per sealed segment.
 //! * **Walk** (the active segment, or when the quick path fails): every message
 //!   is read in order, its length and CRC checked, and every set unpacked to
 //!   count its messages (no checksum covers an index entry, so offsets come

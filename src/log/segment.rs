@@ -13,10 +13,10 @@
 //! write and never take the writer's lock. A publish whose index write fails
 //! (a full disk) changes none of the counts, so nothing of it is visible.
 //!
-//! Descriptors: the active segment keeps its two files open (pinned); sealing
-//! closes them, and a sealed segment's reads reopen them read-only through the
-//! process-wide bounded cache (`files.rs`), so idle segments hold no
-//! descriptor.
+//! Descriptors: the active segment keeps its data file open (pinned); sealing
+//! closes it, and a sealed segment's reads reopen it read-only through the
+//! process-wide bounded cache (`files.rs`), where index files always live, so
+//! idle sealed segments hold no descriptor.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -160,12 +160,23 @@ impl Segment {
         self.sealed.load(Ordering::Acquire)
     }
 
-    /// Marks the segment sealed and closes its pinned descriptors; reads
-    /// reopen them through the bounded cache.
+    /// Marks the segment sealed and closes its pinned data descriptor; reads
+    /// reopen it through the bounded cache.
     pub(crate) fn seal(&self) {
         self.sealed.store(true, Ordering::Release);
         self.data.unpin();
-        self.index.unpin();
+    }
+
+    /// Whether the data file is pinned open (tests).
+    #[cfg(test)]
+    pub(crate) fn data_pinned(&self) -> bool {
+        self.data.is_pinned()
+    }
+
+    /// Whether the index file is pinned open (tests).
+    #[cfg(test)]
+    pub(crate) fn index_pinned(&self) -> bool {
+        self.index.is_pinned()
     }
 
     /// Writes the new entries after the published ones, then the marker (one
