@@ -280,3 +280,81 @@ async fn full_ext4_answers_507_and_recovers() {
 async fn full_tmpfs_answers_507_and_recovers() {
     scenario("tmpfs", 4 << 20).await;
 }
+
+/// After a crash lost the index pages of the active segment's last entries,
+/// a restart on a full tmpfs cannot write the rebuilt entries: the log still
+/// opens, serves every message through the repair held in memory, refuses
+/// appends with `NoSpace`, and writes the repair and new messages once space
+/// is freed, with no offset reused.
+#[test]
+fn repair_on_a_full_disk_is_held_until_space_is_free() {
+    use netlog::log::{FsyncPolicy, Log, LogError, LogOptions};
+    let m = match mount("tmpfs", 1 << 20) {
+        Ok(m) => m,
+        Err(why) => {
+            println!("skipped: cannot mount a test tmpfs here: {why}");
+            return;
+        }
+    };
+    let dir = m.path().join("t");
+    let opts = || LogOptions {
+        index_entries: INDEX_ENTRIES,
+        fsync: FsyncPolicy::Never,
+        ..LogOptions::default()
+    };
+    let n = ENTRIES_PER_PAGE + 44;
+    let msg = |i: u64| format!("message {i}").into_bytes();
+    {
+        let log = Log::open(&dir, opts()).unwrap();
+        for i in 0..n {
+            log.append(&msg(i)).unwrap();
+            log.flush().unwrap();
+        }
+    }
+    // The crash: every index page after the first was never written.
+    let index = dir.join(format!("{:020}.index", 0));
+    let f = OpenOptions::new().write(true).open(&index).unwrap();
+    f.set_len(4096).unwrap();
+    f.set_len(u64::from(INDEX_ENTRIES) * 16).unwrap();
+    drop(f);
+    let filler = m.path().join("filler");
+    fill(&filler);
+
+    let log = Log::open(&dir, opts()).expect("opens on a full disk");
+    assert_eq!(log.next_offset(), n);
+    // The rebuilt entries are not on disk (their page has no block)...
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&index).unwrap().blocks(),
+        8,
+        "one 4 KiB page"
+    );
+    // ...yet every message is served at its offset.
+    let mut r = log.reader(ENTRIES_PER_PAGE - 2).unwrap();
+    for i in ENTRIES_PER_PAGE - 2..n {
+        let got = r.next().unwrap().expect("message");
+        assert_eq!((got.offset, &got.payload[..]), (i, &msg(i)[..]));
+    }
+    let got = log.reader(n - 1).unwrap().next().unwrap().unwrap();
+    assert_eq!(got.offset, n - 1);
+    log.append(b"refused").unwrap();
+    let err = log.flush().unwrap_err();
+    assert!(matches!(err, LogError::NoSpace { .. }), "{err:?}");
+
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(
+        log.append(&msg(n)).unwrap(),
+        n,
+        "no offset reused or skipped"
+    );
+    log.flush().unwrap();
+    drop(log);
+    let log = Log::open(&dir, opts()).unwrap();
+    assert_eq!(log.next_offset(), n + 1);
+    let mut r = log.reader(0).unwrap();
+    for i in 0..=n {
+        let got = r.next().unwrap().expect("message");
+        assert_eq!((got.offset, &got.payload[..]), (i, &msg(i)[..]));
+    }
+    assert!(log.check(0).unwrap().is_empty());
+}

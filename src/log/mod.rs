@@ -856,4 +856,36 @@ mod tests {
             assert_eq!((m.offset, &m.payload[..]), (u64::from(i), &[i][..]));
         }
     }
+
+    /// With a cache of one descriptor, logs that roll, write and read in
+    /// turn keep evicting each other's files, and every message still reads
+    /// back at its offset (files reopen, index files for writing).
+    #[test]
+    fn a_one_descriptor_cache_loses_nothing() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let logs: Vec<Log> = dirs.iter().map(|d| small(d.path())).collect();
+        let old = open_file_limit();
+        set_open_file_limit(1);
+        for i in 0..20u8 {
+            for log in &logs {
+                log.append(&[i]).unwrap();
+                log.flush().unwrap();
+                log.sync().unwrap();
+            }
+        }
+        for log in &logs {
+            let mut r = log.reader(0).unwrap();
+            for i in 0..20u8 {
+                assert_eq!(&r.next().unwrap().unwrap().payload[..], &[i]);
+            }
+            assert!(log.check(0).unwrap().is_empty());
+            assert_eq!(log.reader(13).unwrap().next().unwrap().unwrap().offset, 13);
+        }
+        set_open_file_limit(old);
+        drop(logs);
+        for d in &dirs {
+            let log = small(d.path());
+            assert_eq!(log.next_offset(), 20);
+        }
+    }
 }
