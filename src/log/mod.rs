@@ -888,4 +888,21 @@ mod tests {
             assert_eq!(log.next_offset(), 20);
         }
     }
+
+    /// Repeated full-disk failures are logged once per interval, and the
+    /// ones not logged are counted for the next line.
+    #[test]
+    fn full_disk_logging_is_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = small(dir.path());
+        let full = || io_error(Path::new("/x"))(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        for _ in 0..5 {
+            assert!(log.noted(full()).is_no_space());
+        }
+        let other = log.noted(LogError::InvalidEntry("x"));
+        assert!(matches!(other, LogError::InvalidEntry(_)));
+        let n = lock(&log.inner.no_space);
+        assert!(n.last.is_some());
+        assert_eq!(n.suppressed, 4, "one line, four suppressed");
+    }
 }
