@@ -125,6 +125,8 @@ pub enum ApiError {
     NoRoute,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("insufficient storage")]
+    InsufficientStorage,
 }
 
 impl ApiError {
@@ -149,6 +151,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }
@@ -171,6 +174,10 @@ impl IntoResponse for ApiError {
                 json!({ "reason": r })
             }
             TooLarge { limit } => json!({ "reason": format!("the body is over {limit} bytes") }),
+            // The log layer logs full disks, rate-limited.
+            InsufficientStorage => json!({
+                "reason": "no space left on device; writes resume once space is freed"
+            }),
             Rejected {
                 plugin,
                 index,
@@ -262,6 +269,12 @@ impl From<TopicError> for ApiError {
             TopicError::PluginUnavailable { plugin, reason } => {
                 ApiError::PluginUnavailable { plugin, reason }
             }
+            TopicError::Write(e) if matches!(*e, LogError::NoSpace { .. }) => {
+                ApiError::InsufficientStorage
+            }
+            TopicError::Write(e) if matches!(*e, LogError::EntryTooLarge { .. }) => {
+                ApiError::BadRequest(chain(e.as_ref()))
+            }
             e @ (TopicError::Write(_) | TopicError::Io { .. } | TopicError::Task(_)) => {
                 ApiError::Unknown(chain(&e))
             }
@@ -273,6 +286,7 @@ impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
         match e {
             LogError::OffsetNotFound(_) => ApiError::OffsetNotFound,
+            LogError::NoSpace { .. } => ApiError::InsufficientStorage,
             LogError::Corrupt {
                 source: FormatError::Codec(c),
                 ..
