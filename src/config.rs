@@ -342,6 +342,8 @@ pub struct Config {
     pub log_level: String,
     /// The file this was loaded from, if any.
     pub source: Option<PathBuf>,
+    /// Connection limits, browser origins and TLS (`[server]`).
+    pub server: ServerOptions,
 }
 
 impl Default for Config {
@@ -367,6 +369,7 @@ impl Default for Config {
             topics: BTreeMap::new(),
             log_level: "info".to_string(),
             source: None,
+            server: ServerOptions::default(),
         }
     }
 }
@@ -411,4 +414,7 @@ impl Config {
     }
 }
 
+mod server;
 mod toml_file;
+
+pub use server::*;

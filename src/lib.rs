@@ -49,6 +49,9 @@ pub enum RunError {
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
+    /// The TLS certificate or key could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] http::tls::TlsError),
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops
@@ -60,6 +63,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let monitor_interval = config.monitor_interval;
+    let mut server = config.server.clone();
+    // A body as large as max_body must always fit in the budget.
+    server.body_budget = server.body_budget.max(config.max_body);
+    let tls = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(http::tls::Tls::load(cert, key)?)),
+        _ => None,
+    };
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .expect("broker open task")?;
@@ -93,9 +103,8 @@ pub async fn run(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let served = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(stop)
-        .await;
+    let app = http::origin::guard(http::router(state), &server.allowed_origins);
+    let served = http::serve::serve(listener, app, server, tls, stop).await;
     let _ = monitor.await;
     if let Some(syncer) = syncer {
         let _ = syncer.await;
