@@ -33,8 +33,8 @@ struct LimitedBroker {
 
 impl LimitedBroker {
     /// Starts the broker with `server_keys` in its `[server]` table, under
-    /// `ulimit -n nofile` if given, and waits until it answers.
-    async fn start(server_keys: &str, nofile: Option<u32>) -> LimitedBroker {
+    /// `ulimit <ulimit>` if given (`-n 1024`), and waits until it answers.
+    async fn start(server_keys: &str, ulimit: Option<&str>) -> LimitedBroker {
         let dir = data_dir();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -49,7 +49,7 @@ impl LimitedBroker {
         .expect("write the config");
         let log = dir.path().join("netlog.log");
         let out = std::fs::File::create(&log).expect("log file");
-        let ulimit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        let ulimit = ulimit.map_or(String::new(), |u| format!("ulimit {u} && "));
         let child = Command::new("bash")
             .arg("-c")
             .arg(format!("{ulimit}exec \"$0\" --config \"$1\""))
@@ -189,7 +189,7 @@ async fn silent_connections_do_not_starve_a_client() {
     const SILENT: usize = 2_000;
     const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
     netlog::http::serve::raise_fd_limit();
-    let broker = LimitedBroker::start("header_timeout = \"3s\"", Some(1024)).await;
+    let broker = LimitedBroker::start("header_timeout = \"3s\"", Some("-n 1024")).await;
     let opened = Instant::now();
     let mut silent = Vec::with_capacity(SILENT);
     for _ in 0..SILENT {
@@ -233,6 +233,25 @@ async fn silent_connections_do_not_starve_a_client() {
     );
     let again = exchange(broker.addr, &get("/")).await.expect("an answer");
     assert_eq!(again.0, 200);
+}
+
+/// The soft descriptor limit is raised to the hard one at start-up, and
+/// both are logged.
+#[tokio::test]
+async fn raises_the_soft_descriptor_limit() {
+    let broker = LimitedBroker::start("", Some("-S -n 256")).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", broker.child.id()))
+        .expect("read /proc/<pid>/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a descriptor limit line");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers.len(), 2, "{line}");
+    assert_eq!(numbers[0], numbers[1], "soft raised to hard: {line}");
+    assert_ne!(numbers[0], "256", "{line}");
+    let log = broker.log();
+    assert!(log.contains("soft_before") && log.contains("256"), "{log}");
 }
 
 /// A full table of busy connections (long polls, which are not idle) turns
