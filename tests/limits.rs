@@ -235,6 +235,39 @@ async fn silent_connections_do_not_starve_a_client() {
     assert_eq!(again.0, 200);
 }
 
+/// A keep-alive connection with nothing in flight is closed after the idle
+/// timeout, while a new connection gets the (longer) header timeout.
+#[tokio::test]
+async fn idle_keep_alive_is_closed_after_idle_timeout() {
+    let broker = LimitedBroker::start("idle_timeout = \"1s\"\nheader_timeout = \"4s\"", None).await;
+    let mut silent = TcpStream::connect(broker.addr).await.expect("connect");
+    let mut kept = TcpStream::connect(broker.addr).await.expect("connect");
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: n\r\n\r\n")
+        .await
+        .expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !(got.ends_with(b"]") || got.ends_with(b"}")) {
+        let n = tokio::time::timeout(RAW_TIMEOUT, kept.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    let answered = Instant::now();
+    assert!(closed_within(&mut kept, Duration::from_secs(4)).await);
+    let idle_for = answered.elapsed();
+    eprintln!("idle keep-alive closed after {idle_for:?}");
+    assert!(idle_for >= Duration::from_millis(900), "{idle_for:?}");
+    assert!(
+        !closed_within(&mut silent, Duration::from_millis(500)).await,
+        "a new connection is held to the header timeout, not the idle one"
+    );
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
+}
+
 /// The soft descriptor limit is raised to the hard one at start-up, and
 /// both are logged.
 #[tokio::test]

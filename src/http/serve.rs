@@ -258,6 +258,8 @@ pub(crate) struct Conn {
     accepted: Instant,
     activity: Mutex<Activity>,
     displaced: Notify,
+    /// The last request in flight finished: the watchdog's deadline moved.
+    turned_idle: Notify,
 }
 
 #[derive(Default)]
@@ -278,6 +280,7 @@ impl Conn {
             accepted: Instant::now(),
             activity: Mutex::new(Activity::default()),
             displaced: Notify::new(),
+            turned_idle: Notify::new(),
         }
     }
 
@@ -297,6 +300,7 @@ impl Conn {
         if a.in_flight == 0 {
             a.idle_since = Some(Instant::now());
             a.head_since = None;
+            self.turned_idle.notify_one();
         }
     }
 
@@ -439,6 +443,7 @@ async fn drive<S>(
                 }
             }
             _ = conn.displaced.notified() => return,
+            _ = conn.turned_idle.notified() => {}
             changed = phase.changed() => {
                 let now = *phase.borrow_and_update();
                 if changed.is_err() || now == Phase::Closing {
