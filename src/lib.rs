@@ -19,7 +19,9 @@
 //!   components that validate, compress and retain a topic's messages.
 //! - [`topic`]: a topic: log, settings, scanners and the group-commit writer.
 //! - [`broker`]: all topics of a data directory and the segment monitor.
-//! - [`http`]: the HTTP API (axum), one file per resource.
+//! - [`http`]: the HTTP API (axum), one file per resource, and the listener
+//!   that serves it (`http::serve`: connection limits, body budget, TLS, and
+//!   the browser origin guard).
 //! - [`config`]: defaults, the TOML file, netlog's flags, topic settings.
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
 

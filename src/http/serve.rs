@@ -24,6 +24,7 @@
 //! `shutdown_timeout` are closed.
 
 mod body;
+mod conn;
 mod io;
 
 use std::collections::BTreeMap;
@@ -40,11 +41,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 pub use self::body::BodyError;
 use self::body::{BoundedBody, Budget, Outcome, Rate, RequestCtx};
+use self::conn::Conn;
 use self::io::Tracked;
 use super::tls::Tls;
 use crate::config::ServerOptions;
@@ -249,102 +251,6 @@ impl Shared {
             reg.displaced -= 1;
         }
         self.live.send_replace(reg.open.len());
-    }
-}
-
-/// One connection's activity, which its watchdog reads.
-pub(crate) struct Conn {
-    id: u64,
-    accepted: Instant,
-    activity: Mutex<Activity>,
-    displaced: Notify,
-    /// The last request in flight finished: the watchdog's deadline moved.
-    turned_idle: Notify,
-}
-
-#[derive(Default)]
-struct Activity {
-    /// Requests handed to the router whose answers are not done.
-    in_flight: usize,
-    /// When the last answer finished (`None`: no request yet).
-    idle_since: Option<Instant>,
-    /// When the first byte of the next request head came, while idle.
-    head_since: Option<Instant>,
-    displaced: bool,
-}
-
-impl Conn {
-    fn new(id: u64) -> Conn {
-        Conn {
-            id,
-            accepted: Instant::now(),
-            activity: Mutex::new(Activity::default()),
-            displaced: Notify::new(),
-            turned_idle: Notify::new(),
-        }
-    }
-
-    fn activity(&self) -> std::sync::MutexGuard<'_, Activity> {
-        self.activity.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn begin(&self) {
-        let mut a = self.activity();
-        a.in_flight += 1;
-        a.head_since = None;
-    }
-
-    fn end(&self) {
-        let mut a = self.activity();
-        a.in_flight = a.in_flight.saturating_sub(1);
-        if a.in_flight == 0 {
-            a.idle_since = Some(Instant::now());
-            a.head_since = None;
-            self.turned_idle.notify_one();
-        }
-    }
-
-    /// Bytes came in: if nothing is in flight, a request head has started.
-    fn saw_bytes(&self) {
-        let mut a = self.activity();
-        if a.in_flight == 0 && a.head_since.is_none() {
-            a.head_since = Some(Instant::now());
-        }
-    }
-
-    /// No request is in flight.
-    fn is_quiet(&self) -> bool {
-        self.activity().in_flight == 0
-    }
-
-    /// Marks the connection to be closed if it has no request in flight;
-    /// tells whether it did.
-    fn displace(&self) -> bool {
-        let mut a = self.activity();
-        if a.in_flight > 0 || a.displaced {
-            return false;
-        }
-        a.displaced = true;
-        self.displaced.notify_one();
-        true
-    }
-
-    fn was_displaced(&self) -> bool {
-        self.activity().displaced
-    }
-
-    /// When the watchdog closes the connection if nothing changes; `None`
-    /// while a request is in flight.
-    fn deadline(&self, opts: &ServerOptions) -> Option<Instant> {
-        let a = self.activity();
-        if a.in_flight > 0 {
-            return None;
-        }
-        Some(match (a.head_since, a.idle_since) {
-            (Some(head), _) => head + opts.header_timeout,
-            (None, Some(idle)) => idle + opts.idle_timeout,
-            (None, None) => self.accepted + opts.header_timeout,
-        })
     }
 }
 
