@@ -268,6 +268,42 @@ async fn idle_keep_alive_is_closed_after_idle_timeout() {
     assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
 }
 
+/// An event stream that stays silent for longer than the idle and header
+/// timeouts is not idle: it is kept and delivers what is published later.
+#[tokio::test]
+async fn silent_streams_outlive_the_idle_timeout() {
+    let broker = LimitedBroker::start("idle_timeout = \"1s\"\nheader_timeout = \"1s\"", None).await;
+    let create = b"POST /t HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    assert_eq!(exchange(broker.addr, create).await.expect("create").0, 201);
+    let mut stream = TcpStream::connect(broker.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /t/stream?from=0&heartbeat=1h HTTP/1.1\r\nHost: n\r\n\r\n")
+        .await
+        .expect("open the stream");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let publish = b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 12\r\n\
+                    Connection: close\r\n\r\nlate-payload";
+    assert_eq!(
+        exchange(broker.addr, publish).await.expect("publish").0,
+        201
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + RAW_TIMEOUT;
+    while !String::from_utf8_lossy(&seen).contains("late-payload") {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .expect("the event arrives in time")
+            .expect("read the stream");
+        assert!(
+            n > 0,
+            "the stream was closed: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// The soft descriptor limit is raised to the hard one at start-up, and
 /// both are logged.
 #[tokio::test]
