@@ -15,6 +15,7 @@
 //! server defaults when the topic is created and stored whole, so a later
 //! change of defaults does not change an existing topic.
 
+mod server;
 mod settings;
 mod toml_file;
 
@@ -29,6 +30,7 @@ pub use crate::plugin::{
     DEFAULT_MEMORY_BYTES as DEFAULT_PLUGIN_MEMORY, DEFAULT_TIME_PER_CALL as DEFAULT_PLUGIN_TIME,
     MIN_MEMORY_BYTES as MIN_PLUGIN_MEMORY,
 };
+pub use server::*;
 pub use settings::{
     DEFAULT_BATCH_INTERVAL, DEFAULT_BATCH_NUM_MESSAGES, DEFAULT_MIN_SEGMENT_AGE,
     DEFAULT_MIN_SEGMENT_BYTES, DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_SIZE, HookSetting,
@@ -122,6 +124,8 @@ pub struct Config {
     pub topics: BTreeMap<String, SettingsInput>,
     /// Log filter (`info`, `debug`, or a `RUST_LOG`-style directive).
     pub log_level: String,
+    /// Connection limits, browser origins and TLS (`[server]`).
+    pub server: ServerOptions,
 }
 
 impl Default for Config {
@@ -137,6 +141,7 @@ impl Default for Config {
             plugins: Vec::new(),
             topics: BTreeMap::new(),
             log_level: DEFAULT_LOG_LEVEL.to_string(),
+            server: ServerOptions::default(),
         }
     }
 }

@@ -20,7 +20,9 @@
 //! - [`http`]: the HTTP API (axum), one file per resource. It talks to the
 //!   [`broker`] to find, create and delete topics, and to a [`topic::Topic`]
 //!   for everything else; it never reaches the log or a plugin. It alone
-//!   turns errors into answers, in one `match`.
+//!   turns errors into answers, in one `match`. `http::serve` is the
+//!   listener that serves it: connection limits, body budget, TLS and the
+//!   browser origin guard.
 //! - [`broker`]: the registry of topics of one data directory (its lock,
 //!   create and delete serialised per name), plugin loading, and the monitor
 //!   and interval-fsync loops over every topic.
@@ -75,6 +77,9 @@ pub enum RunError {
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
+    /// The TLS certificate or key could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] http::tls::TlsError),
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops
@@ -86,6 +91,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let monitor_interval = config.monitor_interval;
+    let mut server = config.server.clone();
+    // A body as large as max_body must always fit in the budget.
+    server.body_budget = server.body_budget.max(config.max_body);
+    let tls = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(http::tls::Tls::load(cert, key)?)),
+        _ => None,
+    };
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .expect("broker open task")?;
@@ -119,9 +131,8 @@ pub async fn run(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let served = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(stop)
-        .await;
+    let app = http::origin::guard(http::router(state), &server.allowed_origins);
+    let served = http::serve::serve(listener, app, server, tls, stop).await;
     let _ = monitor.await;
     if let Some(syncer) = syncer {
         let _ = syncer.await;

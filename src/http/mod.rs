@@ -15,8 +15,11 @@
 
 mod admin;
 mod messages;
+pub(crate) mod origin;
 mod scanners;
+pub mod serve;
 mod stream;
+pub mod tls;
 mod topics;
 
 use std::collections::HashMap;
