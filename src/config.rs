@@ -122,6 +122,10 @@ pub struct Config {
     pub topics: BTreeMap<String, SettingsInput>,
     /// Log filter (`info`, `debug`, or a `RUST_LOG`-style directive).
     pub log_level: String,
+    /// Where this config came from (the file and the flags), so a reload
+    /// reads them again. Set by [`load`]; default: no file, nothing to
+    /// reload.
+    pub source: Overrides,
 }
 
 impl Default for Config {
@@ -137,6 +141,7 @@ impl Default for Config {
             plugins: Vec::new(),
             topics: BTreeMap::new(),
             log_level: DEFAULT_LOG_LEVEL.to_string(),
+            source: Overrides::default(),
         }
     }
 }
@@ -178,6 +183,7 @@ pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
         place: format!("-{}", flag_name(e.key)),
         message: e.message,
     })?;
+    cfg.source = overrides.clone();
     Ok(cfg)
 }
 

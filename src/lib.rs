@@ -85,6 +85,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_with_reloads(listener, config, shutdown, futures_util::stream::pending()).await
+}
+
+/// [`run`], also reloading the config file (see [`Broker::reload`]) each
+/// time `reloads` yields: the binary feeds it `SIGHUP`.
+pub async fn run_with_reloads(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: impl futures_util::Stream<Item = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let monitor_interval = config.monitor_interval;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
@@ -106,11 +117,12 @@ pub async fn run(
         log::FsyncPolicy::Interval(every) => Some(tokio::spawn(periodic(
             broker.clone(),
             every,
-            stop_rx,
+            stop_rx.clone(),
             Broker::sync_topics,
         ))),
         _ => None,
     };
+    let reloader = tokio::spawn(reload_on(state.clone(), reloads, stop_rx.clone()));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "netlog listening");
     }
@@ -123,6 +135,7 @@ pub async fn run(
         .with_graceful_shutdown(stop)
         .await;
     let _ = monitor.await;
+    let _ = reloader.await;
     if let Some(syncer) = syncer {
         let _ = syncer.await;
     }
@@ -133,6 +146,25 @@ pub async fn run(
     closed?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Reloads the config each time `reloads` yields, until `stop` turns true.
+/// A refused reload is logged (by the broker) and changes nothing.
+async fn reload_on(
+    state: http::AppState,
+    reloads: impl futures_util::Stream<Item = ()> + Send + 'static,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt;
+    let mut reloads = std::pin::pin!(reloads);
+    loop {
+        tokio::select! {
+            next = reloads.next() => if next.is_none() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tracing::info!("reload asked (SIGHUP)");
+        let _ = http::reload_all(&state).await;
+    }
 }
 
 /// Calls `work` on the broker every `every`, on the blocking pool, until

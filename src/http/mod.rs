@@ -4,7 +4,7 @@
 //! One file per resource: `topics.rs` (list, create, info, delete),
 //! `messages.rs` (payload write and read, batch publish, sync), `scanners.rs`
 //! (scanner create and delete, scan), `stream.rs` (Server-Sent Events) and
-//! `admin.rs` (check). Handlers are named `<resource>_<verb>`.
+//! `admin.rs` (check), `reload.rs` (`POST /_reload`). Handlers are named `<resource>_<verb>`.
 //!
 //! Every failure is an [`ApiError`]; this module alone turns errors into
 //! responses: `{"ok":false,"status":<code>,"error":"netlog: <text>"}` with
@@ -15,9 +15,12 @@
 
 mod admin;
 mod messages;
+mod reload;
 mod scanners;
 mod stream;
 mod topics;
+
+pub(crate) use reload::reload_all;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +51,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(topics::topics_list))
+        .route("/_reload", axum::routing::post(reload::reload_post))
         .route(
             "/{topic}",
             get(topics::topic_info)
@@ -125,6 +129,8 @@ pub enum ApiError {
     NoRoute,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("reload refused")]
+    ReloadRefused { errors: Vec<String> },
 }
 
 impl ApiError {
@@ -138,7 +144,8 @@ impl ApiError {
             | InvalidOffset(_)
             | InvalidDuration(_)
             | InvalidCompression(_)
-            | TopicExists => StatusCode::BAD_REQUEST,
+            | TopicExists
+            | ReloadRefused { .. } => StatusCode::BAD_REQUEST,
             EndOfTopic | TopicNotFound | ScannerNotFound | OffsetNotFound | NoRoute => {
                 StatusCode::NOT_FOUND
             }
@@ -181,6 +188,7 @@ impl IntoResponse for ApiError {
                 json!({ "plugin": plugin })
             }
             PluginUnavailable { plugin, reason } => json!({ "plugin": plugin, "reason": reason }),
+            ReloadRefused { errors } => json!({ "errors": errors }),
             CodecFailed { codec, detail } => {
                 tracing::error!(codec, detail, "read failed in a codec");
                 json!({ "codec": codec })
@@ -229,6 +237,7 @@ impl From<BrokerError> for ApiError {
             e @ (BrokerError::Hook { .. } | BrokerError::Plugin(_)) => {
                 ApiError::BadRequest(e.to_string())
             }
+            BrokerError::ReloadRefused { errors } => ApiError::ReloadRefused { errors },
             e @ (BrokerError::Io { .. } | BrokerError::Task(_) | BrokerError::DirLocked { .. }) => {
                 ApiError::Unknown(chain(&e))
             }
