@@ -22,8 +22,9 @@
 //!   for everything else; it never reaches the log or a plugin. It alone
 //!   turns errors into answers, in one `match`.
 //! - [`broker`]: the registry of topics of one data directory (its lock,
-//!   create and delete serialised per name), plugin loading, and the monitor
-//!   and interval-fsync loops over every topic.
+//!   create and delete serialised per name), plugin loading, hot reload of
+//!   the config all or nothing (`broker/reload.rs`), and the monitor and
+//!   interval-fsync loops over every topic.
 //! - [`topic`]: one topic behind the [`topic::Topic`] facade: group commit
 //!   and validation (`writer.rs`), scanners and their files (`scanners.rs`),
 //!   rolling and deletion (`retention.rs`), `TopicError` (`error.rs`). It

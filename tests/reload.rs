@@ -382,6 +382,74 @@ async fn listen_change_needs_restart_and_the_rest_applies() {
     broker.stop().await;
 }
 
+/// A changed `.wasm` file (same name, new bytes) is compiled again and the
+/// topics using it get fresh instances; an unchanged file is left alone.
+#[tokio::test]
+async fn changed_wasm_is_reloaded_and_its_topics_reinstantiated() {
+    let dir = data_dir();
+    let cfg_dir = data_dir();
+    let file = cfg_dir.path().join("netlog.toml");
+    let copy = cfg_dir.path().join("json.wasm");
+    std::fs::copy(plugin_path("json_validator.wasm"), &copy).expect("copy the component");
+    let mut spec = Spec::new(dir.path());
+    spec.json_path = copy.clone();
+    spec.write(&file);
+    let broker = start(&file);
+    let api = broker.api();
+    assert_serving(&api).await;
+    api.publish("load", r#"{"id":1}"#).await;
+    let calls = |info: Value| info["hooks"]["validation"]["stats"]["calls"].as_u64();
+    assert_eq!(calls(api.info("load").await), Some(1));
+    assert_eq!(reload_ok(&api).await.0, Vec::<String>::new());
+
+    // A custom section appended: a valid component with other bytes.
+    let mut wasm = std::fs::read(&copy).expect("read");
+    wasm.extend_from_slice(&[0, 5, 4, b'n', b'o', b't', b'e']);
+    std::fs::write(&copy, wasm).expect("write");
+    let (changed, _) = reload_ok(&api).await;
+    assert_eq!(
+        changed,
+        [
+            "plugin json: reloaded",
+            "topic load: hooks re-instantiated: plugin changed"
+        ],
+    );
+    assert_eq!(calls(api.info("load").await), Some(0), "a fresh instance");
+    api.publish("load", r#"{"id":2}"#).await;
+    let resp = api.post("/load/payload", r#"{"no_id":1}"#).await;
+    expect_error(resp, 422, "rejected by validator").await;
+    broker.stop().await;
+}
+
+/// Reloads asked at once run one at a time: all answer 200, and the topic
+/// they add is created exactly once.
+#[tokio::test]
+async fn concurrent_reloads_are_serialised() {
+    let dir = data_dir();
+    let cfg_dir = data_dir();
+    let file = cfg_dir.path().join("netlog.toml");
+    let mut spec = Spec::new(dir.path());
+    spec.write(&file);
+    let broker = start(&file);
+    let api = broker.api();
+    assert_serving(&api).await;
+    spec.extra_topics.push("once".into());
+    spec.validator = "hostile";
+    spec.write(&file);
+    let answers = futures_util::future::join_all((0..8).map(|_| reload_ok(&api))).await;
+    let created = answers
+        .iter()
+        .filter(|(changed, _)| changed.contains(&"topic once: created".to_string()))
+        .count();
+    let swapped = answers
+        .iter()
+        .filter(|(changed, _)| changed.contains(&"topic load: hooks changed".to_string()))
+        .count();
+    assert_eq!((created, swapped), (1, 1), "{answers:?}");
+    assert_eq!(validation_plugin(&api, "load").await, "hostile");
+    broker.stop().await;
+}
+
 /// SIGHUP makes the binary read its config file again: a topic added to
 /// the file appears; a broken file leaves it serving.
 #[tokio::test]

@@ -338,3 +338,26 @@ fn keep_start_only(old: &Config, mut new: Config, needs_restart: &mut Vec<String
     );
     new
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Start-only keys keep their running values and are listed; the rest
+    /// of the new config comes through.
+    #[test]
+    fn start_only_keys_are_kept_and_listed() {
+        let old = Config::default();
+        let mut new = Config {
+            listen: "127.0.0.1:1".into(),
+            max_body: 1,
+            ..Config::default()
+        };
+        new.data_dir.push("elsewhere");
+        let mut needs = Vec::new();
+        let kept = keep_start_only(&old, new, &mut needs);
+        assert_eq!(needs, ["server listen", "server data_dir"]);
+        assert_eq!((kept.listen, kept.data_dir), (old.listen, old.data_dir));
+        assert_eq!(kept.max_body, 1);
+    }
+}

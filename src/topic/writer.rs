@@ -27,6 +27,10 @@
 //! validated again alone, so only the request that makes the plugin fail gets
 //! the failure: a failing group costs at most one extra call per job, and a
 //! group has at most `batch_num_messages` jobs.
+//!
+//! The hooks are loaded once per group from the topic's pointer (see
+//! `topic`'s docs): a reload takes effect at the next group, and the group
+//! being validated keeps the instance it started with.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
