@@ -30,7 +30,7 @@
 //! publishes fail naming the plugin.
 //!
 //! The host (one wasmtime engine) stays in the broker for its lifetime, so
-//! a reload ([`reload`]) compiles changed plugins with the same engine.
+//! a reload (`broker/reload.rs`) compiles changed plugins with the same engine.
 //! The declared plugins and the config sit behind pointer swaps: a reload
 //! replaces them whole, and every create reads one consistent snapshot.
 //!
