@@ -126,6 +126,10 @@ pub struct Config {
     pub log_level: String,
     /// Connection limits, browser origins and TLS (`[server]`).
     pub server: ServerOptions,
+    /// Where this config came from (the file and the flags), so a reload
+    /// reads them again. Set by [`load`]; default: no file, nothing to
+    /// reload.
+    pub source: Overrides,
 }
 
 impl Default for Config {
@@ -142,6 +146,7 @@ impl Default for Config {
             topics: BTreeMap::new(),
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             server: ServerOptions::default(),
+            source: Overrides::default(),
         }
     }
 }
@@ -183,6 +188,7 @@ pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
         place: format!("-{}", flag_name(e.key)),
         message: e.message,
     })?;
+    cfg.source = overrides.clone();
     Ok(cfg)
 }
 

@@ -24,8 +24,9 @@
 //!   listener that serves it: connection limits, body budget, TLS and the
 //!   browser origin guard.
 //! - [`broker`]: the registry of topics of one data directory (its lock,
-//!   create and delete serialised per name), plugin loading, and the monitor
-//!   and interval-fsync loops over every topic.
+//!   create and delete serialised per name), plugin loading, hot reload of
+//!   the config all or nothing (`broker/reload.rs`), and the monitor and
+//!   interval-fsync loops over every topic.
 //! - [`topic`]: one topic behind the [`topic::Topic`] facade: group commit
 //!   and validation (`writer.rs`), scanners and their files (`scanners.rs`),
 //!   rolling and deletion (`retention.rs`), `TopicError` (`error.rs`). It
@@ -90,6 +91,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_with_reloads(listener, config, shutdown, futures_util::stream::pending()).await
+}
+
+/// [`run`], also reloading the config file (see [`Broker::reload`]) each
+/// time `reloads` yields: the binary feeds it `SIGHUP`.
+pub async fn run_with_reloads(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: impl futures_util::Stream<Item = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let monitor_interval = config.monitor_interval;
     let mut server = config.server.clone();
     // A body as large as max_body must always fit in the budget.
@@ -106,6 +118,7 @@ pub async fn run(
     let state = http::AppState {
         broker: broker.clone(),
         shutdown: stop_rx.clone(),
+        tls: tls.clone(),
     };
     let monitor = tokio::spawn(periodic(
         broker.clone(),
@@ -118,11 +131,12 @@ pub async fn run(
         log::FsyncPolicy::Interval(every) => Some(tokio::spawn(periodic(
             broker.clone(),
             every,
-            stop_rx,
+            stop_rx.clone(),
             Broker::sync_topics,
         ))),
         _ => None,
     };
+    let reloader = tokio::spawn(reload_on(state.clone(), reloads, stop_rx.clone()));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "netlog listening");
     }
@@ -134,6 +148,7 @@ pub async fn run(
     let app = http::origin::guard(http::router(state), &server.allowed_origins);
     let served = http::serve::serve(listener, app, server, tls, stop).await;
     let _ = monitor.await;
+    let _ = reloader.await;
     if let Some(syncer) = syncer {
         let _ = syncer.await;
     }
@@ -144,6 +159,25 @@ pub async fn run(
     closed?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Reloads the config each time `reloads` yields, until `stop` turns true.
+/// A refused reload is logged (by the broker) and changes nothing.
+async fn reload_on(
+    state: http::AppState,
+    reloads: impl futures_util::Stream<Item = ()> + Send + 'static,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt;
+    let mut reloads = std::pin::pin!(reloads);
+    loop {
+        tokio::select! {
+            next = reloads.next() => if next.is_none() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tracing::info!("reload asked (SIGHUP)");
+        let _ = http::reload_all(&state).await;
+    }
 }
 
 /// Calls `work` on the broker every `every`, on the blocking pool, until

@@ -176,6 +176,18 @@ async fn shutdown_signal() {
     }
 }
 
+/// One item per `SIGHUP`: the config file is read again and reloaded.
+fn hangups() -> impl futures_util::Stream<Item = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hup = signal(SignalKind::hangup())
+        .map_err(|e| eprintln!("netlog: SIGHUP will not reload: {e}"))
+        .ok();
+    futures_util::stream::unfold(hup, |hup| async move {
+        let mut hup = hup?;
+        hup.recv().await.map(|()| ((), Some(hup)))
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_from(netlog_args());
     if let Some(Command::Plugin(PluginCommand::Check { file, config })) = &cli.command {
@@ -211,7 +223,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match netlog::run(listener, cfg, shutdown_signal()).await {
+        match netlog::run_with_reloads(listener, cfg, shutdown_signal(), hangups()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("netlog: {e}");

@@ -4,7 +4,7 @@
 //! One file per resource: `topics.rs` (list, create, info, delete),
 //! `messages.rs` (payload write and read, batch publish, sync), `scanners.rs`
 //! (scanner create and delete, scan), `stream.rs` (Server-Sent Events) and
-//! `admin.rs` (check). Handlers are named `<resource>_<verb>`.
+//! `admin.rs` (check), `reload.rs` (`POST /_reload`). Handlers are named `<resource>_<verb>`.
 //!
 //! Every failure is an [`ApiError`]; this module alone turns errors into
 //! responses: `{"ok":false,"status":<code>,"error":"netlog: <text>"}` with
@@ -16,11 +16,14 @@
 mod admin;
 mod messages;
 pub(crate) mod origin;
+mod reload;
 mod scanners;
 pub mod serve;
 mod stream;
 pub mod tls;
 mod topics;
+
+pub(crate) use reload::reload_all;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,12 +48,15 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Becomes `true` when the server shuts down; long waits end early.
     pub shutdown: watch::Receiver<bool>,
+    /// The listener's certificates, when it speaks TLS (re-read on reload).
+    pub tls: Option<Arc<tls::Tls>>,
 }
 
 /// The router for every route.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(topics::topics_list))
+        .route("/_reload", axum::routing::post(reload::reload_post))
         .route(
             "/{topic}",
             get(topics::topic_info)
@@ -130,6 +136,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("insufficient storage")]
     InsufficientStorage,
+    #[error("reload refused")]
+    ReloadRefused { errors: Vec<String> },
 }
 
 impl ApiError {
@@ -143,7 +151,8 @@ impl ApiError {
             | InvalidOffset(_)
             | InvalidDuration(_)
             | InvalidCompression(_)
-            | TopicExists => StatusCode::BAD_REQUEST,
+            | TopicExists
+            | ReloadRefused { .. } => StatusCode::BAD_REQUEST,
             EndOfTopic | TopicNotFound | ScannerNotFound | OffsetNotFound | NoRoute => {
                 StatusCode::NOT_FOUND
             }
@@ -191,6 +200,7 @@ impl IntoResponse for ApiError {
                 json!({ "plugin": plugin })
             }
             PluginUnavailable { plugin, reason } => json!({ "plugin": plugin, "reason": reason }),
+            ReloadRefused { errors } => json!({ "errors": errors }),
             CodecFailed { codec, detail } => {
                 tracing::error!(codec, detail, "read failed in a codec");
                 json!({ "codec": codec })
@@ -239,6 +249,7 @@ impl From<BrokerError> for ApiError {
             e @ (BrokerError::Hook { .. } | BrokerError::Plugin(_)) => {
                 ApiError::BadRequest(e.to_string())
             }
+            BrokerError::ReloadRefused { errors } => ApiError::ReloadRefused { errors },
             e @ (BrokerError::Io { .. } | BrokerError::Task(_) | BrokerError::DirLocked { .. }) => {
                 ApiError::Unknown(chain(&e))
             }

@@ -68,11 +68,23 @@ impl Tls {
         })
     }
 
-    /// Re-reads both files; on any error the configuration in force stays.
-    pub fn reload(&self) -> Result<(), TlsError> {
-        let config = server_config(&self.cert, &self.key)?;
+    /// Re-reads both files, for a reload: nothing changes until
+    /// [`Tls::install`], so a reload can refuse a bad file and keep the rest
+    /// unchanged.
+    pub(crate) fn read(&self) -> Result<ServerConfig, TlsError> {
+        server_config(&self.cert, &self.key)
+    }
+
+    /// Puts a configuration [`Tls::read`] made in force for new connections.
+    pub(crate) fn install(&self, config: ServerConfig) {
         self.current.store(Arc::new(config));
         tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+    }
+
+    /// Re-reads both files; on any error the configuration in force stays.
+    #[cfg(test)]
+    fn reload(&self) -> Result<(), TlsError> {
+        self.install(self.read()?);
         Ok(())
     }
 
