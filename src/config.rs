@@ -342,6 +342,8 @@ pub struct Config {
     pub log_level: String,
     /// The file this was loaded from, if any.
     pub source: Option<PathBuf>,
+    /// Tokens and rights (`[auth]`); off by default.
+    pub auth: auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -367,6 +369,7 @@ impl Default for Config {
             topics: BTreeMap::new(),
             log_level: "info".to_string(),
             source: None,
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -411,4 +414,5 @@ impl Config {
     }
 }
 
+pub mod auth;
 mod toml_file;

@@ -29,6 +29,8 @@ pub(super) struct File {
     plugins: BTreeMap<String, Plugin>,
     #[serde(default)]
     topics: BTreeMap<String, Topic>,
+    #[serde(default)]
+    auth: super::auth::AuthFile,
 }
 
 #[derive(Deserialize, Default)]
@@ -188,6 +190,7 @@ impl File {
                 .map_err(|e| at.err(&table, "compression", e))?;
             cfg.topics.insert(name, input);
         }
+        cfg.auth = self.auth.resolve(path)?;
         Ok(cfg)
     }
 }
