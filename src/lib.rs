@@ -68,6 +68,7 @@ pub async fn run(
     let state = http::AppState {
         broker: broker.clone(),
         shutdown: stop_rx.clone(),
+        auth: http::auth::Gate::new(&broker.config().auth),
     };
     let monitor = tokio::spawn(periodic(
         broker.clone(),
@@ -87,6 +88,7 @@ pub async fn run(
     };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "netlog listening");
+        http::auth::warn_if_exposed(addr, &broker.config().auth);
     }
     let stop = async move {
         shutdown.await;
