@@ -22,6 +22,7 @@
 //! - [`http`]: the HTTP API (axum), one file per resource.
 //! - [`config`]: defaults, the TOML file, netlog's flags, topic settings.
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
+//! - [`token`]: `netlog token new` and `netlog token hash`, for `[[auth.tokens]]`.
 
 pub mod broker;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod http;
 pub mod log;
 pub mod message;
 pub mod plugin;
+pub mod token;
 pub mod topic;
 
 use std::future::Future;

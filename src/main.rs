@@ -60,6 +60,9 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Make bearer secrets and the hashes `[[auth.tokens]]` stores.
+    #[command(subcommand)]
+    Token(netlog::token::TokenCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,6 +189,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(netlog_args());
     if let Some(Command::Plugin(PluginCommand::Check { file, config })) = &cli.command {
         return plugin_check(file, config.as_deref());
+    }
+    if let Some(Command::Token(command)) = &cli.command {
+        return netlog::token::run(command);
     }
     let cfg = match build_config(&cli) {
         Ok(c) => c,
