@@ -15,6 +15,7 @@
 //! server defaults when the topic is created and stored whole, so a later
 //! change of defaults does not change an existing topic.
 
+pub mod auth;
 mod server;
 mod settings;
 mod toml_file;
@@ -130,6 +131,8 @@ pub struct Config {
     /// reads them again. Set by [`load`]; default: no file, nothing to
     /// reload.
     pub source: Overrides,
+    /// Tokens and rights (`[auth]`); off by default.
+    pub auth: auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -147,6 +150,7 @@ impl Default for Config {
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             server: ServerOptions::default(),
             source: Overrides::default(),
+            auth: auth::AuthConfig::default(),
         }
     }
 }

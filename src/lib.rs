@@ -42,6 +42,7 @@
 //! - [`message`]: the message format (compver, CRC-32, length, payload),
 //!   message sets and the codecs that compress them.
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
+//! - [`token`]: `netlog token new` and `netlog token hash`, for `[[auth.tokens]]`.
 //!
 //! **Adding a per-topic feature:** its state and logic go in `topic/` (a new
 //! file if it is a new concept), reached through a method of
@@ -59,6 +60,7 @@ pub(crate) mod http;
 pub mod log;
 pub mod message;
 pub mod plugin;
+pub mod token;
 pub mod topic;
 
 use std::future::Future;
@@ -119,6 +121,7 @@ pub async fn run_with_reloads(
         broker: broker.clone(),
         shutdown: stop_rx.clone(),
         tls: tls.clone(),
+        auth: http::auth::Gate::new(&broker.config().auth),
     };
     let monitor = tokio::spawn(periodic(
         broker.clone(),
@@ -139,6 +142,7 @@ pub async fn run_with_reloads(
     let reloader = tokio::spawn(reload_on(state.clone(), reloads, stop_rx.clone()));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "netlog listening");
+        http::auth::warn_if_exposed(addr, &broker.config().auth);
     }
     let stop = async move {
         shutdown.await;

@@ -60,6 +60,9 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Make bearer secrets and the hashes `[[auth.tokens]]` stores.
+    #[command(subcommand)]
+    Token(netlog::token::TokenCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -195,6 +198,9 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Plugin(PluginCommand::Wit { dir })) = &cli.command {
         return plugin_wit(dir);
+    }
+    if let Some(Command::Token(command)) = &cli.command {
+        return netlog::token::run(command);
     }
     let cfg = match build_config(&cli) {
         Ok(c) => c,

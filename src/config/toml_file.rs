@@ -26,6 +26,8 @@ pub(super) struct File {
     plugins: BTreeMap<String, Plugin>,
     #[serde(default)]
     topics: BTreeMap<String, Topic>,
+    #[serde(default)]
+    auth: super::auth::AuthFile,
 }
 
 #[derive(Deserialize, Default)]
@@ -189,6 +191,7 @@ impl File {
             .map_err(|e| at.err(&table, e.key, e.message))?;
             cfg.topics.insert(name, input);
         }
+        cfg.auth = self.auth.resolve(path)?;
         Ok(cfg)
     }
 }

@@ -14,6 +14,8 @@
 //! too, so malformed input gets the same shape as everything else.
 
 mod admin;
+pub mod auth;
+mod health;
 mod messages;
 pub(crate) mod origin;
 mod reload;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The listener's certificates, when it speaks TLS (re-read on reload).
     pub tls: Option<Arc<tls::Tls>>,
+    /// Tokens and rights in force; `swap` on reload.
+    pub auth: auth::Gate,
 }
 
 /// The router for every route.
@@ -80,6 +84,13 @@ pub fn router(state: AppState) -> Router {
         .route("/{topic}/scan", get(scanners::scan))
         .route("/{topic}/stream", get(stream::stream))
         .route("/{topic}/check", get(admin::check))
+        .route("/_health", get(health::health))
+        .route("/_ready", get(health::ready))
+        .route("/_metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::authorize,
+        ))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

@@ -30,6 +30,7 @@ pub async fn reload_post(State(state): State<AppState>) -> Result<Response, ApiE
 pub(crate) async fn reload_all(state: &AppState) -> Result<ReloadReport, BrokerError> {
     let broker = state.broker.clone();
     let tls = state.tls.clone();
+    let gate = state.auth.clone();
     crate::topic::blocking(move || {
         let new = broker.source_config()?;
         // Everything that can fail is read first: a bad certificate refuses
@@ -40,7 +41,12 @@ pub(crate) async fn reload_all(state: &AppState) -> Result<ReloadReport, BrokerE
             })?),
             None => None,
         };
+        // Tokens were validated with the file; swapped once the rest applied.
+        let auth = new.auth.clone();
         let mut report = broker.reload(new)?;
+        if gate.swap(&auth) {
+            report.changed.push("tokens and rights".into());
+        }
         if let (Some(tls), Some(c)) = (&tls, certificates) {
             tls.install(c);
             report.changed.push("tls certificates: re-read".into());
