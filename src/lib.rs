@@ -39,6 +39,8 @@
 //! - [`message`]: the message format (compver, CRC-32, length, payload),
 //!   message sets and the codecs that compress them.
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
+//! - [`histogram`]: the lock-free latency histogram behind the publish and
+//!   plugin-call metrics.
 //!
 //! **Adding a per-topic feature:** its state and logic go in `topic/` (a new
 //! file if it is a new concept), reached through a method of
@@ -52,6 +54,7 @@
 pub mod broker;
 pub mod config;
 pub mod duration;
+pub mod histogram;
 pub(crate) mod http;
 pub mod log;
 pub mod message;
@@ -94,6 +97,15 @@ pub async fn run(
     let state = http::AppState {
         broker: broker.clone(),
         shutdown: stop_rx.clone(),
+        metrics: Default::default(),
+    };
+    let admin = match broker.config().admin_listen_addr() {
+        Some(addr) => Some(
+            http::health::spawn_admin(&addr, state.clone())
+                .await
+                .map_err(RunError::Serve)?,
+        ),
+        None => None,
     };
     let monitor = tokio::spawn(periodic(
         broker.clone(),
@@ -112,7 +124,8 @@ pub async fn run(
         _ => None,
     };
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "netlog listening");
+        // Auth and TLS are not built yet: both off.
+        log_startup(&broker, addr, false, false);
     }
     let stop = async move {
         shutdown.await;
@@ -123,6 +136,9 @@ pub async fn run(
         .with_graceful_shutdown(stop)
         .await;
     let _ = monitor.await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     if let Some(syncer) = syncer {
         let _ = syncer.await;
     }
@@ -133,6 +149,25 @@ pub async fn run(
     closed?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The start-up line: version, addresses, data dir, fsync policy, config
+/// file, whether authentication and TLS are on, topics and plugins.
+fn log_startup(broker: &Broker, addr: std::net::SocketAddr, auth: bool, tls: bool) {
+    let config = broker.config();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        %addr,
+        admin = config.admin_listen.as_deref().unwrap_or("none"),
+        data_dir = %config.data_dir.display(),
+        fsync = ?config.fsync,
+        config = %config.config_file.as_deref().map_or("none".into(), |p| p.display().to_string()),
+        auth,
+        tls,
+        topics = broker.topic_names().len(),
+        plugins = config.plugins.len(),
+        "netlog listening"
+    );
 }
 
 /// Calls `work` on the broker every `every`, on the blocking pool, until

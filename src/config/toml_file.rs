@@ -38,6 +38,8 @@ struct Server {
     fsync: Option<RawValue>,
     log_level: Option<RawValue>,
     index_entries: Option<RawValue>,
+    admin_listen: Option<RawValue>,
+    log_format: Option<RawValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -105,6 +107,8 @@ impl File {
             ("fsync", s.fsync),
             ("log_level", s.log_level),
             ("index_entries", s.index_entries),
+            ("admin_listen", s.admin_listen),
+            ("log_format", s.log_format),
         ] {
             if let Some(v) = value {
                 cfg.set_server(key, &v)

@@ -14,7 +14,9 @@
 //! too, so malformed input gets the same shape as everything else.
 
 mod admin;
+pub mod health;
 mod messages;
+pub mod metrics;
 mod scanners;
 mod stream;
 mod topics;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Becomes `true` when the server shuts down; long waits end early.
     pub shutdown: watch::Receiver<bool>,
+    /// Request counters and open long polls and streams, for `/_metrics`.
+    pub metrics: Arc<metrics::HttpMetrics>,
 }
 
 /// The router for every route.
@@ -71,8 +75,15 @@ pub fn router(state: AppState) -> Router {
         .route("/{topic}/scan", get(scanners::scan))
         .route("/{topic}/stream", get(stream::stream))
         .route("/{topic}/check", get(admin::check))
+        .route("/_metrics", get(metrics::metrics_get))
+        .route("/_health", get(health::health_get))
+        .route("/_ready", get(health::ready_get))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -121,6 +132,8 @@ pub enum ApiError {
     CodecFailed { codec: String, detail: String },
     #[error("shutting down")]
     ShuttingDown,
+    #[error("not ready")]
+    NotReady(String),
     #[error("not found")]
     NoRoute,
     #[error("method not allowed")]
@@ -145,7 +158,7 @@ impl ApiError {
             Busy(_) => StatusCode::CONFLICT,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            PluginFailed { .. } | PluginUnavailable { .. } | ShuttingDown => {
+            PluginFailed { .. } | PluginUnavailable { .. } | ShuttingDown | NotReady(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -167,6 +180,7 @@ impl IntoResponse for ApiError {
             | InvalidOffset(r)
             | InvalidDuration(r)
             | InvalidCompression(r)
+            | NotReady(r)
             | Busy(r) => {
                 json!({ "reason": r })
             }

@@ -1,0 +1,74 @@
+//! Health and readiness, and the optional admin listener.
+//!
+//! `GET /_health` answers 200 while the process serves. `GET /_ready`
+//! answers 200 once every topic is open (the server starts accepting only
+//! after the broker has opened them all, so that is from the first request
+//! on) and 503 from the moment shutdown begins, so a load balancer stops
+//! sending work while in-flight requests finish.
+//!
+//! `[server] admin_listen` starts a second listener with the same handlers
+//! at the conventional paths, `/metrics`, `/health` and `/ready`, for
+//! scrapers and probes with fixed defaults. `/reload` joins them when reload
+//! lands: add its route in [`admin_router`].
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use super::{ApiError, AppState, metrics};
+
+/// `GET /_health`.
+pub async fn health_get() -> Response {
+    super::ok_message(StatusCode::OK, "alive")
+}
+
+/// `GET /_ready`.
+pub async fn ready_get(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if *state.shutdown.borrow() {
+        return Err(ApiError::NotReady("shutting down".into()));
+    }
+    Ok(super::ok_message(StatusCode::OK, "ready"))
+}
+
+/// The admin listener's routes (see the module docs).
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics_get))
+        .route("/health", get(health_get))
+        .route("/ready", get(ready_get))
+        // Reload: `.route("/reload", post(reload_post))` once it exists.
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Binds `addr` and serves [`admin_router`] on it until the server's
+/// shutdown signal; the error is the bind's.
+pub async fn spawn_admin(
+    addr: &str,
+    state: AppState,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin listener (/metrics, /health, /ready)");
+    }
+    let mut stop = state.shutdown.clone();
+    let app = admin_router(state);
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    }))
+}
