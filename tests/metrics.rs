@@ -86,7 +86,11 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
 }
 
 async fn scrape(api: &Api) -> (String, Vec<Sample>) {
-    let resp = api.get("/_metrics").await;
+    scrape_at(api, "/_metrics").await
+}
+
+async fn scrape_at(api: &Api, path: &str) -> (String, Vec<Sample>) {
+    let resp = api.get(path).await;
     assert_eq!(resp.status(), 200);
     let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
     assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
@@ -381,4 +385,58 @@ fn unknown_log_format_is_refused() {
         "{}",
         run.stderr
     );
+}
+
+/// `[server] admin_listen` serves `/metrics`, `/health` and `/ready` on a
+/// second port, and nothing else there.
+#[tokio::test]
+async fn admin_listener_serves_the_conventional_paths() {
+    let dir = data_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = test_config(dir.path());
+    config.admin_listen = Some(format!("127.0.0.1:{port}"));
+    let broker = spawn_broker_with(config);
+    let api = broker.api();
+    api.create_topic("seen").await;
+    let admin = Api::new(&format!("http://127.0.0.1:{port}"));
+    let body = expect_json(admin.get("/health").await, 200).await;
+    assert_eq!(body["message"], "alive");
+    assert_eq!(admin.get("/ready").await.status(), 200);
+    let (_, m) = scrape_at(&admin, "/metrics").await;
+    assert_eq!(
+        value(&m, "netlog_latest_offset", &[("topic", "seen")]),
+        -1.0
+    );
+    assert_eq!(
+        admin.get("/seen").await.status(),
+        404,
+        "no topic routes on the admin port"
+    );
+    assert_eq!(admin.post_empty("/seen").await.status(), 404);
+    broker.stop().await;
+}
+
+/// `log_format` and `admin_listen` are read from `[server]`, and a bad
+/// value names the file, table and key.
+#[test]
+fn server_table_takes_log_format_and_admin_listen() {
+    let dir = data_dir();
+    let path = dir.path().join("netlog.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlog_format = \"json\"\nadmin_listen = \"127.0.0.1:9100\"\n",
+    )
+    .unwrap();
+    let config = netlog::config::Config::from_file(&path).unwrap();
+    assert_eq!(config.log_format, netlog::config::LogFormat::Json);
+    assert_eq!(config.admin_listen.as_deref(), Some("127.0.0.1:9100"));
+    std::fs::write(&path, "[server]\nlog_format = \"yaml\"\n").unwrap();
+    let e = netlog::config::Config::from_file(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("log_format") && e.contains("yaml"), "{e}");
 }

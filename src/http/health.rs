@@ -72,3 +72,48 @@ pub async fn spawn_admin(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::response::IntoResponse;
+
+    use super::*;
+    use crate::broker::Broker;
+    use crate::config::Config;
+
+    fn state(dir: &std::path::Path, shutting_down: bool) -> AppState {
+        let config = Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        AppState {
+            broker: Arc::new(Broker::open(config).expect("open")),
+            shutdown: tokio::sync::watch::channel(shutting_down).1,
+            metrics: Default::default(),
+        }
+    }
+
+    /// `/_ready` answers 200 while serving and 503 in netlog's error shape
+    /// once shutdown has begun.
+    #[tokio::test]
+    async fn ready_turns_503_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = ready_get(State(state(dir.path(), false))).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        drop(ok);
+        let dir = tempfile::tempdir().unwrap();
+        let no = ready_get(State(state(dir.path(), true)))
+            .await
+            .unwrap_err()
+            .into_response();
+        assert_eq!(no.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(no.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"ok": false, "status": 503, "error": "netlog: not ready", "reason": "shutting down"})
+        );
+    }
+}
