@@ -164,6 +164,12 @@ async fn metrics_count_what_was_done() {
     let quiet = [("topic", "quiet")];
     assert_eq!(value(&m, "netlog_messages_in_total", &quiet), 0.0);
     assert_eq!(value(&m, "netlog_latest_offset", &quiet), -1.0);
+    assert!(
+        !m.iter()
+            .any(|(n, l, _)| n.starts_with("netlog_publish_seconds")
+                && l.get("topic").is_some_and(|t| t == "quiet")),
+        "no empty histograms"
+    );
 
     let plugin = [
         ("plugin", "json"),

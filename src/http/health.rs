@@ -39,7 +39,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics_get))
         .route("/health", get(health_get))
         .route("/ready", get(ready_get))
-        // Reload: `.route("/reload", post(reload_post))` once it exists.
+        // Reload lands here too, as POST /reload, beside the three above.
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
