@@ -1,10 +1,14 @@
 //! What one `GET /_metrics` costs with 10,000 topics.
 //!
-//! Creates 10,000 topics in a temporary directory through the library (one
-//! message published to each, and a persistent scanner on every tenth, so
-//! every per-topic series has a value), then serves them with `netlog::run`
-//! on 127.0.0.1:0 and scrapes `/_metrics` a few times, printing the time of
-//! each scrape and the size of the exposition. Exits by itself.
+//! Creates 10,000 topics in a temporary directory through the library (a
+//! persistent scanner on every tenth), then serves them with `netlog::run`
+//! on 127.0.0.1:0, publishes one message to each over HTTP (so every
+//! per-topic series, the publish histogram included, has a value) and
+//! scrapes `/_metrics` a few times, printing the wall time and the process's
+//! CPU time per scrape and the size of the exposition. Exits by itself.
+//!
+//! Every topic holds two open files: 10,000 topics need a file limit above
+//! 20,000 (`ulimit -n`); pass a smaller count where the limit is lower.
 //!
 //! ```text
 //! cargo run --release --example scrape_10k [-- TOPICS]
@@ -13,10 +17,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use netlog::broker::Broker;
 use netlog::config::{Config, SettingsInput};
 use netlog::log::FsyncPolicy;
-use netlog::topic::Batch;
 
 /// Topics by default.
 const TOPICS: usize = 10_000;
@@ -24,6 +28,22 @@ const TOPICS: usize = 10_000;
 const SCRAPES: usize = 5;
 /// Index entries per segment: small, so 10,000 indexes stay light.
 const INDEX_ENTRIES: u32 = 1024;
+
+/// Concurrent publishers filling the topics.
+const PUBLISHERS: usize = 32;
+/// Linux reports `/proc` times in USER_HZ ticks, 100 per second.
+const TICKS_PER_SECOND: u64 = 100;
+
+/// User plus system CPU time of this process so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    // utime and stime are fields 14 and 15, counted after the command name
+    // (field 2, in parentheses, may hold spaces).
+    let after_name = &stat[stat.rfind(')').expect("comm field") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+}
 
 fn config(dir: &std::path::Path) -> Config {
     Config {
@@ -53,10 +73,6 @@ fn main() {
             let topic = broker
                 .create_topic(&name, SettingsInput::default())
                 .expect("create a topic");
-            topic
-                .publish(Batch::One(bytes::Bytes::from_static(b"{\"hello\":1}")))
-                .await
-                .expect("publish");
             if i % 10 == 0 {
                 topic.create_scanner(0, true).await.expect("scanner");
             }
@@ -75,16 +91,27 @@ fn main() {
         }));
         let client = reqwest::Client::new();
         let opened = Instant::now();
-        let first = loop {
-            match client.get(&url).send().await {
-                Ok(r) => break r.text().await.unwrap(),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
+        while client.get(&url).send().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         println!(
             "broker opened {topics} topics and answered in {:.1?}",
             opened.elapsed()
         );
+        let base = url.trim_end_matches("/_metrics").to_string();
+        futures_util::stream::iter(0..topics)
+            .map(|i| {
+                let (client, base) = (client.clone(), base.clone());
+                async move {
+                    let url = format!("{base}/topic-{i:05}/payload");
+                    let r = client.post(url).body("{\"hello\":1}").send().await;
+                    assert_eq!(r.expect("publish").status(), 201);
+                }
+            })
+            .buffer_unordered(PUBLISHERS)
+            .collect::<Vec<()>>()
+            .await;
+        let first = client.get(&url).send().await.unwrap().text().await.unwrap();
         let series = first.lines().filter(|l| !l.starts_with('#')).count();
         println!(
             "exposition: {} bytes ({:.1} MiB), {series} samples, {:.0} bytes per topic",
@@ -93,6 +120,7 @@ fn main() {
             first.len() as f64 / topics as f64
         );
         let mut times = Vec::new();
+        let cpu_before = cpu_time();
         for _ in 0..SCRAPES {
             let t = Instant::now();
             let body = client
@@ -106,6 +134,11 @@ fn main() {
             times.push(t.elapsed());
             assert!(body.len() > topics);
         }
+        let cpu = cpu_time() - cpu_before;
+        println!(
+            "CPU time per scrape (server and client, one process): {:.1?}",
+            cpu / SCRAPES as u32
+        );
         times.sort();
         println!(
             "scrape time over {SCRAPES} scrapes: min {:.1?}, median {:.1?}, max {:.1?}",
