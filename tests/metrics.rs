@@ -446,3 +446,42 @@ fn server_table_takes_log_format_and_admin_listen() {
         .to_string();
     assert!(e.contains("log_format") && e.contains("yaml"), "{e}");
 }
+
+/// A codec plugin shows with `hook="compression"`: one compress call per
+/// batch written, none for a topic without it.
+#[tokio::test]
+async fn codec_plugin_calls_are_counted() {
+    let dir = data_dir();
+    let broker = spawn_broker_with(config_with(
+        dir.path(),
+        vec![declare("lz4", "lz4_codec.wasm")],
+    ));
+    let api = broker.api();
+    api.create_topic_with("packed", &json!({"compression": "lz4"}))
+        .await;
+    for batch in 0..3 {
+        let lines: Vec<String> = (0..20)
+            .map(|i| format!(r#"{{"batch":{batch},"i":{i}}}"#))
+            .collect();
+        assert_eq!(
+            api.publish_ndjson("packed", lines.join("\n"))
+                .await
+                .status(),
+            201
+        );
+    }
+    let (_, m) = scrape(&api).await;
+    let plugin = [
+        ("plugin", "lz4"),
+        ("topic", "packed"),
+        ("hook", "compression"),
+    ];
+    assert_eq!(value(&m, "netlog_plugin_calls_total", &plugin), 3.0);
+    assert!(
+        !m.iter()
+            .any(|(n, l, _)| n == "netlog_plugin_rejections_total"
+                && l.get("hook").is_some_and(|h| h == "compression")),
+        "rejections are a validator's"
+    );
+    broker.stop().await;
+}
