@@ -133,6 +133,23 @@ pub struct Config {
     pub source: Overrides,
     /// Tokens and rights (`[auth]`); off by default.
     pub auth: auth::AuthConfig,
+    /// A second listener serving `/metrics`, `/health` and `/ready` (`[server]
+    /// admin_listen`, `host:port`). Default: none.
+    pub admin_listen: Option<String>,
+    /// How log lines are written. Default text.
+    pub log_format: LogFormat,
+    /// The TOML file this config was read from, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+/// How log lines are written (`--log-format`, `[server] log_format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for collectors.
+    Json,
 }
 
 impl Default for Config {
@@ -151,6 +168,9 @@ impl Default for Config {
             server: ServerOptions::default(),
             source: Overrides::default(),
             auth: auth::AuthConfig::default(),
+            admin_listen: None,
+            log_format: LogFormat::default(),
+            config_file: None,
         }
     }
 }
@@ -174,6 +194,7 @@ pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
+    cfg.config_file = overrides.config.clone();
     for (key, value) in &overrides.server {
         let place = || format!("-{}", flag_name(key));
         cfg.set_server(key, &RawValue::Text(value.clone()))
@@ -213,11 +234,12 @@ impl Config {
 
     /// Turns netlog's `:7200` into an address tokio can bind.
     pub fn listen_addr(&self) -> String {
-        if self.listen.starts_with(':') {
-            format!("0.0.0.0{}", self.listen)
-        } else {
-            self.listen.clone()
-        }
+        bindable(&self.listen)
+    }
+
+    /// The admin listener's address, bindable, if one is set.
+    pub fn admin_listen_addr(&self) -> Option<String> {
+        self.admin_listen.as_deref().map(bindable)
     }
 
     /// Loads a TOML file on top of the defaults.
@@ -249,9 +271,20 @@ impl Config {
             "max_body" => self.max_body = max_body(value)?,
             "log_level" | "loglevel" => self.log_level = log_level(&text()?)?,
             "index_entries" => self.index_entries = index_entries(value)?,
+            "admin_listen" => self.admin_listen = Some(listen(&text()?)?),
+            "log_format" => self.log_format = log_format(&text()?)?,
             other => return Err(format!("unknown server setting {other:?}")),
         }
         Ok(())
+    }
+}
+
+/// netlog's `:7200` as an address tokio can bind.
+fn bindable(listen: &str) -> String {
+    if listen.starts_with(':') {
+        format!("0.0.0.0{listen}")
+    } else {
+        listen.to_string()
     }
 }
 
@@ -336,6 +369,17 @@ fn log_level(text: &str) -> Result<String, String> {
         .map_err(|e| bad(e.to_string()))
 }
 
+/// `text` or `json`.
+fn log_format(text: &str) -> Result<LogFormat, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!(
+            "{text:?} is not a log format: expected \"text\" or \"json\""
+        )),
+    }
+}
+
 fn index_entries(value: &RawValue) -> Result<u32, String> {
     let n = match value {
         RawValue::Int(n) => *n,
@@ -399,5 +443,7 @@ mod tests {
         assert!(max_body(&"1GiB".into()).is_err());
         assert!(log_level("loud!!").is_err());
         assert!(log_level("debug").is_ok() && log_level("netlog=trace,info").is_ok());
+        assert_eq!(log_format("JSON"), Ok(LogFormat::Json));
+        assert!(log_format("xml").is_err());
     }
 }

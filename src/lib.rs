@@ -43,6 +43,8 @@
 //!   message sets and the codecs that compress them.
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
 //! - [`token`]: `netlog token new` and `netlog token hash`, for `[[auth.tokens]]`.
+//! - [`histogram`]: the lock-free latency histogram behind the publish and
+//!   plugin-call metrics.
 //!
 //! **Adding a per-topic feature:** its state and logic go in `topic/` (a new
 //! file if it is a new concept), reached through a method of
@@ -56,6 +58,7 @@
 pub mod broker;
 pub mod config;
 pub mod duration;
+pub mod histogram;
 pub(crate) mod http;
 pub mod log;
 pub mod message;
@@ -122,6 +125,15 @@ pub async fn run_with_reloads(
         shutdown: stop_rx.clone(),
         tls: tls.clone(),
         auth: http::auth::Gate::new(&broker.config().auth),
+        metrics: Default::default(),
+    };
+    let admin = match broker.config().admin_listen_addr() {
+        Some(addr) => Some(
+            http::health::spawn_admin(&addr, state.clone())
+                .await
+                .map_err(RunError::Serve)?,
+        ),
+        None => None,
     };
     let monitor = tokio::spawn(periodic(
         broker.clone(),
@@ -141,8 +153,13 @@ pub async fn run_with_reloads(
     };
     let reloader = tokio::spawn(reload_on(state.clone(), reloads, stop_rx.clone()));
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "netlog listening");
         http::auth::warn_if_exposed(addr, &broker.config().auth);
+        log_startup(
+            &broker,
+            addr,
+            broker.config().auth.enabled(),
+            state.tls.is_some(),
+        );
     }
     let stop = async move {
         shutdown.await;
@@ -153,6 +170,9 @@ pub async fn run_with_reloads(
     let served = http::serve::serve(listener, app, server, tls, stop).await;
     let _ = monitor.await;
     let _ = reloader.await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     if let Some(syncer) = syncer {
         let _ = syncer.await;
     }
@@ -182,6 +202,25 @@ async fn reload_on(
         tracing::info!("reload asked (SIGHUP)");
         let _ = http::reload_all(&state).await;
     }
+}
+
+/// The start-up line: version, addresses, data dir, fsync policy, config
+/// file, whether authentication and TLS are on, topics and plugins.
+fn log_startup(broker: &Broker, addr: std::net::SocketAddr, auth: bool, tls: bool) {
+    let config = broker.config();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        %addr,
+        admin = config.admin_listen.as_deref().unwrap_or("none"),
+        data_dir = %config.data_dir.display(),
+        fsync = ?config.fsync,
+        config = %config.config_file.as_deref().map_or("none".into(), |p| p.display().to_string()),
+        auth,
+        tls,
+        topics = broker.topic_names().len(),
+        plugins = config.plugins.len(),
+        "netlog listening"
+    );
 }
 
 /// Calls `work` on the broker every `every`, on the blocking pool, until

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netlog::config::{Config, Overrides, RawValue, SettingsInput};
+use netlog::config::{Config, LogFormat, Overrides, RawValue, SettingsInput};
 
 /// netlog: an HTTP-centric, Kafka-style message queue.
 #[derive(Parser, Debug)]
@@ -51,6 +51,10 @@ struct Cli {
     /// Largest request body, e.g. 64MiB [default: 64MiB].
     #[arg(long = "max_body", alias = "max-body")]
     max_body: Option<String>,
+    /// Log line format: `text` (coloured only on a terminal) or `json`, one
+    /// object per line for collectors.
+    #[arg(long = "log-format", alias = "log_format")]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -135,6 +139,7 @@ fn overrides(cli: &Cli) -> Overrides {
         ("log_level", cli.log_level.clone()),
         ("fsync", cli.fsync.clone()),
         ("max_body", cli.max_body.clone()),
+        ("log_format", cli.log_format.clone()),
     ];
     Overrides {
         config: cli.config.clone(),
@@ -157,11 +162,19 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
     netlog::config::load(&overrides(cli)).map_err(|e| e.to_string())
 }
 
-fn init_tracing(level: &str) {
+fn init_tracing(level: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        // Colour codes only where a person reads them.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -209,7 +222,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&cfg.log_level);
+    init_tracing(&cfg.log_level, cfg.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -212,6 +212,11 @@ pub trait Codec: Send + Sync {
     fn compress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError>;
     /// Restores what `compress` was given.
     fn decompress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError>;
+    /// The codec itself, for layers above that know its type (metrics read
+    /// a plugin codec's counters); `None` for the built-in ones.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// gzip, as netlog writes it (compression value 2).

@@ -28,7 +28,10 @@ async fn concurrent_64mib_publishes_read_back_after_sigkill() {
     let mut netlog = spawn_netlog_with(dir.path(), &["-fsync", "always"]).await;
     // 1.5 GiB through fsync = always on a shared 2-core machine: patience.
     let slow = |base: String| {
-        let http = client_builder().timeout(Duration::from_secs(300)).build().unwrap();
+        let http = client_builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .unwrap();
         Api::with_client(&base, http)
     };
     let api = slow(netlog.base_url());

@@ -13,7 +13,7 @@ fn tier(module: &str) -> Option<u8> {
         "broker" => 4,
         "topic" => 3,
         "config" | "log" | "plugin" => 2,
-        "message" | "duration" => 1,
+        "message" | "duration" | "histogram" => 1,
         _ => return None,
     })
 }

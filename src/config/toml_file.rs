@@ -51,6 +51,8 @@ struct Server {
     allowed_origins: Option<Vec<String>>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    admin_listen: Option<RawValue>,
+    log_format: Option<RawValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -118,6 +120,8 @@ impl File {
             ("fsync", s.fsync),
             ("log_level", s.log_level),
             ("index_entries", s.index_entries),
+            ("admin_listen", s.admin_listen),
+            ("log_format", s.log_format),
         ] {
             if let Some(v) = value {
                 cfg.set_server(key, &v)

@@ -1,59 +1,121 @@
-//! The broker's own routes for probes: liveness, readiness, and a stand-in
-//! for the metrics exposition until the metrics registry is wired.
+//! Health and readiness, and the optional admin listener.
 //!
-//! `/_health` answers 200 while the process serves. `/_ready` answers 200
-//! once the topics are open (the router only serves after the broker opened
-//! its data directory) and 503 from the moment shutdown begins, so a load
-//! balancer stops sending traffic before connections close.
+//! `GET /_health` answers 200 while the process serves. `GET /_ready`
+//! answers 200 once every topic is open (the server starts accepting only
+//! after the broker has opened them all, so that is from the first request
+//! on) and 503 from the moment shutdown begins, so a load balancer stops
+//! sending work while in-flight requests finish.
+//!
+//! `[server] admin_listen` starts a second listener with the same handlers
+//! at the conventional paths, `/metrics`, `/health` and `/ready`, for
+//! scrapers and probes with fixed defaults. `/reload` joins them when reload
+//! lands: add its route in [`admin_router`].
 
+use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use tokio::net::TcpListener;
 
-use super::{AppState, ok_message};
+use super::{ApiError, AppState, metrics};
 
-/// `GET /_health`: `{"ok":true,"message":"alive"}`.
-pub async fn health() -> Response {
-    ok_message(StatusCode::OK, "alive")
+/// `GET /_health`.
+pub async fn health_get() -> Response {
+    super::ok_message(StatusCode::OK, "alive")
 }
 
-/// `GET /_ready`: 200 while serving, 503 once shutting down.
-pub async fn ready(State(state): State<AppState>) -> Response {
-    readiness(*state.shutdown.borrow())
-}
-
-fn readiness(shutting_down: bool) -> Response {
-    if shutting_down {
-        let status = StatusCode::SERVICE_UNAVAILABLE;
-        let body =
-            json!({"ok": false, "status": status.as_u16(), "error": "netlog: shutting down"});
-        return (status, axum::Json(body)).into_response();
+/// `GET /_ready`.
+pub async fn ready_get(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if *state.shutdown.borrow() {
+        return Err(ApiError::NotReady("shutting down".into()));
     }
-    ok_message(StatusCode::OK, "ready")
+    Ok(super::ok_message(StatusCode::OK, "ready"))
 }
 
-/// `GET /_metrics`: a placeholder in the exposition format's content type,
-/// replaced by the metrics registry.
-pub async fn metrics() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        "# netlog: metrics are not wired yet\n",
-    )
-        .into_response()
+/// The admin listener's routes (see the module docs).
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics_get))
+        .route("/health", get(health_get))
+        .route("/ready", get(ready_get))
+        // Reload lands here too, as POST /reload, beside the three above.
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Binds `addr` and serves [`admin_router`] on it until the server's
+/// shutdown signal; the error is the bind's.
+pub async fn spawn_admin(
+    addr: &str,
+    state: AppState,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin listener (/metrics, /health, /ready)");
+    }
+    let mut stop = state.shutdown.clone();
+    let app = admin_router(state);
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    }))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
 
-    /// Readiness is 200 while serving and 503 once shutdown has begun.
-    #[test]
-    fn readiness_follows_shutdown() {
-        assert_eq!(readiness(false).status(), StatusCode::OK);
-        assert_eq!(readiness(true).status(), StatusCode::SERVICE_UNAVAILABLE);
+    use axum::response::IntoResponse;
+
+    use super::*;
+    use crate::broker::Broker;
+    use crate::config::Config;
+
+    fn state(dir: &std::path::Path, shutting_down: bool) -> AppState {
+        let config = Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        AppState {
+            broker: Arc::new(Broker::open(config).expect("open")),
+            shutdown: tokio::sync::watch::channel(shutting_down).1,
+            metrics: Default::default(),
+            tls: None,
+            auth: crate::http::auth::Gate::new(&Default::default()),
+        }
+    }
+
+    /// `/_ready` answers 200 while serving and 503 in netlog's error shape
+    /// once shutdown has begun.
+    #[tokio::test]
+    async fn ready_turns_503_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = ready_get(State(state(dir.path(), false))).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        drop(ok);
+        let dir = tempfile::tempdir().unwrap();
+        let no = ready_get(State(state(dir.path(), true)))
+            .await
+            .unwrap_err()
+            .into_response();
+        assert_eq!(no.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(no.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"ok": false, "status": 503, "error": "netlog: not ready", "reason": "shutting down"})
+        );
     }
 }

@@ -15,8 +15,9 @@
 
 mod admin;
 pub mod auth;
-mod health;
+pub mod health;
 mod messages;
+pub mod metrics;
 pub(crate) mod origin;
 mod reload;
 mod scanners;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub tls: Option<Arc<tls::Tls>>,
     /// Tokens and rights in force; `swap` on reload.
     pub auth: auth::Gate,
+    /// Request counters and open long polls and streams, for `/_metrics`.
+    pub metrics: Arc<metrics::HttpMetrics>,
 }
 
 /// The router for every route.
@@ -84,15 +87,19 @@ pub fn router(state: AppState) -> Router {
         .route("/{topic}/scan", get(scanners::scan))
         .route("/{topic}/stream", get(stream::stream))
         .route("/{topic}/check", get(admin::check))
-        .route("/_health", get(health::health))
-        .route("/_ready", get(health::ready))
-        .route("/_metrics", get(health::metrics))
+        .route("/_metrics", get(metrics::metrics_get))
+        .route("/_health", get(health::health_get))
+        .route("/_ready", get(health::ready_get))
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
             auth::authorize,
         ))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -141,6 +148,8 @@ pub enum ApiError {
     CodecFailed { codec: String, detail: String },
     #[error("shutting down")]
     ShuttingDown,
+    #[error("not ready")]
+    NotReady(String),
     #[error("not found")]
     NoRoute,
     #[error("method not allowed")]
@@ -170,7 +179,7 @@ impl ApiError {
             Busy(_) => StatusCode::CONFLICT,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            PluginFailed { .. } | PluginUnavailable { .. } | ShuttingDown => {
+            PluginFailed { .. } | PluginUnavailable { .. } | ShuttingDown | NotReady(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -193,6 +202,7 @@ impl IntoResponse for ApiError {
             | InvalidOffset(r)
             | InvalidDuration(r)
             | InvalidCompression(r)
+            | NotReady(r)
             | Busy(r) => {
                 json!({ "reason": r })
             }

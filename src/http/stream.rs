@@ -43,6 +43,8 @@ struct Stream {
     sub: Subscription,
     stop: watch::Receiver<bool>,
     heartbeat: Duration,
+    /// Counts the stream in `netlog_streams` while it is open.
+    _open: super::metrics::OpenGuard,
 }
 
 /// `GET /{topic}/stream?from=X[&heartbeat=D]`.
@@ -74,6 +76,7 @@ pub async fn stream(
         sub,
         stop: state.shutdown.clone(),
         heartbeat,
+        _open: super::metrics::OpenGuard::stream(&state.metrics),
     };
     let hello =
         futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b": ok\n\n")) });

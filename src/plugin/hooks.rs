@@ -155,6 +155,10 @@ impl Codec for WasmCodec {
         self.runner.plugin().name()
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn compress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError> {
         self.run(|bindings, store| {
             bindings

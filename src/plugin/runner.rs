@@ -23,6 +23,7 @@ use super::guest_log::GuestLog;
 use super::host::{Plugin, WorldPre};
 use super::sandbox::StoreData;
 use super::{PluginError, PluginKind};
+use crate::histogram::{Histogram, HistogramSnapshot};
 
 /// Idle instances kept per bound hook.
 pub(crate) const MAX_IDLE_INSTANCES: usize = 4;
@@ -75,6 +76,10 @@ pub struct CallStats {
     pub fuel_used: u64,
     /// Largest linear memory any instance grew to, in bytes.
     pub peak_memory_bytes: u64,
+    /// Of the errors, answers that broke the contract.
+    pub bad_answers: u64,
+    /// Time per call, instance creation included.
+    pub call_seconds: HistogramSnapshot,
 }
 
 impl CallStats {
@@ -97,6 +102,8 @@ struct Counters {
     busy_ns: AtomicU64,
     fuel_used: AtomicU64,
     peak_memory_bytes: AtomicU64,
+    bad_answers: AtomicU64,
+    call_seconds: Histogram,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -190,7 +197,9 @@ impl<W: World> Runner<W> {
                 Err(e) => Err(self.classify(e, &live.store)),
             }
         });
-        bump(&self.counters.busy_ns, started.elapsed().as_nanos() as u64);
+        let took = started.elapsed();
+        bump(&self.counters.busy_ns, took.as_nanos() as u64);
+        self.counters.call_seconds.observe(took);
         if result.is_err() {
             bump(&self.counters.errors, 1);
         }
@@ -224,12 +233,15 @@ impl<W: World> Runner<W> {
             busy_ns: get(&c.busy_ns),
             fuel_used: get(&c.fuel_used),
             peak_memory_bytes: get(&c.peak_memory_bytes),
+            bad_answers: get(&c.bad_answers),
+            call_seconds: c.call_seconds.snapshot(),
         }
     }
 
     /// A bad-answer error for this plugin and topic.
     pub(crate) fn bad_answer(&self, reason: String) -> PluginError {
         self.count_error();
+        bump(&self.counters.bad_answers, 1);
         PluginError::BadAnswer {
             plugin: self.plugin.name().to_string(),
             topic: self.topic.to_string(),

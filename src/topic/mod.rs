@@ -33,6 +33,7 @@
 mod error;
 mod retention;
 mod scanners;
+mod stats;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ use uuid::Uuid;
 
 pub use error::TopicError;
 pub use scanners::{READERS_DIR, ScannerEntry};
+pub use stats::{PluginStats, PublishRoute, TopicGauges, TopicStats};
 pub use writer::{Batch, GROUP_BYTES, QUEUE_JOBS};
 
 use crate::config::{OnError, Settings};
@@ -115,6 +117,8 @@ pub struct Topic {
     heavy: tokio::sync::Mutex<()>,
     /// Messages handed to consumers.
     messages_out: AtomicU64,
+    /// Publish counters (`stats.rs`).
+    stats: TopicStats,
 }
 
 /// Facts about a topic for `GET /{topic}`.
@@ -180,6 +184,7 @@ impl Topic {
             gone: watch::Sender::new(false),
             heavy: tokio::sync::Mutex::new(()),
             messages_out: AtomicU64::new(0),
+            stats: TopicStats::default(),
         });
         topic.scanners.load(name, &topic.log)?;
         Ok(topic)
@@ -253,7 +258,11 @@ impl Topic {
         if self.is_gone() {
             return Err(TopicError::Deleted);
         }
-        self.writer.publish(batch, || self.closed_error()).await
+        let (started, route) = (std::time::Instant::now(), batch.route());
+        let (count, bytes) = (u64::from(batch.count()), batch.payload_bytes());
+        let offset = self.writer.publish(batch, || self.closed_error()).await?;
+        self.stats.published(route, count, bytes, started.elapsed());
+        Ok(offset)
     }
 
     fn is_gone(&self) -> bool {

@@ -1,0 +1,504 @@
+//! `GET /_metrics`: the Prometheus text exposition (format 0.0.4), and the
+//! HTTP layer's own counters.
+//!
+//! Nothing is registered per topic. A scrape builds the exposition from the
+//! topics as they are at that moment, through one custom `prometheus-client`
+//! collector: per topic it reads [`Topic`]'s atomics and size, per bound
+//! plugin the host's counters, so a scrape costs O(topics + plugins), keeps
+//! no state for deleted topics, and takes no lock a publish waits on (see
+//! `topic/stats.rs`). It runs on the blocking pool, so a scrape of many
+//! topics does not stall an async worker.
+//!
+//! HTTP requests are counted by route pattern (`/{topic}/scan`, never the
+//! topic's name) and status code in a fixed table of atomics, filled by the
+//! [`track`] middleware. `netlog_long_polls` counts scan requests in
+//! progress (a scan that waits is a long poll), `netlog_streams` open
+//! Server-Sent Events streams, each held by an [`OpenGuard`].
+//!
+//! `process_*` series are read from `/proc/self` at scrape time (Linux; on
+//! other systems they are left out).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::{ApiError, AppState};
+use crate::broker::Broker;
+use crate::histogram::HistogramSnapshot;
+use crate::topic::{CallStats, PluginStats, PublishRoute, Topic, TopicError, TopicGauges};
+
+/// Route patterns counted by name; any other route counts as `other`, a
+/// request no route matched as `unmatched`.
+const ROUTES: [&str; 19] = [
+    "/",
+    "/{topic}",
+    "/{topic}/payload",
+    "/{topic}/payload/{offset}",
+    "/{topic}/messages",
+    "/{topic}/sync",
+    "/{topic}/scanner",
+    "/{topic}/scan",
+    "/{topic}/stream",
+    "/{topic}/check",
+    "/_metrics",
+    "/_health",
+    "/_ready",
+    "/_reload",
+    "/metrics",
+    "/health",
+    "/ready",
+    "/reload",
+    "other",
+];
+/// The row of requests no route matched.
+const UNMATCHED: usize = ROUTES.len();
+/// The row of routes not in [`ROUTES`].
+const OTHER: usize = ROUTES.len() - 1;
+/// Status codes are 100 to 599.
+const FIRST_CODE: u16 = 100;
+const CODES: usize = 500;
+/// The route a scan (and so a long poll) comes through.
+const SCAN_ROUTE: &str = "/{topic}/scan";
+
+/// The HTTP layer's counters. See the module docs.
+pub struct HttpMetrics {
+    /// `[route][code - 100]`.
+    requests: Vec<[AtomicU64; CODES]>,
+    long_polls: AtomicI64,
+    streams: AtomicI64,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        HttpMetrics {
+            requests: (0..=ROUTES.len())
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            long_polls: AtomicI64::new(0),
+            streams: AtomicI64::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpMetrics").finish_non_exhaustive()
+    }
+}
+
+/// Holds a gauge up by one while alive.
+pub struct OpenGuard {
+    gauge: Arc<HttpMetrics>,
+    which: fn(&HttpMetrics) -> &AtomicI64,
+}
+
+impl OpenGuard {
+    fn new(gauge: Arc<HttpMetrics>, which: fn(&HttpMetrics) -> &AtomicI64) -> OpenGuard {
+        which(&gauge).fetch_add(1, Ordering::Relaxed);
+        OpenGuard { gauge, which }
+    }
+
+    /// Counts an open stream until dropped.
+    pub fn stream(metrics: &Arc<HttpMetrics>) -> OpenGuard {
+        OpenGuard::new(metrics.clone(), |m| &m.streams)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        (self.which)(&self.gauge).fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Middleware: counts every request by route pattern and status code.
+pub async fn track(State(metrics): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(p) => ROUTES
+            .iter()
+            .position(|r| *r == p.as_str())
+            .unwrap_or(OTHER),
+        None => UNMATCHED,
+    };
+    let _poll = (ROUTES.get(route) == Some(&SCAN_ROUTE))
+        .then(|| OpenGuard::new(metrics.clone(), |m| &m.long_polls));
+    let response = next.run(req).await;
+    let code = usize::from(response.status().as_u16().saturating_sub(FIRST_CODE));
+    if let Some(slot) = metrics.requests[route].get(code) {
+        slot.fetch_add(1, Ordering::Relaxed);
+    }
+    response
+}
+
+/// `GET /_metrics`.
+pub async fn metrics_get(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let collector = Scrape {
+        broker: state.broker.clone(),
+        http: state.metrics.clone(),
+    };
+    let text = crate::topic::blocking(move || Ok::<_, TopicError>(render(collector))).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// Encodes one scrape.
+fn render(scrape: Scrape) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(scrape));
+    let mut out = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        .expect("writing to a String does not fail");
+    out
+}
+
+/// The collector behind one scrape.
+struct Scrape {
+    broker: Arc<Broker>,
+    http: Arc<HttpMetrics>,
+}
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape").finish_non_exhaustive()
+    }
+}
+
+/// The label set of a series without labels.
+const NO_LABELS: [(&str, &str); 0] = [];
+
+/// What a scrape reads from one topic, read once.
+struct TopicRow {
+    topic: Arc<Topic>,
+    messages_out: u64,
+    publish: [(PublishRoute, HistogramSnapshot); 2],
+    gauges: TopicGauges,
+    lags: Vec<(String, u64)>,
+    plugins: Vec<PluginStats>,
+}
+
+impl TopicRow {
+    fn read(topic: Arc<Topic>) -> TopicRow {
+        let stats = topic.stats();
+        TopicRow {
+            messages_out: topic.messages_out(),
+            publish: [PublishRoute::Payload, PublishRoute::Messages]
+                .map(|r| (r, stats.publish_seconds(r))),
+            gauges: topic.gauges(),
+            lags: topic
+                .scanner_lags()
+                .into_iter()
+                .map(|(id, lag)| (id.to_string(), lag))
+                .collect(),
+            plugins: topic.plugin_stats(),
+            topic,
+        }
+    }
+}
+
+type Enc<'a> = DescriptorEncoder<'a>;
+type Fmt = Result<(), std::fmt::Error>;
+
+/// One family of counters or gauges: a descriptor, then one line per label
+/// set.
+fn family<L: EncodeLabelSet>(
+    enc: &mut Enc<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    rows: impl IntoIterator<Item = (L, f64)>,
+) -> Fmt {
+    let mut metric = enc.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in rows {
+        let mut m = metric.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => m.encode_counter::<NoLabelSet, _, u64>(&value, None)?,
+            _ => m.encode_gauge(&value)?,
+        }
+    }
+    Ok(())
+}
+
+/// One family of histograms, those with observations only.
+fn histograms<L: EncodeLabelSet>(
+    enc: &mut Enc<'_>,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (L, HistogramSnapshot)>,
+) -> Fmt {
+    let mut metric = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    // An empty histogram is 19 lines of zeros; with a route most topics
+    // never use, leaving it out halves a large exposition.
+    for (labels, h) in rows.into_iter().filter(|(_, h)| h.count > 0) {
+        metric
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(h.sum_seconds(), h.count, &h.seconds_buckets(), None)?;
+    }
+    Ok(())
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: Enc<'_>) -> Fmt {
+        let rows: Vec<TopicRow> = self
+            .broker
+            .topics()
+            .into_iter()
+            .map(TopicRow::read)
+            .collect();
+        encode_topics(&mut enc, &rows)?;
+        encode_plugins(&mut enc, &rows)?;
+        self.encode_http(&mut enc)?;
+        encode_process(&mut enc)
+    }
+}
+
+fn encode_topics(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
+    use MetricType::{Counter, Gauge};
+    let per_topic = |f: fn(&TopicRow) -> f64| {
+        rows.iter()
+            .map(move |r| ([("topic", r.topic.name())], f(r)))
+    };
+    family(
+        enc,
+        "netlog_messages_in",
+        "Messages acknowledged.",
+        Counter,
+        per_topic(|r| r.topic.stats().messages_in() as f64),
+    )?;
+    family(
+        enc,
+        "netlog_bytes_in",
+        "Payload bytes acknowledged.",
+        Counter,
+        per_topic(|r| r.topic.stats().bytes_in() as f64),
+    )?;
+    family(
+        enc,
+        "netlog_messages_out",
+        "Messages handed to consumers (scan, stream, payload read).",
+        Counter,
+        per_topic(|r| r.messages_out as f64),
+    )?;
+    histograms(
+        enc,
+        "netlog_publish_seconds",
+        "Publish latency, from the request's body to its acknowledgment.",
+        rows.iter().flat_map(|r| {
+            r.publish
+                .iter()
+                .map(|(route, h)| ([("topic", r.topic.name()), ("route", route.label())], *h))
+        }),
+    )?;
+    family(
+        enc,
+        "netlog_latest_offset",
+        "Latest readable offset (-1 when empty).",
+        Gauge,
+        per_topic(|r| r.gauges.latest_offset as f64),
+    )?;
+    family(
+        enc,
+        "netlog_segments",
+        "Segments on disk.",
+        Gauge,
+        per_topic(|r| r.gauges.segments as f64),
+    )?;
+    family(
+        enc,
+        "netlog_disk_bytes",
+        "Data and index bytes on disk.",
+        Gauge,
+        per_topic(|r| r.gauges.disk_bytes as f64),
+    )?;
+    family(
+        enc,
+        "netlog_scanner_lag",
+        "Messages between a persistent scanner's next offset and the end of its topic.",
+        Gauge,
+        rows.iter().flat_map(|r| {
+            r.lags.iter().map(|(id, lag)| {
+                (
+                    [("topic", r.topic.name()), ("scanner", id.as_str())],
+                    *lag as f64,
+                )
+            })
+        }),
+    )
+}
+
+/// Failures of a plugin by kind (see `CallStats`: traps include memory and
+/// fuel stops, errors include everything).
+fn failures(s: &CallStats) -> [(&'static str, u64); 5] {
+    let trap = s.traps.saturating_sub(s.memory_limits);
+    let error = s
+        .errors
+        .saturating_sub(s.traps + s.timeouts + s.bad_answers);
+    [
+        ("trap", trap),
+        ("timeout", s.timeouts),
+        ("memory", s.memory_limits),
+        ("error", error),
+        ("bad_answer", s.bad_answers),
+    ]
+}
+
+fn encode_plugins(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
+    use MetricType::{Counter, Gauge};
+    let plugins = || {
+        rows.iter().flat_map(|r| {
+            r.plugins.iter().map(move |p| {
+                let labels = [
+                    ("plugin", p.plugin.as_str()),
+                    ("topic", r.topic.name()),
+                    ("hook", p.hook),
+                ];
+                (labels, &p.stats)
+            })
+        })
+    };
+    family(
+        enc,
+        "netlog_plugin_calls",
+        "Calls into a plugin.",
+        Counter,
+        plugins().map(|(l, s)| (l, s.calls as f64)),
+    )?;
+    family(
+        enc,
+        "netlog_plugin_rejections",
+        "Messages a validator rejected.",
+        Counter,
+        plugins()
+            .filter(|(l, _)| l[2].1 == "validation")
+            .map(|(l, s)| (l, s.rejected as f64)),
+    )?;
+    family(
+        enc,
+        "netlog_plugin_failures",
+        "Failed plugin calls, by kind (trap, timeout, memory, error, bad_answer).",
+        Counter,
+        plugins().flat_map(|(l, s)| {
+            failures(s).map(|(kind, n)| ([l[0], l[1], l[2], ("kind", kind)], n as f64))
+        }),
+    )?;
+    histograms(
+        enc,
+        "netlog_plugin_call_seconds",
+        "Time per plugin call, instance creation included.",
+        plugins().map(|(l, s)| (l, s.call_seconds)),
+    )?;
+    family(
+        enc,
+        "netlog_plugin_fuel",
+        "Fuel used by calls (plugins with a fuel limit).",
+        Counter,
+        plugins().map(|(l, s)| (l, s.fuel_used as f64)),
+    )?;
+    family(
+        enc,
+        "netlog_plugin_memory_peak_bytes",
+        "Largest linear memory an instance grew to.",
+        Gauge,
+        plugins().map(|(l, s)| (l, s.peak_memory_bytes as f64)),
+    )
+}
+
+impl Scrape {
+    fn encode_http(&self, enc: &mut Enc<'_>) -> Fmt {
+        let mut rows = Vec::new();
+        for (i, codes) in self.http.requests.iter().enumerate() {
+            let route = ROUTES.get(i).copied().unwrap_or("unmatched");
+            for (c, n) in codes.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let code = (c as u16 + FIRST_CODE).to_string();
+                    rows.push(([("route", route.to_string()), ("code", code)], n as f64));
+                }
+            }
+        }
+        family(
+            enc,
+            "netlog_http_requests",
+            "HTTP requests answered, by route pattern and status code.",
+            MetricType::Counter,
+            rows,
+        )?;
+        let gauge = |a: &AtomicI64| [(NO_LABELS, a.load(Ordering::Relaxed) as f64)];
+        family(
+            enc,
+            "netlog_long_polls",
+            "Scan requests in progress (long polls included).",
+            MetricType::Gauge,
+            gauge(&self.http.long_polls),
+        )?;
+        family(
+            enc,
+            "netlog_streams",
+            "Open Server-Sent Events streams.",
+            MetricType::Gauge,
+            gauge(&self.http.streams),
+        )
+    }
+}
+
+/// Linux's clock ticks per second for `/proc/self/stat` (USER_HZ, 100 on
+/// every mainstream architecture).
+const USER_HZ: f64 = 100.0;
+
+/// `process_*` from `/proc/self`; absent where that cannot be read.
+fn encode_process(enc: &mut Enc<'_>) -> Fmt {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    if let Some(kib) = rss_kib {
+        family(
+            enc,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            MetricType::Gauge,
+            [(NO_LABELS, (kib * 1024) as f64)],
+        )?;
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let n = fds.count();
+        family(
+            enc,
+            "process_open_fds",
+            "Open file descriptors.",
+            MetricType::Gauge,
+            [(NO_LABELS, n as f64)],
+        )?;
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15; `fields` starts at field 3.
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok());
+    if let (Some(user), Some(system)) = (ticks(14), ticks(15)) {
+        family(
+            enc,
+            "process_cpu_seconds",
+            "User and system CPU time, in seconds.",
+            MetricType::Counter,
+            [(NO_LABELS, (user + system) as f64 / USER_HZ)],
+        )?;
+    }
+    Ok(())
+}
