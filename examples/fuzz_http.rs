@@ -670,18 +670,7 @@ async fn one(shared: &Shared, req: Request) {
             return;
         }
         Err(_) => return shared.finding(format!("{shown}: no answer within {limit:?}")),
-        Ok(Err(e)) if has_body && e.is_request() => {
-            // Allowed, if the broker still answers.
-            shared.report.lock().unwrap().early_close += 1;
-            let probe = shared.http.get(format!("{}/", shared.base)).send().await;
-            if !probe.is_ok_and(|r| r.status() == 200) {
-                shared.finding(format!(
-                    "{shown}: the broker does not answer after: {}",
-                    chain(&e)
-                ));
-            }
-            return;
-        }
+        Ok(Err(e)) if has_body && e.is_request() => return early_close(shared, &shown, &e).await,
         Ok(Err(e)) => return shared.finding(format!("{shown}: {}", chain(&e))),
         Ok(Ok(resp)) => resp,
     };
@@ -699,6 +688,9 @@ async fn one(shared: &Shared, req: Request) {
     } else {
         match tokio::time::timeout(ANSWER_TIMEOUT, resp.bytes()).await {
             Ok(Ok(b)) => b.to_vec(),
+            // Closing with our body unread resets the connection, which can
+            // cut the answer too: the same early close as above.
+            Ok(Err(e)) if has_body => return early_close(shared, &shown, &e).await,
             Ok(Err(e)) => return shared.finding(format!("{shown}: body: {}", chain(&e))),
             Err(_) => return shared.finding(format!("{shown}: body not sent in time")),
         }
@@ -708,6 +700,19 @@ async fn one(shared: &Shared, req: Request) {
     }
     if status == 201 && shown.contains("/scanner") {
         remember_scanner(shared, &req.target, &body);
+    }
+}
+
+/// The broker closed a connection with the request body unread: allowed
+/// (HTTP lets a server answer early and close), if it still answers.
+async fn early_close(shared: &Shared, shown: &str, e: &reqwest::Error) {
+    shared.report.lock().unwrap().early_close += 1;
+    let probe = shared.http.get(format!("{}/", shared.base)).send().await;
+    if !probe.is_ok_and(|r| r.status() == 200) {
+        shared.finding(format!(
+            "{shown}: the broker does not answer after: {}",
+            chain(e)
+        ));
     }
 }
 
