@@ -29,6 +29,11 @@
 //! validation or retention plugin is missing still opens: reads work and its
 //! publishes fail naming the plugin.
 //!
+//! The host (one wasmtime engine) stays in the broker for its lifetime, so
+//! a reload (`broker/reload.rs`) compiles changed plugins with the same engine.
+//! The declared plugins and the config sit behind pointer swaps: a reload
+//! replaces them whole, and every create reads one consistent snapshot.
+//!
 //! **Loops.** [`Broker::monitor_tick`] runs each topic's retention
 //! ([`Topic`]'s `retention.rs`); [`Broker::sync_topics`] runs the interval
 //! fsync, apart so that a slow disk never delays the monitor or the writers.
@@ -36,16 +41,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use arc_swap::ArcSwap;
 
 use crate::config::{
-    Config, HookSetting, OnError, Settings, SettingsError, SettingsInput, Strictness,
+    Config, HookSetting, OnError, PluginDecl, Settings, SettingsError, SettingsInput, Strictness,
     check_topic_name, resolve_settings,
 };
 use crate::log::LogOptions;
 use crate::message::Codecs;
 use crate::plugin::{HostOptions, Limits, Plugin, PluginError, PluginHost, PluginKind};
 use crate::topic::{Hooks, READERS_DIR, SETTINGS_FILE, Topic, TopicError};
+
+mod reload;
+pub use reload::ReloadReport;
 
 /// Errors of the broker layer.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +100,9 @@ pub enum BrokerError {
     /// Blocking work panicked or was cancelled.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// A reload was refused and nothing of it applied; every reason listed.
+    #[error("reload refused: {}", errors.join("; "))]
+    ReloadRefused { errors: Vec<String> },
 }
 
 impl From<crate::log::LogError> for BrokerError {
@@ -109,18 +122,42 @@ impl BrokerError {
 
 /// Every topic of one data directory. See the module docs.
 pub struct Broker {
-    config: Config,
+    /// Swapped whole by a reload.
+    config: ArcSwap<Config>,
     data_dir: PathBuf,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Names being created or deleted: one such operation per name at once.
     busy: Mutex<HashSet<String>>,
-    plugins: Plugins,
+    /// Swapped whole by a reload.
+    plugins: ArcSwap<Plugins>,
+    /// The plugin host (engine, linker, epoch ticker), made when the first
+    /// plugin is loaded and kept for reloads.
+    host: OnceLock<PluginHost>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
     /// Held while the broker runs: the `flock` on the data directory.
     _lock: std::fs::File,
 }
 
 /// Declared plugins by name, compiled and pre-linked.
-type Plugins = HashMap<String, Arc<Plugin>>;
+pub(crate) type Plugins = HashMap<String, Loaded>;
+
+/// One declared plugin as loaded: what a reload compares to see whether it
+/// changed.
+#[derive(Clone)]
+pub(crate) struct Loaded {
+    pub(crate) plugin: Arc<Plugin>,
+    /// Its `[plugins.<name>]` table as resolved.
+    pub(crate) decl: PluginDecl,
+    /// SHA-256 of the component file when it was loaded.
+    pub(crate) digest: [u8; 32],
+}
+
+/// What hooks are built from: one config and one plugin set, seen together.
+pub(crate) struct View<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) plugins: &'a Plugins,
+}
 
 /// Where compiled plugin code is cached, inside the data directory.
 pub const PLUGIN_CACHE_DIR: &str = "_cache/wasm";
@@ -151,17 +188,24 @@ impl Broker {
             .canonicalize()
             .map_err(BrokerError::io(&data_dir))?;
         let lock_file = lock_dir(&data_dir)?;
-        let plugins = load_plugins(&config, &data_dir)?;
         let broker = Broker {
-            config,
+            config: ArcSwap::from_pointee(config),
             data_dir,
             topics: RwLock::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
-            plugins,
+            plugins: ArcSwap::from_pointee(HashMap::new()),
+            host: OnceLock::new(),
+            reloading: Mutex::new(()),
             _lock: lock_file,
         };
+        let config = broker.config();
+        let mut plugins = HashMap::new();
+        for decl in &config.plugins {
+            plugins.insert(decl.name.clone(), broker.load_plugin(decl)?);
+        }
+        broker.plugins.store(Arc::new(plugins));
         broker.load_topics()?;
-        for (name, input) in broker.config.topics.clone() {
+        for (name, input) in config.topics.clone() {
             if broker.topic(&name).is_err() {
                 broker.create_topic(&name, input)?;
             }
@@ -169,11 +213,52 @@ impl Broker {
         Ok(broker)
     }
 
-    /// The configuration it runs with.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration it runs with (the latest reload's).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
     }
 
+    /// The plugin host, made on first use with the compiled-code cache in
+    /// the data directory.
+    fn host(&self) -> Result<&PluginHost, PluginError> {
+        if let Some(host) = self.host.get() {
+            return Ok(host);
+        }
+        let host = PluginHost::new(HostOptions {
+            cache_dir: Some(self.data_dir.join(PLUGIN_CACHE_DIR)),
+        })?;
+        // Two first uses at once: one host wins, the other is dropped.
+        Ok(self.host.get_or_init(|| host))
+    }
+
+    /// Compiles (or loads from the cache) and pre-links one declared plugin.
+    /// Blocking.
+    pub(crate) fn load_plugin(&self, decl: &PluginDecl) -> Result<Loaded, PluginError> {
+        let digest = file_digest(decl)?;
+        let limits = Limits {
+            memory_bytes: decl.memory_limit,
+            time_per_call: decl.time_limit,
+            fuel: decl.fuel,
+        };
+        let plugin = self.host()?.load(&decl.name, &decl.path, limits)?;
+        Ok(Loaded {
+            plugin,
+            decl: decl.clone(),
+            digest,
+        })
+    }
+
+    /// The current config and plugins, for building hooks.
+    fn with_view<T>(&self, f: impl FnOnce(&View<'_>) -> T) -> T {
+        let (config, plugins) = (self.config.load(), self.plugins.load());
+        f(&View {
+            config: &config,
+            plugins: &plugins,
+        })
+    }
+}
+
+impl View<'_> {
     fn plugin(
         &self,
         topic: &str,
@@ -181,12 +266,14 @@ impl Broker {
         name: &str,
         kind: PluginKind,
     ) -> Result<&Arc<Plugin>, BrokerError> {
-        let plugin = self.plugins.get(name).ok_or_else(|| BrokerError::Hook {
-            topic: topic.to_string(),
-            message: format!(
-                "{hook} plugin {name:?} is not declared: add a [plugins.{name}] table with its \
+        let plugin = self.plugins.get(name).map(|l| &l.plugin).ok_or_else(|| {
+            BrokerError::Hook {
+                topic: topic.to_string(),
+                message: format!(
+                    "{hook} plugin {name:?} is not declared: add a [plugins.{name}] table with its \
                  path to the config file"
-            ),
+                ),
+            }
         })?;
         if plugin.kind() != kind {
             return Err(BrokerError::Hook {
@@ -201,11 +288,24 @@ impl Broker {
     }
 
     /// Instantiates the plugins `settings` name for topic `name`.
-    fn build_hooks(
+    pub(crate) fn build_hooks(
         &self,
         name: &str,
         settings: &Settings,
     ) -> Result<(Hooks, LogOptions), BrokerError> {
+        Ok((
+            self.build_swappable(name, settings)?,
+            self.log_options(name, settings)?,
+        ))
+    }
+
+    /// Instantiates the validation and retention plugins `settings` name:
+    /// the hooks a reload swaps (codecs stay with the log).
+    pub(crate) fn build_swappable(
+        &self,
+        name: &str,
+        settings: &Settings,
+    ) -> Result<Hooks, BrokerError> {
         let mut hooks = Hooks::default();
         if let Some(h) = &settings.validation {
             self.add_validator(&mut hooks, name, h)?;
@@ -213,7 +313,7 @@ impl Broker {
         if let Some(h) = &settings.retention {
             self.add_retention(&mut hooks, name, h)?;
         }
-        Ok((hooks, self.log_options(name, settings)?))
+        Ok(hooks)
     }
 
     fn add_validator(
@@ -292,7 +392,9 @@ impl Broker {
         }
         Ok((hooks, self.log_options(name, settings)?))
     }
+}
 
+impl Broker {
     /// Opens every netlog topic of the data directory. A directory that is
     /// not one (no `settings.json`, no segment file) is left alone and logged.
     fn load_topics(&self) -> Result<(), BrokerError> {
@@ -311,7 +413,7 @@ impl Broker {
                 continue;
             }
             let settings = self.read_settings(&path)?;
-            let (hooks, opts) = self.build_stored_hooks(&name, &settings)?;
+            let (hooks, opts) = self.with_view(|v| v.build_stored_hooks(&name, &settings))?;
             let topic = Topic::open(&name, &path, settings, opts, hooks, false)?;
             tracing::info!(topic = %name, next_offset = topic.next_offset(), "topic loaded");
             self.topics_mut().insert(name, topic);
@@ -327,7 +429,7 @@ impl Broker {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(self.config.defaults.clone());
+                return Ok(self.config().defaults.clone());
             }
             Err(e) => return Err(BrokerError::io(&path)(e)),
         };
@@ -337,10 +439,11 @@ impl Broker {
         };
         let input: SettingsInput =
             serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let config = self.config();
         resolve_settings(
             input,
-            &self.config.defaults,
-            &self.config.plugin_names(),
+            &config.defaults,
+            &config.plugin_names(),
             Strictness::Stored,
         )
         .map_err(|e| invalid(e.to_string()))
@@ -434,17 +537,33 @@ impl Broker {
         input: SettingsInput,
     ) -> Result<Arc<Topic>, BrokerError> {
         check_topic_name(name).map_err(BrokerError::InvalidName)?;
+        let config = self.config();
         let settings = resolve_settings(
             input,
-            &self.config.defaults,
-            &self.config.plugin_names(),
+            &config.defaults,
+            &config.plugin_names(),
             Strictness::Refuse,
         )?;
         let _reserved = self.reserve(name)?;
         if self.topic(name).is_ok() {
             return Err(BrokerError::TopicExists);
         }
-        let (hooks, opts) = self.build_hooks(name, &settings)?;
+        let (hooks, opts) = self.with_view(|v| v.build_hooks(name, &settings))?;
+        let topic = self.open_new_topic(name, settings, hooks, opts)?;
+        self.topics_mut().insert(name.to_string(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Makes the directory of a new topic and opens it there (not yet
+    /// registered); leaves nothing behind on failure. The caller holds the
+    /// name's reservation. Blocking.
+    pub(crate) fn open_new_topic(
+        &self,
+        name: &str,
+        settings: Settings,
+        hooks: Hooks,
+        opts: LogOptions,
+    ) -> Result<Arc<Topic>, BrokerError> {
         let dir = self.data_dir.join(name);
         match std::fs::create_dir(&dir) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -460,7 +579,6 @@ impl Broker {
                 return Err(e.into());
             }
         };
-        self.topics_mut().insert(name.to_string(), topic.clone());
         tracing::info!(
             topic = name,
             compression = settings.compression_name(),
@@ -618,34 +736,16 @@ fn lock_holder(path: &Path) -> Option<String> {
     })
 }
 
-/// Compiles (or loads from the cache) and pre-links every declared plugin.
-fn load_plugins(config: &Config, data_dir: &Path) -> Result<Plugins, BrokerError> {
-    if config.plugins.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let host = PluginHost::new(HostOptions {
-        cache_dir: Some(data_dir.join(PLUGIN_CACHE_DIR)),
+/// SHA-256 of a declared plugin's component file: how a reload tells a
+/// changed file.
+fn file_digest(decl: &PluginDecl) -> Result<[u8; 32], PluginError> {
+    use sha2::Digest;
+    let wasm = std::fs::read(&decl.path).map_err(|source| PluginError::Io {
+        plugin: decl.name.clone(),
+        path: decl.path.clone(),
+        source,
     })?;
-    let mut plugins = HashMap::new();
-    for decl in &config.plugins {
-        let limits = Limits {
-            memory_bytes: decl.memory_limit,
-            time_per_call: decl.time_limit,
-            fuel: decl.fuel,
-        };
-        let started = std::time::Instant::now();
-        let plugin = host.load(&decl.name, &decl.path, limits)?;
-        tracing::info!(
-            plugin = %decl.name,
-            kind = %plugin.kind(),
-            wit = plugin.wit_version(),
-            from_cache = plugin.from_cache(),
-            ms = started.elapsed().as_millis() as u64,
-            "plugin loaded"
-        );
-        plugins.insert(decl.name.clone(), plugin);
-    }
-    Ok(plugins)
+    Ok(sha2::Sha256::digest(&wasm).into())
 }
 
 #[cfg(test)]

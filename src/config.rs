@@ -15,6 +15,8 @@
 //! server defaults when the topic is created and stored whole, so a later
 //! change of defaults does not change an existing topic.
 
+pub mod auth;
+mod server;
 mod settings;
 mod toml_file;
 
@@ -29,6 +31,7 @@ pub use crate::plugin::{
     DEFAULT_MEMORY_BYTES as DEFAULT_PLUGIN_MEMORY, DEFAULT_TIME_PER_CALL as DEFAULT_PLUGIN_TIME,
     MIN_MEMORY_BYTES as MIN_PLUGIN_MEMORY,
 };
+pub use server::*;
 pub use settings::{
     DEFAULT_BATCH_INTERVAL, DEFAULT_BATCH_NUM_MESSAGES, DEFAULT_MIN_SEGMENT_AGE,
     DEFAULT_MIN_SEGMENT_BYTES, DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_SIZE, HookSetting,
@@ -152,6 +155,14 @@ pub struct Config {
     pub topics: BTreeMap<String, SettingsInput>,
     /// Log filter (`info`, `debug`, or a `RUST_LOG`-style directive).
     pub log_level: String,
+    /// Connection limits, browser origins and TLS (`[server]`).
+    pub server: ServerOptions,
+    /// Where this config came from (the file and the flags), so a reload
+    /// reads them again. Set by [`load`]; default: no file, nothing to
+    /// reload.
+    pub source: Overrides,
+    /// Tokens and rights (`[auth]`); off by default.
+    pub auth: auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -167,6 +178,9 @@ impl Default for Config {
             plugins: Vec::new(),
             topics: BTreeMap::new(),
             log_level: DEFAULT_LOG_LEVEL.to_string(),
+            server: ServerOptions::default(),
+            source: Overrides::default(),
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -208,6 +222,7 @@ pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
         place: format!("-{}", flag_name(e.key)),
         message: e.message,
     })?;
+    cfg.source = overrides.clone();
     Ok(cfg)
 }
 

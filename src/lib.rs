@@ -20,10 +20,13 @@
 //! - [`http`]: the HTTP API (axum), one file per resource. It talks to the
 //!   [`broker`] to find, create and delete topics, and to a [`topic::Topic`]
 //!   for everything else; it never reaches the log or a plugin. It alone
-//!   turns errors into answers, in one `match`.
+//!   turns errors into answers, in one `match`. `http::serve` is the
+//!   listener that serves it: connection limits, body budget, TLS and the
+//!   browser origin guard.
 //! - [`broker`]: the registry of topics of one data directory (its lock,
-//!   create and delete serialised per name), plugin loading, and the monitor
-//!   and interval-fsync loops over every topic.
+//!   create and delete serialised per name), plugin loading, hot reload of
+//!   the config all or nothing (`broker/reload.rs`), and the monitor and
+//!   interval-fsync loops over every topic.
 //! - [`topic`]: one topic behind the [`topic::Topic`] facade: group commit
 //!   and validation (`writer.rs`), scanners and their files (`scanners.rs`),
 //!   rolling and deletion (`retention.rs`), `TopicError` (`error.rs`). It
@@ -39,6 +42,7 @@
 //! - [`message`]: the message format (compver, CRC-32, length, payload),
 //!   message sets and the codecs that compress them.
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
+//! - [`token`]: `netlog token new` and `netlog token hash`, for `[[auth.tokens]]`.
 //!
 //! **Adding a per-topic feature:** its state and logic go in `topic/` (a new
 //! file if it is a new concept), reached through a method of
@@ -56,6 +60,7 @@ pub(crate) mod http;
 pub mod log;
 pub mod message;
 pub mod plugin;
+pub mod token;
 pub mod topic;
 
 use std::future::Future;
@@ -75,6 +80,9 @@ pub enum RunError {
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
+    /// The TLS certificate or key could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] http::tls::TlsError),
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops
@@ -85,7 +93,25 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_with_reloads(listener, config, shutdown, futures_util::stream::pending()).await
+}
+
+/// [`run`], also reloading the config file (see [`Broker::reload`]) each
+/// time `reloads` yields: the binary feeds it `SIGHUP`.
+pub async fn run_with_reloads(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: impl futures_util::Stream<Item = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let monitor_interval = config.monitor_interval;
+    let mut server = config.server.clone();
+    // A body as large as max_body must always fit in the budget.
+    server.body_budget = server.body_budget.max(config.max_body);
+    let tls = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(http::tls::Tls::load(cert, key)?)),
+        _ => None,
+    };
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .expect("broker open task")?;
@@ -94,6 +120,8 @@ pub async fn run(
     let state = http::AppState {
         broker: broker.clone(),
         shutdown: stop_rx.clone(),
+        tls: tls.clone(),
+        auth: http::auth::Gate::new(&broker.config().auth),
     };
     let monitor = tokio::spawn(periodic(
         broker.clone(),
@@ -106,23 +134,25 @@ pub async fn run(
         log::FsyncPolicy::Interval(every) => Some(tokio::spawn(periodic(
             broker.clone(),
             every,
-            stop_rx,
+            stop_rx.clone(),
             Broker::sync_topics,
         ))),
         _ => None,
     };
+    let reloader = tokio::spawn(reload_on(state.clone(), reloads, stop_rx.clone()));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "netlog listening");
+        http::auth::warn_if_exposed(addr, &broker.config().auth);
     }
     let stop = async move {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let served = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(stop)
-        .await;
+    let app = http::origin::guard(http::router(state), &server.allowed_origins);
+    let served = http::serve::serve(listener, app, server, tls, stop).await;
     let _ = monitor.await;
+    let _ = reloader.await;
     if let Some(syncer) = syncer {
         let _ = syncer.await;
     }
@@ -133,6 +163,25 @@ pub async fn run(
     closed?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Reloads the config each time `reloads` yields, until `stop` turns true.
+/// A refused reload is logged (by the broker) and changes nothing.
+async fn reload_on(
+    state: http::AppState,
+    reloads: impl futures_util::Stream<Item = ()> + Send + 'static,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt;
+    let mut reloads = std::pin::pin!(reloads);
+    loop {
+        tokio::select! {
+            next = reloads.next() => if next.is_none() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tracing::info!("reload asked (SIGHUP)");
+        let _ = http::reload_all(&state).await;
+    }
 }
 
 /// Calls `work` on the broker every `every`, on the blocking pool, until

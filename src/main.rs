@@ -60,6 +60,9 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Make bearer secrets and the hashes `[[auth.tokens]]` stores.
+    #[command(subcommand)]
+    Token(netlog::token::TokenCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,6 +179,18 @@ async fn shutdown_signal() {
     }
 }
 
+/// One item per `SIGHUP`: the config file is read again and reloaded.
+fn hangups() -> impl futures_util::Stream<Item = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hup = signal(SignalKind::hangup())
+        .map_err(|e| eprintln!("netlog: SIGHUP will not reload: {e}"))
+        .ok();
+    futures_util::stream::unfold(hup, |hup| async move {
+        let mut hup = hup?;
+        hup.recv().await.map(|()| ((), Some(hup)))
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_from(netlog_args());
     if let Some(Command::Plugin(PluginCommand::Check { file, config })) = &cli.command {
@@ -183,6 +198,9 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Plugin(PluginCommand::Wit { dir })) = &cli.command {
         return plugin_wit(dir);
+    }
+    if let Some(Command::Token(command)) = &cli.command {
+        return netlog::token::run(command);
     }
     let cfg = match build_config(&cli) {
         Ok(c) => c,
@@ -211,7 +229,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match netlog::run(listener, cfg, shutdown_signal()).await {
+        match netlog::run_with_reloads(listener, cfg, shutdown_signal(), hangups()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("netlog: {e}");
@@ -222,6 +240,15 @@ fn main() -> ExitCode {
 }
 
 fn plugin_check(file: &std::path::Path, config: Option<&str>) -> ExitCode {
+    if let Some(text) = config
+        && let Err(e) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        eprintln!(
+            "netlog: --config is not JSON ({e}); give the plugin config as a JSON object, \
+             e.g. --config '{{\"max_bytes\": 1024}}'"
+        );
+        return ExitCode::from(2);
+    }
     match netlog::plugin::check_component(file, config) {
         Ok(report) => {
             println!("{report}");

@@ -22,12 +22,14 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Where the broker is: the address to connect to, the `Host` header, and a
-/// path prefix (for a broker behind a proxy at `http://host/netlog`).
+/// path prefix (for a broker behind a proxy at `http://host/netlog`), and the
+/// bearer secret every request carries, if any.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub addr: SocketAddr,
     pub host: String,
     pub base: String,
+    pub token: Option<String>,
 }
 
 impl Target {
@@ -46,6 +48,7 @@ impl Target {
             addr,
             host: authority.to_string(),
             base: path.trim_end_matches('/').to_string(),
+            token: None,
         })
     }
 
@@ -65,6 +68,9 @@ impl Target {
         );
         for (name, value) in headers {
             let _ = write!(out, "{name}: {value}\r\n");
+        }
+        if let Some(token) = &self.token {
+            let _ = write!(out, "Authorization: Bearer {token}\r\n");
         }
         if method == "POST" || !body.is_empty() {
             let _ = write!(out, "Content-Length: {}\r\n", body.len());

@@ -84,6 +84,10 @@ struct Args {
     /// Keep the topics instead of deleting them afterwards.
     #[arg(long)]
     keep: bool,
+    /// Bearer secret sent with every request (it needs admin to create and
+    /// delete the scenario topics, produce and consume on them).
+    #[arg(long)]
+    token: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
@@ -181,7 +185,10 @@ fn check(args: &Args) -> Result<(), String> {
 
 async fn run(args: Args) -> ExitCode {
     let target = match Target::parse(&args.url).await {
-        Ok(t) => t,
+        Ok(t) => Target {
+            token: args.token.clone(),
+            ..t
+        },
         Err(e) => {
             eprintln!("netlog-load: --url: {e}");
             return ExitCode::from(2);

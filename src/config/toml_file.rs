@@ -26,6 +26,8 @@ pub(super) struct File {
     plugins: BTreeMap<String, Plugin>,
     #[serde(default)]
     topics: BTreeMap<String, Topic>,
+    #[serde(default)]
+    auth: super::auth::AuthFile,
 }
 
 #[derive(Deserialize, Default)]
@@ -38,6 +40,17 @@ struct Server {
     fsync: Option<RawValue>,
     log_level: Option<RawValue>,
     index_entries: Option<RawValue>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_timeout: Option<String>,
+    body_min_rate: Option<RawValue>,
+    max_connections: Option<usize>,
+    body_budget: Option<RawValue>,
+    body_budget_wait: Option<String>,
+    shutdown_timeout: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -113,6 +126,25 @@ impl File {
                     .map_err(|e| at.err("server", key, e))?;
             }
         }
+        let size = |v: Option<RawValue>, key| {
+            v.map(|b| super::size(&b).map_err(|e| at.err("server", key, e)))
+                .transpose()
+        };
+        cfg.server = super::server::ServerKeys {
+            header_timeout: s.header_timeout,
+            idle_timeout: s.idle_timeout,
+            body_timeout: s.body_timeout,
+            body_min_rate: size(s.body_min_rate, "body_min_rate")?,
+            max_connections: s.max_connections,
+            body_budget: size(s.body_budget, "body_budget")?,
+            body_budget_wait: s.body_budget_wait,
+            shutdown_timeout: s.shutdown_timeout,
+            allowed_origins: s.allowed_origins,
+            tls_cert: s.tls_cert,
+            tls_key: s.tls_key,
+        }
+        .resolve(base, cfg.max_body)
+        .map_err(|(key, message)| at.err("server", key, message))?;
 
         for (name, p) in self.plugins {
             let table = format!("plugins.{name}");
@@ -168,6 +200,7 @@ impl File {
             .map_err(|e| at.err(&table, e.key, e.message))?;
             cfg.topics.insert(name, input);
         }
+        cfg.auth = self.auth.resolve(path)?;
         Ok(cfg)
     }
 }

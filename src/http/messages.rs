@@ -76,14 +76,23 @@ pub async fn messages_publish(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    let ndjson = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+        .and_then(|v| v.to_str().ok());
+    let ndjson = content_type.is_some_and(|v| v.starts_with("application/x-ndjson"));
     let (plain, count) = if ndjson {
         frame_lines(&body)
     } else {
-        (body.clone(), check_frames(&body)?)
+        let count = check_frames(&body).map_err(|e| match e {
+            ApiError::BadRequest(why) => ApiError::BadRequest(format!(
+                "{why} (the body was read as netlog's binary message framing, because its \
+                 Content-Type is {}; for one message per line send \
+                 Content-Type: application/x-ndjson)",
+                content_type.map_or("missing".to_string(), |t| format!("{t:?}"))
+            )),
+            other => other,
+        })?;
+        (body.clone(), count)
     };
     if count == 0 {
         return Err(ApiError::BadRequest("no messages in the body".into()));

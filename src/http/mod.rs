@@ -4,7 +4,7 @@
 //! One file per resource: `topics.rs` (list, create, info, delete),
 //! `messages.rs` (payload write and read, batch publish, sync), `scanners.rs`
 //! (scanner create and delete, scan), `stream.rs` (Server-Sent Events) and
-//! `admin.rs` (check). Handlers are named `<resource>_<verb>`.
+//! `admin.rs` (check), `reload.rs` (`POST /_reload`). Handlers are named `<resource>_<verb>`.
 //!
 //! Every failure is an [`ApiError`]; this module alone turns errors into
 //! responses: `{"ok":false,"status":<code>,"error":"netlog: <text>"}` with
@@ -14,10 +14,18 @@
 //! too, so malformed input gets the same shape as everything else.
 
 mod admin;
+pub mod auth;
+mod health;
 mod messages;
+pub(crate) mod origin;
+mod reload;
 mod scanners;
+pub mod serve;
 mod stream;
+pub mod tls;
 mod topics;
+
+pub(crate) use reload::reload_all;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,12 +50,17 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Becomes `true` when the server shuts down; long waits end early.
     pub shutdown: watch::Receiver<bool>,
+    /// The listener's certificates, when it speaks TLS (re-read on reload).
+    pub tls: Option<Arc<tls::Tls>>,
+    /// Tokens and rights in force; `swap` on reload.
+    pub auth: auth::Gate,
 }
 
 /// The router for every route.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(topics::topics_list))
+        .route("/_reload", axum::routing::post(reload::reload_post))
         .route(
             "/{topic}",
             get(topics::topic_info)
@@ -71,6 +84,13 @@ pub fn router(state: AppState) -> Router {
         .route("/{topic}/scan", get(scanners::scan))
         .route("/{topic}/stream", get(stream::stream))
         .route("/{topic}/check", get(admin::check))
+        .route("/_health", get(health::health))
+        .route("/_ready", get(health::ready))
+        .route("/_metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::authorize,
+        ))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -125,6 +145,10 @@ pub enum ApiError {
     NoRoute,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("insufficient storage")]
+    InsufficientStorage,
+    #[error("reload refused")]
+    ReloadRefused { errors: Vec<String> },
 }
 
 impl ApiError {
@@ -138,7 +162,8 @@ impl ApiError {
             | InvalidOffset(_)
             | InvalidDuration(_)
             | InvalidCompression(_)
-            | TopicExists => StatusCode::BAD_REQUEST,
+            | TopicExists
+            | ReloadRefused { .. } => StatusCode::BAD_REQUEST,
             EndOfTopic | TopicNotFound | ScannerNotFound | OffsetNotFound | NoRoute => {
                 StatusCode::NOT_FOUND
             }
@@ -149,6 +174,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }
@@ -171,6 +197,10 @@ impl IntoResponse for ApiError {
                 json!({ "reason": r })
             }
             TooLarge { limit } => json!({ "reason": format!("the body is over {limit} bytes") }),
+            // The log layer logs full disks, rate-limited.
+            InsufficientStorage => json!({
+                "reason": "no space left on device; writes resume once space is freed"
+            }),
             Rejected {
                 plugin,
                 index,
@@ -181,6 +211,7 @@ impl IntoResponse for ApiError {
                 json!({ "plugin": plugin })
             }
             PluginUnavailable { plugin, reason } => json!({ "plugin": plugin, "reason": reason }),
+            ReloadRefused { errors } => json!({ "errors": errors }),
             CodecFailed { codec, detail } => {
                 tracing::error!(codec, detail, "read failed in a codec");
                 json!({ "codec": codec })
@@ -229,6 +260,7 @@ impl From<BrokerError> for ApiError {
             e @ (BrokerError::Hook { .. } | BrokerError::Plugin(_)) => {
                 ApiError::BadRequest(e.to_string())
             }
+            BrokerError::ReloadRefused { errors } => ApiError::ReloadRefused { errors },
             e @ (BrokerError::Io { .. } | BrokerError::Task(_) | BrokerError::DirLocked { .. }) => {
                 ApiError::Unknown(chain(&e))
             }
@@ -262,6 +294,12 @@ impl From<TopicError> for ApiError {
             TopicError::PluginUnavailable { plugin, reason } => {
                 ApiError::PluginUnavailable { plugin, reason }
             }
+            TopicError::Write(e) if matches!(*e, LogError::NoSpace { .. }) => {
+                ApiError::InsufficientStorage
+            }
+            TopicError::Write(e) if matches!(*e, LogError::EntryTooLarge { .. }) => {
+                ApiError::BadRequest(chain(e.as_ref()))
+            }
             e @ (TopicError::Write(_) | TopicError::Io { .. } | TopicError::Task(_)) => {
                 ApiError::Unknown(chain(&e))
             }
@@ -273,6 +311,7 @@ impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
         match e {
             LogError::OffsetNotFound(_) => ApiError::OffsetNotFound,
+            LogError::NoSpace { .. } => ApiError::InsufficientStorage,
             LogError::Corrupt {
                 source: FormatError::Codec(c),
                 ..

@@ -51,15 +51,15 @@ pub(crate) fn check(log: &Log, from: u64) -> Result<Vec<CheckError>, LogError> {
         let entries = seg.entries();
         let data_len = seg.data_len();
         for i in 0..entries {
-            let e = seg.index.get(i);
+            let e = seg.entry(i)?;
             let end = if i + 1 < entries {
-                seg.index.get(i + 1).pos
+                seg.entry(i + 1)?.pos
             } else {
                 data_len
             };
             let offset = seg.base + u64::from(e.rel) - 1;
             let next_offset = if i + 1 < entries {
-                seg.base + u64::from(seg.index.get(i + 1).rel) - 1
+                seg.base + u64::from(seg.entry(i + 1)?.rel) - 1
             } else {
                 seg.next_offset()
             };
@@ -69,7 +69,7 @@ pub(crate) fn check(log: &Log, from: u64) -> Result<Vec<CheckError>, LogError> {
             let space = end.saturating_sub(e.pos) as usize;
             buf.resize(space, 0);
             use std::os::unix::fs::FileExt;
-            let read = seg.raw_file().read_at(&mut buf, e.pos).unwrap_or(0);
+            let read = seg.raw_file()?.read_at(&mut buf, e.pos).unwrap_or(0);
             buf.truncate(read);
             check_entry(log, offset, &buf, space, &mut problems);
         }

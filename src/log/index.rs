@@ -1,5 +1,5 @@
-//! A segment's index file: a preallocated, memory-mapped array of 16-byte
-//! entries.
+//! A segment's index file: a fixed-size array of 16-byte entries, written
+//! with positional writes and read with positional reads.
 //!
 //! ```text
 //! entry i: relative_offset u32 | timestamp u32 (unix s) | data_position i64   (big-endian)
@@ -11,22 +11,37 @@
 //! *marker*: the next relative offset, timestamp 0 and the data file's end. An
 //! all-zero entry is unused space.
 //!
-//! The map is only touched through 64-bit atomics (two per entry), so the single
-//! writer can fill entries past the published count while readers binary-search
-//! the published ones without a lock. Publication order is the segment's
-//! business (see `segment.rs`).
+//! **Why no memory map.** The file is created at its full size but sparse
+//! (`set_len`): creating a segment writes only the marker's page, so a fresh
+//! 1.6 MB index costs one page, not 400. Writing entries through a shared map
+//! onto such unallocated pages kills the process with SIGBUS when the disk is
+//! full; so entries are written with `pwrite`, which answers a full disk with
+//! `ENOSPC` like any other write, and read with `pread` (lookups are a binary
+//! search: about 17 reads of 16 bytes for a full index). The file stays sparse
+//! and no mapping is held, so 100,000 segments cost neither address space nor
+//! map count.
+//!
+//! Concurrency: the single writer writes entries past the published count;
+//! readers read only below it (publication order is the segment's business,
+//! see `segment.rs`), so entries a reader sees never change under it. The
+//! descriptor comes from the process-wide bounded cache (`files.rs`), opened
+//! for reading and writing, so an index holds no descriptor while idle.
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
-use memmap2::MmapRaw;
+use super::files::LazyFile;
+use super::is_no_space;
 
 /// Bytes of one index entry.
 pub const INDEX_ENTRY_BYTES: u64 = 16;
 /// netlog's number of entries per index file (100 Ki entries, 1,638,400 bytes).
 pub const DEFAULT_INDEX_ENTRIES: u32 = 100 * 1024;
+/// Entries read at a time when an index is scanned in full (64 KiB).
+const SCAN_ENTRIES: usize = 4096;
 
 /// One decoded index entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -40,28 +55,75 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
-    fn is_zero(&self) -> bool {
+    pub(crate) fn is_zero(&self) -> bool {
         self.rel == 0 && self.ts == 0 && self.pos == 0
+    }
+
+    fn encode(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.rel.to_be_bytes());
+        out[4..8].copy_from_slice(&self.ts.to_be_bytes());
+        out[8..16].copy_from_slice(&(self.pos as i64).to_be_bytes());
+    }
+
+    fn decode(b: &[u8]) -> IndexEntry {
+        let word = |r: std::ops::Range<usize>| {
+            let mut a = [0u8; 8];
+            a[8 - r.len()..].copy_from_slice(&b[r]);
+            u64::from_be_bytes(a)
+        };
+        IndexEntry {
+            rel: word(0..4) as u32,
+            ts: word(4..8) as u32,
+            pos: (word(8..16) as i64).max(0) as u64,
+        }
     }
 }
 
-/// The memory-mapped index of one segment.
-pub struct Index {
-    map: MmapRaw,
-    capacity: usize,
-    file: File,
+/// What [`Index::rewrite`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Entries (the marker included) that differed from the wanted ones.
+    pub rebuilt: usize,
+    /// Stale non-zero entries past the marker.
+    pub cleared: usize,
+    /// Whether the write failed for lack of space and is held in memory.
+    pub held: bool,
 }
 
-// SAFETY: the map is only read and written through `AtomicU64`s (see `words`),
-// so sharing the raw pointer between threads cannot produce a data race.
-unsafe impl Send for Index {}
-// SAFETY: as above.
-unsafe impl Sync for Index {}
+/// Entries that belong at `from..` but could not be written (a full disk).
+struct Held {
+    from: usize,
+    entries: Vec<IndexEntry>,
+}
+
+/// The index of one segment.
+pub struct Index {
+    file: LazyFile,
+    capacity: usize,
+    /// A rewrite recovery could not write for lack of space: reads see it,
+    /// and the next write writes it first.
+    held: RwLock<Option<Arc<Held>>>,
+}
 
 impl Index {
+    /// Creates an empty index for `entries` entries, replacing any file at
+    /// `path`. The file is sparse: no page is written (nor read) here.
+    pub fn create(path: &Path, entries: u32) -> io::Result<Index> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let len = u64::from(entries.max(2)) * INDEX_ENTRY_BYTES;
+        file.set_len(len)?;
+        Ok(Index::cached(path.to_path_buf(), file, len))
+    }
+
     /// Opens (creating or extending as needed) an index file sized for
-    /// `entries` entries. A larger existing file keeps its size, so an index
-    /// written with a bigger capacity stays fully readable.
+    /// `entries` entries. A larger existing file
+    /// keeps its size, so an index written with a bigger capacity stays fully
+    /// readable.
     pub fn open(path: &Path, entries: u32) -> io::Result<Index> {
         let file = OpenOptions::new()
             .read(true)
@@ -77,12 +139,15 @@ impl Index {
         } else {
             len - len % INDEX_ENTRY_BYTES
         };
-        let map = MmapRaw::map_raw(&file)?;
-        Ok(Index {
+        Ok(Index::cached(path.to_path_buf(), file, len))
+    }
+
+    fn cached(path: PathBuf, file: File, len: u64) -> Index {
+        Index {
             capacity: (len / INDEX_ENTRY_BYTES) as usize,
-            map,
-            file,
-        })
+            file: LazyFile::cached(path, file),
+            held: RwLock::new(None),
+        }
     }
 
     /// How many entries the file holds, the marker included.
@@ -90,83 +155,193 @@ impl Index {
         self.capacity
     }
 
-    fn word(&self, i: usize) -> &AtomicU64 {
-        assert!(i < self.capacity * 2, "index word out of range");
-        // SAFETY: the mapping is page-aligned and at least `capacity * 16`
-        // bytes long, so every 8-byte word below that is in bounds and aligned
-        // for `AtomicU64`; the mapping lives as long as `self`. All access in
-        // this process goes through atomics.
-        unsafe { &*(self.map.as_mut_ptr() as *const AtomicU64).add(i) }
+    /// Whether the descriptor is pinned open (tests).
+    #[cfg(test)]
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.file.is_pinned()
+    }
+
+    fn at(i: usize) -> u64 {
+        i as u64 * INDEX_ENTRY_BYTES
+    }
+
+    fn held(&self) -> Option<Arc<Held>> {
+        self.held.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn read_one(&self, file: &File, held: Option<&Held>, i: usize) -> io::Result<IndexEntry> {
+        if let Some(h) = held
+            && let Some(e) = i.checked_sub(h.from).and_then(|k| h.entries.get(k))
+        {
+            return Ok(*e);
+        }
+        let mut b = [0u8; INDEX_ENTRY_BYTES as usize];
+        file.read_exact_at(&mut b, Self::at(i))?;
+        Ok(IndexEntry::decode(&b))
     }
 
     /// Reads entry `i`.
-    pub fn get(&self, i: usize) -> IndexEntry {
-        let a = self.word(2 * i).load(Ordering::Acquire).to_ne_bytes();
-        let b = self.word(2 * i + 1).load(Ordering::Acquire).to_ne_bytes();
-        IndexEntry {
-            rel: u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
-            ts: u32::from_be_bytes([a[4], a[5], a[6], a[7]]),
-            pos: i64::from_be_bytes(b).max(0) as u64,
+    pub fn get(&self, i: usize) -> io::Result<IndexEntry> {
+        assert!(i < self.capacity, "index entry out of range");
+        self.read_one(&*self.file.get()?, self.held().as_deref(), i)
+    }
+
+    /// Reads entries `from..from + n` (clamped to the capacity) with
+    /// positional reads of up to 64 KiB.
+    pub fn read(&self, from: usize, n: usize) -> io::Result<Vec<IndexEntry>> {
+        let end = from.saturating_add(n).min(self.capacity);
+        let file = self.file.get()?;
+        let mut out = Vec::with_capacity(end.saturating_sub(from));
+        let mut buf =
+            vec![0u8; (end.saturating_sub(from)).min(SCAN_ENTRIES) * INDEX_ENTRY_BYTES as usize];
+        let mut i = from;
+        while i < end {
+            let k = (end - i).min(SCAN_ENTRIES);
+            let b = &mut buf[..k * INDEX_ENTRY_BYTES as usize];
+            file.read_exact_at(b, Self::at(i))?;
+            out.extend(
+                b.chunks_exact(INDEX_ENTRY_BYTES as usize)
+                    .map(IndexEntry::decode),
+            );
+            i += k;
         }
-    }
-
-    /// Writes entry `i`.
-    pub fn set(&self, i: usize, e: IndexEntry) {
-        let mut a = [0u8; 8];
-        a[..4].copy_from_slice(&e.rel.to_be_bytes());
-        a[4..].copy_from_slice(&e.ts.to_be_bytes());
-        let b = (e.pos as i64).to_be_bytes();
-        self.word(2 * i)
-            .store(u64::from_ne_bytes(a), Ordering::Release);
-        self.word(2 * i + 1)
-            .store(u64::from_ne_bytes(b), Ordering::Release);
-    }
-
-    /// Zeroes every non-zero entry from `from` on (stale entries after a crash).
-    pub fn clear_from(&self, from: usize) -> usize {
-        let mut cleared = 0;
-        for i in from..self.capacity {
-            if !self.get(i).is_zero() {
-                self.set(i, IndexEntry::default());
-                cleared += 1;
+        if let Some(h) = self.held() {
+            for (k, e) in h.entries.iter().enumerate() {
+                if let Some(slot) = (h.from + k).checked_sub(from).and_then(|j| out.get_mut(j)) {
+                    *slot = *e;
+                }
             }
         }
-        cleared
+        Ok(out)
     }
 
-    /// Flushes the map to disk (msync) and the file's metadata.
+    /// Writes entry `i` (one `pwrite`; a full disk is an `ENOSPC` error).
+    pub fn set(&self, i: usize, e: IndexEntry) -> io::Result<()> {
+        self.write(i, &[e])
+    }
+
+    /// Writes `entries` from slot `from` on with one positional write (after
+    /// a rewrite held for lack of space, if any).
+    pub fn write(&self, from: usize, entries: &[IndexEntry]) -> io::Result<()> {
+        if let Some(h) = self.held() {
+            self.write_raw(h.from, &h.entries)?;
+            *self.held.write().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        self.write_raw(from, entries)
+    }
+
+    fn write_raw(&self, from: usize, entries: &[IndexEntry]) -> io::Result<()> {
+        assert!(
+            from + entries.len() <= self.capacity,
+            "index entry out of range"
+        );
+        let mut b = vec![0u8; entries.len() * INDEX_ENTRY_BYTES as usize];
+        for (e, out) in entries
+            .iter()
+            .zip(b.chunks_exact_mut(INDEX_ENTRY_BYTES as usize))
+        {
+            e.encode(out);
+        }
+        self.file.get()?.write_all_at(&b, Self::at(from))
+    }
+
+    /// Makes the file hold `entries`, then `marker` (when there is room), then
+    /// zeros, writing one run from the first slot that differs. Reads the
+    /// whole file (recovery of an active or damaged segment). When the disk
+    /// is full the run is held in memory instead: reads see it, and the next
+    /// [`write`](Self::write) writes it first, so the segment opens for
+    /// reading and writes resume once space is free.
+    pub fn rewrite(&self, entries: &[IndexEntry], marker: IndexEntry) -> io::Result<Rewritten> {
+        let mut want = entries.to_vec();
+        if want.len() < self.capacity {
+            want.push(marker);
+        }
+        let have = self.read(0, self.capacity)?;
+        let mut done = Rewritten {
+            rebuilt: want.iter().zip(&have).filter(|(w, h)| w != h).count(),
+            cleared: have[want.len().min(have.len())..]
+                .iter()
+                .filter(|e| !e.is_zero())
+                .count(),
+            held: false,
+        };
+        let first = want.iter().zip(&have).position(|(w, h)| w != h);
+        let last_stale = have
+            .iter()
+            .rposition(|e| !e.is_zero())
+            .filter(|&i| i >= want.len());
+        let Some(from) = first.or(last_stale.map(|_| want.len())) else {
+            return Ok(done);
+        };
+        let to = last_stale.map_or(want.len(), |i| i + 1);
+        let mut run = want.get(from..).unwrap_or_default().to_vec();
+        run.resize(to - from, IndexEntry::default());
+        match self.write(from, &run) {
+            Err(e) if is_no_space(&e) => {
+                *self.held.write().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Arc::new(Held { from, entries: run }));
+                done.held = true;
+                Ok(done)
+            }
+            other => other.map(|()| done),
+        }
+    }
+
+    /// fsyncs the file.
     pub fn sync(&self) -> io::Result<()> {
-        self.map.flush()?;
-        self.file.sync_data()
+        self.file.get()?.sync_data()
+    }
+
+    /// How many leading entries are in use, found by binary search for the
+    /// first all-zero entry (reads about 17 entries, not the file). Correct
+    /// for an index whose used entries form a prefix, as the writer leaves it.
+    pub fn used(&self) -> io::Result<usize> {
+        let file = self.file.get()?;
+        let held = self.held();
+        let (mut lo, mut hi) = (0usize, self.capacity);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.read_one(&file, held.as_deref(), mid)?.is_zero() {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(lo)
     }
 
     /// The index of the last entry among the first `count` whose relative
     /// offset is at most `rel` (entries are sorted by relative offset).
-    pub fn search(&self, count: usize, rel: u32) -> Option<usize> {
-        let (mut lo, mut hi) = (0usize, count);
+    pub fn search(&self, count: usize, rel: u32) -> io::Result<Option<usize>> {
+        let file = self.file.get()?;
+        let held = self.held();
+        let (mut lo, mut hi) = (0usize, count.min(self.capacity));
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if self.get(mid).rel <= rel {
+            if self.read_one(&file, held.as_deref(), mid)?.rel <= rel {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
-        lo.checked_sub(1)
+        Ok(lo.checked_sub(1))
     }
 
     /// The first of the first `count` entries with a timestamp at or after `ts`.
-    pub fn search_time(&self, count: usize, ts: u32) -> Option<usize> {
+    pub fn search_time(&self, count: usize, ts: u32) -> io::Result<Option<usize>> {
+        let file = self.file.get()?;
+        let held = self.held();
+        let count = count.min(self.capacity);
         let (mut lo, mut hi) = (0usize, count);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if self.get(mid).ts < ts {
+            if self.read_one(&file, held.as_deref(), mid)?.ts < ts {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
-        (lo < count).then_some(lo)
+        Ok((lo < count).then_some(lo))
     }
 }
 
@@ -180,14 +355,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         let index = Index::open(&path, 4).unwrap();
-        index.set(
-            1,
-            IndexEntry {
-                rel: 2,
-                ts: 0x01020304,
-                pos: 27,
-            },
-        );
+        index
+            .set(
+                1,
+                IndexEntry {
+                    rel: 2,
+                    ts: 0x01020304,
+                    pos: 27,
+                },
+            )
+            .unwrap();
         index.sync().unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len(), 64);
@@ -195,7 +372,7 @@ mod tests {
             &bytes[16..32],
             &[0, 0, 0, 2, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 27]
         );
-        assert_eq!(index.get(1).pos, 27);
+        assert_eq!(index.get(1).unwrap().pos, 27);
     }
 
     /// Binary search finds the entry that holds a relative offset.
@@ -204,20 +381,89 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("i"), 8).unwrap();
         for (i, rel) in [1u32, 2, 5, 6].iter().enumerate() {
-            index.set(
-                i,
-                IndexEntry {
-                    rel: *rel,
-                    ts: 10 + i as u32,
-                    pos: 16 + i as u64,
-                },
-            );
+            index
+                .set(
+                    i,
+                    IndexEntry {
+                        rel: *rel,
+                        ts: 10 + i as u32,
+                        pos: 16 + i as u64,
+                    },
+                )
+                .unwrap();
         }
-        assert_eq!(index.search(4, 1), Some(0));
-        assert_eq!(index.search(4, 4), Some(1));
-        assert_eq!(index.search(4, 9), Some(3));
-        assert_eq!(index.search(4, 0), None);
-        assert_eq!(index.search_time(4, 12), Some(2));
-        assert_eq!(index.search_time(4, 99), None);
+        assert_eq!(index.search(4, 1).unwrap(), Some(0));
+        assert_eq!(index.search(4, 4).unwrap(), Some(1));
+        assert_eq!(index.search(4, 9).unwrap(), Some(3));
+        assert_eq!(index.search(4, 0).unwrap(), None);
+        assert_eq!(index.search_time(4, 12).unwrap(), Some(2));
+        assert_eq!(index.search_time(4, 99).unwrap(), None);
+    }
+
+    /// A fresh index is sparse: creating it allocates no block, and writing
+    /// the marker allocates only the page it lands on.
+    #[test]
+    fn create_touches_no_page() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let index = Index::create(&path, DEFAULT_INDEX_ENTRIES).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            meta.len(),
+            u64::from(DEFAULT_INDEX_ENTRIES) * INDEX_ENTRY_BYTES
+        );
+        assert_eq!(meta.blocks(), 0, "a fresh index has no block");
+        index
+            .set(
+                0,
+                IndexEntry {
+                    rel: 1,
+                    ts: 0,
+                    pos: 16,
+                },
+            )
+            .unwrap();
+        index.sync().unwrap();
+        // 512-byte blocks: a page or a filesystem block or two, far from 1.6 MB.
+        assert!(std::fs::metadata(&path).unwrap().blocks() <= 64);
+    }
+
+    /// `used` finds the end of the used prefix by binary search, and
+    /// `rewrite` replaces entries and zeroes stale ones after the marker.
+    #[test]
+    fn used_and_clear_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::create(&dir.path().join("i"), 1000).unwrap();
+        assert_eq!(index.used().unwrap(), 0);
+        let es: Vec<IndexEntry> = (0..300)
+            .map(|i| IndexEntry {
+                rel: i + 1,
+                ts: 5,
+                pos: 16 + u64::from(i),
+            })
+            .collect();
+        index.write(0, &es).unwrap();
+        assert_eq!(index.used().unwrap(), 300);
+        assert_eq!(index.read(0, 300).unwrap(), es);
+        let marker = IndexEntry {
+            rel: 200,
+            ts: 0,
+            pos: 900,
+        };
+        let done = index.rewrite(&es[..199], marker).unwrap();
+        assert_eq!(
+            done,
+            Rewritten {
+                rebuilt: 1,
+                cleared: 100,
+                held: false
+            }
+        );
+        assert_eq!(index.used().unwrap(), 200);
+        assert_eq!(index.get(199).unwrap(), marker);
+        assert!(index.get(250).unwrap().is_zero());
+        let again = index.rewrite(&es[..199], marker).unwrap();
+        assert_eq!(again, Rewritten::default());
     }
 }

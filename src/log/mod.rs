@@ -23,6 +23,22 @@
 //! Opening runs recovery (`recovery.rs`), so a torn tail is cut off and the
 //! index rebuilt before anything is served.
 //!
+//! A full disk is an error like any other, never a crash: index entries are
+//! written with `pwrite` (see `index.rs`), every `ENOSPC` or `EDQUOT` becomes
+//! [`LogError::NoSpace`], logged at most once per [`NO_SPACE_LOG_INTERVAL`]
+//! per log with a count of the ones suppressed. A flush that fails publishes
+//! nothing: the staged entries are dropped, the data file is cut back to the
+//! published end and the index marker restored, so the next flush writes from
+//! the published end again and writing resumes by itself once space is free.
+//! Opening on a full disk works; a repair that cannot be written for lack of
+//! space is held in memory and written before the next append (see
+//! [`Index::rewrite`](index::Index::rewrite)), so the log opens for reading.
+//!
+//! Descriptors and memory: a log pins one descriptor (its active data file);
+//! index files and sealed segments' data files open on demand through one
+//! process-wide bounded cache (`files.rs`), no file is memory-mapped, and
+//! opening reads a sealed segment's index only around its last entry.
+//!
 //! ```
 //! # let dir = tempfile::tempdir().unwrap();
 //! use netlog::log::{Log, LogOptions};
@@ -36,6 +52,7 @@
 //! ```
 
 mod check;
+mod files;
 mod index;
 mod reader;
 pub mod recovery;
@@ -44,11 +61,15 @@ mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
 pub use check::{CheckError, CheckKind};
+pub use files::{
+    DEFAULT_OPEN_FILES, cached_open_files, open_file_limit, raise_open_file_limit,
+    set_open_file_limit,
+};
 pub use index::{DEFAULT_INDEX_ENTRIES, INDEX_ENTRY_BYTES};
 pub use reader::{Message, Reader};
 pub use scanner::Scanner;
@@ -60,6 +81,16 @@ use segment::{Segment, unix_now};
 
 /// Bytes staged in the write buffer before it is flushed on its own.
 pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Largest entry (one message, or one message set, header included) any
+/// append accepts: 256 MiB, a quarter of what the reader and recovery accept
+/// for one message ([`MAX_PAYLOAD_BYTES`](crate::message::MAX_PAYLOAD_BYTES),
+/// 1 GiB), so every acknowledged entry can be read back. Group commit splits
+/// its groups to stay under it.
+pub const MAX_ENTRY_BYTES: usize = 256 << 20;
+
+/// Shortest time between two log lines about a full disk, per log.
+pub const NO_SPACE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Errors of the log layer.
 #[derive(Debug, thiserror::Error)]
@@ -97,13 +128,65 @@ pub enum LogError {
     /// An entry handed to `append_encoded` is not one well-formed message.
     #[error("invalid entry: {0}")]
     InvalidEntry(&'static str),
+    /// The disk (or the quota) is full: nothing of the failed write is
+    /// visible, and writing resumes once space is free.
+    #[error("no space left on device writing {}: {source}", path.display())]
+    NoSpace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An entry over [`MAX_ENTRY_BYTES`] was refused.
+    #[error("entry of {len} bytes is over the limit of {limit} bytes")]
+    EntryTooLarge { len: usize, limit: usize },
 }
 
-pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
-    move |source| LogError::Io {
-        path: path.to_path_buf(),
-        source,
+impl LogError {
+    /// Whether this is [`LogError::NoSpace`].
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, LogError::NoSpace { .. })
     }
+
+    /// A copy of a [`LogError::NoSpace`] (its cause rebuilt from its kind and
+    /// text), for answering every publisher of a failed group; `None` for any
+    /// other error.
+    pub fn no_space_copy(&self) -> Option<LogError> {
+        match self {
+            LogError::NoSpace { path, source } => Some(LogError::NoSpace {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// `ENOSPC` or `EDQUOT`.
+pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// Wraps an I/O error on `path`: [`LogError::NoSpace`] for a full disk,
+/// [`LogError::Io`] otherwise.
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| {
+        let path = path.to_path_buf();
+        if is_no_space(&source) {
+            LogError::NoSpace { path, source }
+        } else {
+            LogError::Io { path, source }
+        }
+    }
+}
+
+/// Rate limit for the full-disk log line.
+#[derive(Default)]
+struct NoSpaceLog {
+    last: Option<Instant>,
+    suppressed: u64,
 }
 
 /// When appended data is fsynced.
@@ -184,6 +267,7 @@ pub(crate) struct Inner {
     segments: RwLock<Vec<Arc<Segment>>>,
     writer: Mutex<Writer>,
     notify: watch::Sender<u64>,
+    no_space: Mutex<NoSpaceLog>,
 }
 
 /// A topic's log. Cheap to clone; every clone is the same log.
@@ -202,19 +286,7 @@ impl Log {
     pub fn open(dir: &Path, opts: LogOptions) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let bases = list_segments(dir)?;
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        for (i, base) in bases.iter().enumerate() {
-            let next_base = bases.get(i + 1).copied();
-            let (seg, repair) =
-                recovery::open_segment(dir, *base, opts.index_entries, &opts.codecs, next_base)?;
-            if repair.changed() {
-                tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
-            }
-            if next_base.is_some() {
-                seg.seal();
-            }
-            segments.push(Arc::new(seg));
-        }
+        let mut segments = open_segments(dir, &bases, &opts)?;
         if segments.is_empty() {
             segments.push(Arc::new(Segment::create(dir, 0, opts.index_entries)?));
         }
@@ -236,6 +308,7 @@ impl Log {
                 segments: RwLock::new(segments),
                 writer: Mutex::new(writer),
                 notify: watch::Sender::new(next),
+                no_space: Mutex::new(NoSpaceLog::default()),
             }),
         })
     }
@@ -318,18 +391,26 @@ impl Log {
     }
 
     /// Stages one entry of `len` bytes holding `count` messages, written into
-    /// the buffer by `write`; rolls or flushes first when needed.
+    /// the buffer by `write`; rolls or flushes first when needed. An entry
+    /// over [`MAX_ENTRY_BYTES`] is refused. When a flush made here fails,
+    /// everything staged since the last flush is dropped with it.
     fn stage(
         &self,
         len: usize,
         count: u32,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, LogError> {
+        if len > MAX_ENTRY_BYTES {
+            return Err(LogError::EntryTooLarge {
+                len,
+                limit: MAX_ENTRY_BYTES,
+            });
+        }
         let mut w = lock(&self.inner.writer);
         let room = w.active.index.capacity() - 1;
         let full = w.active.entries() + w.pending.len() >= room;
         if full || w.next_rel.checked_add(count).is_none() {
-            self.roll_locked(&mut w)?;
+            self.roll_locked(&mut w).map_err(|e| self.noted(e))?;
         }
         if w.buf.len() + len > WRITE_BUFFER_BYTES {
             self.flush_locked(&mut w)?;
@@ -358,17 +439,23 @@ impl Log {
             return Ok(());
         }
         let start = w.buf_start;
-        if let Err(e) = w.active.write_at(&w.buf, start) {
-            // Nothing was published: drop the staged entries and cut whatever
-            // part of them reached the file.
+        let end = start + w.buf.len() as u64;
+        let written = w
+            .active
+            .write_at(&w.buf, start)
+            .and_then(|()| w.active.publish(&w.pending, w.next_rel, end));
+        if let Err(e) = written {
+            // Nothing was published: drop the staged entries, cut whatever
+            // part of them reached the data file, and put back the marker a
+            // partly written index run may have replaced. The next flush
+            // writes from the published end again.
             let _ = w.active.truncate(start);
+            let _ = w.active.rewrite_marker();
             w.buf.clear();
             w.pending.clear();
             w.next_rel = (w.active.next_offset() - w.active.base + 1) as u32;
-            return Err(e);
+            return Err(self.noted(e));
         }
-        let end = start + w.buf.len() as u64;
-        w.active.publish(&w.pending, w.next_rel, end);
         w.buf.clear();
         w.pending.clear();
         w.buf_start = end;
@@ -381,6 +468,31 @@ impl Log {
         }
         self.inner.notify.send_replace(w.active.next_offset());
         Ok(())
+    }
+
+    /// Logs a full disk, at most once per [`NO_SPACE_LOG_INTERVAL`], with the
+    /// count of the failures not logged since; returns the error.
+    fn noted(&self, e: LogError) -> LogError {
+        if !e.is_no_space() {
+            return e;
+        }
+        let mut n = lock(&self.inner.no_space);
+        let now = Instant::now();
+        if n.last
+            .is_some_and(|t| now.duration_since(t) < NO_SPACE_LOG_INTERVAL)
+        {
+            n.suppressed += 1;
+            return e;
+        }
+        tracing::error!(
+            dir = %self.inner.dir.display(),
+            error = %e,
+            suppressed = n.suppressed,
+            "disk full: write refused (reads go on; writes resume once space is free)"
+        );
+        n.last = Some(now);
+        n.suppressed = 0;
+        e
     }
 
     fn sync_locked(w: &mut Writer) -> Result<(), LogError> {
@@ -423,7 +535,7 @@ impl Log {
     /// empty active segment stays as it is.
     pub fn roll(&self) -> Result<(), LogError> {
         let mut w = lock(&self.inner.writer);
-        self.roll_locked(&mut w)
+        self.roll_locked(&mut w).map_err(|e| self.noted(e))
     }
 
     fn roll_locked(&self, w: &mut Writer) -> Result<(), LogError> {
@@ -520,10 +632,16 @@ impl Log {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
         for seg in self.segment_list() {
-            if seg.last_write_ts().is_some_and(|last| last >= ts)
-                && let Some(o) = seg.first_at_or_after(ts)
-            {
-                return o;
+            let found = seg.last_write_ts().and_then(|last| match last {
+                Some(last) if last >= ts => seg.first_at_or_after(ts),
+                _ => Ok(None),
+            });
+            match found {
+                Ok(Some(o)) => return o,
+                Ok(None) => {}
+                // An unreadable index (out of descriptors, say): the segment
+                // is skipped rather than the answer guessed from it.
+                Err(e) => tracing::warn!(error = %e, base = seg.base, "index unreadable"),
             }
         }
         self.next_offset()
@@ -574,6 +692,59 @@ impl Log {
     }
 }
 
+/// Segments opened at a time while a log opens: opening is mostly waiting
+/// for a few small reads per segment, which a disk serves in parallel.
+const OPEN_THREADS: usize = 8;
+
+/// Recovers the segments at `bases` (sorted), sealing all but the last.
+/// Large logs open on [`OPEN_THREADS`] threads.
+fn open_segments(
+    dir: &Path,
+    bases: &[u64],
+    opts: &LogOptions,
+) -> Result<Vec<Arc<Segment>>, LogError> {
+    let open = |i: usize| -> Result<Arc<Segment>, LogError> {
+        let base = bases[i];
+        let next_base = bases.get(i + 1).copied();
+        let (seg, repair) =
+            recovery::open_segment(dir, base, opts.index_entries, &opts.codecs, next_base)?;
+        if repair.changed() {
+            tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
+        }
+        if next_base.is_some() {
+            seg.seal();
+        }
+        Ok(Arc::new(seg))
+    };
+    let threads = OPEN_THREADS.min(bases.len() / 64 + 1);
+    if threads == 1 {
+        return (0..bases.len()).map(open).collect();
+    }
+    let mut opened: Vec<Option<Result<Arc<Segment>, LogError>>> =
+        (0..bases.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..bases.len())
+                        .step_by(threads)
+                        .map(|i| (i, open(i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in workers {
+            for (i, r) in w.join().expect("segment open thread panicked") {
+                opened[i] = Some(r);
+            }
+        }
+    });
+    opened
+        .into_iter()
+        .map(|r| r.expect("every segment opened"))
+        .collect()
+}
+
 /// Base offsets of the segments in `dir`, sorted. Index files without a data
 /// file are leftovers of an interrupted roll or trim and are removed.
 fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
@@ -607,4 +778,131 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
         }
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(dir: &Path) -> Log {
+        let opts = LogOptions {
+            index_entries: 4,
+            fsync: FsyncPolicy::Never,
+            ..LogOptions::default()
+        };
+        Log::open(dir, opts).unwrap()
+    }
+
+    /// ENOSPC and EDQUOT become `NoSpace`; other I/O errors stay `Io`.
+    #[test]
+    fn full_disk_errors_are_typed() {
+        let p = Path::new("/x");
+        for code in [libc::ENOSPC, libc::EDQUOT] {
+            let e = io_error(p)(std::io::Error::from_raw_os_error(code));
+            assert!(e.is_no_space(), "{e:?}");
+            let copy = e.no_space_copy().expect("a copy");
+            assert!(copy.to_string().starts_with("no space left on device"));
+        }
+        let e = io_error(p)(std::io::Error::from_raw_os_error(libc::EIO));
+        assert!(matches!(e, LogError::Io { .. }));
+        assert!(e.no_space_copy().is_none());
+    }
+
+    /// An entry over `MAX_ENTRY_BYTES` is refused before anything is staged,
+    /// and the log goes on as before.
+    #[test]
+    fn refuses_entries_over_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = small(dir.path());
+        let mib = vec![7u8; 1 << 20];
+        let parts: Vec<&[u8]> = vec![&mib[..]; MAX_ENTRY_BYTES / mib.len() + 1];
+        let err = log.append_plain_set(&parts, 1).unwrap_err();
+        assert!(matches!(err, LogError::EntryTooLarge { limit, .. } if limit == MAX_ENTRY_BYTES));
+        assert_eq!(log.append(b"after").unwrap(), 0);
+        log.flush().unwrap();
+        assert_eq!(
+            &log.reader(0).unwrap().next().unwrap().unwrap().payload[..],
+            b"after"
+        );
+    }
+
+    /// Sealed segments close their descriptors; only the active one keeps
+    /// its data file open, index files are never pinned, and sealed segments
+    /// still read through the cache.
+    #[test]
+    fn only_the_active_segment_pins_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = small(dir.path());
+        for i in 0..10u8 {
+            log.append(&[i]).unwrap();
+            log.flush().unwrap();
+        }
+        let segs = log.segment_list();
+        assert!(segs.len() >= 3);
+        let (active, sealed) = segs.split_last().unwrap();
+        assert!(active.data_pinned() && !active.index_pinned());
+        for s in sealed {
+            assert!(!s.index_pinned() && !s.data_pinned());
+        }
+        drop(log);
+        let log = small(dir.path());
+        let segs = log.segment_list();
+        let (active, sealed) = segs.split_last().unwrap();
+        assert!(active.data_pinned() && !active.index_pinned());
+        assert!(sealed.iter().all(|s| !s.index_pinned() && !s.data_pinned()));
+        let mut r = log.reader(0).unwrap();
+        for i in 0..10u8 {
+            let m = r.next().unwrap().unwrap();
+            assert_eq!((m.offset, &m.payload[..]), (u64::from(i), &[i][..]));
+        }
+    }
+
+    /// With a cache of one descriptor, logs that roll, write and read in
+    /// turn keep evicting each other's files, and every message still reads
+    /// back at its offset (files reopen, index files for writing).
+    #[test]
+    fn a_one_descriptor_cache_loses_nothing() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let logs: Vec<Log> = dirs.iter().map(|d| small(d.path())).collect();
+        let old = open_file_limit();
+        set_open_file_limit(1);
+        for i in 0..20u8 {
+            for log in &logs {
+                log.append(&[i]).unwrap();
+                log.flush().unwrap();
+                log.sync().unwrap();
+            }
+        }
+        for log in &logs {
+            let mut r = log.reader(0).unwrap();
+            for i in 0..20u8 {
+                assert_eq!(&r.next().unwrap().unwrap().payload[..], &[i]);
+            }
+            assert!(log.check(0).unwrap().is_empty());
+            assert_eq!(log.reader(13).unwrap().next().unwrap().unwrap().offset, 13);
+        }
+        set_open_file_limit(old);
+        drop(logs);
+        for d in &dirs {
+            let log = small(d.path());
+            assert_eq!(log.next_offset(), 20);
+        }
+    }
+
+    /// Repeated full-disk failures are logged once per interval, and the
+    /// ones not logged are counted for the next line.
+    #[test]
+    fn full_disk_logging_is_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = small(dir.path());
+        let full = || io_error(Path::new("/x"))(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        for _ in 0..5 {
+            assert!(log.noted(full()).is_no_space());
+        }
+        let other = log.noted(LogError::InvalidEntry("x"));
+        assert!(matches!(other, LogError::InvalidEntry(_)));
+        let n = lock(&log.inner.no_space);
+        assert!(n.last.is_some());
+        assert_eq!(n.suppressed, 4, "one line, four suppressed");
+    }
 }

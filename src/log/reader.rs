@@ -76,7 +76,7 @@ impl Reader {
             chunk_pos: 0,
             set: None,
         };
-        if let Some((entry, entry_offset)) = reader.seg.locate(offset) {
+        if let Some((entry, entry_offset)) = reader.seg.locate(offset)? {
             reader.pos = entry.pos;
             reader.next = entry_offset;
             while reader.next < offset {

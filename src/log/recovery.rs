@@ -7,7 +7,9 @@
 //!
 //! * **Quick path** (sealed segments): when the index ends with a marker at the
 //!   data file's end, or fills the index with a last entry that ends the file,
-//!   only that last message is verified (length and CRC).
+//!   only that last message is verified (length and CRC). The last used entry
+//!   is found by binary search (see `Index::used`): a sealed index is never
+//!   read in full, so restart costs a few reads per sealed segment.
 //! * **Walk** (the active segment, or when the quick path fails): every message
 //!   is read in order, its length and CRC checked, and every set unpacked to
 //!   count its messages (no checksum covers an index entry, so offsets come
@@ -90,40 +92,38 @@ pub fn open_segment(
     let mut len = meta.len();
     let created = read_header(&data, &data_path, &mut len, mtime, &mut repair)?;
     let index = Index::open(&index_path, index_entries).map_err(io_error(&index_path))?;
-    let hints = read_hints(&index, len);
 
     let quick = match next_base {
         None => None,
-        Some(_) => quick_check(&data, &hints, len, index.capacity(), codecs),
+        Some(_) => quick_check(&data, &index, len, codecs).map_err(io_error(&index_path))?,
     };
     let (entries, next_rel, good_len) = match quick {
         Some((n, next_rel)) => (n, next_rel, len),
         None => {
+            let hints = read_hints(&index, len).map_err(io_error(&index_path))?;
             let next_rel = next_base.map(|b| b.saturating_sub(base) + 1);
             let walked = walk_data(
                 &data, &data_path, &hints, len, &index, codecs, mtime, next_rel,
             )?;
-            for (i, e) in walked.entries.iter().enumerate() {
-                if index.get(i) != *e {
-                    index.set(i, *e);
-                    repair.rebuilt_entries += 1;
-                }
+            let marker = IndexEntry {
+                rel: walked.next_rel,
+                ts: 0,
+                pos: walked.end,
+            };
+            let done = index
+                .rewrite(&walked.entries, marker)
+                .map_err(io_error(&index_path))?;
+            if done.held {
+                tracing::warn!(
+                    path = %index_path.display(),
+                    "disk full: index repair held in memory until space is free"
+                );
             }
+            repair.rebuilt_entries = done.rebuilt;
+            repair.cleared_entries = done.cleared;
             (walked.entries.len(), walked.next_rel, walked.end)
         }
     };
-    if entries < index.capacity() {
-        let marker = IndexEntry {
-            rel: next_rel,
-            ts: 0,
-            pos: good_len,
-        };
-        if index.get(entries) != marker {
-            index.set(entries, marker);
-            repair.rebuilt_entries += 1;
-        }
-        repair.cleared_entries = index.clear_from(entries + 1);
-    }
     if good_len < len {
         data.set_len(good_len).map_err(io_error(&data_path))?;
         repair.truncated_bytes = len - good_len;
@@ -131,7 +131,12 @@ pub fn open_segment(
     let seg = Segment::assemble(base, created, data_path, index_path, data, index);
     seg.restore(entries, next_rel, good_len);
     if repair.changed() {
-        seg.sync()?;
+        match seg.sync() {
+            Err(e) if e.is_no_space() => {
+                tracing::warn!(error = %e, "disk full: repaired segment not synced")
+            }
+            other => other?,
+        }
     }
     Ok((seg, repair))
 }
@@ -166,10 +171,9 @@ fn read_header(
 
 /// The longest prefix of index entries that is well-formed: starting at
 /// relative offset 1 and position 16, strictly increasing, inside the data.
-fn read_hints(index: &Index, len: u64) -> Vec<IndexEntry> {
+fn read_hints(index: &Index, len: u64) -> std::io::Result<Vec<IndexEntry>> {
     let mut hints: Vec<IndexEntry> = Vec::new();
-    for i in 0..index.capacity() {
-        let e = index.get(i);
+    for e in index.read(0, index.capacity())? {
         let ok = match hints.last() {
             None => e.rel == 1 && e.pos == SEGMENT_HEADER_BYTES,
             Some(p) => e.rel > p.rel && e.pos > p.pos,
@@ -179,36 +183,58 @@ fn read_hints(index: &Index, len: u64) -> Vec<IndexEntry> {
         }
         hints.push(e);
     }
-    hints
+    Ok(hints)
 }
 
-/// The quick path: `Some((entries, next_rel))` when the index's last entry
-/// accounts exactly for the data file's end and that message verifies.
+/// The quick path for a sealed segment: `Some((entries, next_rel))` when the
+/// index's last used entry (found by binary search, see
+/// [`Index::used`]) accounts exactly for the data file's end and that message
+/// verifies. Reads four entries and one message, not the whole index: a
+/// sealed index was fsynced before its successor was created.
 fn quick_check(
     data: &File,
-    hints: &[IndexEntry],
+    index: &Index,
     len: u64,
-    capacity: usize,
     codecs: &Codecs,
-) -> Option<(usize, u32)> {
-    let last = *hints.last()?;
+) -> std::io::Result<Option<(usize, u32)>> {
+    let used = index.used()?;
+    let Some(first) = index.read(0, 1)?.first().copied() else {
+        return Ok(None);
+    };
+    if used == 0 || first.rel != 1 || first.pos != SEGMENT_HEADER_BYTES {
+        return Ok(None);
+    }
+    let tail = index.read(used.saturating_sub(2), used.min(2))?;
+    let last = *tail.last().expect("used > 0");
+    if last.pos > len {
+        return Ok(None);
+    }
     if last.ts == 0 && last.pos == len {
         // Ends with a marker: verify the message before it.
-        let Some(prev) = hints.len().checked_sub(2).map(|i| hints[i]) else {
-            return (len == SEGMENT_HEADER_BYTES).then_some((0, last.rel));
+        let [prev, _] = tail[..] else {
+            return Ok((len == SEGMENT_HEADER_BYTES).then_some((0, last.rel)));
         };
-        let (header, _) = read_verified(data, prev.pos, len)?;
-        (prev.pos + header.total_len() as u64 == len).then_some((hints.len() - 1, last.rel))
-    } else if hints.len() == capacity && last.ts != 0 {
-        // A full index has no room for a marker: the last entry ends the file.
-        let (header, payload) = read_verified(data, last.pos, len)?;
-        if last.pos + header.total_len() as u64 != len {
-            return None;
+        if prev.rel >= last.rel || prev.pos >= last.pos {
+            return Ok(None);
         }
-        let count = entry_count(header, &payload, codecs).ok()?;
-        Some((hints.len(), last.rel.checked_add(count)?))
+        let Some((header, _)) = read_verified(data, prev.pos, len) else {
+            return Ok(None);
+        };
+        Ok((prev.pos + header.total_len() as u64 == len).then_some((used - 1, last.rel)))
+    } else if used == index.capacity() && last.ts != 0 {
+        // A full index has no room for a marker: the last entry ends the file.
+        let Some((header, payload)) = read_verified(data, last.pos, len) else {
+            return Ok(None);
+        };
+        if last.pos + header.total_len() as u64 != len {
+            return Ok(None);
+        }
+        let Ok(count) = entry_count(header, &payload, codecs) else {
+            return Ok(None);
+        };
+        Ok(last.rel.checked_add(count).map(|next| (used, next)))
     } else {
-        None
+        Ok(None)
     }
 }
 

@@ -90,6 +90,16 @@ pub enum PluginError {
         #[source]
         source: Cause,
     },
+    /// The component imports an interface the broker does not provide (such
+    /// as `wasi:http`, which a default componentize-js build imports).
+    #[error(
+        "plugin {plugin}: imports {interface}, which netlog does not provide to plugins; {hint}"
+    )]
+    MissingImport {
+        plugin: String,
+        interface: String,
+        hint: &'static str,
+    },
     /// The plugin was assigned to a hook it does not implement.
     #[error("plugin {plugin} is a {found} plugin, not a {expected}")]
     WrongKind {

@@ -129,6 +129,7 @@ impl PluginHost {
             path: path.to_path_buf(),
             source: e.into_boxed_dyn_error(),
         })?;
+        check_imports(&self.shared.engine, &component, name)?;
         let (kind, wit_version) = detect_kind(&self.shared.engine, &component, name, path)?;
         let pre = self.link(&component, kind).map_err(|e| PluginError::Link {
             plugin: name.to_string(),
@@ -255,6 +256,51 @@ impl fmt::Debug for Plugin {
             .field("wit_version", &self.wit_version)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
+    }
+}
+
+/// The packages whose interfaces the linker provides (see `sandbox.rs`):
+/// WASI 0.2 without HTTP, and netlog's host interface.
+const PROVIDED_PACKAGES: &[&str] = &[
+    "wasi:io",
+    "wasi:clocks",
+    "wasi:random",
+    "wasi:cli",
+    "wasi:filesystem",
+    "wasi:sockets",
+    PACKAGE,
+];
+
+/// What to tell the author of a component that imports `interface`, which
+/// no plugin gets.
+fn missing_import_hint(interface: &str) -> &'static str {
+    if interface.starts_with("wasi:http/") {
+        "plugins get no network: build without it (componentize-js: \
+         `--disable http fetch-event`, i.e. `-d http fetch-event`; componentize-py and \
+         Rust: do not use wasi:http or a library that does)"
+    } else {
+        "build the component against netlog's WIT worlds only (validator, codec, \
+         retention-policy), which import netlog:plugin/host and WASI 0.2 without HTTP"
+    }
+}
+
+/// Refuses a component that imports from a package the broker does not
+/// provide, naming the first such import and how to build without it, so the
+/// author gets that rather than the linker's generic "cannot link".
+fn check_imports(engine: &Engine, component: &Component, plugin: &str) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    let missing = ty.imports(engine).map(|(name, _)| name).find(|name| {
+        let package = name.split('/').next().unwrap_or(name);
+        let package = package.split('@').next().unwrap_or(package);
+        !PROVIDED_PACKAGES.contains(&package)
+    });
+    match missing {
+        Some(interface) => Err(PluginError::MissingImport {
+            plugin: plugin.to_string(),
+            interface: interface.to_string(),
+            hint: missing_import_hint(interface),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -392,5 +438,58 @@ mod tests {
         assert_eq!(check_preamble(b"\0asm\x0d\0\x01\0"), Ok(()));
         assert_eq!(check_preamble(b"hello world"), Err("not WebAssembly"));
         assert_eq!(check_preamble(b"\0a"), Err("not WebAssembly (too short)"));
+    }
+
+    /// A component importing `wasi:http` is refused with the interface named
+    /// and the componentize-js flag that leaves it out.
+    #[test]
+    fn wasi_http_import_is_named_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("http.wasm");
+        std::fs::write(&path, component_importing("wasi:http/types@0.2.3")).unwrap();
+        let host = PluginHost::new(HostOptions::default()).unwrap();
+        let err = host.load("web", &path, Limits::default()).unwrap_err();
+        assert!(matches!(err, PluginError::MissingImport { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("plugin web: imports wasi:http/types@0.2.3"),
+            "{text}"
+        );
+        assert!(text.contains("--disable http"), "{text}");
+    }
+
+    /// An import from an unknown package gets the generic hint; WASI 0.2
+    /// packages and netlog's host are not refused by the import check.
+    #[test]
+    fn unknown_packages_are_refused_known_ones_pass() {
+        let host = PluginHost::new(HostOptions::default()).unwrap();
+        let engine = &host.shared.engine;
+        let check = |name: &str| {
+            let component = Component::new(engine, component_importing(name)).unwrap();
+            check_imports(engine, &component, "p")
+        };
+        let err = check("acme:kv/store@1.0.0").unwrap_err().to_string();
+        assert!(err.contains("imports acme:kv/store@1.0.0"), "{err}");
+        assert!(err.contains("WASI 0.2 without HTTP"), "{err}");
+        for provided in ["wasi:io/streams@0.2.3", "netlog:plugin/host@0.1.0"] {
+            assert!(check(provided).is_ok(), "{provided}");
+        }
+    }
+
+    /// The smallest component that imports an instance `name` (of an empty
+    /// instance type) and does nothing else, encoded by hand.
+    pub(crate) fn component_importing(name: &str) -> Vec<u8> {
+        const TYPE_SECTION: u8 = 7;
+        const IMPORT_SECTION: u8 = 10;
+        let mut wasm = b"\0asm\x0d\0\x01\0".to_vec();
+        // One type: an instance type with no declarations.
+        wasm.extend([TYPE_SECTION, 3, 1, 0x42, 0]);
+        let mut import = vec![1, 0, u8::try_from(name.len()).unwrap()];
+        import.extend(name.as_bytes());
+        // Extern description: an instance of type 0.
+        import.extend([0x05, 0]);
+        wasm.extend([IMPORT_SECTION, u8::try_from(import.len()).unwrap()]);
+        wasm.extend(import);
+        wasm
     }
 }

@@ -44,6 +44,7 @@ mod bindings;
 mod cache;
 mod check;
 mod error;
+mod guest_log;
 mod hooks;
 mod host;
 mod runner;

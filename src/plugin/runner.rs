@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap};
 
+use super::guest_log::GuestLog;
 use super::host::{Plugin, WorldPre};
 use super::sandbox::StoreData;
 use super::{PluginError, PluginKind};
@@ -115,6 +116,9 @@ pub(crate) struct Runner<W: World> {
     config: String,
     idle: Mutex<Vec<Live<W::Bindings>>>,
     counters: Counters,
+    /// Shared by every instance, so a fresh one after a trap starts with
+    /// the same log budget.
+    log: Arc<GuestLog>,
 }
 
 impl<W: World> Runner<W> {
@@ -132,9 +136,12 @@ impl<W: World> Runner<W> {
                 found: plugin.kind(),
             });
         }
+        let topic: Arc<str> = Arc::from(topic);
+        let log = Arc::new(GuestLog::new(Arc::from(plugin.name()), topic.clone()));
         let runner = Runner {
             plugin,
-            topic: Arc::from(topic),
+            topic,
+            log,
             config: config.to_string(),
             idle: Mutex::new(Vec::new()),
             counters: Counters::default(),
@@ -234,7 +241,12 @@ impl<W: World> Runner<W> {
     fn spawn(&self) -> Result<Live<W::Bindings>, PluginError> {
         bump(&self.counters.instances, 1);
         let plugin: Arc<str> = Arc::from(self.plugin.name());
-        let data = StoreData::new(plugin, self.topic.clone(), self.plugin.limits());
+        let data = StoreData::new(
+            plugin,
+            self.topic.clone(),
+            self.log.clone(),
+            self.plugin.limits(),
+        );
         let mut store = Store::new(&self.plugin.shared.engine, data);
         store.limiter(|data| &mut data.limiter);
         store.epoch_deadline_trap();

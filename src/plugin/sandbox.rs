@@ -9,8 +9,9 @@
 //!
 //! The sandbox, import by import:
 //!
-//! - `netlog:plugin/host`: `log` becomes a `tracing` event, `now-ms` reads
-//!   the broker's wall clock. It is the only clock a plugin sees.
+//! - `netlog:plugin/host`: `log` becomes a `tracing` event, escaped, cut and
+//!   rate limited by the binding's [`GuestLog`]; `now-ms` reads the broker's
+//!   wall clock. It is the only clock a plugin sees.
 //! - `wasi:*` 0.2 (every component built by Rust's std imports it): linked
 //!   with an empty context: no preopened directory, no environment, no
 //!   arguments, stdin closed, TCP, UDP and name lookup denied. Both WASI
@@ -19,7 +20,7 @@
 //!   epoch deadline cannot reach it.
 //! - stdout and stderr go to in-memory buffers (bounded: the excess is
 //!   dropped and counted), which [`StoreData::forward_output`] turns into
-//!   `tracing` events after every call.
+//!   `tracing` events after every call, through the same [`GuestLog`].
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +37,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 
 use super::Limits;
 use super::bindings::validator::netlog::plugin::host;
+use super::guest_log::{self, GuestLog, Level};
 
 /// The `tracing` target of everything a guest logs or prints, so operators
 /// can filter plugin output apart from the broker's own (`netlog::plugin::guest`).
@@ -62,17 +64,26 @@ pub(crate) struct StoreData {
     pub(crate) topic: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
+    /// Where the guest's log lines and output go, bounded and escaped.
+    log: Arc<GuestLog>,
     /// Enforces the memory and table limits.
     pub(crate) limiter: Limiter,
     stdout: Capture,
     stderr: Capture,
-    /// The last line the guest wrote to stderr (a panic message, usually).
+    /// The last line the guest wrote to stderr (a panic message, usually),
+    /// escaped and cut like a log line.
     pub(crate) last_stderr: Option<String>,
 }
 
 impl StoreData {
-    /// The data of a fresh instance of `plugin` serving `topic`.
-    pub(crate) fn new(plugin: Arc<str>, topic: Arc<str>, limits: &Limits) -> StoreData {
+    /// The data of a fresh instance of `plugin` serving `topic`, logging
+    /// through the binding's `log`.
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        topic: Arc<str>,
+        log: Arc<GuestLog>,
+        limits: &Limits,
+    ) -> StoreData {
         let stdout = Capture::default();
         let stderr = Capture::default();
         let wasi = WasiCtx::builder()
@@ -89,6 +100,7 @@ impl StoreData {
             topic,
             wasi,
             table: ResourceTable::new(),
+            log,
             limiter: Limiter::new(limits.memory_bytes),
             stdout,
             stderr,
@@ -103,10 +115,10 @@ impl StoreData {
             let (text, dropped) = capture.take();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 if stream == "stdout" {
-                    tracing::info!(target: GUEST_TARGET, plugin = %self.plugin, topic = %self.topic, stream, "{line}");
+                    self.log.write(Level::Info, Some(stream), line);
                 } else {
-                    tracing::warn!(target: GUEST_TARGET, plugin = %self.plugin, topic = %self.topic, stream, "{line}");
-                    self.last_stderr = Some(line.to_string());
+                    self.log.write(Level::Warn, Some(stream), line);
+                    self.last_stderr = Some(guest_log::escape_and_cut(line));
                 }
             }
             if dropped > 0 {
@@ -128,20 +140,14 @@ impl WasiView for StoreData {
 
 impl host::Host for StoreData {
     fn log(&mut self, level: host::Level, message: String) {
-        let (plugin, topic) = (&*self.plugin, &*self.topic);
-        match level {
-            host::Level::Trace => {
-                tracing::trace!(target: GUEST_TARGET, %plugin, %topic, "{message}")
-            }
-            host::Level::Debug => {
-                tracing::debug!(target: GUEST_TARGET, %plugin, %topic, "{message}")
-            }
-            host::Level::Info => tracing::info!(target: GUEST_TARGET, %plugin, %topic, "{message}"),
-            host::Level::Warn => tracing::warn!(target: GUEST_TARGET, %plugin, %topic, "{message}"),
-            host::Level::Error => {
-                tracing::error!(target: GUEST_TARGET, %plugin, %topic, "{message}")
-            }
-        }
+        let level = match level {
+            host::Level::Trace => Level::Trace,
+            host::Level::Debug => Level::Debug,
+            host::Level::Info => Level::Info,
+            host::Level::Warn => Level::Warn,
+            host::Level::Error => Level::Error,
+        };
+        self.log.write(level, None, &message);
     }
 
     fn now_ms(&mut self) -> u64 {

@@ -17,6 +17,14 @@
 //! (atomics, a brief lock) or documented as blocking, for callers already
 //! on the blocking pool (the broker's open, close and monitor).
 //!
+//! **Hooks swap whole.** A topic's hooks (validator, its `on_error`,
+//! retention, or the plugin it lacks) sit behind one pointer
+//! ([`arc_swap::ArcSwap`]), beside its settings. The writer's drain loads
+//! it once per group and the monitor once per tick, so a publish takes no
+//! lock for it; a reload ([`Topic::replace_hooks`]) stores a new [`Hooks`] and
+//! settings between two groups, while calls already running finish on the
+//! instances they hold. Codecs stay with the log and do not swap.
+//!
 //! **Deletion.** A topic has a `gone` signal. Deleting a topic raises it
 //! before the files go: long polls waiting on it answer `TopicError::Deleted`
 //! at once, streams end, and a publish that was on its way gets the same
@@ -32,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -95,8 +104,10 @@ pub struct Topic {
     name: String,
     dir: PathBuf,
     log: Log,
-    settings: Settings,
-    hooks: Arc<Hooks>,
+    /// Swapped with `hooks` on reload (hooks first).
+    settings: ArcSwap<Settings>,
+    /// Shared with the writer, which loads it once per group.
+    hooks: Arc<ArcSwap<Hooks>>,
     scanners: Scanners,
     writer: Writer,
     gone: watch::Sender<bool>,
@@ -156,14 +167,14 @@ impl Topic {
             write_atomic(&dir.join(SETTINGS_FILE), &json)?;
         }
         let log = Log::open(dir, log_opts)?;
-        let hooks = Arc::new(hooks);
+        let hooks = Arc::new(ArcSwap::from_pointee(hooks));
         let writer = Writer::new(name, log.clone(), settings.clone(), hooks.clone());
         let topic = Arc::new(Topic {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             scanners: Scanners::new(dir),
             log,
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             hooks,
             writer,
             gone: watch::Sender::new(false),
@@ -189,14 +200,31 @@ impl Topic {
         &self.log
     }
 
-    /// The topic's settings.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// The topic's settings, as of now (a reload may change its hooks).
+    pub fn settings(&self) -> Settings {
+        Settings::clone(&self.settings.load())
     }
 
-    /// The topic's plugins.
-    pub fn hooks(&self) -> &Hooks {
-        &self.hooks
+    /// The topic's plugins, as of now. Holding the `Arc` keeps these
+    /// instances alive across a reload.
+    pub fn hooks(&self) -> Arc<Hooks> {
+        self.hooks.load_full()
+    }
+
+    /// Replaces the topic's hooks and the settings that name them, one
+    /// pointer store each (hooks first). Groups already being validated
+    /// finish on the old instances. The caller has stored `settings` with
+    /// [`Topic::store_settings`].
+    pub(crate) fn replace_hooks(&self, settings: Settings, hooks: Hooks) {
+        self.hooks.store(Arc::new(hooks));
+        self.settings.store(Arc::new(settings));
+    }
+
+    /// Writes `settings` to the topic's `settings.json` atomically (the file
+    /// only; see [`Topic::replace_hooks`]). Blocking.
+    pub(crate) fn store_settings(&self, settings: &Settings) -> Result<(), TopicError> {
+        let json = serde_json::to_vec_pretty(settings).expect("settings serialize");
+        write_atomic(&self.dir.join(SETTINGS_FILE), &json)
     }
 
     /// The offset the next message will get.
@@ -216,7 +244,7 @@ impl Topic {
     /// Appends `batch` through group commit (validating it first, if the
     /// topic has a validator); returns its first offset once it is readable.
     pub async fn publish(&self, batch: Batch) -> Result<u64, TopicError> {
-        if let Some((plugin, reason)) = &self.hooks.unavailable {
+        if let Some((plugin, reason)) = &self.hooks.load().unavailable {
             return Err(TopicError::PluginUnavailable {
                 plugin: plugin.clone(),
                 reason: reason.clone(),
@@ -410,6 +438,7 @@ impl Topic {
 
     fn info_now(&self, max_scanners: usize) -> TopicInfo {
         let all = self.scanners.all();
+        let hooks = self.hooks.load();
         let hook = |plugin: &str, on_error, stats| HookInfo {
             plugin: plugin.to_string(),
             on_error,
@@ -432,14 +461,12 @@ impl Topic {
                     persistent: s.persistent,
                 })
                 .collect(),
-            settings: self.settings.clone(),
-            validation: self
-                .hooks
+            settings: self.settings(),
+            validation: hooks
                 .validator
                 .as_ref()
-                .map(|v| hook(v.plugin().name(), Some(self.hooks.on_error), v.stats())),
-            retention: self
-                .hooks
+                .map(|v| hook(v.plugin().name(), Some(hooks.on_error), v.stats())),
+            retention: hooks
                 .retention
                 .as_ref()
                 .map(|r| hook(r.plugin().name(), None, r.stats())),

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Topic, TopicError};
 use crate::config::MIN_ROLL_AGE_FLOOR;
-use crate::plugin::{RetentionState, ScannerState, SegmentState};
+use crate::plugin::{Retention, RetentionState, ScannerState, SegmentState};
 
 impl Topic {
     /// One monitor pass over this topic (see the module docs). Blocking.
@@ -41,8 +41,9 @@ impl Topic {
                 "segment rolled: over segment_size"
             );
         }
+        // One load per tick: a reload swaps the plugin between two ticks.
         match &self.hooks().retention {
-            Some(_) => self.apply_retention_plugin()?,
+            Some(retention) => self.apply_retention_plugin(retention)?,
             None => self.delete_by_age()?,
         }
         self.save_scanners()?;
@@ -71,10 +72,7 @@ impl Topic {
     }
 
     /// Asks the topic's retention plugin, clamps its answer and applies it.
-    fn apply_retention_plugin(&self) -> Result<(), TopicError> {
-        let Some(retention) = &self.hooks().retention else {
-            return Ok(());
-        };
+    fn apply_retention_plugin(&self, retention: &Retention) -> Result<(), TopicError> {
         let log = self.log();
         let ms = |t: SystemTime| {
             t.duration_since(SystemTime::UNIX_EPOCH)

@@ -27,10 +27,15 @@
 //! validated again alone, so only the request that makes the plugin fail gets
 //! the failure: a failing group costs at most one extra call per job, and a
 //! group has at most `batch_num_messages` jobs.
+//!
+//! The hooks are loaded once per group from the topic's pointer (see
+//! `topic`'s docs): a reload takes effect at the next group, and the group
+//! being validated keeps the instance it started with.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -101,13 +106,19 @@ struct Shared {
     topic: String,
     log: Log,
     settings: Settings,
-    hooks: Arc<Hooks>,
+    /// Loaded once per group: a reload swaps it between two groups.
+    hooks: Arc<ArcSwap<Hooks>>,
     queue: Mutex<Queue>,
     idle: Condvar,
 }
 
 impl Writer {
-    pub(crate) fn new(topic: &str, log: Log, settings: Settings, hooks: Arc<Hooks>) -> Writer {
+    pub(crate) fn new(
+        topic: &str,
+        log: Log,
+        settings: Settings,
+        hooks: Arc<ArcSwap<Hooks>>,
+    ) -> Writer {
         Writer {
             shared: Arc::new(Shared {
                 topic: topic.to_string(),
@@ -196,8 +207,11 @@ impl Shared {
                 }
                 take_group(&mut q.jobs, self.settings.batch_num_messages)
             };
-            let jobs = match &self.hooks.validator {
-                Some(v) => self.validate(v, self.hooks.on_error, jobs),
+            // One load per group; the Arc keeps this group's validator alive
+            // even if a reload swaps in another meanwhile.
+            let hooks = self.hooks.load_full();
+            let jobs = match &hooks.validator {
+                Some(v) => self.validate(v, hooks.on_error, jobs),
                 None => jobs,
             };
             if jobs.is_empty() {

@@ -151,6 +151,12 @@ pub struct NetlogProcess {
 /// Starts `netlog -listen 127.0.0.1:<free port> -dir <dir>` and waits until
 /// `GET /` answers.
 pub async fn spawn_netlog(dir: &Path) -> NetlogProcess {
+    spawn_netlog_with(dir, &[] as &[&str]).await
+}
+
+/// [`spawn_netlog`] with more arguments after `-listen` and `-dir` (e.g.
+/// `--config FILE`).
+pub async fn spawn_netlog_with<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> NetlogProcess {
     let port = {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
         probe.local_addr().expect("probe address").port()
@@ -167,6 +173,7 @@ pub async fn spawn_netlog(dir: &Path) -> NetlogProcess {
         .arg(addr.to_string())
         .arg("-dir")
         .arg(dir)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log handle"))
         .stderr(log)
@@ -510,7 +517,7 @@ pub async fn expect_ok_message(resp: reqwest::Response, status: u16, message: &s
 }
 
 /// Extra fields an error body may carry beyond netlog's three.
-const ERROR_EXTRAS: &[&str] = &["reason", "index", "plugin", "codec"];
+const ERROR_EXTRAS: &[&str] = &["reason", "index", "plugin", "codec", "errors"];
 
 /// Asserts netlog's error shape, `{"ok":false,"status":<status>,"error":
 /// "netlog: <text>"}` with `application/json`, allowing only the documented

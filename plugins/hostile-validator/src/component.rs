@@ -1,7 +1,7 @@
 //! The component glue: WIT bindings, the mode kept between calls, and the
 //! misbehaviours that can only happen inside a sandbox (loop, hog, trap).
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::hint::black_box;
 
 use crate::{HOG_BLOCK_BYTES, Mode};
@@ -15,7 +15,7 @@ use bindings::netlog::plugin::host::{self, Level};
 
 thread_local! {
     /// The mode `init` chose; `ok` until then.
-    static MODE: Cell<Mode> = const { Cell::new(Mode::Ok) };
+    static MODE: RefCell<Mode> = const { RefCell::new(Mode::Ok) };
 }
 
 struct Component;
@@ -23,15 +23,16 @@ struct Component;
 impl bindings::Guest for Component {
     fn init(config: String) -> Result<(), String> {
         let mode = crate::configure(&config)?;
-        MODE.with(|slot| slot.set(mode));
+        MODE.with(|slot| *slot.borrow_mut() = mode);
         Ok(())
     }
 }
 
 impl validation::Guest for Component {
     fn validate(topic: String, batch: Vec<Message>) -> Vec<Verdict> {
-        let mode = MODE.with(Cell::get);
-        match mode {
+        let mode = MODE.with(|slot| slot.borrow().clone());
+        let payloads = || batch.iter().map(|m| m.payload.as_slice());
+        match &mode {
             Mode::Loop => {
                 host::log(Level::Warn, &format!("{topic}: looping forever"));
                 spin_forever()
@@ -46,11 +47,35 @@ impl validation::Guest for Component {
             }
             Mode::Slow { ms } => {
                 host::log(Level::Warn, &format!("{topic}: spinning for {ms}ms"));
-                spin_for(ms);
+                spin_for(*ms);
             }
-            Mode::Ok | Mode::RejectAll | Mode::WrongCount => {}
+            Mode::TrapOn { marker } if crate::triggered(marker, payloads()) => {
+                host::log(
+                    Level::Warn,
+                    &format!("{topic}: marker {marker:?} seen, trapping"),
+                );
+                core::arch::wasm32::unreachable()
+            }
+            Mode::LoopOn { marker } if crate::triggered(marker, payloads()) => {
+                host::log(
+                    Level::Warn,
+                    &format!("{topic}: marker {marker:?} seen, looping"),
+                );
+                spin_forever()
+            }
+            Mode::LogFlood { lines } => {
+                let line = crate::flood_line();
+                for _ in 0..*lines {
+                    host::log(Level::Error, &line);
+                }
+            }
+            Mode::Ok
+            | Mode::RejectAll
+            | Mode::WrongCount
+            | Mode::TrapOn { .. }
+            | Mode::LoopOn { .. } => {}
         }
-        crate::verdicts(mode, batch.len())
+        crate::verdicts(&mode, batch.len())
             .into_iter()
             .map(|verdict| match verdict {
                 Ok(()) => Verdict::Accept,

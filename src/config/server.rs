@@ -1,0 +1,299 @@
+//! The connection layer's settings: the `[server]` keys that bound what one
+//! client can hold (time, descriptors, memory) and that turn on TLS and
+//! browser access.
+//!
+//! Every value has a default chosen to serve long polls and event streams,
+//! which wait on purpose and are never counted as idle. The values are
+//! checked when the file is read: a zero where zero makes no sense, an origin
+//! that is not `scheme://host[:port]`, or only one of the two TLS files is an
+//! error that names the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::duration::parse_duration;
+
+/// Default [`ServerOptions::header_timeout`].
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`ServerOptions::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default [`ServerOptions::body_timeout`].
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`ServerOptions::body_min_rate`], in bytes per second (16 KiB/s).
+pub const DEFAULT_BODY_MIN_RATE: u64 = 16 << 10;
+/// Default [`ServerOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default [`ServerOptions::body_budget`], in bytes (512 MiB).
+pub const DEFAULT_BODY_BUDGET: u64 = 512 << 20;
+/// Default [`ServerOptions::body_budget_wait`].
+pub const DEFAULT_BODY_BUDGET_WAIT: Duration = Duration::from_secs(10);
+/// Default [`ServerOptions::shutdown_timeout`].
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the listener treats connections (the `[server]` keys named on each
+/// field).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerOptions {
+    /// `header_timeout`: longest a client may take to send a complete request
+    /// head, counted from the connection's start (for its first request) or
+    /// from the first byte of a later one. A silent connection is closed
+    /// after it. Default 10s; must be above zero.
+    pub header_timeout: Duration,
+    /// `idle_timeout`: longest a keep-alive connection may sit with no
+    /// request in flight before it is closed. A long poll or an event stream
+    /// is in flight, so it is never idle. Default 60s; must be above zero.
+    pub idle_timeout: Duration,
+    /// `body_timeout`: longest a request body may pause between two pieces
+    /// (and the grace before `body_min_rate` applies). A body that stalls
+    /// for longer, or that has sent fewer than `body_min_rate` bytes per
+    /// second since this grace ran out, fails with 408 and its connection is
+    /// closed. Default 30s; must be above zero.
+    pub body_timeout: Duration,
+    /// `body_min_rate`: the slowest a request body may arrive, in bytes per
+    /// second, after `body_timeout`. Default 16KiB (a 64 MiB body may take an
+    /// hour); must be at least 1.
+    pub body_min_rate: u64,
+    /// `max_connections`: most connections served at once. At the cap, a new
+    /// connection first displaces the oldest one with no request in flight;
+    /// when every connection is busy it gets a fast 503 and is closed. The
+    /// cap in force is also held to three quarters of the descriptor limit
+    /// (after raising it to the hard limit), leaving the rest for topic files.
+    /// Default 10000; must be at least 1.
+    pub max_connections: usize,
+    /// `body_budget`: bytes of request bodies held in memory at once, across
+    /// all requests. A body that needs more waits up to `body_budget_wait`,
+    /// then gets 503. The broker's resident memory then stays within its
+    /// idle size plus this budget plus read buffers (30 stalled 63 MiB
+    /// uploads against a 256 MiB budget peaked at idle + 279 MiB).
+    /// Default 512MiB; must be at least `max_body`.
+    pub body_budget: u64,
+    /// `body_budget_wait`: longest a body waits for room in `body_budget`,
+    /// in all, before its request gets 503; zero answers 503 at once.
+    /// Default 10s.
+    pub body_budget_wait: Duration,
+    /// `shutdown_timeout`: on shutdown, longest the server waits for
+    /// requests in flight to finish before it closes their connections.
+    /// Default 30s; must be above zero.
+    pub shutdown_timeout: Duration,
+    /// `allowed_origins`: web origins (`https://app.example.com`, or `*` for
+    /// any) whose pages may call the API. A request with an `Origin` header
+    /// from any other origin is refused with 403 before it does anything.
+    /// Default: none, so no browser page can use the broker.
+    pub allowed_origins: Vec<String>,
+    /// `tls_cert`: PEM certificate chain; with `tls_key`, the listener speaks
+    /// HTTPS only. Relative to the config file. Default: unset (plain HTTP).
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key`: PEM private key for `tls_cert`. Default: unset.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            body_budget: DEFAULT_BODY_BUDGET,
+            body_budget_wait: DEFAULT_BODY_BUDGET_WAIT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// The `[server]` keys of this module as written in the file (sizes already
+/// turned into bytes), before they are checked.
+#[derive(Default)]
+pub(super) struct ServerKeys {
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub body_min_rate: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub body_budget: Option<u64>,
+    pub body_budget_wait: Option<String>,
+    pub shutdown_timeout: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+}
+
+/// A bad key: its name and what is wrong.
+pub(super) type KeyError = (&'static str, String);
+
+impl ServerKeys {
+    /// Checks the keys and fills in defaults. `base` is the config file's
+    /// folder (for the TLS paths); `max_body` is the largest body in force.
+    pub(super) fn resolve(self, base: &Path, max_body: u64) -> Result<ServerOptions, KeyError> {
+        let mut o = ServerOptions::default();
+        let positive = |key: &'static str, text: Option<String>, into: &mut Duration| {
+            if let Some(t) = text {
+                let d = parse_duration(&t).map_err(|e| (key, e.to_string()))?;
+                if d.is_zero() {
+                    return Err((key, "must be above zero".to_string()));
+                }
+                *into = d;
+            }
+            Ok(())
+        };
+        positive("header_timeout", self.header_timeout, &mut o.header_timeout)?;
+        positive("idle_timeout", self.idle_timeout, &mut o.idle_timeout)?;
+        positive("body_timeout", self.body_timeout, &mut o.body_timeout)?;
+        positive(
+            "shutdown_timeout",
+            self.shutdown_timeout,
+            &mut o.shutdown_timeout,
+        )?;
+        if let Some(w) = self.body_budget_wait {
+            o.body_budget_wait =
+                parse_duration(&w).map_err(|e| ("body_budget_wait", e.to_string()))?;
+        }
+        if let Some(r) = self.body_min_rate {
+            if r == 0 {
+                return Err(("body_min_rate", "must be at least 1".into()));
+            }
+            o.body_min_rate = r;
+        }
+        if let Some(n) = self.max_connections {
+            if n == 0 {
+                return Err(("max_connections", "must be at least 1".into()));
+            }
+            o.max_connections = n;
+        }
+        if let Some(b) = self.body_budget {
+            o.body_budget = b;
+        }
+        if o.body_budget < max_body {
+            return Err((
+                "body_budget",
+                format!("must be at least max_body ({max_body} bytes)"),
+            ));
+        }
+        if let Some(list) = self.allowed_origins {
+            o.allowed_origins = list
+                .iter()
+                .map(|origin| normalize_origin(origin))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ("allowed_origins", e))?;
+        }
+        match (self.tls_cert, self.tls_key) {
+            (Some(c), Some(k)) => {
+                for (key, file) in [("tls_cert", &c), ("tls_key", &k)] {
+                    if !base.join(file).is_file() {
+                        return Err((key, format!("no such file: {file}")));
+                    }
+                }
+                o.tls_cert = Some(base.join(c));
+                o.tls_key = Some(base.join(k));
+            }
+            (Some(_), None) => return Err(("tls_key", "tls_cert needs tls_key too".into())),
+            (None, Some(_)) => return Err(("tls_cert", "tls_key needs tls_cert too".into())),
+            (None, None) => {}
+        }
+        Ok(o)
+    }
+}
+
+/// Checks one allowed origin and returns it in the form browsers send:
+/// lower case, no trailing slash. `*` stands for any origin.
+pub fn normalize_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim().trim_end_matches('/').to_ascii_lowercase();
+    if origin == "*" {
+        return Ok(origin);
+    }
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("{text:?} is not http://host[:port] or https://host[:port]"))?;
+    let bad = |c: char| !(c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+    if rest.is_empty() || rest.contains(bad) {
+        return Err(format!(
+            "{text:?} must be a scheme and a host, with no path, query or user"
+        ));
+    }
+    Ok(origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unset keys give the documented defaults.
+    #[test]
+    fn empty_keys_give_defaults() {
+        let o = ServerKeys::default().resolve(Path::new("."), 1).unwrap();
+        assert_eq!(o, ServerOptions::default());
+    }
+
+    /// Zeros, a budget below max_body, half a TLS pair and odd origins are
+    /// refused with the key named.
+    #[test]
+    fn refuses_nonsense() {
+        let base = Path::new(".");
+        let key = |k: ServerKeys| k.resolve(base, 64 << 20).unwrap_err().0;
+        let zero = || Some("0s".to_string());
+        assert_eq!(
+            key(ServerKeys {
+                header_timeout: zero(),
+                ..Default::default()
+            }),
+            "header_timeout"
+        );
+        assert_eq!(
+            key(ServerKeys {
+                idle_timeout: zero(),
+                ..Default::default()
+            }),
+            "idle_timeout"
+        );
+        assert_eq!(
+            key(ServerKeys {
+                max_connections: Some(0),
+                ..Default::default()
+            }),
+            "max_connections"
+        );
+        assert_eq!(
+            key(ServerKeys {
+                body_budget: Some(1 << 20),
+                ..Default::default()
+            }),
+            "body_budget"
+        );
+        assert_eq!(
+            key(ServerKeys {
+                tls_cert: Some("c.pem".into()),
+                ..Default::default()
+            }),
+            "tls_key"
+        );
+        for bad in ["example.com", "https://a.com/path", "ftp://a", "https://"] {
+            assert_eq!(
+                key(ServerKeys {
+                    allowed_origins: Some(vec![bad.into()]),
+                    ..Default::default()
+                }),
+                "allowed_origins",
+                "{bad}"
+            );
+        }
+    }
+
+    /// Origins are kept in the form browsers send them.
+    #[test]
+    fn normalizes_origins() {
+        assert_eq!(
+            normalize_origin("HTTPS://App.Example.com/").unwrap(),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            normalize_origin("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(normalize_origin("*").unwrap(), "*");
+    }
+}

@@ -1,0 +1,613 @@
+//! Authentication and rights: who is calling, and may they do this.
+//!
+//! One middleware, [`authorize`], runs on every routed request (404s for
+//! unknown paths stay 404s). It reads the rights in force from a [`Gate`]
+//! and decides from the matched route and method what the request needs:
+//!
+//! | route | needs |
+//! |---|---|
+//! | `POST /{topic}/payload`, `POST /{topic}/messages` | `produce` on the topic |
+//! | `GET /{topic}`, payload read, scanner, scan, stream | `consume` on the topic |
+//! | `POST`/`DELETE /{topic}`, `/{topic}/check`, `/{topic}/sync`, `/_reload` | `admin` |
+//! | `/_metrics` | `admin`, unless `[auth] public_metrics` |
+//! | `/_health`, `/_ready` | nothing |
+//! | `GET /` | any right; the list is cut to topics the caller may produce to or consume from |
+//! | any other route | `admin` (a route added later is closed until listed here) |
+//!
+//! A request without an `Authorization` header is anonymous and gets
+//! `[auth.anonymous]`'s rights; a token has its own rights plus those
+//! (anything anyone may do, a token holder may do too). A header that is not
+//! `Bearer <secret>`, an unknown secret, or an anonymous request without the
+//! right, is a 401 with `WWW-Authenticate: Bearer`; a known token without the
+//! right is a 403 whose `reason` says who may not do what.
+//!
+//! Cost per request: one lock-free load of the rights, one SHA-256 of the
+//! presented secret, and a constant-time comparison against every declared
+//! hash, without an early exit (so timing tells nothing about which token, or
+//! how much of one, matched). With authentication off, one load and a branch.
+//! Nothing is allocated unless the request is refused or is `GET /`.
+//!
+//! A reload replaces the rights whole with [`Gate::swap`]; requests already
+//! past the check finish under the rights they were checked against.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+
+use super::ApiError;
+use crate::config::auth::{AuthConfig, Grants, SHA256_BYTES, secret_digest};
+
+/// The rights in force, swapped whole on reload. Cheap to clone.
+#[derive(Clone)]
+pub struct Gate {
+    rights: Arc<ArcSwap<AuthConfig>>,
+}
+
+impl Gate {
+    /// A gate enforcing `config` (which lets everything through when it
+    /// declares no token).
+    pub fn new(config: &AuthConfig) -> Gate {
+        Gate {
+            rights: Arc::new(ArcSwap::from_pointee(config.clone())),
+        }
+    }
+
+    /// Puts `config` in force for every request checked from now on;
+    /// returns whether it differs from the rights it replaces.
+    pub fn swap(&self, config: &AuthConfig) -> bool {
+        let old = self.rights.swap(Arc::new(config.clone()));
+        *old != *config
+    }
+
+    /// Whether requests are checked (a token is declared).
+    #[cfg(test)]
+    fn enabled(&self) -> bool {
+        self.rights.load().enabled()
+    }
+}
+
+/// Why a request was refused. Answered in netlog's error shape with a `reason`.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No usable token, or an anonymous request without the right: 401.
+    #[error("unauthorized")]
+    Unauthorized {
+        reason: String,
+        /// A secret was presented but is not declared.
+        invalid_token: bool,
+    },
+    /// A known token without the right: 403.
+    #[error("forbidden")]
+    Forbidden { reason: String },
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let (status, reason, challenge) = match &self {
+            AuthError::Unauthorized {
+                reason,
+                invalid_token,
+            } => (
+                StatusCode::UNAUTHORIZED,
+                reason,
+                Some(if *invalid_token {
+                    r#"Bearer realm="netlog", error="invalid_token""#
+                } else {
+                    r#"Bearer realm="netlog""#
+                }),
+            ),
+            AuthError::Forbidden { reason } => (StatusCode::FORBIDDEN, reason, None),
+        };
+        let body = json!({
+            "ok": false,
+            "status": status.as_u16(),
+            "error": format!("netlog: {self}"),
+            "reason": reason,
+        });
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+}
+
+/// What a request needs, from its route and method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need<'a> {
+    Nothing,
+    /// `GET /`: some right; the answer is filtered.
+    List,
+    Produce(&'a str),
+    Consume(&'a str),
+    /// `admin`; the action as it reads in a refusal, and its topic if any.
+    Admin(&'static str, Option<&'a str>),
+    /// `admin` unless metrics are public.
+    Metrics,
+}
+
+/// The rights table of the module docs. `route` is axum's matched pattern.
+fn need<'a>(method: &Method, route: &str, topic: &'a str) -> Need<'a> {
+    use Need::*;
+    match (route, method) {
+        ("/", _) => List,
+        ("/_health" | "/_ready" | "/health" | "/ready", _) => Nothing,
+        ("/_metrics" | "/metrics", _) => Metrics,
+        ("/_reload" | "/reload", _) => Admin("reload the config", None),
+        ("/{topic}", &Method::GET) => Consume(topic),
+        ("/{topic}", &Method::POST) => Admin("create topic", Some(topic)),
+        ("/{topic}", &Method::DELETE) => Admin("delete topic", Some(topic)),
+        ("/{topic}/payload" | "/{topic}/messages", &Method::POST) => Produce(topic),
+        (
+            "/{topic}/payload/{offset}"
+            | "/{topic}/messages"
+            | "/{topic}/scanner"
+            | "/{topic}/scan"
+            | "/{topic}/stream",
+            _,
+        ) => Consume(topic),
+        ("/{topic}/sync", _) => Admin("sync topic", Some(topic)),
+        ("/{topic}/check", _) => Admin("check topic", Some(topic)),
+        _ => Admin("use this route", None),
+    }
+}
+
+/// The first segment of a path, percent-decoded (allocating only when it
+/// holds a `%`), as axum hands it to the handlers as `{topic}`.
+fn first_segment(path: &str) -> Cow<'_, str> {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let segment = rest.split('/').next().unwrap_or("");
+    if !segment.contains('%') {
+        return Cow::Borrowed(segment);
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Who is calling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    /// Index into the declared tokens.
+    Token(usize),
+}
+
+impl Caller {
+    fn grants(self, rights: &AuthConfig) -> &Grants {
+        match self {
+            Caller::Anonymous => &rights.anonymous,
+            Caller::Token(i) => &rights.tokens[i].grants,
+        }
+    }
+}
+
+/// The secret of an `Authorization: Bearer <secret>` value; `None` when the
+/// value is not of that form.
+fn bearer_secret(value: &HeaderValue) -> Option<&[u8]> {
+    let bytes = value.as_bytes();
+    let space = bytes.iter().position(|&b| b == b' ')?;
+    if !bytes[..space].eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let secret = bytes[space..].trim_ascii();
+    (!secret.is_empty() && !secret.contains(&b' ')).then_some(secret)
+}
+
+/// A digest as four words, so comparing one costs four XORs and one
+/// constant-time test rather than 32 byte-wise ones.
+fn words(digest: &[u8; SHA256_BYTES]) -> [u64; 4] {
+    std::array::from_fn(|w| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&digest[w * 8..w * 8 + 8]);
+        u64::from_ne_bytes(word)
+    })
+}
+
+/// Finds the caller: anonymous without a header, else the token whose hash
+/// matches, comparing with every declared hash in constant time.
+fn identify(rights: &AuthConfig, headers: &HeaderMap) -> Result<Caller, AuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Caller::Anonymous);
+    };
+    let secret = bearer_secret(value).ok_or_else(|| AuthError::Unauthorized {
+        reason: "the Authorization header is not \"Bearer <token>\"".into(),
+        invalid_token: true,
+    })?;
+    let probe = words(&secret_digest(secret));
+    let mut found = Choice::from(0);
+    let mut index = 0u64;
+    for (i, token) in rights.tokens.iter().enumerate() {
+        let stored = words(&token.sha256);
+        let diff = (0..4).fold(0, |d, w| d | (stored[w] ^ probe[w]));
+        let same = diff.ct_eq(&0);
+        index.conditional_assign(&(i as u64), same);
+        found |= same;
+    }
+    if bool::from(found) {
+        Ok(Caller::Token(index as usize))
+    } else {
+        Err(AuthError::Unauthorized {
+            reason: "unknown token".into(),
+            invalid_token: true,
+        })
+    }
+}
+
+/// What the check lets through.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    /// `GET /` for this caller: pass, then cut the answer to what it may see.
+    List(Caller),
+}
+
+/// Decides one request against `rights`, which declare at least one token.
+fn decide(rights: &AuthConfig, need: Need, headers: &HeaderMap) -> Result<Verdict, AuthError> {
+    if need == Need::Nothing || (need == Need::Metrics && rights.public_metrics) {
+        return Ok(Verdict::Pass);
+    }
+    let caller = identify(rights, headers)?;
+    let (own, anyone) = (caller.grants(rights), &rights.anonymous);
+    let allowed = match need {
+        Need::Nothing => true,
+        Need::List => caller != Caller::Anonymous || !anyone.is_empty(),
+        Need::Produce(topic) => own.may_produce(topic) || anyone.may_produce(topic),
+        Need::Consume(topic) => own.may_consume(topic) || anyone.may_consume(topic),
+        Need::Admin(..) | Need::Metrics => own.admin,
+    };
+    if allowed {
+        return Ok(match need {
+            Need::List => Verdict::List(caller),
+            _ => Verdict::Pass,
+        });
+    }
+    let what = match need {
+        Need::Produce(topic) => format!("produce to {topic}"),
+        Need::Consume(topic) => format!("consume from {topic}"),
+        Need::Admin(action, Some(topic)) => format!("{action} {topic}"),
+        Need::Admin(action, None) => action.to_string(),
+        Need::Metrics => "read metrics".into(),
+        Need::List | Need::Nothing => "list topics".into(),
+    };
+    Err(match caller {
+        Caller::Anonymous => AuthError::Unauthorized {
+            reason: format!("no token given, and anonymous callers may not {what}"),
+            invalid_token: false,
+        },
+        Caller::Token(i) => AuthError::Forbidden {
+            reason: format!("{} may not {what}", rights.tokens[i].name),
+        },
+    })
+}
+
+/// The middleware: see the module docs.
+pub async fn authorize(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let list = {
+        let rights = gate.rights.load();
+        if !rights.enabled() {
+            drop(rights);
+            return next.run(request).await;
+        }
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("", MatchedPath::as_str);
+        let topic = first_segment(request.uri().path());
+        let need = need(request.method(), route, &topic);
+        match decide(&rights, need, request.headers()) {
+            Ok(Verdict::Pass) => None,
+            Ok(Verdict::List(caller)) => Some((Guard::into_inner(rights), caller)),
+            Err(refusal) => return refusal.into_response(),
+        }
+    };
+    let response = next.run(request).await;
+    match list {
+        None => response,
+        Some((rights, caller)) => filter_list(response, &rights, caller).await,
+    }
+}
+
+/// Cuts `GET /`'s answer (a JSON array of names) to what `caller` may see.
+/// Anything unexpected becomes a 500 rather than an unfiltered list.
+async fn filter_list(response: Response, rights: &AuthConfig, caller: Caller) -> Response {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let names: Vec<String> = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(names) => names,
+            Err(e) => return ApiError::Unknown(format!("topic list: {e}")).into_response(),
+        },
+        Err(e) => return ApiError::Unknown(format!("topic list: {e}")).into_response(),
+    };
+    let (own, anyone) = (caller.grants(rights), &rights.anonymous);
+    let visible: Vec<&String> = names
+        .iter()
+        .filter(|n| own.may_list(n) || anyone.may_list(n))
+        .collect();
+    match serde_json::to_vec(&visible) {
+        Ok(bytes) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(bytes))
+        }
+        Err(e) => ApiError::Unknown(format!("topic list: {e}")).into_response(),
+    }
+}
+
+/// Logs a warning when the broker listens beyond loopback with
+/// authentication off: anyone who reaches the port may delete every topic.
+pub fn warn_if_exposed(addr: SocketAddr, config: &AuthConfig) {
+    if exposed(addr, config) {
+        tracing::warn!(
+            %addr,
+            "authentication is off on a non-loopback address: anyone who can reach it may \
+             publish, read and delete every topic; declare [[auth.tokens]] (`netlog token new`) \
+             or listen on 127.0.0.1"
+        );
+    }
+}
+
+/// Whether `addr` is reachable from other hosts while no token is declared.
+fn exposed(addr: SocketAddr, config: &AuthConfig) -> bool {
+    !config.enabled() && !addr.ip().to_canonical().is_loopback()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::auth::{TokenConfig, TopicPattern};
+
+    fn patterns(list: &[&str]) -> Vec<TopicPattern> {
+        list.iter()
+            .map(|p| TopicPattern::parse(p).expect("pattern"))
+            .collect()
+    }
+
+    fn token(name: &str, secret: &str, produce: &[&str], consume: &[&str]) -> TokenConfig {
+        TokenConfig {
+            name: name.into(),
+            sha256: secret_digest(secret.as_bytes()),
+            grants: Grants {
+                produce: patterns(produce),
+                consume: patterns(consume),
+                admin: false,
+            },
+        }
+    }
+
+    fn rights() -> AuthConfig {
+        AuthConfig {
+            tokens: vec![
+                token("producer", "p-secret", &["orders.*"], &[]),
+                token("reader", "r-secret", &[], &["orders.*"]),
+            ],
+            anonymous: Grants {
+                consume: patterns(&["public"]),
+                ..Grants::default()
+            },
+            public_metrics: false,
+        }
+    }
+
+    fn bearer(secret: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {secret}")).expect("header"),
+        );
+        h
+    }
+
+    fn reason(e: AuthError) -> String {
+        match e {
+            AuthError::Unauthorized { reason, .. } | AuthError::Forbidden { reason } => reason,
+        }
+    }
+
+    /// Each route asks for the right the spec gives it, and unknown routes for admin.
+    #[test]
+    fn routes_need_their_rights() {
+        use Need::*;
+        let (get, post, delete) = (&Method::GET, &Method::POST, &Method::DELETE);
+        assert_eq!(need(post, "/{topic}/payload", "o"), Produce("o"));
+        assert_eq!(need(post, "/{topic}/messages", "o"), Produce("o"));
+        assert_eq!(need(get, "/{topic}/payload/{offset}", "o"), Consume("o"));
+        assert_eq!(need(post, "/{topic}/scanner", "o"), Consume("o"));
+        assert_eq!(need(delete, "/{topic}/scanner", "o"), Consume("o"));
+        assert_eq!(need(get, "/{topic}/scan", "o"), Consume("o"));
+        assert_eq!(need(get, "/{topic}/stream", "o"), Consume("o"));
+        assert_eq!(need(get, "/{topic}", "o"), Consume("o"));
+        assert_eq!(
+            need(post, "/{topic}", "o"),
+            Admin("create topic", Some("o"))
+        );
+        assert_eq!(
+            need(delete, "/{topic}", "o"),
+            Admin("delete topic", Some("o"))
+        );
+        assert_eq!(
+            need(get, "/{topic}/check", "o"),
+            Admin("check topic", Some("o"))
+        );
+        assert_eq!(
+            need(get, "/{topic}/sync", "o"),
+            Admin("sync topic", Some("o"))
+        );
+        assert_eq!(
+            need(post, "/_reload", "_reload"),
+            Admin("reload the config", None)
+        );
+        assert_eq!(need(get, "/_metrics", "_metrics"), Metrics);
+        assert_eq!(need(get, "/_health", "_health"), Nothing);
+        assert_eq!(need(get, "/_ready", "_ready"), Nothing);
+        assert_eq!(need(get, "/", ""), List);
+        assert_eq!(need(get, "/_new", "_new"), Admin("use this route", None));
+    }
+
+    /// The topic is the path's first segment, percent-decoded like axum does.
+    #[test]
+    fn topic_comes_from_the_first_segment() {
+        assert_eq!(first_segment("/orders/payload/3"), "orders");
+        assert_eq!(first_segment("/orders"), "orders");
+        assert_eq!(first_segment("/"), "");
+        assert_eq!(first_segment("/%6Frders/scan"), "orders");
+        assert_eq!(first_segment("/a%2eb"), "a.b");
+        assert_eq!(first_segment("/a%zz"), "a%zz");
+    }
+
+    /// Only `Bearer <secret>` (scheme in any case) yields a secret.
+    #[test]
+    fn bearer_header_is_parsed_strictly() {
+        let v = |s: &str| HeaderValue::from_str(s).expect("header");
+        assert_eq!(bearer_secret(&v("Bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer_secret(&v("bearer  abc ")), Some(&b"abc"[..]));
+        assert_eq!(bearer_secret(&v("Basic abc")), None);
+        assert_eq!(bearer_secret(&v("Bearer")), None);
+        assert_eq!(bearer_secret(&v("Bearer ")), None);
+        assert_eq!(bearer_secret(&v("Bearer a b")), None);
+        assert_eq!(bearer_secret(&v("Bearerabc")), None);
+    }
+
+    /// Tokens are found by secret whatever their position; unknown and
+    /// malformed ones are 401s.
+    #[test]
+    fn callers_are_identified_by_secret() {
+        let r = rights();
+        assert_eq!(
+            identify(&r, &HeaderMap::new()).ok(),
+            Some(Caller::Anonymous)
+        );
+        assert_eq!(
+            identify(&r, &bearer("p-secret")).ok(),
+            Some(Caller::Token(0))
+        );
+        assert_eq!(
+            identify(&r, &bearer("r-secret")).ok(),
+            Some(Caller::Token(1))
+        );
+        for bad in ["p-secre", "p-secret2", "P-SECRET"] {
+            let e = identify(&r, &bearer(bad)).expect_err(bad);
+            assert!(matches!(
+                e,
+                AuthError::Unauthorized {
+                    invalid_token: true,
+                    ..
+                }
+            ));
+        }
+    }
+
+    /// Refusals say who may not do what; anonymous ones are 401s.
+    #[test]
+    fn refusals_name_caller_and_action() {
+        let r = rights();
+        let e = decide(&r, Need::Consume("orders.eu"), &bearer("p-secret")).expect_err("403");
+        assert!(matches!(e, AuthError::Forbidden { .. }));
+        assert_eq!(reason(e), "producer may not consume from orders.eu");
+        let e = decide(
+            &r,
+            Need::Admin("delete topic", Some("orders.eu")),
+            &bearer("p-secret"),
+        )
+        .expect_err("403");
+        assert_eq!(reason(e), "producer may not delete topic orders.eu");
+        let e = decide(&r, Need::Produce("public"), &HeaderMap::new()).expect_err("401");
+        assert!(matches!(
+            e,
+            AuthError::Unauthorized {
+                invalid_token: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            reason(e),
+            "no token given, and anonymous callers may not produce to public"
+        );
+        assert_eq!(
+            decide(&r, Need::Produce("orders.eu"), &bearer("p-secret")).ok(),
+            Some(Verdict::Pass)
+        );
+        assert_eq!(
+            decide(&r, Need::Consume("public"), &HeaderMap::new()).ok(),
+            Some(Verdict::Pass)
+        );
+    }
+
+    /// Health needs nothing, even with a bad token; metrics need admin unless public.
+    #[test]
+    fn health_is_open_and_metrics_follow_public_metrics() {
+        let mut r = rights();
+        assert_eq!(
+            decide(&r, Need::Nothing, &bearer("nope")).ok(),
+            Some(Verdict::Pass)
+        );
+        assert!(decide(&r, Need::Metrics, &bearer("p-secret")).is_err());
+        r.public_metrics = true;
+        assert_eq!(
+            decide(&r, Need::Metrics, &HeaderMap::new()).ok(),
+            Some(Verdict::Pass)
+        );
+    }
+
+    /// A swap puts new rights in force for the next check.
+    #[test]
+    fn swap_changes_rights_at_once() {
+        let gate = Gate::new(&rights());
+        let check = |gate: &Gate| {
+            decide(
+                &gate.rights.load(),
+                Need::Consume("orders.x"),
+                &bearer("p-secret"),
+            )
+        };
+        assert!(check(&gate).is_err());
+        let mut more = rights();
+        more.tokens[0].grants.consume = patterns(&["orders.*"]);
+        gate.swap(&more);
+        assert_eq!(check(&gate).ok(), Some(Verdict::Pass));
+        gate.swap(&AuthConfig::default());
+        assert!(!gate.enabled());
+    }
+
+    /// The warning fires off loopback with auth off, and only then.
+    #[test]
+    fn exposure_is_non_loopback_without_tokens() {
+        let off = AuthConfig::default();
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("address");
+        assert!(exposed(addr("0.0.0.0:7200"), &off));
+        assert!(exposed(addr("[::]:7200"), &off));
+        assert!(exposed(addr("10.1.2.3:7200"), &off));
+        assert!(!exposed(addr("127.0.0.1:7200"), &off));
+        assert!(!exposed(addr("[::1]:7200"), &off));
+        assert!(!exposed(addr("[::ffff:127.0.0.1]:7200"), &off));
+        assert!(!exposed(addr("0.0.0.0:7200"), &rights()));
+    }
+}

@@ -1,0 +1,118 @@
+//! The browser guard: requests that carry an `Origin` header come from a web
+//! page, and only pages from `[server] allowed_origins` may use the API.
+//!
+//! A browser sends a "simple" cross-site request (a `text/plain` POST, say)
+//! without asking first, so refusing to answer is not enough: the request
+//! must not run. The guard therefore sits in front of the router and answers
+//! 403 in netlog's error shape before any handler is reached, whatever the
+//! route. Requests with no `Origin` (curl, services, every client that is
+//! not a browser) pass untouched.
+//!
+//! For an allowed origin the guard speaks CORS: it answers preflights
+//! (`OPTIONS` with `Access-Control-Request-Method`) itself with 204, and
+//! adds `Access-Control-Allow-Origin` (the origin itself, with
+//! `Vary: Origin`) and the headers the API returns to every answer.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::serve::error_response;
+
+/// Methods the API has.
+const ALLOW_METHODS: &str = "GET, POST, DELETE";
+/// Request headers the API reads.
+const ALLOW_HEADERS: &str = "authorization, content-type, last-event-id";
+/// Answer headers a page may read.
+const EXPOSE_HEADERS: &str = "x-offset, x-crc32, x-count";
+/// How long, in seconds, a browser may keep a preflight answer.
+const PREFLIGHT_MAX_AGE_SECS: &str = "600";
+
+/// Which origins may call the API.
+#[derive(Clone)]
+struct Policy {
+    any: bool,
+    allowed: Arc<HashSet<String>>,
+}
+
+impl Policy {
+    fn allows(&self, origin: &str) -> bool {
+        self.any || self.allowed.contains(&origin.to_ascii_lowercase())
+    }
+}
+
+/// `router` behind the guard, for `allowed` origins (as checked by
+/// [`crate::config::normalize_origin`]; `*` allows any).
+pub(crate) fn guard(router: Router, allowed: &[String]) -> Router {
+    let policy = Policy {
+        any: allowed.iter().any(|o| o == "*"),
+        allowed: Arc::new(allowed.iter().cloned().collect()),
+    };
+    // The guard wraps a router whose only route is the whole API, so it runs
+    // before routing, for every path and method.
+    Router::new()
+        .fallback_service(router)
+        .layer(axum::middleware::from_fn_with_state(policy, check))
+}
+
+async fn check(State(policy): State<Policy>, req: Request, next: Next) -> Response {
+    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
+        return next.run(req).await;
+    };
+    let text = origin.to_str().unwrap_or_default();
+    if !policy.allows(text) {
+        tracing::debug!(origin = text, "request from a web origin not allowed");
+        let mut answer = error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            Some(&format!(
+                "origin {text:?} is not in [server] allowed_origins"
+            )),
+        );
+        vary(answer.headers_mut());
+        return answer;
+    }
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut answer = if preflight {
+        let mut answer = Response::new(axum::body::Body::empty());
+        *answer.status_mut() = StatusCode::NO_CONTENT;
+        let h = answer.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOW_METHODS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOW_HEADERS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static(PREFLIGHT_MAX_AGE_SECS),
+        );
+        answer
+    } else {
+        let mut answer = next.run(req).await;
+        answer.headers_mut().insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSE_HEADERS),
+        );
+        answer
+    };
+    let h = answer.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    vary(h);
+    answer
+}
+
+/// Answers depend on the `Origin`: caches must keep them apart.
+fn vary(headers: &mut HeaderMap) {
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+}

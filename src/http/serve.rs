@@ -1,0 +1,542 @@
+//! The listener: accepts connections and serves the router on each with
+//! hyper, under the limits of [`ServerOptions`], in place of `axum::serve`.
+//!
+//! What one client can hold is bounded:
+//! - **Descriptors.** The soft `RLIMIT_NOFILE` is raised to the hard limit
+//!   at start-up. At most `max_connections` are served at once, and never
+//!   more than three quarters of the descriptor limit. At the cap a new
+//!   connection displaces the oldest one with no request in flight (a silent
+//!   or idle one); when every connection is busy, the newcomer gets a fast
+//!   `503` in netlog's JSON shape with `Connection: close`. An accept that
+//!   fails for want of descriptors is retried after a short pause, so the
+//!   loop neither spins nor stops.
+//! - **Time.** Each connection has a watchdog (see [`Conn`]): a request head
+//!   must be complete within `header_timeout`, a connection with no request
+//!   in flight is closed after `idle_timeout`, and a body must keep a minimum
+//!   rate (`serve/body.rs`). A long poll or a stream is a request in flight,
+//!   never idle, however long it waits.
+//! - **Memory.** Request bodies take room in one process-wide byte budget
+//!   before they are handed to the handlers (`serve/body.rs`).
+//!
+//! Shutdown stops the accept loop, asks every connection to finish what it
+//! is doing (idle ones close at once), and marks every answer written from
+//! then on with `Connection: close`. Connections still busy after
+//! `shutdown_timeout` are closed.
+
+mod body;
+mod conn;
+mod io;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+use self::body::{BoundedBody, Budget, Outcome, Rate, RequestCtx};
+use self::conn::Conn;
+use self::io::Tracked;
+use super::tls::Tls;
+use crate::config::ServerOptions;
+
+/// Share of the descriptor limit that connections may use; the rest is for
+/// topic files, plugins and the answers to refused connections.
+const CONNECTION_SHARE_OF_FDS: (u64, u64) = (3, 4);
+/// Most refused connections being answered `503` at once; past it they are
+/// closed without an answer.
+const MAX_REFUSING: usize = 256;
+/// Longest the `503` to a refused connection (or the answer to plain HTTP on
+/// a TLS port) may take, reading included; also the longest a connection
+/// lingers after its last answer to read what the client still sends.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read and dropped after such an answer, so that closing the
+/// socket does not reset the answer away.
+const REFUSAL_DRAIN_BYTES: usize = 64 << 10;
+/// Pause after a failed accept (descriptors exhausted, say).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Least time between two warnings about failed accepts or refusals.
+const WARN_EVERY: Duration = Duration::from_secs(5);
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE_BYTE: u8 = 0x16;
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains as
+/// the module docs say. Returns once every connection is closed.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    opts: ServerOptions,
+    tls: Option<Arc<Tls>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let fd_limit = raise_fd_limit();
+    let share = fd_limit.map_or(u64::MAX, |n| {
+        n / CONNECTION_SHARE_OF_FDS.1 * CONNECTION_SHARE_OF_FDS.0
+    });
+    let cap = (opts.max_connections as u64).min(share).max(1) as usize;
+    tracing::info!(
+        max_connections = cap,
+        header_timeout = ?opts.header_timeout,
+        idle_timeout = ?opts.idle_timeout,
+        body_budget = opts.body_budget,
+        tls = tls.is_some(),
+        "connection limits"
+    );
+    let shared = Arc::new(Shared {
+        budget: Arc::new(Budget::new(opts.body_budget, opts.body_budget_wait)),
+        router,
+        opts,
+        tls,
+        cap,
+        closing: AtomicBool::new(false),
+        registry: Mutex::new(Registry::default()),
+        live: watch::Sender::new(0),
+        refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+    });
+    let (phase_tx, phase) = watch::channel(Phase::Serving);
+    tokio::pin!(shutdown);
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                match shared.admit() {
+                    Some(conn) => {
+                        tokio::spawn(connection(shared.clone(), conn, stream, phase.clone()));
+                    }
+                    None => {
+                        warn_now_and_then(&mut last_warning, "connection cap reached: 503");
+                        refuse(&shared, stream, too_many_connections());
+                    }
+                }
+            }
+            Err(e) => {
+                if warn_now_and_then(&mut last_warning, "accept failed") {
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+    drop(listener);
+    shared.closing.store(true, Ordering::Release);
+    let _ = phase_tx.send(Phase::Draining);
+    let mut live = shared.live.subscribe();
+    let drained = tokio::time::timeout(shared.opts.shutdown_timeout, live.wait_for(|n| *n == 0));
+    if drained.await.is_err() {
+        tracing::warn!(
+            open = *live.borrow(),
+            "connections still busy after shutdown_timeout: closing them"
+        );
+        let _ = phase_tx.send(Phase::Closing);
+        let _ = live.wait_for(|n| *n == 0).await;
+    }
+    Ok(())
+}
+
+/// Logs `what` unless a warning was logged less than [`WARN_EVERY`] ago;
+/// tells whether it did.
+fn warn_now_and_then(last: &mut Option<Instant>, what: &str) -> bool {
+    if last.is_some_and(|t| t.elapsed() < WARN_EVERY) {
+        return false;
+    }
+    *last = Some(Instant::now());
+    tracing::warn!("{what}");
+    true
+}
+
+/// Raises the soft descriptor limit (see
+/// [`crate::log::raise_open_file_limit`]) and logs it. Returns the soft
+/// limit in force, if known (`None` also when it could not be read).
+pub(crate) fn raise_fd_limit() -> Option<u64> {
+    match crate::log::raise_open_file_limit() {
+        Ok((before, now)) => {
+            tracing::info!(soft_before = before, soft = now, "descriptor limit raised");
+            Some(now)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the descriptor limit");
+            None
+        }
+    }
+}
+
+/// Where shutdown is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Serving,
+    /// Finish the request in flight, then close.
+    Draining,
+    /// Close now.
+    Closing,
+}
+
+/// What every connection task shares.
+struct Shared {
+    router: Router,
+    opts: ServerOptions,
+    tls: Option<Arc<Tls>>,
+    budget: Arc<Budget>,
+    /// Connections served at once.
+    cap: usize,
+    /// Shutdown has begun: answers carry `Connection: close`.
+    closing: AtomicBool,
+    registry: Mutex<Registry>,
+    /// Connections not yet closed, for the shutdown drain.
+    live: watch::Sender<usize>,
+    refusing: Arc<Semaphore>,
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    open: BTreeMap<u64, Arc<Conn>>,
+    /// Of `open`, those told to close that have not closed yet.
+    displaced: usize,
+}
+
+impl Shared {
+    /// Registers a new connection, displacing the oldest one with no
+    /// request in flight if at the cap; `None` if every one is busy.
+    fn admit(&self) -> Option<Arc<Conn>> {
+        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if reg.open.len() - reg.displaced >= self.cap {
+            let victim = reg.open.values().find(|c| c.displace())?;
+            tracing::debug!(
+                id = victim.id,
+                "displaced a connection with no request in flight"
+            );
+            reg.displaced += 1;
+        }
+        let id = reg.next_id;
+        reg.next_id += 1;
+        let conn = Arc::new(Conn::new(id));
+        reg.open.insert(id, conn.clone());
+        self.live.send_replace(reg.open.len());
+        Some(conn)
+    }
+
+    fn forget(&self, conn: &Conn) {
+        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if reg.open.remove(&conn.id).is_some() && conn.was_displaced() {
+            reg.displaced -= 1;
+        }
+        self.live.send_replace(reg.open.len());
+    }
+}
+
+/// Unregisters its connection when the connection task ends.
+struct Registered {
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.shared.forget(&self.conn);
+    }
+}
+
+/// Serves one connection: the TLS handshake if any, then HTTP/1.1 under the
+/// watchdog.
+async fn connection(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    stream: TcpStream,
+    phase: watch::Receiver<Phase>,
+) {
+    let _registered = Registered {
+        shared: shared.clone(),
+        conn: conn.clone(),
+    };
+    let Some(tls) = shared.tls.clone() else {
+        return drive(shared, conn, stream, phase).await;
+    };
+    let deadline = conn.accepted + shared.opts.header_timeout;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_BYTE => {}
+        Ok(Ok(1)) => {
+            tracing::debug!(id = conn.id, "plain HTTP on the TLS port");
+            let answer = raw_answer(
+                StatusCode::BAD_REQUEST,
+                "bad request",
+                Some("this port speaks HTTPS only"),
+            );
+            return answer_and_close(stream, &answer).await;
+        }
+        _ => return,
+    }
+    match tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)).await {
+        Ok(Ok(tls_stream)) => drive(shared, conn, tls_stream, phase).await,
+        Ok(Err(e)) => tracing::debug!(id = conn.id, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(id = conn.id, "TLS handshake timed out"),
+    }
+}
+
+/// Runs hyper on `stream` until it ends, the watchdog fires, the connection
+/// is displaced, or shutdown closes it.
+async fn drive<S>(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    stream: S,
+    mut phase: watch::Receiver<Phase>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = ConnService {
+        shared: shared.clone(),
+        conn: conn.clone(),
+    };
+    let io = TokioIo::new(Tracked::new(stream, conn.clone()));
+    let mut http = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service);
+    let mut draining = false;
+    if *phase.borrow_and_update() != Phase::Serving {
+        Pin::new(&mut http).graceful_shutdown();
+        draining = true;
+    }
+    loop {
+        let wake = conn
+            .deadline(&shared.opts)
+            .unwrap_or_else(|| Instant::now() + shared.opts.header_timeout);
+        tokio::select! {
+            served = std::future::poll_fn(|cx| http.poll_without_shutdown(cx)) => {
+                if let Err(e) = served {
+                    tracing::debug!(id = conn.id, error = %e, "connection ended with an error");
+                    return;
+                }
+                // The last answer may have left part of a body unread (a 408,
+                // a 413, a 503): closing at once would reset the connection
+                // and the client could lose the answer.
+                let io = http.into_parts().io.into_inner();
+                return answer_and_close(io, &[]).await;
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if conn.deadline(&shared.opts).is_some_and(|d| d <= Instant::now()) {
+                    tracing::debug!(id = conn.id, "closing a silent or idle connection");
+                    return;
+                }
+            }
+            _ = conn.displaced.notified() => return,
+            _ = conn.turned_idle.notified() => {}
+            changed = phase.changed() => {
+                let now = *phase.borrow_and_update();
+                if changed.is_err() || now == Phase::Closing {
+                    return;
+                }
+                if !draining {
+                    Pin::new(&mut http).graceful_shutdown();
+                    draining = true;
+                }
+            }
+        }
+    }
+}
+
+/// The per-connection service: bounds each body, tracks each request until
+/// its answer is done, and fixes up the answer.
+#[derive(Clone)]
+struct ConnService {
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+}
+
+type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<Response<TrackedBody>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = ServiceFuture;
+
+    fn call(&self, req: Request<Incoming>) -> ServiceFuture {
+        self.conn.begin();
+        let ctx = Arc::new(RequestCtx::default());
+        let done = RequestDone {
+            conn: self.conn.clone(),
+            ctx: ctx.clone(),
+        };
+        let opts = &self.shared.opts;
+        let rate = Rate {
+            grace: opts.body_timeout,
+            bytes_per_sec: opts.body_min_rate.max(1),
+        };
+        let budget = self.shared.budget.clone();
+        let req = req.map(|b| BoundedBody::new(b, ctx.clone(), budget, rate));
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let answer = tower::ServiceExt::oneshot(shared.router.clone(), req).await;
+            let mut answer = match answer {
+                Ok(answer) => answer,
+                Err(never) => match never {},
+            };
+            let mut close = shared.closing.load(Ordering::Acquire);
+            match ctx.outcome() {
+                Outcome::Fine => {}
+                Outcome::TooSlow => {
+                    answer = error_response(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request timeout",
+                        Some("the request body arrived too slowly"),
+                    );
+                    close = true;
+                }
+                Outcome::NoBudget => {
+                    answer = error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server busy",
+                        Some("too many request bodies in flight"),
+                    );
+                    close = true;
+                }
+            }
+            if close {
+                answer
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(answer.map(|inner| TrackedBody { inner, _done: done }))
+        })
+    }
+}
+
+/// Ends a request's tracking when its answer is done or dropped: the
+/// connection may turn idle, and the body's budget is given back.
+struct RequestDone {
+    conn: Arc<Conn>,
+    ctx: Arc<RequestCtx>,
+}
+
+impl Drop for RequestDone {
+    fn drop(&mut self) {
+        self.ctx.release();
+        self.conn.end();
+    }
+}
+
+/// An answer's body, carrying its request's [`RequestDone`].
+struct TrackedBody {
+    inner: axum::body::Body,
+    _done: RequestDone,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// netlog's error body.
+fn error_json(status: StatusCode, text: &str, reason: Option<&str>) -> String {
+    let mut body = serde_json::json!({
+        "ok": false,
+        "status": status.as_u16(),
+        "error": format!("netlog: {text}"),
+    });
+    if let Some(reason) = reason {
+        body["reason"] = reason.into();
+    }
+    body.to_string()
+}
+
+/// netlog's error as an answer.
+pub(crate) fn error_response(
+    status: StatusCode,
+    text: &str,
+    reason: Option<&str>,
+) -> axum::response::Response {
+    let mut answer =
+        axum::response::Response::new(axum::body::Body::from(error_json(status, text, reason)));
+    *answer.status_mut() = status;
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    answer
+}
+
+/// netlog's error as the bytes of a whole HTTP/1.1 answer that closes the
+/// connection, for answers written without hyper.
+pub(crate) fn raw_answer(status: StatusCode, text: &str, reason: Option<&str>) -> Vec<u8> {
+    let body = error_json(status, text, reason);
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The answer to a connection past the cap.
+fn too_many_connections() -> Vec<u8> {
+    raw_answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many connections",
+        None,
+    )
+}
+
+/// Answers a refused connection on a task of its own, or just closes it when
+/// too many are being answered already.
+fn refuse(shared: &Shared, stream: TcpStream, answer: Vec<u8>) {
+    if let Ok(permit) = shared.refusing.clone().try_acquire_owned() {
+        tokio::spawn(async move {
+            answer_and_close(stream, &answer).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Writes `answer`, closes the writing side, and reads what the client
+/// sends until it closes too (bounded), so the answer is not lost to a reset.
+async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, answer: &[u8]) {
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        if !answer.is_empty() {
+            stream.write_all(answer).await?;
+        }
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < REFUSAL_DRAIN_BYTES {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}

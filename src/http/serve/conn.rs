@@ -1,0 +1,113 @@
+//! One connection's activity, as its watchdog and the connection cap see
+//! it: how many requests are in flight, since when it has been idle, and
+//! since when a request head has been arriving.
+//!
+//! From these the watchdog derives one deadline (see [`Conn::deadline`]):
+//! none while a request is in flight (a long poll or a stream waits on
+//! purpose); otherwise `header_timeout` after the first byte of a head, or
+//! after the accept for a connection that has sent nothing yet, and
+//! `idle_timeout` after the last answer of a keep-alive connection. Only a
+//! connection with nothing in flight may be displaced by a newcomer.
+
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::ServerOptions;
+
+/// One connection's activity, which its watchdog reads.
+pub(crate) struct Conn {
+    pub(super) id: u64,
+    pub(super) accepted: Instant,
+    activity: Mutex<Activity>,
+    pub(super) displaced: Notify,
+    /// The last request in flight finished: the watchdog's deadline moved.
+    pub(super) turned_idle: Notify,
+}
+
+#[derive(Default)]
+struct Activity {
+    /// Requests handed to the router whose answers are not done.
+    in_flight: usize,
+    /// When the last answer finished (`None`: no request yet).
+    idle_since: Option<Instant>,
+    /// When the first byte of the next request head came, while idle.
+    head_since: Option<Instant>,
+    displaced: bool,
+}
+
+impl Conn {
+    pub(super) fn new(id: u64) -> Conn {
+        Conn {
+            id,
+            accepted: Instant::now(),
+            activity: Mutex::new(Activity::default()),
+            displaced: Notify::new(),
+            turned_idle: Notify::new(),
+        }
+    }
+
+    fn activity(&self) -> std::sync::MutexGuard<'_, Activity> {
+        self.activity.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn begin(&self) {
+        let mut a = self.activity();
+        a.in_flight += 1;
+        a.head_since = None;
+    }
+
+    pub(super) fn end(&self) {
+        let mut a = self.activity();
+        a.in_flight = a.in_flight.saturating_sub(1);
+        if a.in_flight == 0 {
+            a.idle_since = Some(Instant::now());
+            a.head_since = None;
+            self.turned_idle.notify_one();
+        }
+    }
+
+    /// Bytes came in: if nothing is in flight, a request head has started.
+    pub(super) fn saw_bytes(&self) {
+        let mut a = self.activity();
+        if a.in_flight == 0 && a.head_since.is_none() {
+            a.head_since = Some(Instant::now());
+        }
+    }
+
+    /// No request is in flight.
+    pub(super) fn is_quiet(&self) -> bool {
+        self.activity().in_flight == 0
+    }
+
+    /// Marks the connection to be closed if it has no request in flight;
+    /// tells whether it did.
+    pub(super) fn displace(&self) -> bool {
+        let mut a = self.activity();
+        if a.in_flight > 0 || a.displaced {
+            return false;
+        }
+        a.displaced = true;
+        self.displaced.notify_one();
+        true
+    }
+
+    pub(super) fn was_displaced(&self) -> bool {
+        self.activity().displaced
+    }
+
+    /// When the watchdog closes the connection if nothing changes; `None`
+    /// while a request is in flight.
+    pub(super) fn deadline(&self, opts: &ServerOptions) -> Option<Instant> {
+        let a = self.activity();
+        if a.in_flight > 0 {
+            return None;
+        }
+        Some(match (a.head_since, a.idle_since) {
+            (Some(head), _) => head + opts.header_timeout,
+            (None, Some(idle)) => idle + opts.idle_timeout,
+            (None, None) => self.accepted + opts.header_timeout,
+        })
+    }
+}

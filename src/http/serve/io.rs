@@ -1,0 +1,169 @@
+//! The connection's byte stream as the server sees it: it tells the
+//! connection's watchdog when a request head starts, and it puts hyper's own
+//! error answers into netlog's JSON shape.
+//!
+//! hyper answers a request head it cannot parse by itself (400 for a bad
+//! method, header or version, or a `Content-Length` beside
+//! `Transfer-Encoding`; 414 for a URI over its limit; 431 for a head over
+//! `max_buf_size` or with too many fields) with an empty body, and offers no
+//! hook to change it. Those answers are the only ones written while no
+//! request is in flight on the connection, and the only ones with no
+//! `content-type` (every answer of the API has one), so [`Tracked`]
+//! recognises them in the outgoing bytes and writes netlog's error instead.
+//! The connection closes after them, as it would have.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use axum::http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::{Conn, raw_answer};
+
+/// A stream that reports reads to its [`Conn`] and rewrites hyper's error
+/// answers (see the module docs).
+pub(crate) struct Tracked<S> {
+    inner: S,
+    conn: Arc<Conn>,
+    /// netlog's answer in place of hyper's, and how much of it is written.
+    replacement: Option<(Vec<u8>, usize)>,
+    /// After a replacement, what hyper writes is dropped.
+    swallow: bool,
+}
+
+impl<S> Tracked<S> {
+    pub(crate) fn new(inner: S, conn: Arc<Conn>) -> Self {
+        Tracked {
+            inner,
+            conn,
+            replacement: None,
+            swallow: false,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Tracked<S> {
+    fn flush_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.replacement {
+            if *written == bytes.len() {
+                self.replacement = None;
+                break;
+            }
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The status of `head` if it is one of hyper's own error answers.
+fn hyper_error_status(head: &[u8]) -> Option<StatusCode> {
+    let status = match head.get(..12)? {
+        b"HTTP/1.1 400" => StatusCode::BAD_REQUEST,
+        b"HTTP/1.1 414" => StatusCode::URI_TOO_LONG,
+        b"HTTP/1.1 431" => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        _ => return None,
+    };
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let lower = head[..end].to_ascii_lowercase();
+    let typed = lower.windows(14).any(|w| w == b"\ncontent-type:");
+    (!typed).then_some(status)
+}
+
+/// netlog's answer for one of hyper's error statuses.
+fn replacement_for(status: StatusCode) -> Vec<u8> {
+    let (text, reason) = match status {
+        StatusCode::URI_TOO_LONG => ("uri too long", "the request target is too long"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "request header fields too large",
+            "the request head is too large or has too many fields",
+        ),
+        _ => ("bad request", "the request head is not valid HTTP/1.1"),
+    };
+    raw_answer(status, text, Some(reason))
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            self.conn.saw_bytes();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.flush_replacement(cx))?;
+        if self.swallow {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        if self.conn.is_quiet()
+            && let Some(status) = hyper_error_status(buf)
+        {
+            tracing::debug!(status = status.as_u16(), "malformed request head");
+            self.replacement = Some((replacement_for(status), 0));
+            self.swallow = true;
+            // What hyper wrote is taken whole; the replacement goes out now
+            // or on the next flush.
+            let _ = self.flush_replacement(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.flush_replacement(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.flush_replacement(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // hyper then writes each message's head in one piece, which is what
+        // the recognition above needs.
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// hyper's bare error heads are recognised; answers with a content type
+    /// (every answer of the API) and other statuses are left alone.
+    #[test]
+    fn recognises_hyper_error_heads() {
+        let bare =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        assert_eq!(
+            hyper_error_status(bare),
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n";
+        assert_eq!(hyper_error_status(ours), None);
+        assert_eq!(
+            hyper_error_status(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
+            None
+        );
+        assert_eq!(hyper_error_status(b"HTTP/1.1 400 Bad"), None);
+    }
+}

@@ -1,0 +1,649 @@
+//! The connection layer's limits, tried as a hostile client would: silent
+//! connections, stalled and huge bodies, a full connection table, malformed
+//! request heads, web pages from other origins, and shutdown.
+//!
+//! The broker runs as the real binary (with `ulimit -n` where descriptors
+//! matter, and its RSS read from /proc) or in this process; every client
+//! here speaks raw HTTP/1.1 over TCP to 127.0.0.1, with bounded loops and
+//! timeouts.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest a raw exchange of these tests may take.
+const RAW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `netlog` binary as a child of `bash`, which first sets `ulimit -n`
+/// (soft and hard) when asked, then `exec`s it with a config file.
+struct LimitedBroker {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LimitedBroker {
+    /// Starts the broker with `server_keys` in its `[server]` table, under
+    /// `ulimit <ulimit>` if given (`-n 1024`), and waits until it answers.
+    async fn start(server_keys: &str, ulimit: Option<&str>) -> LimitedBroker {
+        let dir = data_dir();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("probe a free port")
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let config = dir.path().join("netlog.toml");
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"{addr}\"\ndata_dir = \"data\"\n{server_keys}\n"),
+        )
+        .expect("write the config");
+        let log = dir.path().join("netlog.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let ulimit = ulimit.map_or(String::new(), |u| format!("ulimit {u} && "));
+        let child = Command::new("bash")
+            .arg("-c")
+            .arg(format!("{ulimit}exec \"$0\" --config \"$1\""))
+            .arg(env!("CARGO_BIN_EXE_netlog"))
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log handle"))
+            .stderr(out)
+            .spawn()
+            .expect("start netlog under bash");
+        let mut broker = LimitedBroker {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        loop {
+            if let Ok((200, _, _)) = exchange(addr, &get("/")).await {
+                break;
+            }
+            if let Some(status) = broker.child.try_wait().expect("poll netlog") {
+                panic!("netlog exited with {status}:\n{}", broker.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "netlog did not start:\n{}",
+                broker.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        broker
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A line of /proc/<pid>/status (`VmRSS`, `VmHWM`), in bytes.
+    fn status_bytes(&self, field: &str) -> u64 {
+        proc_status_bytes(self.child.id(), field)
+    }
+}
+
+impl Drop for LimitedBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `field:  N kB` line of /proc/`pid`/status, in bytes.
+fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a number of kB");
+    kb * 1024
+}
+
+/// A `GET path` that closes the connection after the answer.
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: netlog\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// Sends `request` on a new connection and reads until the server closes
+/// it: (status, head in lower case, body).
+async fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
+    tokio::time::timeout(RAW_TIMEOUT, async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(request).await?;
+        read_answer(&mut stream).await
+    })
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time"))?
+}
+
+/// Reads one answer to the end of the connection.
+async fn read_answer(stream: &mut TcpStream) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    split_answer(&answer)
+}
+
+fn split_answer(answer: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer");
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((status, head, answer[end + 4..].to_vec()))
+}
+
+/// Asserts an answer in netlog's error shape with `status` and `text`.
+fn assert_error(answer: &(u16, String, Vec<u8>), status: u16, text: &str) -> Value {
+    let (got, head, body) = answer;
+    assert_eq!(*got, status, "{head}\n{}", String::from_utf8_lossy(body));
+    assert!(
+        head.contains("content-type: application/json"),
+        "JSON answer: {head}"
+    );
+    let body: Value = serde_json::from_slice(body).expect("a JSON body");
+    check_error_body(&body, status, text);
+    body
+}
+
+/// Whether the server has closed `stream` (EOF or reset) within `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut byte = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut byte)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// 2,000 silent connections under `ulimit -n 1024` neither starve a normal
+/// client nor stay open past the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_do_not_starve_a_client() {
+    const SILENT: usize = 2_000;
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+    let _ = netlog::log::raise_open_file_limit();
+    let broker = LimitedBroker::start("header_timeout = \"3s\"", Some("-n 1024")).await;
+    let opened = Instant::now();
+    let mut silent = Vec::with_capacity(SILENT);
+    for _ in 0..SILENT {
+        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(broker.addr)).await {
+            Ok(Ok(s)) => silent.push(s),
+            other => panic!("connect {} failed: {other:?}", silent.len()),
+        }
+    }
+    let took = Instant::now();
+    let answer = exchange(broker.addr, &get("/")).await.expect("an answer");
+    let answered_in = took.elapsed();
+    eprintln!(
+        "opened {SILENT} silent connections in {:?}; a normal GET / was answered in {answered_in:?}",
+        took - opened
+    );
+    assert_eq!(answer.0, 200, "{answer:?}\n{}", broker.log());
+    assert!(
+        answered_in < Duration::from_secs(3),
+        "answered in {answered_in:?}"
+    );
+    // Every silent one is closed by the header timeout (counted from its
+    // accept, which was at most the time to open them all ago).
+    let waits = silent
+        .iter_mut()
+        .map(|s| closed_within(s, HEADER_TIMEOUT + Duration::from_secs(5)));
+    let closed = futures_util::future::join_all(waits).await;
+    let open = closed.iter().filter(|c| !**c).count();
+    assert_eq!(
+        open, 0,
+        "silent connections still open after the header timeout"
+    );
+    assert!(
+        opened.elapsed() < HEADER_TIMEOUT + Duration::from_secs(15),
+        "closing took {:?}",
+        opened.elapsed()
+    );
+    let log = broker.log();
+    assert!(
+        log.contains("descriptor limit"),
+        "the limit is logged:\n{log}"
+    );
+    let again = exchange(broker.addr, &get("/")).await.expect("an answer");
+    assert_eq!(again.0, 200);
+}
+
+/// A keep-alive connection with nothing in flight is closed after the idle
+/// timeout, while a new connection gets the (longer) header timeout.
+#[tokio::test]
+async fn idle_keep_alive_is_closed_after_idle_timeout() {
+    let broker = LimitedBroker::start("idle_timeout = \"1s\"\nheader_timeout = \"4s\"", None).await;
+    let mut silent = TcpStream::connect(broker.addr).await.expect("connect");
+    let mut kept = TcpStream::connect(broker.addr).await.expect("connect");
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: n\r\n\r\n")
+        .await
+        .expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !(got.ends_with(b"]") || got.ends_with(b"}")) {
+        let n = tokio::time::timeout(RAW_TIMEOUT, kept.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    let answered = Instant::now();
+    assert!(closed_within(&mut kept, Duration::from_secs(4)).await);
+    let idle_for = answered.elapsed();
+    eprintln!("idle keep-alive closed after {idle_for:?}");
+    assert!(idle_for >= Duration::from_millis(900), "{idle_for:?}");
+    assert!(
+        !closed_within(&mut silent, Duration::from_millis(500)).await,
+        "a new connection is held to the header timeout, not the idle one"
+    );
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
+}
+
+/// An event stream that stays silent for longer than the idle and header
+/// timeouts is not idle: it is kept and delivers what is published later.
+#[tokio::test]
+async fn silent_streams_outlive_the_idle_timeout() {
+    let broker = LimitedBroker::start("idle_timeout = \"1s\"\nheader_timeout = \"1s\"", None).await;
+    let create = b"POST /t HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    assert_eq!(exchange(broker.addr, create).await.expect("create").0, 201);
+    let mut stream = TcpStream::connect(broker.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /t/stream?from=0&heartbeat=1h HTTP/1.1\r\nHost: n\r\n\r\n")
+        .await
+        .expect("open the stream");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let publish = b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 12\r\n\
+                    Connection: close\r\n\r\nlate-payload";
+    assert_eq!(
+        exchange(broker.addr, publish).await.expect("publish").0,
+        201
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + RAW_TIMEOUT;
+    while !String::from_utf8_lossy(&seen).contains("late-payload") {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .expect("the event arrives in time")
+            .expect("read the stream");
+        assert!(
+            n > 0,
+            "the stream was closed: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The soft descriptor limit is raised to the hard one at start-up, and
+/// both are logged.
+#[tokio::test]
+async fn raises_the_soft_descriptor_limit() {
+    let broker = LimitedBroker::start("", Some("-S -n 256")).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", broker.child.id()))
+        .expect("read /proc/<pid>/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a descriptor limit line");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers.len(), 2, "{line}");
+    assert_eq!(numbers[0], numbers[1], "soft raised to hard: {line}");
+    assert_ne!(numbers[0], "256", "{line}");
+    let log = broker.log();
+    assert!(log.contains("soft_before") && log.contains("256"), "{log}");
+}
+
+/// A full table of busy connections (long polls, which are not idle) turns
+/// the next connection away with a fast 503 in the JSON shape, and the long
+/// polls outlive the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_table_refuses_with_503_and_keeps_long_polls() {
+    let broker = LimitedBroker::start(
+        "max_connections = 3\nidle_timeout = \"1s\"\nheader_timeout = \"1s\"",
+        None,
+    )
+    .await;
+    let created = exchange(
+        broker.addr,
+        b"POST /t HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("create");
+    assert_eq!(created.0, 201, "{created:?}");
+    let scanner = exchange(
+        broker.addr,
+        b"POST /t/scanner HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("scanner");
+    let id: Value = serde_json::from_slice(&scanner.2).expect("scanner JSON");
+    let id = id["id"].as_str().expect("scanner id").to_string();
+    let mut polls = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(broker.addr).await.expect("connect");
+        s.write_all(&get(&format!("/t/scan?id={id}&wait=3s")))
+            .await
+            .expect("send the long poll");
+        polls.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let refused = exchange(broker.addr, &get("/")).await.expect("an answer");
+    eprintln!("refused in {:?}", started.elapsed());
+    let body = assert_error(&refused, 503, "too many connections");
+    assert_eq!(body.as_object().map(|o| o.len()), Some(3), "{body}");
+    assert!(refused.1.contains("connection: close"), "{}", refused.1);
+    for mut poll in polls {
+        let answer = tokio::time::timeout(RAW_TIMEOUT, read_answer(&mut poll))
+            .await
+            .expect("the long poll ends")
+            .expect("an answer to the long poll");
+        // The poll waited its full 3 s past a 1 s idle timeout and ended
+        // with netlog's "nothing yet".
+        assert_error(&answer, 404, "end of topic");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(2_500));
+    let again = exchange(broker.addr, &get("/")).await.expect("an answer");
+    assert_eq!(again.0, 200, "served again once the polls ended");
+}
+
+/// A body that stalls is cut after its timeout with 408 and the
+/// connection is closed; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_body_is_dropped() {
+    let broker = LimitedBroker::start("body_timeout = \"1s\"", None).await;
+    let created = exchange(
+        broker.addr,
+        b"POST /t HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("create");
+    assert_eq!(created.0, 201);
+    let mut s = TcpStream::connect(broker.addr).await.expect("connect");
+    s.write_all(b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 1000\r\n\r\n0123456789")
+        .await
+        .expect("send a partial body");
+    let started = Instant::now();
+    let answer = tokio::time::timeout(RAW_TIMEOUT, read_answer(&mut s))
+        .await
+        .expect("dropped in time")
+        .expect("an answer");
+    let took = started.elapsed();
+    eprintln!("stalled body dropped after {took:?}");
+    assert_error(&answer, 408, "request timeout");
+    assert!(answer.1.contains("connection: close"));
+    assert!(
+        took >= Duration::from_millis(900),
+        "not before its timeout: {took:?}"
+    );
+    let end = exchange(broker.addr, &get("/t/payload/0"))
+        .await
+        .expect("read");
+    assert_eq!(end.0, 404, "nothing was written");
+}
+
+/// 30 chunked uploads of 63 MiB that stall keep the broker's peak RSS
+/// under its idle RSS plus the body budget (256 MiB here, with 64 MiB of
+/// slack for buffers), and the uploads that find no room get 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_stay_within_the_body_budget() {
+    const UPLOADS: usize = 30;
+    const UPLOAD_BYTES: usize = 63 << 20;
+    const CHUNK: usize = 1 << 20;
+    const BUDGET: u64 = 256 << 20;
+    const SLACK: u64 = 64 << 20;
+    let broker = LimitedBroker::start(
+        "body_budget = \"256MiB\"\nbody_budget_wait = \"2s\"\nbody_timeout = \"4s\"",
+        None,
+    )
+    .await;
+    let created = exchange(
+        broker.addr,
+        b"POST /t HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("create");
+    assert_eq!(created.0, 201);
+    let idle_rss = broker.status_bytes("VmRSS");
+    let chunk = std::sync::Arc::new({
+        let mut c = format!("{CHUNK:x}\r\n").into_bytes();
+        c.extend(std::iter::repeat_n(0xA5u8, CHUNK));
+        c.extend_from_slice(b"\r\n");
+        c
+    });
+    let started = Instant::now();
+    let mut uploads = Vec::new();
+    for _ in 0..UPLOADS {
+        let chunk = chunk.clone();
+        let addr = broker.addr;
+        uploads.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            s.write_all(
+                b"POST /t/payload HTTP/1.1\r\nHost: n\r\nTransfer-Encoding: chunked\r\n\r\n",
+            )
+            .await
+            .expect("head");
+            // Send until 63 MiB are out or the broker stops reading; then
+            // stall without the final chunk.
+            let mut sent = 0;
+            while sent < UPLOAD_BYTES {
+                match tokio::time::timeout(Duration::from_secs(1), s.write_all(&chunk)).await {
+                    Ok(Ok(())) => sent += CHUNK,
+                    _ => break,
+                }
+            }
+            let answer = tokio::time::timeout(Duration::from_secs(20), read_answer(&mut s)).await;
+            let answer = match answer {
+                Ok(Ok(a)) => Ok(a.0),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer in 20 s".to_string()),
+            };
+            (sent, answer)
+        }));
+    }
+    let mut peak = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        peak = peak.max(broker.status_bytes("VmRSS"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hwm = broker.status_bytes("VmHWM");
+    let mut statuses = Vec::new();
+    let mut total_sent = 0;
+    for u in uploads {
+        let (sent, answer) = u.await.expect("upload task");
+        total_sent += sent;
+        statuses.push(answer);
+    }
+    eprintln!(
+        "idle RSS {} MiB; peak RSS sampled {} MiB; VmHWM {} MiB; {} MiB sent in all; answers {statuses:?}",
+        idle_rss >> 20,
+        peak >> 20,
+        hwm >> 20,
+        total_sent >> 20
+    );
+    assert!(
+        hwm < idle_rss + BUDGET + SLACK,
+        "peak RSS {} MiB over idle {} MiB + budget 256 MiB + 64 MiB",
+        hwm >> 20,
+        idle_rss >> 20
+    );
+    assert!(statuses.contains(&Ok(503)), "some uploads found no room");
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(503) | Ok(408))),
+        "every stalled upload is answered 503 or 408: {statuses:?}\n{}",
+        broker.log()
+    );
+    let alive = exchange(broker.addr, &get("/")).await.expect("an answer");
+    assert_eq!(alive.0, 200);
+}
+
+/// Request heads hyper refuses by itself are answered in netlog's JSON
+/// shape: a bad header value, Content-Length beside Transfer-Encoding, a
+/// 70,000-character path and an oversized head.
+#[tokio::test]
+async fn malformed_heads_get_the_json_shape() {
+    let dir = data_dir();
+    let broker = spawn_broker(dir.path());
+    let addr = broker.addr();
+    let bad_value = b"GET / HTTP/1.1\r\nHost: n\r\nX Bad: v\r\n\r\n".to_vec();
+    let answer = exchange(addr, &bad_value).await.expect("an answer");
+    assert_error(&answer, 400, "bad request");
+    // hyper reads a body with both Content-Length and Transfer-Encoding as
+    // chunked and closes the connection after it (RFC 9112, 6.3), so the
+    // request is answered (here: no such topic) in the usual shape.
+    let cl_te = b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 5\r\n\
+                  Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        .to_vec();
+    let answer = exchange(addr, &cl_te).await.expect("an answer");
+    assert_error(&answer, 404, "topic not found");
+    assert!(answer.1.contains("connection: close"), "{}", answer.1);
+    let long_path = get(&format!("/{}", "a".repeat(70_000)));
+    let answer = exchange(addr, &long_path).await.expect("an answer");
+    assert_error(&answer, 414, "uri too long");
+    let mut huge_head = b"GET / HTTP/1.1\r\nHost: n\r\n".to_vec();
+    for i in 0..2_000 {
+        huge_head.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "v".repeat(200)).as_bytes());
+    }
+    huge_head.extend_from_slice(b"\r\n");
+    let answer = exchange(addr, &huge_head).await.expect("an answer");
+    assert_error(&answer, 431, "request header fields too large");
+    let ok = exchange(addr, &get("/")).await.expect("an answer");
+    assert_eq!(ok.0, 200, "well-formed requests still work");
+    broker.stop().await;
+}
+
+/// A page from an origin that is not allowed gets 403 and writes nothing;
+/// an allowed one gets CORS headers on answers and preflights.
+#[tokio::test]
+async fn origins_are_checked() {
+    let dir = data_dir();
+    let mut config = test_config(dir.path());
+    config.server.allowed_origins = vec!["https://app.example".into()];
+    let broker = spawn_broker_with(config);
+    let addr = broker.addr();
+    let post = |origin: &str, path: &str| {
+        let body = if path.ends_with("/payload") {
+            "hello"
+        } else {
+            ""
+        };
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: n\r\nOrigin: {origin}\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let refused = exchange(addr, &post("https://evil.example", "/t"))
+        .await
+        .expect("an answer");
+    let body = assert_error(&refused, 403, "forbidden");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("evil.example"))
+    );
+    assert!(!refused.1.contains("access-control-allow-origin"));
+    let missing = exchange(addr, &get("/t")).await.expect("an answer");
+    assert_error(&missing, 404, "topic not found");
+
+    let created = exchange(addr, &post("https://app.example", "/t"))
+        .await
+        .expect("an answer");
+    assert_eq!(created.0, 201, "{created:?}");
+    assert!(
+        created
+            .1
+            .contains("access-control-allow-origin: https://app.example"),
+        "{}",
+        created.1
+    );
+    assert!(created.1.contains("vary: origin"));
+    assert!(
+        created
+            .1
+            .contains("access-control-expose-headers: x-offset")
+    );
+
+    let preflight = b"OPTIONS /t/payload HTTP/1.1\r\nHost: n\r\nOrigin: https://app.example\r\n\
+        Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\
+        Connection: close\r\n\r\n";
+    let answer = exchange(addr, preflight).await.expect("an answer");
+    assert_eq!(answer.0, 204, "{answer:?}");
+    for expected in [
+        "access-control-allow-origin: https://app.example",
+        "access-control-allow-methods: get, post, delete",
+        "access-control-allow-headers: authorization, content-type",
+        "access-control-max-age: 600",
+    ] {
+        assert!(answer.1.contains(expected), "{expected} in {}", answer.1);
+    }
+    let evil_preflight = String::from_utf8_lossy(preflight).replace("app.example", "evil.example");
+    let answer = exchange(addr, evil_preflight.as_bytes())
+        .await
+        .expect("an answer");
+    assert_error(&answer, 403, "forbidden");
+
+    let written = exchange(addr, &post("https://evil.example", "/t/payload"))
+        .await
+        .expect("an answer");
+    assert_error(&written, 403, "forbidden");
+    let nothing = exchange(addr, &get("/t/payload/0"))
+        .await
+        .expect("an answer");
+    assert_eq!(nothing.0, 404, "the refused publish wrote nothing");
+    broker.stop().await;
+}
+
+/// An answer written after shutdown began says `Connection: close`.
+#[tokio::test]
+async fn answers_during_shutdown_close_the_connection() {
+    let dir = data_dir();
+    let broker = spawn_broker(dir.path());
+    let addr = broker.addr();
+    let api = broker.api();
+    api.create_topic("t").await;
+    let id = api.scanner_id("t", "0").await;
+    let mut poll = TcpStream::connect(addr).await.expect("connect");
+    poll.write_all(format!("GET /t/scan?id={id}&wait=20s HTTP/1.1\r\nHost: n\r\n\r\n").as_bytes())
+        .await
+        .expect("send the long poll");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = tokio::spawn(broker.stop());
+    let answer = tokio::time::timeout(RAW_TIMEOUT, read_answer(&mut poll))
+        .await
+        .expect("the poll ends at shutdown")
+        .expect("an answer");
+    assert!(answer.1.contains("connection: close"), "{}", answer.1);
+    stopping.await.expect("the broker stops");
+}

@@ -1,0 +1,137 @@
+//! TLS on the listener, with a certificate made by the test (rcgen): HTTPS
+//! works through a rustls client that trusts only that certificate, and
+//! plain HTTP to the TLS port fails cleanly.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+/// Longest one exchange may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM
+/// into `dir`; returns the certificate's DER for the client's trust store.
+fn make_certificate(dir: &std::path::Path) -> rustls::pki_types::CertificateDer<'static> {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("make a certificate");
+    std::fs::write(dir.join("cert.pem"), made.cert.pem()).expect("write cert.pem");
+    std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).expect("write key.pem");
+    made.cert.der().clone()
+}
+
+fn client(root: rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    roots.add(root).expect("trust the test certificate");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+/// Sends `request` over TLS and reads the answer to the end.
+async fn https(connector: &TlsConnector, addr: SocketAddr, request: &str) -> String {
+    tokio::time::timeout(EXCHANGE_TIMEOUT, async {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let name = ServerName::IpAddress(addr.ip().into());
+        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+        tls.write_all(request.as_bytes()).await.expect("send");
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).to_string()
+    })
+    .await
+    .expect("an HTTPS answer in time")
+}
+
+/// With `tls_cert` and `tls_key` set, the API answers over HTTPS, topics
+/// can be created and read, and an untrusted client's handshake fails.
+#[tokio::test]
+async fn https_serves_the_api() {
+    let dir = data_dir();
+    let pem_dir = data_dir();
+    let root = make_certificate(pem_dir.path());
+    let mut config = test_config(dir.path());
+    config.server.tls_cert = Some(pem_dir.path().join("cert.pem"));
+    config.server.tls_key = Some(pem_dir.path().join("key.pem"));
+    let broker = spawn_broker_with(config);
+    let connector = client(root);
+    let created = https(
+        &connector,
+        broker.addr(),
+        "POST /t HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let listed = https(
+        &connector,
+        broker.addr(),
+        "GET / HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    assert!(listed.contains("\"t\""), "{listed}");
+
+    let other = make_certificate(data_dir().path());
+    let untrusted = client(other);
+    let tcp = TcpStream::connect(broker.addr()).await.expect("connect");
+    let name = ServerName::IpAddress(broker.addr().ip().into());
+    let handshake = tokio::time::timeout(EXCHANGE_TIMEOUT, untrusted.connect(name, tcp))
+        .await
+        .expect("the handshake ends");
+    assert!(
+        handshake.is_err(),
+        "a client that trusts another certificate fails"
+    );
+    broker.stop().await;
+}
+
+/// Plain HTTP to the TLS port gets a short error in netlog's shape and a
+/// closed connection: no hang, and the broker keeps serving HTTPS.
+#[tokio::test]
+async fn plain_http_to_the_tls_port_fails_cleanly() {
+    let dir = data_dir();
+    let pem_dir = data_dir();
+    let root = make_certificate(pem_dir.path());
+    let mut config = test_config(dir.path());
+    config.server.tls_cert = Some(pem_dir.path().join("cert.pem"));
+    config.server.tls_key = Some(pem_dir.path().join("key.pem"));
+    let broker = spawn_broker_with(config);
+    let answer = tokio::time::timeout(EXCHANGE_TIMEOUT, async {
+        let mut tcp = TcpStream::connect(broker.addr()).await.expect("connect");
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: n\r\n\r\n")
+            .await
+            .expect("send");
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).to_string()
+    })
+    .await
+    .expect("the server closes the plain connection");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("this port speaks HTTPS only"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).expect("a body");
+    let body: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    check_error_body(&body, 400, "bad request");
+
+    // The broker still serves HTTPS.
+    let listed = https(
+        &client(root),
+        broker.addr(),
+        "GET / HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    broker.stop().await;
+}
