@@ -56,6 +56,25 @@ pub enum ConfigError {
         #[source]
         source: Box<toml::de::Error>,
     },
+    /// The path is not a regular file (a directory, FIFO, socket or
+    /// device): refused before it is opened, so nothing blocks or reads
+    /// without end.
+    #[error("{}: not a regular file (it is {kind}); give a TOML file", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+    /// The file is larger than [`MAX_CONFIG_BYTES`].
+    #[error("{}: {size} bytes, over the limit of {limit} bytes", path.display())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    /// The file is not UTF-8 text.
+    #[error("{}: not UTF-8 text", path.display())]
+    NotText {
+        path: PathBuf,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
     /// A value is wrong: `place` names the file, the table and the key (or
     /// the flag).
     #[error("{place}: {message}")]
@@ -75,8 +94,18 @@ pub const MAX_MAX_BODY: u64 = 256 << 20;
 pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
 /// Shortest monitor period or fsync interval: 1 ms.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// Longest monitor period or fsync interval: 1 day. Longer is a mistake
+/// (segments would never roll, appends never reach the disk).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 /// Default log filter.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Largest config file read: 1 MiB. A longer one is refused without being
+/// read whole (a typo'd `--config /dev/zero` or a huge file cannot take the
+/// memory).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Largest plugin component file accepted: 64 MiB. Checked on the file's
+/// metadata when the config is loaded, before anything reads it.
+pub const MAX_PLUGIN_FILE_BYTES: u64 = 64 << 20;
 /// Fewest and most entries an index file may be given (the latter is 256 MiB
 /// of index per segment).
 pub const INDEX_ENTRIES_RANGE: std::ops::RangeInclusive<u32> = 2..=(16 << 20);
@@ -108,12 +137,13 @@ pub struct Config {
     pub listen: String,
     /// Where topics live.
     pub data_dir: PathBuf,
-    /// How often the segment monitor runs. Default 1 s; at least 1 ms.
+    /// How often the segment monitor runs. Default 1 s; 1 ms to 1 day.
     pub monitor_interval: Duration,
     /// Largest request body, in bytes (413 beyond). Default 64 MiB; 1 byte
     /// to 256 MiB.
     pub max_body: u64,
-    /// When appends are fsynced. Default every 1 s.
+    /// When appends are fsynced. Default every 1 s; an interval is 1 ms to
+    /// 1 day.
     pub fsync: FsyncPolicy,
     /// Entries per index file. Default 102,400; 2 to 16 Mi.
     pub index_entries: u32,
@@ -242,9 +272,12 @@ impl Config {
         self.admin_listen.as_deref().map(bindable)
     }
 
-    /// Loads a TOML file on top of the defaults.
+    /// Loads a TOML file on top of the defaults. Only a regular file of at
+    /// most [`MAX_CONFIG_BYTES`] is read; anything else is refused, naming
+    /// the file, and nothing here blocks (see [`read_regular_file`]).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = read_regular_file(path, MAX_CONFIG_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|source| ConfigError::NotText {
             path: path.to_path_buf(),
             source,
         })?;
@@ -265,7 +298,7 @@ impl Config {
         };
         match key {
             "listen" => self.listen = listen(&text()?)?,
-            "data_dir" | "dir" => self.data_dir = PathBuf::from(text()?),
+            "data_dir" | "dir" => self.data_dir = data_dir(&text()?)?,
             "monitor_interval" => self.monitor_interval = interval(value)?,
             "fsync" => self.fsync = fsync(value)?,
             "max_body" => self.max_body = max_body(value)?,
@@ -288,6 +321,79 @@ fn bindable(listen: &str) -> String {
     }
 }
 
+/// What kind of file `meta` describes, for messages.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    match () {
+        _ if t.is_file() => "a regular file",
+        _ if t.is_dir() => "a directory",
+        _ if t.is_fifo() => "a FIFO",
+        _ if t.is_socket() => "a socket",
+        _ if t.is_char_device() => "a character device",
+        _ if t.is_block_device() => "a block device",
+        _ => "not a file",
+    }
+}
+
+/// Checks that `path` is a regular file of at most `limit` bytes, from its
+/// metadata (symbolic links followed), without opening it. Returns its size.
+pub(crate) fn check_regular_file(path: &Path, limit: u64) -> Result<u64, ConfigError> {
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    check_meta(path, &meta, limit)
+}
+
+fn check_meta(path: &Path, meta: &std::fs::Metadata, limit: u64) -> Result<u64, ConfigError> {
+    if !meta.is_file() {
+        return Err(ConfigError::NotAFile {
+            path: path.to_path_buf(),
+            kind: file_kind(meta),
+        });
+    }
+    if meta.len() > limit {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            limit,
+        });
+    }
+    Ok(meta.len())
+}
+
+/// Reads a regular file of at most `limit` bytes. The metadata is checked
+/// before opening (opening a FIFO for reading blocks until a writer comes);
+/// the open is non-blocking in case the path was swapped in between, and
+/// the opened file is checked again; the read stops at `limit + 1` bytes in
+/// case the file grew.
+pub(crate) fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    check_regular_file(path, limit)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let size = check_meta(path, &file.metadata().map_err(io)?, limit)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
 /// A listen address: `host:port` or netlog's `:port`.
 fn listen(text: &str) -> Result<String, String> {
     let port = text.rsplit_once(':').map(|(_, p)| p);
@@ -303,7 +409,16 @@ fn listen(text: &str) -> Result<String, String> {
     }
 }
 
-/// A duration of at least [`MIN_INTERVAL`]; a number is nanoseconds.
+/// A data directory: any path but the empty one.
+fn data_dir(text: &str) -> Result<PathBuf, String> {
+    if text.trim().is_empty() {
+        return Err("must not be empty: give a directory, e.g. \"data\"".into());
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// A duration from [`MIN_INTERVAL`] to [`MAX_INTERVAL`]; a number is
+/// nanoseconds.
 fn interval(value: &RawValue) -> Result<Duration, String> {
     let d = match value {
         RawValue::Int(n) => Duration::from_nanos(*n),
@@ -314,6 +429,9 @@ fn interval(value: &RawValue) -> Result<Duration, String> {
             "must be at least 1ms (got {}): write units, e.g. \"1s\"",
             value.show()
         ));
+    }
+    if d > MAX_INTERVAL {
+        return Err(format!("must be at most 1day (got {})", value.show()));
     }
     Ok(d)
 }
@@ -442,6 +560,10 @@ mod tests {
         assert!(max_body(&"0".into()).is_err());
         assert!(max_body(&"1GiB".into()).is_err());
         assert!(log_level("loud!!").is_err());
+        assert!(interval(&"2day".into()).is_err());
+        assert!(interval(&"500000000000year".into()).is_err());
+        assert!(interval(&"1day".into()).is_ok());
+        assert!(data_dir("").is_err() && data_dir(" ").is_err());
         assert!(log_level("debug").is_ok() && log_level("netlog=trace,info").is_ok());
         assert_eq!(log_format("JSON"), Ok(LogFormat::Json));
         assert!(log_format("xml").is_err());

@@ -10,9 +10,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIME, HookSetting, OnError,
-    PluginDecl, RawValue, SettingsInput, Strictness, check_topic_name, plugin_memory, plugin_time,
-    resolve_settings,
+    Config, ConfigError, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIME, HookSetting,
+    MAX_PLUGIN_FILE_BYTES, OnError, PluginDecl, RawValue, SettingsInput, Strictness,
+    check_regular_file, check_topic_name, plugin_memory, plugin_time, resolve_settings,
 };
 
 #[derive(Deserialize, Default)]
@@ -109,6 +109,8 @@ impl File {
         let mut cfg = Config::default();
         let s = self.server;
         let data_dir = s.data_dir.map(|d| match d {
+            // An empty path stays empty, to be refused, not made the folder.
+            RawValue::Text(t) if t.trim().is_empty() => RawValue::Text(t),
             RawValue::Text(t) => RawValue::Text(base.join(t).display().to_string()),
             other => other,
         });
@@ -151,9 +153,16 @@ impl File {
         for (name, p) in self.plugins {
             let table = format!("plugins.{name}");
             let file = base.join(&p.path);
-            if !file.is_file() {
-                return Err(at.err(&table, "path", format!("no such file: {}", file.display())));
-            }
+            // Refused here, on the metadata, so the host never reads a
+            // FIFO, a device or a 2 GiB "plugin".
+            check_regular_file(&file, MAX_PLUGIN_FILE_BYTES).map_err(|e| match e {
+                ConfigError::Read { path, source }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    at.err(&table, "path", format!("no such file: {}", path.display()))
+                }
+                e => at.err(&table, "path", e),
+            })?;
             let memory_limit = match p.memory_limit {
                 Some(m) => plugin_memory(&m).map_err(|e| at.err(&table, "memory_limit", e))?,
                 None => DEFAULT_PLUGIN_MEMORY,

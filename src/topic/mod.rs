@@ -318,10 +318,18 @@ impl Topic {
     ) -> Result<Arc<ScannerEntry>, TopicError> {
         let topic = self.clone();
         blocking(move || {
-            let entry =
-                topic
-                    .scanners
-                    .add(&topic.log, Uuid::new_v4(), from, from, persistent, false)?;
+            // A delete may be removing the directory meanwhile: answer as
+            // for any request on a deleted topic, not with its I/O error.
+            if topic.is_gone() {
+                return Err(TopicError::Deleted);
+            }
+            let added = topic
+                .scanners
+                .add(&topic.log, Uuid::new_v4(), from, from, persistent, false);
+            let entry = match added {
+                Err(_) | Ok(_) if topic.is_gone() => return Err(TopicError::Deleted),
+                r => r?,
+            };
             tracing::info!(topic = %topic.name, id = %entry.id, from, persistent, "scanner created");
             Ok(entry)
         })
