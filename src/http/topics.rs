@@ -88,6 +88,11 @@ pub async fn topic_info(
             "compression".into(),
             json!({"plugin": codec, "value": settings.compression_type}),
         );
+        // Sets whose codec output failed the write check (issue 10).
+        hook_json.insert(
+            "compression_refused_sets".into(),
+            json!(log.codecs().refused_sets()),
+        );
     }
     Ok(axum::Json(json!({
         "name": topic.name(),
