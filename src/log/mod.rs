@@ -207,13 +207,23 @@ impl Log {
             let next_base = bases.get(i + 1).copied();
             let (seg, repair) =
                 recovery::open_segment(dir, *base, opts.index_entries, &opts.codecs, next_base)?;
-            if repair.changed() {
+            if repair.changed() || repair.damaged_entries > 0 {
                 tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
             }
             if next_base.is_some() {
                 seg.seal();
             }
             segments.push(Arc::new(seg));
+            if let Some(reserved) = repair.reserved_next {
+                // Offsets the index vouched for were lost with their data:
+                // continue after them, never reuse them (see recovery.rs).
+                segments.last().expect("just pushed").seal();
+                segments.push(Arc::new(Segment::create(
+                    dir,
+                    reserved,
+                    opts.index_entries,
+                )?));
+            }
         }
         if segments.is_empty() {
             segments.push(Arc::new(Segment::create(dir, 0, opts.index_entries)?));
@@ -544,8 +554,18 @@ impl Log {
             .collect()
     }
 
+    /// `offset` if a message is stored there (or it is the next offset);
+    /// otherwise, for an offset in a hole, the first offset stored after it.
+    /// Offsets below the oldest come back as they are.
+    pub fn existing_offset(&self, offset: u64) -> u64 {
+        match self.segment_for(offset) {
+            Some(s) if s.base > offset && offset >= self.oldest_offset() => s.base,
+            _ => offset,
+        }
+    }
+
     /// A reader positioned at `offset`, which must be between the oldest and
-    /// the next offset (inclusive).
+    /// the next offset (inclusive) and not in a hole (see `reader.rs`).
     pub fn reader(&self, offset: u64) -> Result<Reader, LogError> {
         Reader::new(self.clone(), offset)
     }
