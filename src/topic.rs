@@ -364,7 +364,11 @@ impl Topic {
                 continue;
             };
             let wanted = last.saturating_add(1).max(0) as u64;
-            let at = wanted.clamp(self.log.oldest_offset(), self.log.next_offset());
+            // A position in a hole (a segment that lost its tail) moves to
+            // the next stored offset.
+            let at = self
+                .log
+                .existing_offset(wanted.clamp(self.log.oldest_offset(), self.log.next_offset()));
             if at != wanted {
                 tracing::warn!(topic = %self.name, %id, wanted, at, "scanner position no longer stored, moved");
             }

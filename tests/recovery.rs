@@ -13,6 +13,8 @@
 //! Random points come from a seeded generator, so every run damages the same
 //! files the same way; a failure names its history seed and iteration.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -1182,4 +1184,48 @@ mod random_damage {
             verify_damage(&h, dir.path(), &touched, &what.join(", "));
         }
     }
+}
+
+/// Over HTTP, the hole: with a sealed segment cut after message 1,
+/// `GET /t/payload/2` is 404 (never message 5), a scanner cannot start in
+/// the hole, one started before it reads 0, 1, then 5 under its true offset,
+/// and `check` reports the hole.
+#[tokio::test]
+async fn http_reads_in_a_hole_are_not_found() {
+    let dir = common::data_dir();
+    let config = netlog::config::Config {
+        index_entries: 6,
+        ..common::test_config(dir.path())
+    };
+    let broker = common::spawn_broker_with(config.clone());
+    let api = broker.api();
+    api.create_topic("t").await;
+    for i in 0..6 {
+        assert_eq!(api.publish("t", format!("m{i}")).await, i);
+    }
+    broker.stop().await;
+    let cut = SEGMENT_HEADER_BYTES + 2 * (HEADER_BYTES as u64 + 2);
+    set_len(&common::data_file(dir.path(), "t", 0), cut);
+
+    let broker = common::spawn_broker_with(config);
+    let api = broker.api();
+    for at in ["2", "4"] {
+        let resp = api.get(&format!("/t/payload/{at}")).await;
+        common::expect_exact_error(resp, 404, "offset not found").await;
+    }
+    assert_eq!(api.payload("t", "5").await, (5, b"m5".to_vec()));
+    let resp = api.post_empty("/t/scanner?from=3").await;
+    common::expect_exact_error(resp, 404, "offset not found").await;
+    let scanner = api.scanner_id("t", "0").await;
+    for (offset, payload) in [(0, "m0"), (1, "m1"), (5, "m5")] {
+        let got = api.scan_one("t", &scanner).await;
+        assert_eq!(got, (offset, payload.as_bytes().to_vec()));
+    }
+    let problems = common::expect_json(api.get("/t/check").await, 200).await;
+    assert_eq!(
+        problems,
+        serde_json::json!([{"offset": 2, "odelta": 0, "type": "hole", "expected": 5, "actual": 3}])
+    );
+    assert_eq!(api.publish("t", "m6").await, 6);
+    broker.stop().await;
 }
