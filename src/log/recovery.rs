@@ -38,6 +38,12 @@
 //!   entries zeroed. A set that verifies but that no configured codec can
 //!   decode fails the open with [`LogError::UndecodableSet`] (or
 //!   `UnknownCodec`) rather than cutting a message that was written whole.
+//!   This is the one place a plugin's count is used: past the index nothing
+//!   else records it. It is reached only when the index lags the data (an
+//!   index lost or cut); a codec lying about a count there would shift the
+//!   offsets after that set, but the write check keeps a lying codec's output
+//!   off the disk, so that takes a codec swapped under existing data *and* a
+//!   lost index.
 //!
 //! **Zeros.** netlog's format lets an empty message be nine zero bytes
 //! (compression 0, CRC-32 of nothing = 0, length 0), which is also what
@@ -131,7 +137,17 @@ pub fn open_segment(
 
     let quick = match next_base {
         None => None,
-        Some(_) => quick_check(&data, &chain, len, index.capacity(), codecs),
+        Some(b) => {
+            let sealed_next_rel = u32::try_from(b.saturating_sub(base) + 1).ok();
+            quick_check(
+                &data,
+                &chain,
+                len,
+                index.capacity(),
+                codecs,
+                sealed_next_rel,
+            )
+        }
     };
     let (entries, next_rel, good_len) = match quick {
         Some((n, next_rel)) => (n, next_rel, len),
@@ -236,13 +252,17 @@ fn read_chain(index: &Index) -> Vec<IndexEntry> {
 }
 
 /// The quick path: `Some((entries, next_rel))` when the index's last entry
-/// accounts exactly for the data file's end and that message verifies.
+/// accounts exactly for the data file's end and that message verifies. In a
+/// full index, the last entry's count comes from the data, except for a
+/// plugin set, whose count is the one the next segment's base implies
+/// (`sealed_next_rel`): a plugin is not asked how many messages it holds.
 fn quick_check(
     data: &File,
     chain: &[IndexEntry],
     len: u64,
     capacity: usize,
     codecs: &Codecs,
+    sealed_next_rel: Option<u32>,
 ) -> Option<(usize, u32)> {
     let last = *chain.last()?;
     if last.ts == 0 && last.pos == len {
@@ -257,6 +277,11 @@ fn quick_check(
         let (header, payload) = read_verified(data, last.pos, len)?;
         if last.pos + header.total_len() as u64 != len {
             return None;
+        }
+        if header.compression() >= message::FIRST_PLUGIN_CODEC {
+            return sealed_next_rel
+                .filter(|n| *n > last.rel)
+                .map(|n| (chain.len(), n));
         }
         let count = entry_count(header, &payload, codecs).ok()?;
         Some((chain.len(), last.rel.checked_add(count)?))
