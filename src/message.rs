@@ -117,6 +117,9 @@ pub enum FormatError {
     /// gives it (a damaged length field, or zeros where a message was).
     #[error("length mismatch: the index gives {expected} bytes, the header says {actual}")]
     LengthMismatch { expected: u64, actual: u64 },
+    /// A set holds another number of messages than the index recorded.
+    #[error("the set holds {decoded} messages, the index recorded {recorded}")]
+    CountMismatch { recorded: u64, decoded: u64 },
     /// An index entry gives a plain message more than one offset.
     #[error("a plain message holds one offset, the index gives it {0}")]
     PlainCount(u32),
@@ -409,17 +412,21 @@ impl Codecs {
     }
 
     /// Unpacks a stored set that the log recorded as holding `count`
-    /// messages, and checks what came out: plain messages back to back, each
-    /// with a valid CRC, exactly `count` of them. Any failure of a codec
-    /// (an error, garbage, a wrong count) is a [`FormatError::Codec`] naming
-    /// it; in an uncompressed set, whose bytes passed their CRC, a wrong
-    /// count or inner message is reported as the format error it is.
+    /// messages. Through a plugin codec, what came out is checked whole:
+    /// plain messages back to back, each with a valid CRC, exactly `count` of
+    /// them; any failure (an error, garbage, a wrong count) is a
+    /// [`FormatError::Codec`] naming the plugin. Built-in sets are returned
+    /// as unpacked, so a reader can hand out the intact messages in front of
+    /// a damaged one; it checks each message and the count as it goes.
     pub fn unpack_set(
         &self,
         compression: u8,
         payload: Bytes,
         count: u32,
     ) -> Result<Bytes, FormatError> {
+        if !is_plugin(compression) {
+            return self.unpack(compression, payload);
+        }
         let codec_error = |reason: String| {
             FormatError::Codec(CodecError {
                 codec: self.name_of(compression),
@@ -427,22 +434,9 @@ impl Codecs {
             })
         };
         let plain = self.unpack(compression, payload)?;
-        let decoded = match count_plain(&plain) {
-            Ok(n) => n,
-            Err(e) if compression == SET_NONE => return Err(e),
-            Err(e) => {
-                return Err(codec_error(format!(
-                    "decoded set is not valid messages: {e}"
-                )));
-            }
-        };
+        let decoded = count_plain(&plain)
+            .map_err(|e| codec_error(format!("decoded set is not valid messages: {e}")))?;
         if decoded != count {
-            if compression == SET_NONE {
-                return Err(FormatError::Truncated {
-                    needed: count as usize,
-                    available: decoded as usize,
-                });
-            }
             return Err(codec_error(format!(
                 "decoded {decoded} messages, the log recorded {count}"
             )));

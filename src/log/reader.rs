@@ -52,6 +52,8 @@ pub struct Message {
 struct SetCursor {
     plain: Bytes,
     at: usize,
+    /// The offset after the set's last message, as the index recorded it.
+    end: u64,
 }
 
 /// Where one index entry's message lies and which offsets it holds.
@@ -85,6 +87,19 @@ fn span(seg: &Segment, i: usize) -> Option<Span> {
         first: seg.base + u64::from(e.rel) - 1,
         count: u32::try_from(count).ok()?,
     })
+}
+
+/// How many whole messages `plain` holds, by their length fields.
+fn count_in(plain: &[u8]) -> u64 {
+    let (mut n, mut at) = (0, 0);
+    while let Some(h) = Header::parse(&plain[at..]) {
+        if at + h.total_len() > plain.len() {
+            break;
+        }
+        at += h.total_len();
+        n += 1;
+    }
+    n
 }
 
 /// A sequential reader over a log. See the module docs.
@@ -209,7 +224,11 @@ impl Reader {
             .unpack_set(header.compression(), payload, span.count)
             .map_err(|source| self.corrupt(source))?;
         self.entry += 1;
-        self.set = Some(SetCursor { plain, at: 0 });
+        self.set = Some(SetCursor {
+            plain,
+            at: 0,
+            end: span.first + u64::from(span.count),
+        });
         Ok(None)
     }
 
@@ -217,9 +236,16 @@ impl Reader {
         let Some(set) = &mut self.set else {
             return Ok(None);
         };
-        if set.at >= set.plain.len() {
+        // The index's count is the truth: a set holding fewer or more
+        // messages is corrupt, never a shift of the offsets after it.
+        if set.at >= set.plain.len() && self.next >= set.end {
             self.set = None;
             return Ok(None);
+        }
+        if set.at >= set.plain.len() || self.next >= set.end {
+            let decoded = count_in(&set.plain);
+            let recorded = set.end - self.next + count_in(&set.plain[..set.at]);
+            return Err(self.corrupt(FormatError::CountMismatch { recorded, decoded }));
         }
         let rest = &set.plain[set.at..];
         match crate::message::decode(rest) {
