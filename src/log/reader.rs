@@ -11,9 +11,12 @@
 //! segment's next offset for the last one), and its bytes must fill exactly
 //! the space up to the next entry's position. A message whose length field
 //! disagrees with that space (a damaged length, zeros where a message was),
-//! or whose CRC fails, is a [`LogError::Corrupt`]; a set whose codec fails or
-//! decodes to another count than the index recorded is a corrupt error whose
-//! source is [`FormatError::Codec`] naming the codec. A reader never guesses
+//! or whose CRC fails, is a [`LogError::Corrupt`]; a set through a plugin
+//! codec that fails, decodes garbage, or decodes another count than the
+//! index recorded is a corrupt error whose source is [`FormatError::Codec`]
+//! naming the codec. A built-in set's messages are checked one by one, so
+//! the intact ones before a damaged one are still handed out, and a count
+//! other than the recorded one is [`FormatError::CountMismatch`]. A reader never guesses
 //! where a message starts, so one damaged message cannot shift the offsets of
 //! the ones after it. An error leaves the reader where it is: the next call
 //! returns it again.
