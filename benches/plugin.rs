@@ -3,7 +3,8 @@
 //! first): the host's overhead (taking an instance, arming the limits,
 //! lowering and lifting the arguments) plus the plugin's own work.
 //!
-//! `cargo bench --bench plugin`
+//! `cargo bench --bench plugin` (`-- codec-verify` for the write check's
+//! cost alone)
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use netlog::message::{self, Codec, PLAIN};
+use netlog::message::{self, Codec, Codecs, PLAIN};
 use netlog::plugin::{
     HostOptions, Limits, Plugin, PluginHost, RetentionState, ScannerState, SegmentState,
 };
@@ -81,6 +82,44 @@ fn compress(c: &mut Criterion, host: &PluginHost) {
     group.finish();
 }
 
+/// The cost of verifying a codec's output on write (issue 10): a set of 100
+/// messages of about 100 bytes, through the lz4 plugin. `codec alone` is the
+/// compression the write path always paid; `pack_set` is what it pays now
+/// (compress, decompress again, compare every byte, frame); `verification`
+/// is the added part alone (decompress and compare).
+fn verify_on_write(c: &mut Criterion, host: &PluginHost) {
+    let codec = Arc::new(load(host, "lz4_codec.wasm").codec("bench", "{}").unwrap());
+    let mut set = Vec::new();
+    for i in 0..100 {
+        message::encode(&mut set, PLAIN, &json_message(i));
+    }
+    let packed = codec.compress(&set).unwrap();
+    let mut codecs = Codecs::default();
+    codecs.bind(4, codec.clone());
+    let mut group = c.benchmark_group("codec-verify");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("lz4/100x100B codec alone (compress)", |b| {
+        b.iter(|| codec.compress(black_box(&set)).unwrap())
+    });
+    group.bench_function(
+        "lz4/100x100B verification alone (decompress + compare)",
+        |b| {
+            b.iter(|| {
+                let back = codec.decompress(black_box(&packed)).unwrap();
+                assert!(back == set);
+            })
+        },
+    );
+    group.bench_function("lz4/100x100B pack_set (codec + verification)", |b| {
+        b.iter(|| {
+            let (entry, err) = codecs.pack_set(black_box(&set), 4);
+            assert!(err.is_none() && entry[0] == 4);
+            entry
+        })
+    });
+    group.finish();
+}
+
 fn evaluate(c: &mut Criterion, host: &PluginHost) {
     let policy = load(host, "keep_unread.wasm")
         .retention("bench", r#"{"max_age": "7day"}"#)
@@ -115,6 +154,7 @@ fn plugins(c: &mut Criterion) {
     let host = PluginHost::new(HostOptions::default()).unwrap();
     validate(c, &host);
     compress(c, &host);
+    verify_on_write(c, &host);
     evaluate(c, &host);
 }
 

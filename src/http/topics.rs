@@ -85,6 +85,11 @@ pub async fn topic_info(
             "compression".into(),
             json!({"plugin": codec, "value": settings.compression_type}),
         );
+        // Sets whose codec output failed the write check (issue 10).
+        hooks.insert(
+            "compression_refused_sets".into(),
+            json!(info.compression_refused_sets),
+        );
     }
     Ok(axum::Json(json!({
         "name": info.name,

@@ -1,17 +1,33 @@
 //! The integrity checker behind `GET /{topic}/check`, as netlog's `check`.
 //!
 //! It walks the index entries of every segment from a given offset and
-//! verifies each stored message against the index and itself: its length must
-//! fill exactly the space up to the next entry (`length`), its CRC must match
-//! (`checksum`), and a set must unpack into plain messages whose own CRCs match
-//! (`checksum` with `odelta`, the position inside the set; `unknown` when the
-//! set cannot be unpacked at all). Because each entry is found through the
-//! index, one bad message does not hide the ones after it.
+//! verifies each stored message against the index and itself, reporting every
+//! problem it finds (it never stops at the first). Each entry is found
+//! through the index, so one bad message does not hide the ones after it.
+//!
+//! Kinds, netlog's three first:
+//! - `checksum`: a payload does not match its CRC (`odelta` is the position
+//!   inside a set for a damaged inner message; 0 otherwise).
+//! - `length`: the length field disagrees with the space the entry occupies
+//!   up to the next entry (a flipped length, zeros where a message was, a
+//!   short file), or a set's inner message is truncated.
+//! - `unknown`: anything else: a set no configured codec handles, a built-in
+//!   set that does not unpack, a plain message the index gives more than one
+//!   offset.
+//! - `codec` (beyond netlog): a set whose bytes passed their CRC but whose
+//!   plugin codec fails on them, decodes garbage, or decodes another number
+//!   of messages than the index recorded at write time. The disk is fine;
+//!   the codec is to blame. `expected` is the count the index recorded,
+//!   `actual` the count decoded (0 when nothing decoded).
+//! - `hole` (beyond netlog): offsets no segment holds, between two segments
+//!   (a sealed segment lost its tail). `offset` is the first missing offset,
+//!   `expected` the offset where messages resume, `actual` how many are
+//!   missing.
 
 use serde::Serialize;
 
 use super::{Log, LogError};
-use crate::message::{FormatError, HEADER_BYTES, Header, plain_messages};
+use crate::message::{FormatError, HEADER_BYTES, Header, SET_NONE, plain_messages};
 
 /// What kind of problem a check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -23,6 +39,10 @@ pub enum CheckKind {
     Length,
     /// Anything else (a set that cannot be unpacked, an unreadable header).
     Unknown,
+    /// A codec failed on a set whose bytes are intact (see the module docs).
+    Codec,
+    /// Offsets missing between two segments.
+    Hole,
 }
 
 /// One problem, in netlog's JSON shape.
@@ -44,7 +64,21 @@ pub struct CheckError {
 pub(crate) fn check(log: &Log, from: u64) -> Result<Vec<CheckError>, LogError> {
     let mut problems = Vec::new();
     let mut buf = Vec::new();
+    let mut prev_next: Option<u64> = None;
     for seg in log.segment_list() {
+        if let Some(p) = prev_next
+            && p < seg.base
+            && seg.base > from
+        {
+            problems.push(CheckError {
+                offset: p.max(from),
+                odelta: 0,
+                kind: CheckKind::Hole,
+                expected: seg.base,
+                actual: seg.base - p.max(from),
+            });
+        }
+        prev_next = Some(seg.next_offset());
         if seg.next_offset() <= from {
             continue;
         }
@@ -52,18 +86,15 @@ pub(crate) fn check(log: &Log, from: u64) -> Result<Vec<CheckError>, LogError> {
         let data_len = seg.data_len();
         for i in 0..entries {
             let e = seg.entry(i)?;
-            let end = if i + 1 < entries {
-                seg.entry(i + 1)?.pos
+            let (end, next_rel) = if i + 1 < seg.index.capacity() {
+                let n = seg.entry(i + 1)?;
+                (n.pos, n.rel)
             } else {
-                data_len
+                (data_len, (seg.next_offset() - seg.base + 1) as u32)
             };
             let offset = seg.base + u64::from(e.rel) - 1;
-            let next_offset = if i + 1 < entries {
-                seg.base + u64::from(seg.entry(i + 1)?.rel) - 1
-            } else {
-                seg.next_offset()
-            };
-            if next_offset <= from {
+            let count = next_rel.saturating_sub(e.rel);
+            if offset + u64::from(count) <= from {
                 continue;
             }
             let space = end.saturating_sub(e.pos) as usize;
@@ -71,13 +102,20 @@ pub(crate) fn check(log: &Log, from: u64) -> Result<Vec<CheckError>, LogError> {
             use std::os::unix::fs::FileExt;
             let read = seg.raw_file()?.read_at(&mut buf, e.pos).unwrap_or(0);
             buf.truncate(read);
-            check_entry(log, offset, &buf, space, &mut problems);
+            check_entry(log, offset, count, &buf, space, &mut problems);
         }
     }
     Ok(problems)
 }
 
-fn check_entry(log: &Log, offset: u64, buf: &[u8], space: usize, out: &mut Vec<CheckError>) {
+fn check_entry(
+    log: &Log,
+    offset: u64,
+    count: u32,
+    buf: &[u8],
+    space: usize,
+    out: &mut Vec<CheckError>,
+) {
     let problem = |odelta, kind, expected: u64, actual: u64| CheckError {
         offset,
         odelta,
@@ -116,16 +154,46 @@ fn check_entry(log: &Log, offset: u64, buf: &[u8], space: usize, out: &mut Vec<C
         return;
     }
     if !header.is_set() {
+        if count != 1 {
+            out.push(problem(0, CheckKind::Unknown, 1, u64::from(count)));
+        }
         return;
     }
-    let plain = match log.codecs().unpack_slice(header.compression(), payload) {
+    let compression = header.compression();
+    if compression >= crate::message::FIRST_PLUGIN_CODEC {
+        let unpacked =
+            log.codecs()
+                .unpack_set(compression, bytes::Bytes::copy_from_slice(payload), count);
+        match unpacked {
+            Ok(_) => {}
+            Err(FormatError::UnknownCodec(_)) => out.push(problem(0, CheckKind::Unknown, 0, 0)),
+            Err(_) => {
+                let decoded = log
+                    .codecs()
+                    .unpack_slice(compression, payload)
+                    .ok()
+                    .and_then(|p| crate::message::count_plain(&p).ok())
+                    .unwrap_or(0);
+                out.push(problem(
+                    0,
+                    CheckKind::Codec,
+                    u64::from(count),
+                    u64::from(decoded),
+                ));
+            }
+        }
+        return;
+    }
+    let plain = match log.codecs().unpack_slice(compression, payload) {
         Ok(p) => p,
         Err(_) => {
             out.push(problem(0, CheckKind::Unknown, 0, 0));
             return;
         }
     };
+    let mut seen = 0u32;
     for (k, m) in plain_messages(&plain).enumerate() {
+        seen += 1;
         match m {
             Ok(_) => {}
             Err(FormatError::Checksum { expected, actual }) => out.push(problem(
@@ -142,5 +210,13 @@ fn check_entry(log: &Log, offset: u64, buf: &[u8], space: usize, out: &mut Vec<C
             )),
             Err(_) => out.push(problem(k as u64, CheckKind::Unknown, 0, 0)),
         }
+    }
+    if seen != count && out.last().is_none_or(|p| p.offset != offset) {
+        let kind = if compression == SET_NONE {
+            CheckKind::Length
+        } else {
+            CheckKind::Unknown
+        };
+        out.push(problem(0, kind, u64::from(count), u64::from(seen)));
     }
 }

@@ -286,7 +286,20 @@ impl Log {
     pub fn open(dir: &Path, opts: LogOptions) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let bases = list_segments(dir)?;
-        let mut segments = open_segments(dir, &bases, &opts)?;
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        for (seg, reserved_next) in open_segments(dir, &bases, &opts)? {
+            segments.push(seg);
+            if let Some(reserved) = reserved_next {
+                // Offsets the index vouched for were lost with their data:
+                // continue after them, never reuse them (see recovery.rs).
+                segments.last().expect("just pushed").seal();
+                segments.push(Arc::new(Segment::create(
+                    dir,
+                    reserved,
+                    opts.index_entries,
+                )?));
+            }
+        }
         if segments.is_empty() {
             segments.push(Arc::new(Segment::create(dir, 0, opts.index_entries)?));
         }
@@ -662,8 +675,18 @@ impl Log {
             .collect()
     }
 
+    /// `offset` if a message is stored there (or it is the next offset);
+    /// otherwise, for an offset in a hole, the first offset stored after it.
+    /// Offsets below the oldest come back as they are.
+    pub fn existing_offset(&self, offset: u64) -> u64 {
+        match self.segment_for(offset) {
+            Some(s) if s.base > offset && offset >= self.oldest_offset() => s.base,
+            _ => offset,
+        }
+    }
+
     /// A reader positioned at `offset`, which must be between the oldest and
-    /// the next offset (inclusive).
+    /// the next offset (inclusive) and not in a hole (see `reader.rs`).
     pub fn reader(&self, offset: u64) -> Result<Reader, LogError> {
         Reader::new(self.clone(), offset)
     }
@@ -696,31 +719,35 @@ impl Log {
 /// for a few small reads per segment, which a disk serves in parallel.
 const OPEN_THREADS: usize = 8;
 
+/// An opened segment and, when recovery found offsets lost with their data,
+/// the offset the log must continue at (`Repair::reserved_next`).
+type OpenedSegment = (Arc<Segment>, Option<u64>);
+
 /// Recovers the segments at `bases` (sorted), sealing all but the last.
 /// Large logs open on [`OPEN_THREADS`] threads.
 fn open_segments(
     dir: &Path,
     bases: &[u64],
     opts: &LogOptions,
-) -> Result<Vec<Arc<Segment>>, LogError> {
-    let open = |i: usize| -> Result<Arc<Segment>, LogError> {
+) -> Result<Vec<OpenedSegment>, LogError> {
+    let open = |i: usize| -> Result<OpenedSegment, LogError> {
         let base = bases[i];
         let next_base = bases.get(i + 1).copied();
         let (seg, repair) =
             recovery::open_segment(dir, base, opts.index_entries, &opts.codecs, next_base)?;
-        if repair.changed() {
+        if repair.changed() || repair.damaged_entries > 0 {
             tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
         }
         if next_base.is_some() {
             seg.seal();
         }
-        Ok(Arc::new(seg))
+        Ok((Arc::new(seg), repair.reserved_next))
     };
     let threads = OPEN_THREADS.min(bases.len() / 64 + 1);
     if threads == 1 {
         return (0..bases.len()).map(open).collect();
     }
-    let mut opened: Vec<Option<Result<Arc<Segment>, LogError>>> =
+    let mut opened: Vec<Option<Result<OpenedSegment, LogError>>> =
         (0..bases.len()).map(|_| None).collect();
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)

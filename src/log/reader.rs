@@ -1,22 +1,39 @@
 //! Sequential reading from any offset, across segments.
 //!
-//! A reader walks the data files, not the index: it keeps a chunk of the
-//! current segment (one positional read of up to [`CHUNK_BYTES`]) and hands
-//! out messages as `Bytes` slices of that chunk, so a sequential read costs one
-//! syscall per chunk and no copy per message. The index is used once, to find
-//! where to start. A message set is decompressed once and its messages handed
-//! out one by one with consecutive offsets; starting at an offset embedded in
-//! a set skips the messages before it.
+//! A reader walks a segment's index entries in order and reads each entry's
+//! bytes from the data file: it keeps a chunk of the current segment (one
+//! positional read of up to [`CHUNK_BYTES`]) and hands out messages as `Bytes`
+//! slices of that chunk, so a sequential read costs one syscall per chunk and
+//! no copy per message.
 //!
-//! Every message's CRC is checked before it is returned; a corrupt one is an
-//! error, never garbage, and the reader stays on it (it returns the same error
-//! again) rather than guessing where the next message starts.
+//! **Offsets come from the log.** An entry's first offset and its message
+//! count come from the index (the next entry's relative offset, or the
+//! segment's next offset for the last one), and its bytes must fill exactly
+//! the space up to the next entry's position. A message whose length field
+//! disagrees with that space (a damaged length, zeros where a message was),
+//! or whose CRC fails, is a [`LogError::Corrupt`]; a set through a plugin
+//! codec that fails, decodes garbage, or decodes another count than the
+//! index recorded is a corrupt error whose source is [`FormatError::Codec`]
+//! naming the codec. A built-in set's messages are checked one by one, so
+//! the intact ones before a damaged one are still handed out, and a count
+//! other than the recorded one is [`FormatError::CountMismatch`]. A reader never guesses
+//! where a message starts, so one damaged message cannot shift the offsets of
+//! the ones after it. An error leaves the reader where it is: the next call
+//! returns it again.
+//!
+//! **Holes.** Recovery can leave offsets that no segment holds (a sealed
+//! segment lost its tail; see `recovery.rs`). Holes only ever lie between
+//! segments. A reader *opened* at an offset in a hole, or before the oldest
+//! segment, is [`LogError::OffsetNotFound`], never another message. A reader
+//! that *reaches* a hole while reading on skips to the next stored offset:
+//! the messages it returns carry their true offsets, so a caller sees the
+//! jump in [`Message::offset`] and [`Reader::next_offset`].
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::segment::{SEGMENT_HEADER_BYTES, Segment};
+use super::segment::Segment;
 use super::{Log, LogError};
 use crate::message::{FormatError, HEADER_BYTES, Header, MAX_PAYLOAD_BYTES};
 
@@ -38,13 +55,64 @@ pub struct Message {
 struct SetCursor {
     plain: Bytes,
     at: usize,
+    /// The offset after the set's last message, as the index recorded it.
+    end: u64,
+}
+
+/// Where one index entry's message lies and which offsets it holds.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    pos: u64,
+    end: u64,
+    first: u64,
+    count: u32,
+}
+
+/// The span of entry `i` of `seg`, if it is published. The entry after it (or
+/// the marker) gives its end and count; a full index has no marker, and then
+/// the segment can no longer grow, so its published end is final.
+fn span(seg: &Segment, i: usize) -> Result<Option<Span>, LogError> {
+    let entries = seg.entries();
+    if i >= entries {
+        return Ok(None);
+    }
+    let e = seg.entry(i)?;
+    let (end, next_rel) = if i + 1 < seg.index.capacity() {
+        let n = seg.entry(i + 1)?;
+        (n.pos, u64::from(n.rel))
+    } else {
+        (seg.data_len(), seg.next_offset() - seg.base + 1)
+    };
+    let Some(count) = next_rel.checked_sub(u64::from(e.rel)) else {
+        return Ok(None);
+    };
+    Ok(u32::try_from(count).ok().map(|count| Span {
+        pos: e.pos,
+        end,
+        first: seg.base + u64::from(e.rel) - 1,
+        count,
+    }))
+}
+
+/// How many whole messages `plain` holds, by their length fields.
+fn count_in(plain: &[u8]) -> u64 {
+    let (mut n, mut at) = (0, 0);
+    while let Some(h) = Header::parse(&plain[at..]) {
+        if at + h.total_len() > plain.len() {
+            break;
+        }
+        at += h.total_len();
+        n += 1;
+    }
+    n
 }
 
 /// A sequential reader over a log. See the module docs.
 pub struct Reader {
     log: Log,
     seg: Arc<Segment>,
-    pos: u64,
+    /// The segment's index entry read next.
+    entry: usize,
     next: u64,
     chunk: Bytes,
     chunk_pos: u64,
@@ -59,30 +127,27 @@ impl Reader {
         let seg = log
             .segment_for(offset)
             .ok_or(LogError::OffsetNotFound(offset))?;
-        // An offset below the segment's base lies in a gap that recovery left
-        // (a damaged segment lost its tail): start at the segment's first
-        // message. Otherwise `offset` is the end of the log, unless located.
-        let pos = if offset < seg.base {
-            SEGMENT_HEADER_BYTES
-        } else {
-            seg.data_len()
-        };
+        if offset < seg.base {
+            // In a hole that recovery left between two segments.
+            return Err(LogError::OffsetNotFound(offset));
+        }
         let mut reader = Reader {
             log,
-            pos,
-            next: offset.max(seg.base),
+            entry: seg.entries(),
+            next: offset,
             seg,
             chunk: Bytes::new(),
             chunk_pos: 0,
             set: None,
         };
-        if let Some((entry, entry_offset)) = reader.seg.locate(offset)? {
-            reader.pos = entry.pos;
-            reader.next = entry_offset;
-            while reader.next < offset {
-                if reader.next()?.is_none() {
-                    break;
-                }
+        if let Some(i) = reader.seg.locate_entry(offset)? {
+            let first = reader.seg.base + u64::from(reader.seg.entry(i)?.rel) - 1;
+            reader.entry = i;
+            reader.next = first;
+            if first < offset {
+                // Inside a set: unpack it and skip the messages before.
+                reader.open_entry()?;
+                while reader.next < offset && reader.next_in_set()?.is_some() {}
             }
         }
         Ok(reader)
@@ -100,19 +165,22 @@ impl Reader {
             if let Some(m) = self.next_in_set()? {
                 return Ok(Some(m));
             }
-            if self.pos >= self.seg.data_len() {
-                // Sealed is set after the segment's last publish, so a length
+            if self.entry >= self.seg.entries() {
+                // Sealed is set after the segment's last publish, so a count
                 // read after seeing it is final.
                 if !self.seg.is_sealed() {
                     return Ok(None);
                 }
-                if self.pos < self.seg.data_len() {
+                if self.entry < self.seg.entries() {
                     continue;
                 }
-                match self.log.segment_for(self.next) {
+                let end = self.seg.next_offset().max(self.next);
+                match self.log.segment_for(end) {
                     Some(s) if s.base > self.seg.base => {
-                        self.next = self.next.max(s.base);
-                        self.pos = SEGMENT_HEADER_BYTES;
+                        // A hole ends here if `s` starts later: skip it,
+                        // keeping true offsets.
+                        self.next = end.max(s.base);
+                        self.entry = 0;
                         self.seg = s;
                         self.chunk = Bytes::new();
                         continue;
@@ -120,42 +188,65 @@ impl Reader {
                     _ => return Ok(None),
                 }
             }
-            let (header, payload) = self.read_entry()?;
-            if !header.is_set() {
-                let m = Message {
-                    offset: self.next,
-                    crc: header.crc,
-                    payload,
-                };
-                self.pos += header.total_len() as u64;
-                self.next += 1;
+            if let Some(m) = self.open_entry()? {
                 return Ok(Some(m));
             }
-            let plain = self
-                .log
-                .codecs()
-                .unpack(header.compression(), payload)
-                .map_err(|source| self.corrupt(source))?;
-            if plain.is_empty() {
-                // A set holds at least one message; skipping an empty one
-                // would hand the next message out under this offset.
-                return Err(self.corrupt(FormatError::Truncated {
-                    needed: HEADER_BYTES,
-                    available: 0,
-                }));
-            }
-            self.pos += header.total_len() as u64;
-            self.set = Some(SetCursor { plain, at: 0 });
         }
+    }
+
+    /// Reads the current entry: returns a plain message, or loads a set's
+    /// messages into the cursor (and returns `None`). Moves to the next entry
+    /// only on success.
+    fn open_entry(&mut self) -> Result<Option<Message>, LogError> {
+        let span = span(&self.seg, self.entry)?.ok_or_else(|| {
+            self.corrupt(FormatError::Truncated {
+                needed: HEADER_BYTES,
+                available: 0,
+            })
+        })?;
+        self.next = span.first;
+        let (header, payload) = self.read_entry(span)?;
+        if !header.is_set() {
+            if span.count != 1 {
+                return Err(self.corrupt(FormatError::PlainCount(span.count)));
+            }
+            let m = Message {
+                offset: self.next,
+                crc: header.crc,
+                payload,
+            };
+            self.entry += 1;
+            self.next += 1;
+            return Ok(Some(m));
+        }
+        let plain = self
+            .log
+            .codecs()
+            .unpack_set(header.compression(), payload, span.count)
+            .map_err(|source| self.corrupt(source))?;
+        self.entry += 1;
+        self.set = Some(SetCursor {
+            plain,
+            at: 0,
+            end: span.first + u64::from(span.count),
+        });
+        Ok(None)
     }
 
     fn next_in_set(&mut self) -> Result<Option<Message>, LogError> {
         let Some(set) = &mut self.set else {
             return Ok(None);
         };
-        if set.at >= set.plain.len() {
+        // The index's count is the truth: a set holding fewer or more
+        // messages is corrupt, never a shift of the offsets after it.
+        if set.at >= set.plain.len() && self.next >= set.end {
             self.set = None;
             return Ok(None);
+        }
+        if set.at >= set.plain.len() || self.next >= set.end {
+            let decoded = count_in(&set.plain);
+            let recorded = set.end - self.next + count_in(&set.plain[..set.at]);
+            return Err(self.corrupt(FormatError::CountMismatch { recorded, decoded }));
         }
         let rest = &set.plain[set.at..];
         match crate::message::decode(rest) {
@@ -186,29 +277,33 @@ impl Reader {
         }
     }
 
-    /// The verified entry at `pos`, as a slice of the chunk.
-    fn read_entry(&mut self) -> Result<(Header, Bytes), LogError> {
-        let end = self.seg.data_len();
-        self.ensure(HEADER_BYTES, end)?;
-        let at = (self.pos - self.chunk_pos) as usize;
-        let header = Header::parse(&self.chunk[at..]).ok_or_else(|| {
-            self.corrupt(FormatError::Truncated {
-                needed: HEADER_BYTES,
-                available: self.chunk.len() - at,
-            })
-        })?;
-        if header.length as usize > MAX_PAYLOAD_BYTES {
-            return Err(self.corrupt(FormatError::TooLarge(header.length as usize)));
-        }
-        self.ensure(header.total_len(), end)?;
-        let at = (self.pos - self.chunk_pos) as usize;
-        if self.chunk.len() < at + header.total_len() {
-            return Err(self.corrupt(FormatError::Truncated {
-                needed: header.total_len(),
-                available: self.chunk.len() - at,
+    /// The verified message of `span`, as a slice of the chunk: its length
+    /// must fill the span exactly and its CRC must match.
+    fn read_entry(&mut self, span: Span) -> Result<(Header, Bytes), LogError> {
+        let space = span.end.saturating_sub(span.pos);
+        if space < HEADER_BYTES as u64 || space - HEADER_BYTES as u64 > MAX_PAYLOAD_BYTES as u64 {
+            return Err(self.corrupt(FormatError::LengthMismatch {
+                expected: space.saturating_sub(HEADER_BYTES as u64),
+                actual: 0,
             }));
         }
-        let payload = self.chunk.slice(at + HEADER_BYTES..at + header.total_len());
+        let len = space as usize;
+        self.ensure(span.pos, len, self.seg.data_len())?;
+        let at = (span.pos - self.chunk_pos) as usize;
+        if self.chunk.len() < at + len {
+            return Err(self.corrupt(FormatError::Truncated {
+                needed: len,
+                available: self.chunk.len().saturating_sub(at),
+            }));
+        }
+        let header = Header::parse(&self.chunk[at..]).expect("at least a header's bytes");
+        if header.total_len() != len {
+            return Err(self.corrupt(FormatError::LengthMismatch {
+                expected: (len - HEADER_BYTES) as u64,
+                actual: u64::from(header.length),
+            }));
+        }
+        let payload = self.chunk.slice(at + HEADER_BYTES..at + len);
         header
             .verify(&payload)
             .map_err(|source| self.corrupt(source))?;
@@ -216,17 +311,17 @@ impl Reader {
     }
 
     /// Makes the chunk cover `len` bytes from `pos` (or up to `end`).
-    fn ensure(&mut self, len: usize, end: u64) -> Result<(), LogError> {
+    fn ensure(&mut self, pos: u64, len: usize, end: u64) -> Result<(), LogError> {
         let chunk_end = self.chunk_pos + self.chunk.len() as u64;
-        if self.pos >= self.chunk_pos && self.pos + len as u64 <= chunk_end {
+        if pos >= self.chunk_pos && pos + len as u64 <= chunk_end {
             return Ok(());
         }
-        let size = len.max(CHUNK_BYTES).min((end - self.pos) as usize);
+        let size = len.max(CHUNK_BYTES).min(end.saturating_sub(pos) as usize);
         let mut buf = vec![0u8; size];
-        let n = self.seg.read_at(&mut buf, self.pos)?;
+        let n = self.seg.read_at(&mut buf, pos)?;
         buf.truncate(n);
         self.chunk = Bytes::from(buf);
-        self.chunk_pos = self.pos;
+        self.chunk_pos = pos;
         Ok(())
     }
 }

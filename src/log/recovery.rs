@@ -2,34 +2,71 @@
 //!
 //! netlog trusts its files; this does not. After a crash the data file's tail
 //! may be torn (a partial header or payload, or zeros where the OS had not yet
-//! written the pages) and the index may be ahead of or behind the data. The data
-//! file is the truth; the index is a hint that saves work:
+//! written the pages), the index may be ahead of or behind the data, and a bad
+//! disk can garble bytes anywhere. Neither file is believed alone: each index
+//! entry must land on a message boundary that the data confirms, and the data
+//! is read through the index where the index holds.
 //!
 //! * **Quick path** (sealed segments): when the index ends with a marker at the
 //!   data file's end, or fills the index with a last entry that ends the file,
 //!   only that last message is verified (length and CRC). The last used entry
 //!   is found by binary search (see `Index::used`): a sealed index is never
-//!   read in full, so restart costs a few reads per sealed segment.
-//! * **Walk** (the active segment, or when the quick path fails): every message
-//!   is read in order, its length and CRC checked, and every set unpacked to
-//!   count its messages (no checksum covers an index entry, so offsets come
-//!   from the data). Index entries that agree with the data are kept (and give
-//!   timestamps, and the count of a set no configured codec can read); where
-//!   they stop agreeing, entries are rebuilt from the data. The walk stops at
-//!   the first message that is short, fails its CRC, or (past the trusted
-//!   index) is all zeros; the data file is cut there, the marker written after
-//!   the last good entry and stale entries zeroed.
-//!   Nine zero bytes are also a valid empty message, so past the trusted
-//!   index a run of them is kept when a verified message follows it, or when
-//!   it ends a sealed segment with exactly the messages the next segment's
-//!   base offset implies.
-//!   A set that verifies but that no configured codec can decode, and that
-//!   the index gives no count for, fails the open with
-//!   [`LogError::UndecodableSet`] (or `UnknownCodec`) rather than cutting a
-//!   message that was written whole.
-//!   A message that fails its CRC although the index vouches for it and for a
-//!   verified message right after it is damage, not a torn tail: it is kept,
-//!   so reads and `check` report it and the messages after it stay.
+//!   read in full, so restart costs a few reads per sealed segment. Damage
+//!   inside is left for reads and `check` to report.
+//! * **Index walk** (the active segment, or when the quick path fails): the
+//!   index's well-formed prefix (the *chain*: relative offset 1 at byte 16,
+//!   then strictly increasing relative offsets and positions, ending at the
+//!   marker, timestamp 0) is followed entry by entry. Each entry's bytes,
+//!   up to the next entry's position, are judged:
+//!   - *good*: one message that fills the space exactly, passes its CRC, and
+//!     holds the number of offsets the index gives it (counted from the data
+//!     for plain messages and built-in sets; a plugin set is not decoded,
+//!     the index's count stands, so a failing plugin never costs data);
+//!   - *index wrong*: a message that passes its CRC but disagrees with the
+//!     entry (another length, another count). The data wins: the index is
+//!     not believed from this entry on, and the rest is rebuilt from the data;
+//!   - *damaged*: bytes that fail their own check (CRC, a length past the
+//!     file, zeros). The index wins: when the next chain position holds a
+//!     message that passes its CRC (so the entry's extent is confirmed from
+//!     both sides), the damaged entry is kept as it is, with its offsets,
+//!     and reads and `check` report it. A run of damaged entries that no
+//!     verified message follows is a torn tail and is cut;
+//!   - *torn*: an entry that reaches past the data file's end. Cut.
+//! * **Data walk** (past the chain, or where the index was proven wrong):
+//!   every message is read in order, its length and CRC checked, and every
+//!   set unpacked to count its messages. The walk stops at the first message
+//!   that is short, fails its CRC, or is all zeros (see below); the data file
+//!   is cut there, the marker written after the last good entry and stale
+//!   entries zeroed. A set that verifies but that no configured codec can
+//!   decode fails the open with [`LogError::UndecodableSet`] (or
+//!   `UnknownCodec`) rather than cutting a message that was written whole.
+//!   This is the one place a plugin's count is used: past the index nothing
+//!   else records it. It is reached only when the index lags the data (an
+//!   index lost or cut); a codec lying about a count there would shift the
+//!   offsets after that set, but the write check keeps a lying codec's output
+//!   off the disk, so that takes a codec swapped under existing data *and* a
+//!   lost index.
+//!
+//! **Zeros.** netlog's format lets an empty message be nine zero bytes
+//! (compression 0, CRC-32 of nothing = 0, length 0), which is also what
+//! unwritten pages look like. The rule: a zero header is a message only
+//! where the index names exactly nine bytes for it. Where the index gives an
+//! entry more space, zeros are damage. Past the index (no entry vouches), a
+//! run of zero headers is kept as empty messages only when a verified
+//! non-zero message follows it, or when it ends a sealed segment with exactly
+//! the messages the next segment's base offset implies; otherwise it is
+//! unwritten pages and cut.
+//!
+//! **Offsets are never reused.** When the active segment is cut below what
+//! its index chain vouched for (the data of acknowledged, possibly already
+//! read, offsets was lost), [`Repair::reserved_next`] says where the log must
+//! continue, and [`Log::open`](super::Log::open) starts a new segment there.
+//! The offsets in between become a *hole* between two segments: reads there
+//! answer offset not found, never another message. A sealed segment that
+//! loses its tail leaves the same kind of hole before the next segment.
+//!
+//! Repairs write the whole rebuilt entry list at once (`Index::rewrite`); on
+//! a full disk the rewrite is held in memory, so the log still opens.
 //!
 //! A message fully written before the crash passes all of these checks, so it
 //! is never cut.
@@ -55,12 +92,21 @@ pub struct Repair {
     pub cleared_entries: usize,
     /// Whether the data file header had to be rewritten.
     pub header_rewritten: bool,
+    /// Damaged entries the index vouches for, kept in place (not a change on
+    /// disk: reads and `check` report them).
+    pub damaged_entries: usize,
+    /// For the active segment: the offset the index vouched for beyond what
+    /// the data kept. The log must continue there, never below.
+    pub reserved_next: Option<u64>,
 }
 
 impl Repair {
     /// Whether anything was changed on disk.
     pub fn changed(&self) -> bool {
-        *self != Repair::default()
+        self.truncated_bytes != 0
+            || self.rebuilt_entries != 0
+            || self.cleared_entries != 0
+            || self.header_rewritten
     }
 }
 
@@ -95,16 +141,32 @@ pub fn open_segment(
 
     let quick = match next_base {
         None => None,
-        Some(_) => quick_check(&data, &index, len, codecs).map_err(io_error(&index_path))?,
+        Some(b) => {
+            let sealed_next_rel = u32::try_from(b.saturating_sub(base) + 1).ok();
+            quick_check(&data, &index, len, codecs, sealed_next_rel)
+                .map_err(io_error(&index_path))?
+        }
     };
     let (entries, next_rel, good_len) = match quick {
         Some((n, next_rel)) => (n, next_rel, len),
         None => {
-            let hints = read_hints(&index, len).map_err(io_error(&index_path))?;
+            let chain = read_chain(&index).map_err(io_error(&index_path))?;
             let next_rel = next_base.map(|b| b.saturating_sub(base) + 1);
-            let walked = walk_data(
-                &data, &data_path, &hints, len, &index, codecs, mtime, next_rel,
-            )?;
+            let file = SegmentFile {
+                data: &data,
+                path: &data_path,
+                len,
+                capacity: index.capacity(),
+                codecs,
+            };
+            let mut walked = walk_index(&file, &chain);
+            repair.damaged_entries = walked.damaged;
+            if walked.data_walk {
+                walk_data(&file, &mut walked, mtime, next_rel)?;
+            }
+            if next_base.is_none() && walked.reserved_rel > walked.next_rel {
+                repair.reserved_next = Some(base + u64::from(walked.reserved_rel) - 1);
+            }
             let marker = IndexEntry {
                 rel: walked.next_rel,
                 ts: 0,
@@ -169,33 +231,41 @@ fn read_header(
     Ok(mtime)
 }
 
-/// The longest prefix of index entries that is well-formed: starting at
-/// relative offset 1 and position 16, strictly increasing, inside the data.
-fn read_hints(index: &Index, len: u64) -> std::io::Result<Vec<IndexEntry>> {
-    let mut hints: Vec<IndexEntry> = Vec::new();
+/// The index's chain: the longest well-formed prefix of entries (relative
+/// offset 1 at byte 16, then strictly increasing offsets and positions), up
+/// to and including the marker (timestamp 0), which ends it.
+fn read_chain(index: &Index) -> std::io::Result<Vec<IndexEntry>> {
+    let mut chain: Vec<IndexEntry> = Vec::new();
     for e in index.read(0, index.capacity())? {
-        let ok = match hints.last() {
+        let ok = match chain.last() {
             None => e.rel == 1 && e.pos == SEGMENT_HEADER_BYTES,
             Some(p) => e.rel > p.rel && e.pos > p.pos,
         };
-        if !ok || e.pos > len {
+        if !ok {
             break;
         }
-        hints.push(e);
+        chain.push(e);
+        if e.ts == 0 {
+            break;
+        }
     }
-    Ok(hints)
+    Ok(chain)
 }
 
-/// The quick path for a sealed segment: `Some((entries, next_rel))` when the
-/// index's last used entry (found by binary search, see
-/// [`Index::used`]) accounts exactly for the data file's end and that message
-/// verifies. Reads four entries and one message, not the whole index: a
-/// sealed index was fsynced before its successor was created.
+/// The quick path for a sealed segment: `Some((entries, next_rel))` when
+/// the index's last used entry (found by binary search, see [`Index::used`])
+/// accounts exactly for the data file's end and that message verifies. Reads
+/// three entries and one message, not the whole index: a sealed index was
+/// fsynced before its successor was created. In a full index, the last
+/// entry's count comes from the data, except for a plugin set, whose count is
+/// the one the next segment's base implies (`sealed_next_rel`): a plugin is
+/// not asked how many messages it holds.
 fn quick_check(
     data: &File,
     index: &Index,
     len: u64,
     codecs: &Codecs,
+    sealed_next_rel: Option<u32>,
 ) -> std::io::Result<Option<(usize, u32)>> {
     let used = index.used()?;
     let Some(first) = index.read(0, 1)?.first().copied() else {
@@ -228,6 +298,9 @@ fn quick_check(
         };
         if last.pos + header.total_len() as u64 != len {
             return Ok(None);
+        }
+        if header.compression() >= message::FIRST_PLUGIN_CODEC {
+            return Ok(sealed_next_rel.filter(|n| *n > last.rel).map(|n| (used, n)));
         }
         let Ok(count) = entry_count(header, &payload, codecs) else {
             return Ok(None);
@@ -278,51 +351,166 @@ fn zero_run(data: &File, pos: u64, len: u64) -> (u64, bool) {
     (at, false)
 }
 
+/// The data file being recovered, and what judging it needs.
+struct SegmentFile<'a> {
+    data: &'a File,
+    path: &'a Path,
+    len: u64,
+    capacity: usize,
+    codecs: &'a Codecs,
+}
+
+/// What the walks found.
 struct Walked {
     entries: Vec<IndexEntry>,
     next_rel: u32,
     end: u64,
+    /// Damaged entries kept.
+    damaged: usize,
+    /// Whether the data walk must go on from `end` (past the chain, or where
+    /// the index was proven wrong).
+    data_walk: bool,
+    /// The relative offset the chain vouched for beyond a cut (else 0).
+    reserved_rel: u32,
 }
 
-/// Reads every message of the data file in order; see the module docs.
-/// `next_rel`, for a sealed segment, is the relative offset its messages end at.
-#[allow(clippy::too_many_arguments)]
+/// What the bytes of one chain entry are; see the module docs.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Good,
+    IndexWrong,
+    Damaged,
+    Torn,
+}
+
+/// Judges the entry `e` whose extent the chain ends at `next`.
+fn judge(file: &SegmentFile<'_>, e: IndexEntry, next: IndexEntry) -> Verdict {
+    let space = next.pos - e.pos;
+    let count = next.rel - e.rel;
+    let Some((header, payload)) = read_verified(file.data, e.pos, file.len) else {
+        return if next.pos > file.len {
+            Verdict::Torn
+        } else {
+            Verdict::Damaged
+        };
+    };
+    let zero = header.compver == 0 && header.crc == 0 && header.length == 0;
+    if header.total_len() as u64 != space {
+        if !zero {
+            return Verdict::IndexWrong;
+        }
+        // Zeros are what unwritten pages look like: a message only where the
+        // index names exactly its nine bytes. Unless verified messages start
+        // right after them inside the entry's space: then they are real
+        // empty messages and the index is what is wrong.
+        let (run_end, followed) = zero_run(file.data, e.pos, file.len);
+        return if followed && run_end < next.pos {
+            Verdict::IndexWrong
+        } else {
+            Verdict::Damaged
+        };
+    }
+    let counted = match header.compression() {
+        message::PLAIN => Ok(1),
+        // A plugin's answer cannot outvote the index; it is not even asked.
+        c if c >= message::FIRST_PLUGIN_CODEC => return Verdict::Good,
+        _ => entry_count(header, &payload, file.codecs),
+    };
+    match counted {
+        Ok(n) if n == count => Verdict::Good,
+        Ok(_) => Verdict::IndexWrong,
+        // A built-in set that passed its CRC but does not unpack was written
+        // so: the index's count stands, reads report it.
+        Err(_) => Verdict::Good,
+    }
+}
+
+/// Follows the index chain over the data; see the module docs.
+fn walk_index(file: &SegmentFile<'_>, chain: &[IndexEntry]) -> Walked {
+    let mut walked = Walked {
+        entries: Vec::new(),
+        next_rel: 1,
+        end: SEGMENT_HEADER_BYTES,
+        damaged: 0,
+        data_walk: true,
+        reserved_rel: 0,
+    };
+    // Entries judged damaged and not yet confirmed by a verified message.
+    let mut pending: Vec<IndexEntry> = Vec::new();
+    let mut torn = false;
+    for (i, e) in chain.iter().enumerate() {
+        if e.ts == 0 || i >= file.capacity {
+            break;
+        }
+        let Some(&next) = chain.get(i + 1) else {
+            // No successor bounds it: the data walk judges it.
+            break;
+        };
+        match judge(file, *e, next) {
+            Verdict::Good => {
+                walked.damaged += pending.len();
+                walked.entries.append(&mut pending);
+                walked.entries.push(*e);
+                (walked.end, walked.next_rel) = (next.pos, next.rel);
+            }
+            Verdict::Damaged => pending.push(*e),
+            Verdict::IndexWrong => {
+                // A verified message starts here, which confirms the extent
+                // of the damaged entries before it; from here on the data
+                // is the truth.
+                walked.damaged += pending.len();
+                walked.entries.append(&mut pending);
+                (walked.end, walked.next_rel) = (e.pos, e.rel);
+                return walked;
+            }
+            Verdict::Torn => {
+                torn = true;
+                break;
+            }
+        }
+    }
+    // Whatever the walks keep, the offsets the chain names stay reserved: up
+    // to the marker's, or to the last entry's first offset when the chain
+    // has no marker (its own count is the data walk's business).
+    walked.reserved_rel = chain.last().map_or(0, |last| last.rel);
+    // Damage that no verified message follows is a torn tail: cut, and
+    // nothing after it is believed.
+    walked.data_walk = pending.is_empty() && !torn;
+    walked
+}
+
+/// Reads the messages of the data file from where `walked` ends, in order;
+/// see the module docs. `sealed_next_rel`, for a sealed segment, is the
+/// relative offset its messages end at.
 fn walk_data(
-    data: &File,
-    path: &Path,
-    hints: &[IndexEntry],
-    len: u64,
-    index: &Index,
-    codecs: &Codecs,
+    file: &SegmentFile<'_>,
+    walked: &mut Walked,
     fallback_ts: u32,
-    next_rel: Option<u64>,
-) -> Result<Walked, LogError> {
+    sealed_next_rel: Option<u64>,
+) -> Result<(), LogError> {
+    let (data, path, len) = (file.data, file.path, file.len);
     let mut rd = BufReader::with_capacity(1 << 20, data);
-    rd.seek(SeekFrom::Start(SEGMENT_HEADER_BYTES))
+    rd.seek(SeekFrom::Start(walked.end))
         .map_err(io_error(path))?;
-    let (mut pos, mut rel) = (SEGMENT_HEADER_BYTES, 1u32);
-    let mut entries = Vec::new();
-    let mut trusted = true;
+    let (mut pos, mut rel) = (walked.end, walked.next_rel);
     let mut empty_until = 0;
     let mut payload = Vec::new();
-    while pos + HEADER_BYTES as u64 <= len && entries.len() < index.capacity() {
+    while pos + HEADER_BYTES as u64 <= len && walked.entries.len() < file.capacity {
         let mut h = [0u8; HEADER_BYTES];
         rd.read_exact(&mut h).map_err(io_error(path))?;
         let header = Header::parse(&h).expect("nine bytes make a header");
         let total = header.total_len() as u64;
-        let hint = hints.get(entries.len()).copied();
-        trusted &= hint.is_some_and(|e| e.pos == pos && e.rel == rel && e.ts != 0);
         if pos + total > len || header.length as usize > MAX_PAYLOAD_BYTES {
             break;
         }
-        if !trusted && h == [0u8; HEADER_BYTES] && pos >= empty_until {
+        if h == [0u8; HEADER_BYTES] && pos >= empty_until {
             // Nine zero bytes are also an empty message (its CRC is 0). Past
             // what the index vouches for, they count as messages only if a
             // verified non-empty message follows them, or if they complete a
             // sealed segment; otherwise they are unwritten pages.
             let (end, followed) = zero_run(data, pos, len);
-            let fills_segment =
-                end == len && next_rel == Some(u64::from(rel) + (len - pos) / HEADER_BYTES as u64);
+            let fills_segment = end == len
+                && sealed_next_rel == Some(u64::from(rel) + (len - pos) / HEADER_BYTES as u64);
             if !(followed || fills_segment) {
                 break;
             }
@@ -330,73 +518,43 @@ fn walk_data(
         }
         payload.resize(header.length as usize, 0);
         rd.read_exact(&mut payload).map_err(io_error(path))?;
-        // Counts come from the data: an index entry's relative offset is not
-        // covered by any checksum, so a garbled one must not shift offsets.
-        // The index is only believed for a set no configured codec can read,
-        // and for a message damaged after it was written (below).
-        let next_hint = hints.get(entries.len() + 1);
-        let hinted = match (trusted, next_hint) {
-            (true, Some(n)) if n.pos == pos + total && n.rel > rel => Some(n.rel - rel),
-            _ => None,
-        };
-        let count = if header.verify(&payload).is_err() {
-            // Vouched for by the index and followed by a message that
-            // verifies where the index says: damaged after it was written,
-            // not torn. Cutting here would drop every message after it.
-            match hinted {
-                Some(n) if read_verified(data, pos + total, len).is_some() => n,
-                _ => break,
+        if header.verify(&payload).is_err() {
+            break;
+        }
+        let count = match entry_count(header, &payload, file.codecs) {
+            Ok(0) => break, // a set holds at least one message
+            Ok(n) => n,
+            Err(FormatError::UnknownCodec(v)) => {
+                return Err(LogError::UnknownCodec {
+                    value: v,
+                    path: path.to_path_buf(),
+                });
             }
-        } else {
-            match entry_count(header, &payload, codecs) {
-                Ok(0) => break, // a set holds at least one message
-                Ok(n) => n,
-                Err(FormatError::UnknownCodec(v)) => match hinted {
-                    Some(n) => n,
-                    None => {
-                        return Err(LogError::UnknownCodec {
-                            value: v,
-                            path: path.to_path_buf(),
-                        });
-                    }
-                },
-                // It passed its CRC, so it is no torn tail: a codec that
-                // fails now (a plugin trapping or erring) must not cost data.
-                Err(source @ FormatError::Codec(_)) => match hinted {
-                    Some(n) => n,
-                    None => {
-                        return Err(LogError::UndecodableSet {
-                            path: path.to_path_buf(),
-                            pos,
-                            source,
-                        });
-                    }
-                },
-                // The set passed its own CRC but holds a damaged message:
-                // damage, not a torn tail. With the index's count it is kept
-                // (reads and `check` report it); without one it cannot be
-                // counted and the walk stops there.
-                Err(_) => match hinted {
-                    Some(n) => n,
-                    None => break,
-                },
+            // It passed its CRC, so it is no torn tail: a codec that fails
+            // now (a plugin trapping or erring) must not cost data.
+            Err(source @ FormatError::Codec(_)) => {
+                return Err(LogError::UndecodableSet {
+                    path: path.to_path_buf(),
+                    pos,
+                    source,
+                });
             }
+            // A set that passed its CRC but holds a damaged message cannot
+            // be counted without an index: the walk stops there.
+            Err(_) => break,
         };
-        let ts = if trusted {
-            hint.map_or(fallback_ts, |e| e.ts)
-        } else {
-            fallback_ts
-        };
-        entries.push(IndexEntry { rel, ts, pos });
+        walked.entries.push(IndexEntry {
+            rel,
+            ts: fallback_ts,
+            pos,
+        });
         let Some(next) = rel.checked_add(count) else {
             break;
         };
         rel = next;
         pos += total;
     }
-    Ok(Walked {
-        entries,
-        next_rel: rel,
-        end: pos,
-    })
+    walked.next_rel = rel;
+    walked.end = pos;
+    Ok(())
 }

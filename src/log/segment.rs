@@ -300,19 +300,25 @@ impl Segment {
     /// The published entry holding global `offset`, with its own global offset
     /// and the entry's message count.
     pub fn locate(&self, offset: u64) -> Result<Option<(IndexEntry, u64)>, LogError> {
+        let Some(i) = self.locate_entry(offset)? else {
+            return Ok(None);
+        };
+        let e = self.entry(i)?;
+        Ok(Some((e, self.base + u64::from(e.rel) - 1)))
+    }
+
+    /// The position in the index of the published entry holding global
+    /// `offset`.
+    pub(crate) fn locate_entry(&self, offset: u64) -> Result<Option<usize>, LogError> {
         if offset < self.base || offset >= self.next_offset() {
             return Ok(None);
         }
         let Ok(rel) = u32::try_from(offset - self.base + 1) else {
             return Ok(None);
         };
-        let found = self
-            .index
+        self.index
             .search(self.entries(), rel)
-            .map_err(io_error(&self.index_path))?;
-        let Some(i) = found else { return Ok(None) };
-        let e = self.entry(i)?;
-        Ok(Some((e, self.base + u64::from(e.rel) - 1)))
+            .map_err(io_error(&self.index_path))
     }
 
     /// The first published entry written at or after `ts` (unix seconds).

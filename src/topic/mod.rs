@@ -135,6 +135,9 @@ pub struct TopicInfo {
     pub settings: Settings,
     pub validation: Option<HookInfo>,
     pub retention: Option<HookInfo>,
+    /// Sets whose codec output failed the write check and were stored
+    /// uncompressed instead.
+    pub compression_refused_sets: u64,
 }
 
 /// One scanner, for topic info.
@@ -487,6 +490,7 @@ impl Topic {
                 .retention
                 .as_ref()
                 .map(|r| hook(r.plugin().name(), None, r.stats())),
+            compression_refused_sets: self.log.codecs().refused_sets(),
         }
     }
 

@@ -186,7 +186,9 @@ impl Scanners {
                     continue;
                 }
             };
-            let at = wanted.clamp(log.oldest_offset(), log.next_offset());
+            // A position in a hole (a segment that lost its tail) moves to
+            // the next stored offset.
+            let at = log.existing_offset(wanted.clamp(log.oldest_offset(), log.next_offset()));
             if at != wanted {
                 tracing::warn!(topic, %id, wanted, at, "scanner position no longer stored, moved");
             }

@@ -33,7 +33,7 @@ impl compression::Guest for Component {
             host::log(Level::Warn, "trapping in compress");
             core::arch::wasm32::unreachable();
         }
-        Ok(crate::encode(&data))
+        Ok(crate::compress(MODE.with(Cell::get), &data))
     }
 
     fn decompress(data: Vec<u8>) -> Result<Vec<u8>, String> {
@@ -43,7 +43,7 @@ impl compression::Guest for Component {
                 core::arch::wasm32::unreachable()
             }
             Mode::ErrorDecompress => Err(DECOMPRESS_REFUSAL.to_owned()),
-            Mode::Ok | Mode::TrapCompress => crate::decode(&data),
+            mode => crate::decompress(mode, &data),
         }
     }
 }
