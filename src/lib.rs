@@ -245,3 +245,19 @@ async fn periodic(
         }
     }
 }
+
+/// Raises the soft descriptor limit (see
+/// [`log::raise_open_file_limit`]) and logs it. Returns the soft limit in
+/// force, if known (`None` also when it could not be read).
+pub(crate) fn raise_fd_limit() -> Option<u64> {
+    match log::raise_open_file_limit() {
+        Ok((before, now)) => {
+            tracing::info!(soft_before = before, soft = now, "descriptor limit raised");
+            Some(now)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the descriptor limit");
+            None
+        }
+    }
+}

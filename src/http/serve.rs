@@ -79,7 +79,7 @@ pub(crate) async fn serve(
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let fd_limit = raise_fd_limit();
+    let fd_limit = crate::raise_fd_limit();
     let share = fd_limit.map_or(u64::MAX, |n| {
         n / CONNECTION_SHARE_OF_FDS.1 * CONNECTION_SHARE_OF_FDS.0
     });
@@ -157,22 +157,6 @@ fn warn_now_and_then(last: &mut Option<Instant>, what: &str) -> bool {
     *last = Some(Instant::now());
     tracing::warn!("{what}");
     true
-}
-
-/// Raises the soft descriptor limit (see
-/// [`crate::log::raise_open_file_limit`]) and logs it. Returns the soft
-/// limit in force, if known (`None` also when it could not be read).
-pub(crate) fn raise_fd_limit() -> Option<u64> {
-    match crate::log::raise_open_file_limit() {
-        Ok((before, now)) => {
-            tracing::info!(soft_before = before, soft = now, "descriptor limit raised");
-            Some(now)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not raise the descriptor limit");
-            None
-        }
-    }
 }
 
 /// Where shutdown is.

@@ -1,0 +1,128 @@
+//! Broker-level scale figures for `docs/BENCHMARKS.md` (issue 9):
+//!
+//! - `topics N`: N topics with one message each, published through the real
+//!   group-commit path; then RSS, threads, and the CPU the monitor costs per
+//!   second while every topic is idle (`monitor_tick` every second, as the
+//!   broker runs it).
+//! - `scanners N`: a topic with N persistent scanner files (written here
+//!   directly, 8 bytes each, as netlog leaves them), then the time
+//!   `Broker::open` takes to restore them.
+//!
+//! `cargo run --release --example broker_scale -- topics 10000`
+//! `cargo run --release --example broker_scale -- scanners 100000`
+//! Data goes to a temporary directory under `$SCALE_DIR` (default the
+//! system's), removed at the end.
+
+use std::time::{Duration, Instant};
+
+use netlog::broker::Broker;
+use netlog::config::{Config, SettingsInput};
+
+fn status(key: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| l[key.len()..].trim().to_string())
+        .unwrap_or_default()
+}
+
+/// User plus system CPU of this process, from /proc/self/stat.
+fn cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Fields 14 and 15 of stat (utime, stime), counted after the name.
+    let ticks = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    }
+}
+
+fn topics(n: usize, dir: &std::path::Path) {
+    let _ = netlog::log::raise_open_file_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = Broker::open(config(dir)).unwrap();
+    let started = Instant::now();
+    runtime.block_on(async {
+        for i in 0..n {
+            let t = broker
+                .create_topic(&format!("t{i}"), SettingsInput::default())
+                .unwrap();
+            t.publish(netlog::topic::Batch::One(bytes::Bytes::from_static(b"one")))
+                .await
+                .unwrap();
+        }
+    });
+    println!(
+        "created {n} topics with one message each in {:?}",
+        started.elapsed()
+    );
+    // Let the blocking pool's idle writer threads retire (10 s keep-alive).
+    std::thread::sleep(Duration::from_secs(12));
+    println!("RSS {} / threads {}", status("VmRSS:"), status("Threads:"));
+    let before = cpu();
+    let wall = Instant::now();
+    for _ in 0..10 {
+        let tick = Instant::now();
+        broker.monitor_tick();
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+    }
+    let used = cpu() - before;
+    println!(
+        "idle monitor: {:?} CPU over {:?} = {:.2}% of a core; threads {}",
+        used,
+        wall.elapsed(),
+        100.0 * used.as_secs_f64() / wall.elapsed().as_secs_f64(),
+        status("Threads:")
+    );
+    broker.close().unwrap();
+}
+
+fn scanners(n: usize, dir: &std::path::Path) {
+    {
+        let broker = Broker::open(config(dir)).unwrap();
+        broker.create_topic("t", SettingsInput::default()).unwrap();
+        broker.close().unwrap();
+    }
+    let readers = dir.join("t/readers");
+    for i in 0..n {
+        let id = format!("{:08x}-0000-4000-8000-{:012x}", i, i);
+        std::fs::write(readers.join(format!("{id}.scanner")), (-1i64).to_be_bytes()).unwrap();
+    }
+    println!("wrote {n} scanner files");
+    let started = Instant::now();
+    let broker = Broker::open(config(dir)).unwrap();
+    let took = started.elapsed();
+    let count = broker.topic("t").unwrap().scanner_count();
+    println!("start-up with {count} persistent scanners: {took:?}");
+    broker.close().unwrap();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let base = std::env::var_os("SCALE_DIR").map(std::path::PathBuf::from);
+    let dir = match base {
+        Some(b) => tempfile::tempdir_in(b),
+        None => tempfile::tempdir(),
+    }
+    .unwrap();
+    match args.first().map(String::as_str) {
+        Some("topics") => topics(n, dir.path()),
+        Some("scanners") => scanners(n, dir.path()),
+        _ => eprintln!("usage: broker_scale topics N | scanners N"),
+    }
+}
