@@ -447,8 +447,9 @@ fn server_table_takes_log_format_and_admin_listen() {
     assert!(e.contains("log_format") && e.contains("yaml"), "{e}");
 }
 
-/// A codec plugin shows with `hook="compression"`: one compress call per
-/// batch written, none for a topic without it.
+/// A codec plugin shows with `hook="compression"`: per batch written, one
+/// compress call and one decompress call (the write-side verification), none
+/// for a topic without it.
 #[tokio::test]
 async fn codec_plugin_calls_are_counted() {
     let dir = data_dir();
@@ -476,7 +477,7 @@ async fn codec_plugin_calls_are_counted() {
         ("topic", "packed"),
         ("hook", "compression"),
     ];
-    assert_eq!(value(&m, "netlog_plugin_calls_total", &plugin), 3.0);
+    assert_eq!(value(&m, "netlog_plugin_calls_total", &plugin), 6.0);
     assert!(
         !m.iter()
             .any(|(n, l, _)| n == "netlog_plugin_rejections_total"

@@ -180,24 +180,36 @@ pub(super) fn binary_body(messages: &[Message]) -> Vec<u8> {
 }
 
 fn ndjson_body(messages: &[Message]) -> Vec<u8> {
+    use std::io::Write;
     let size: usize = messages.iter().map(|m| 64 + m.payload.len() * 4 / 3).sum();
     let mut out = Vec::with_capacity(size);
     for m in messages {
-        let line = match std::str::from_utf8(&m.payload) {
-            Ok(text) => json!({"offset": m.offset, "crc32": m.crc, "message": text}),
-            Err(_) => json!({"offset": m.offset, "crc32": m.crc,
-                             "message_base64": base64(&m.payload)}),
-        };
-        serde_json::to_writer(&mut out, &line).expect("JSON to memory");
+        match std::str::from_utf8(&m.payload) {
+            Ok(text) => {
+                let line = json!({"offset": m.offset, "crc32": m.crc, "message": text});
+                serde_json::to_writer(&mut out, &line).expect("JSON to memory");
+            }
+            // Base64 straight into the answer: no intermediate string, so a
+            // large binary message costs about its encoded size once.
+            Err(_) => {
+                let _ = write!(
+                    out,
+                    "{{\"offset\":{},\"crc32\":{},\"message_base64\":\"",
+                    m.offset, m.crc
+                );
+                base64_into(&mut out, &m.payload);
+                out.extend_from_slice(b"\"}");
+            }
+        }
         out.push(b'\n');
     }
     out
 }
 
-/// Standard base64 with padding (RFC 4648, section 4).
-pub(super) fn base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding (RFC 4648, section 4), appended to `out`.
+pub(super) fn base64_into(out: &mut Vec<u8>, bytes: &[u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    out.reserve(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
             chunk[0],
@@ -207,18 +219,17 @@ pub(super) fn base64(bytes: &[u8]) -> String {
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]);
             } else {
-                out.push('=');
+                out.push(b'=');
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::base64;
+    use super::base64_into;
 
     /// The RFC 4648 test vectors.
     #[test]
@@ -232,7 +243,9 @@ mod tests {
             ("fooba", "Zm9vYmE="),
             ("foobar", "Zm9vYmFy"),
         ] {
-            assert_eq!(base64(plain.as_bytes()), coded);
+            let mut out = Vec::new();
+            base64_into(&mut out, plain.as_bytes());
+            assert_eq!(out, coded.as_bytes());
         }
     }
 }
