@@ -209,6 +209,11 @@ impl Topic {
     }
 
     /// The topic's settings, as of now (a reload may change its hooks).
+    /// The segment size it rolls at, without copying the settings.
+    pub(crate) fn segment_size(&self) -> u64 {
+        self.settings.load().segment_size
+    }
+
     pub fn settings(&self) -> Settings {
         Settings::clone(&self.settings.load())
     }
