@@ -8,6 +8,10 @@
 //!   directly, 8 bytes each, as netlog leaves them), then the time
 //!   `Broker::open` takes to restore them.
 //!
+//! - `info N`: a topic with N persistent scanners served over HTTP; 4
+//!   clients ask for its info in a loop while another times an unrelated
+//!   `GET /` 200 times: its median and p99.
+//!
 //! `cargo run --release --example broker_scale -- topics 10000`
 //! `cargo run --release --example broker_scale -- scanners 100000`
 //! Data goes to a temporary directory under `$SCALE_DIR` (default the
@@ -111,6 +115,66 @@ fn scanners(n: usize, dir: &std::path::Path) {
     broker.close().unwrap();
 }
 
+fn info(n: usize, dir: &std::path::Path) {
+    scanners(n, dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(netlog::run(listener, config(dir), async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        // Wait until it serves.
+        while http.get(format!("{base}/")).send().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut loaders = Vec::new();
+        for _ in 0..4 {
+            let (http, base, busy) = (http.clone(), base.clone(), busy.clone());
+            loaders.push(tokio::spawn(async move {
+                let mut answers = 0u32;
+                while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = http.get(format!("{base}/t")).send().await.unwrap();
+                    let _ = r.bytes().await.unwrap();
+                    answers += 1;
+                }
+                answers
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let r = http.get(format!("{base}/")).send().await.unwrap();
+            let _ = r.bytes().await.unwrap();
+            times.push(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        busy.store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut infos = 0;
+        for l in loaders {
+            infos += l.await.unwrap();
+        }
+        times.sort();
+        println!(
+            "unrelated GET / while 4 clients read the info of a topic with {n} scanners \
+             ({infos} info answers): median {:?}, p99 {:?}, max {:?}",
+            times[times.len() / 2],
+            times[times.len() * 99 / 100],
+            times[times.len() - 1]
+        );
+        let _ = stop.send(());
+        let _ = server.await;
+    });
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
@@ -123,6 +187,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("topics") => topics(n, dir.path()),
         Some("scanners") => scanners(n, dir.path()),
-        _ => eprintln!("usage: broker_scale topics N | scanners N"),
+        Some("info") => info(n, dir.path()),
+        _ => eprintln!("usage: broker_scale topics N | scanners N | info N"),
     }
 }
