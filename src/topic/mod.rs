@@ -462,7 +462,7 @@ impl Topic {
     }
 
     fn info_now(&self, max_scanners: usize) -> TopicInfo {
-        let all = self.scanners.all();
+        let (listed, scanner_count) = self.scanners.first(max_scanners);
         let hooks = self.hooks.load();
         let hook = |plugin: &str, on_error, stats| HookInfo {
             plugin: plugin.to_string(),
@@ -475,10 +475,9 @@ impl Topic {
             oldest_offset: self.log.oldest_offset(),
             latest_offset: self.log.latest_offset(),
             segments: self.log.segments(),
-            scanner_count: all.len(),
-            scanners: all
+            scanner_count,
+            scanners: listed
                 .iter()
-                .take(max_scanners)
                 .map(|s| ScannerInfo {
                     id: s.id,
                     next: s.next(),

@@ -120,6 +120,20 @@ impl Scanners {
         all
     }
 
+    /// The `limit` scanners with the lowest ids, sorted, and how many there
+    /// are in all: a partial selection, so topic info over 100k scanners
+    /// sorts only what it lists.
+    pub(crate) fn first(&self, limit: usize) -> (Vec<Arc<ScannerEntry>>, usize) {
+        let mut some: Vec<_> = lock(&self.map).values().cloned().collect();
+        let total = some.len();
+        if limit < total {
+            some.select_nth_unstable_by_key(limit, |s| s.id);
+            some.truncate(limit);
+        }
+        some.sort_by_key(|s| s.id);
+        (some, total)
+    }
+
     /// Removes a scanner, and its file.
     pub(crate) fn remove(&self, id: &str) -> Result<(), TopicError> {
         let entry = self.get(id)?;
@@ -201,5 +215,34 @@ impl Scanners {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogOptions;
+
+    /// `first(n)` lists the n lowest ids, sorted, and counts every scanner.
+    #[test]
+    fn first_lists_the_lowest_ids_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let scanners = Scanners::new(dir.path());
+        let ids: Vec<Uuid> = (0..50u128)
+            .rev()
+            .map(|i| Uuid::from_u128(i * 7919 % 101))
+            .collect();
+        for id in &ids {
+            scanners.add(&log, *id, 0, 0, false, false).unwrap();
+        }
+        let (some, total) = scanners.first(10);
+        assert_eq!(total, 50);
+        let mut want = ids.clone();
+        want.sort();
+        want.truncate(10);
+        assert_eq!(some.iter().map(|e| e.id).collect::<Vec<_>>(), want);
+        assert_eq!(scanners.first(100).0.len(), 50);
+        assert!(scanners.first(0).0.is_empty());
     }
 }
