@@ -740,11 +740,7 @@ fn lock_holder(path: &Path) -> Option<String> {
 /// changed file.
 fn file_digest(decl: &PluginDecl) -> Result<[u8; 32], PluginError> {
     use sha2::Digest;
-    let wasm = std::fs::read(&decl.path).map_err(|source| PluginError::Io {
-        plugin: decl.name.clone(),
-        path: decl.path.clone(),
-        source,
-    })?;
+    let wasm = crate::plugin::read_component(&decl.name, &decl.path)?;
     Ok(sha2::Sha256::digest(&wasm).into())
 }
 

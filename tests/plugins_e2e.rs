@@ -683,3 +683,50 @@ fn plugin_check_refuses_a_non_component() {
         run.stderr
     );
 }
+
+/// `netlog plugin check` on what is not a regular file, or is too large,
+/// refuses at once instead of reading forever: `/dev/zero` (endless), a
+/// FIFO nobody writes to (an open would block), a directory, and a sparse
+/// file one byte over the 64 MiB a component may have.
+#[test]
+fn plugin_check_refuses_unfit_files_at_once() {
+    let dir = data_dir();
+    let fifo = dir.path().join("pipe.wasm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let big = dir.path().join("big.wasm");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len((64 << 20) + 1))
+        .expect("a sparse file");
+    let cases: [(&std::path::Path, &str); 4] = [
+        (std::path::Path::new("/dev/zero"), "not a regular file"),
+        (&fifo, "not a regular file"),
+        (dir.path(), "not a regular file"),
+        (&big, "more than the 67108864 a component may have"),
+    ];
+    for (file, reason) in cases {
+        let started = std::time::Instant::now();
+        let run = run_netlog([OsStr::new("plugin"), OsStr::new("check"), file.as_os_str()]);
+        assert!(
+            !run.status.success(),
+            "{}: exit {:?}",
+            file.display(),
+            run.status
+        );
+        assert!(
+            run.stderr.contains(reason),
+            "{}: {}",
+            file.display(),
+            run.stderr
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{}: answered in {:?}",
+            file.display(),
+            started.elapsed()
+        );
+    }
+}

@@ -26,6 +26,9 @@ use super::{EPOCH_TICK, HostOptions, Limits, PluginError, PluginKind, WIT_VERSIO
 
 /// The WIT package every hook interface belongs to.
 const PACKAGE: &str = "netlog:plugin";
+/// Largest component file read: 64 MiB (the config refuses larger files
+/// too, by their size, before anything reads them).
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 /// The first bytes of every WebAssembly binary.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 /// The layer field of a core module's preamble (a component's is 1).
@@ -114,11 +117,7 @@ impl PluginHost {
     ) -> Result<Arc<Plugin>, PluginError> {
         let started = Instant::now();
         limits.check(name)?;
-        let wasm = std::fs::read(path).map_err(|source| PluginError::Io {
-            plugin: name.to_string(),
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let wasm = read_component(name, path)?;
         check_preamble(&wasm).map_err(|found| PluginError::NotAComponent {
             plugin: name.to_string(),
             path: path.to_path_buf(),
@@ -411,6 +410,51 @@ impl Drop for Ticker {
             let _ = thread.join();
         }
     }
+}
+
+/// Reads the component file at `path` for plugin `name`: a regular file of
+/// at most [`MAX_COMPONENT_BYTES`]. The kind is checked before opening (a
+/// FIFO would block the open), the open does not block, and the read stops
+/// one byte past the limit, so `/dev/zero`, a FIFO or a file that grows
+/// cannot hang or exhaust the caller.
+pub fn read_component(name: &str, path: &Path) -> Result<Vec<u8>, PluginError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| PluginError::Io {
+        plugin: name.to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let unfit = |what: String| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
+    let fits = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(unfit("not a regular file".into()));
+        }
+        if meta.len() > MAX_COMPONENT_BYTES {
+            return Err(unfit(format!(
+                "{} bytes, more than the {MAX_COMPONENT_BYTES} a component may have",
+                meta.len()
+            )));
+        }
+        Ok(meta.len())
+    };
+    fits(&std::fs::metadata(path).map_err(io)?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let size = fits(&file.metadata().map_err(io)?)?;
+    let mut wasm = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(MAX_COMPONENT_BYTES + 1)
+        .read_to_end(&mut wasm)
+        .map_err(io)?;
+    if wasm.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(unfit(format!(
+            "grew past the {MAX_COMPONENT_BYTES} bytes a component may have"
+        )));
+    }
+    Ok(wasm)
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub use hooks::{
     Retention, RetentionDecision, RetentionState, ScannerState, SegmentState, Validator, Verdict,
     WasmCodec,
 };
-pub use host::{Plugin, PluginHost};
+pub use host::{MAX_COMPONENT_BYTES, Plugin, PluginHost, read_component};
 pub use runner::CallStats;
 
 /// The version of `netlog:plugin` this host implements. Components built
