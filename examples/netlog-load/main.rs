@@ -15,9 +15,11 @@
 //! part that lets one process push 100k requests a second), `stats.rs` the
 //! histogram, counters, budget, progress line and report, `throughput.rs` the
 //! `post`, `batch-post`, `scan` and `batch-scan` scenarios, and `latency.rs`
-//! the `stream-latency` and `poll-latency` ones.
+//! the `stream-latency` and `poll-latency` ones. `compare.rs` runs the
+//! throughput scenarios alternately against two brokers (`--compare URL`).
 
 mod client;
+mod compare;
 mod latency;
 mod stats;
 mod throughput;
@@ -35,7 +37,7 @@ use throughput::{Publisher, Run};
 
 /// Load generator for a netlog broker: publish and consume throughput, and
 /// publish-to-receive latency.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(version)]
 struct Args {
     /// Broker to load (http://host:port, optionally with a path prefix).
@@ -88,6 +90,26 @@ struct Args {
     /// delete the scenario topics, produce and consume on them).
     #[arg(long)]
     token: Option<String>,
+    /// A second broker: run the throughput scenarios alternately on --url
+    /// (arm A) and this one (arm B) and report B's change (see compare.rs).
+    #[arg(long, value_name = "URL")]
+    compare: Option<String>,
+    /// Bearer secret for the --compare broker.
+    #[arg(long)]
+    compare_token: Option<String>,
+    /// Rounds of a comparison; each runs the scenario once on each arm.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Pid of the --url broker, to report its CPU time per request.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Pid of the --compare broker, to report its CPU time per request.
+    #[arg(long)]
+    compare_pid: Option<u32>,
+    /// Read the --compare broker's /_metrics every this many seconds while
+    /// its scenario runs (with --compare-token).
+    #[arg(long, value_name = "SECS")]
+    compare_scrape: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
@@ -180,6 +202,30 @@ fn check(args: &Args) -> Result<(), String> {
     if args.messages == Some(0) {
         return Err("--messages must be at least 1".into());
     }
+    if args.rounds == 0 || args.rounds > 1000 {
+        return Err("--rounds must be 1 to 1000".into());
+    }
+    if args
+        .compare_scrape
+        .is_some_and(|every| !(0.01..=86_400.0).contains(&every))
+    {
+        return Err("--compare-scrape must be 0.01 to 86400 seconds".into());
+    }
+    if args.compare.is_none()
+        && (args.compare_token.is_some()
+            || args.compare_pid.is_some()
+            || args.compare_scrape.is_some())
+    {
+        return Err("--compare-token, --compare-pid and --compare-scrape need --compare".into());
+    }
+    if args.compare.is_some()
+        && matches!(
+            args.scenario,
+            Scenario::StreamLatency | Scenario::PollLatency
+        )
+    {
+        return Err("--compare measures the throughput scenarios only".into());
+    }
     Ok(())
 }
 
@@ -198,6 +244,9 @@ async fn run(args: Args) -> ExitCode {
         Scenario::All => Scenario::EACH.to_vec(),
         one => vec![one],
     };
+    if let Some(url) = args.compare.clone() {
+        return run_comparison(args, target, &url, scenarios).await;
+    }
     let ctx = Ctx {
         args,
         target,
@@ -216,6 +265,54 @@ async fn run(args: Args) -> ExitCode {
                 eprintln!("netlog-load: {}: {e}", scenario.name());
                 failed = true;
             }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `--compare`: each throughput scenario of `scenarios` on both brokers.
+async fn run_comparison(
+    args: Args,
+    target: Target,
+    url: &str,
+    scenarios: Vec<Scenario>,
+) -> ExitCode {
+    let other = match Target::parse(url).await {
+        Ok(t) => Target {
+            token: args.compare_token.clone(),
+            ..t
+        },
+        Err(e) => {
+            eprintln!("netlog-load: --compare: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let origin = Instant::now();
+    let b = Ctx {
+        args: Args {
+            url: url.to_string(),
+            ..args.clone()
+        },
+        target: other,
+        origin,
+    };
+    let a = Ctx {
+        args,
+        target,
+        origin,
+    };
+    let mut failed = false;
+    for scenario in scenarios {
+        if matches!(scenario, Scenario::StreamLatency | Scenario::PollLatency) {
+            continue;
+        }
+        if let Err(e) = compare::compare(&a, &b, scenario).await {
+            eprintln!("netlog-load: {}: {e}", scenario.name());
+            failed = true;
         }
     }
     if failed {

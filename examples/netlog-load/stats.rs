@@ -29,9 +29,16 @@ const PROGRESS_WIDTH: usize = 79;
 /// CPU time (user and system) used so far by this process, from
 /// `/proc/self/stat` on Linux; `None` elsewhere.
 pub fn process_cpu() -> Option<Duration> {
+    cpu_of("self")
+}
+
+/// CPU time (user and system) used so far by process `pid` (a number, or
+/// `self`), from `/proc/<pid>/stat` on Linux; `None` elsewhere or when it
+/// is gone.
+pub fn cpu_of(pid: &str) -> Option<Duration> {
     /// Linux reports these times in USER_HZ ticks, 100 a second.
     const TICKS_PER_SECOND: u64 = 100;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
     let utime: u64 = fields.nth(11)?.parse().ok()?;
