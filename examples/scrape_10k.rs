@@ -7,8 +7,10 @@
 //! scrapes `/_metrics` a few times, printing the wall time and the process's
 //! CPU time per scrape and the size of the exposition. Exits by itself.
 //!
-//! Every topic holds two open files: 10,000 topics need a file limit above
-//! 20,000 (`ulimit -n`); pass a smaller count where the limit is lower.
+//! Every topic keeps one file open (its active segment's log; indexes go
+//! through the descriptor cache): 10,000 topics need a file limit above
+//! 10,000 plus the connections (`ulimit -n`); pass a smaller count where the
+//! limit is lower.
 //!
 //! ```text
 //! cargo run --release --example scrape_10k [-- TOPICS]

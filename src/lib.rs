@@ -20,9 +20,10 @@
 //! - [`http`]: the HTTP API (axum), one file per resource. It talks to the
 //!   [`broker`] to find, create and delete topics, and to a [`topic::Topic`]
 //!   for everything else; it never reaches the log or a plugin. It alone
-//!   turns errors into answers, in one `match`. `http::serve` is the
-//!   listener that serves it: connection limits, body budget, TLS and the
-//!   browser origin guard.
+//!   turns errors into answers, in one `match`. `http::front` runs around
+//!   the router on every request (browser origin guard, rights, request
+//!   counters); `http::serve` is the listener that serves it: connection
+//!   limits, body budget and TLS.
 //! - [`broker`]: the registry of topics of one data directory (its lock,
 //!   create and delete serialised per name), plugin loading, hot reload of
 //!   the config all or nothing (`broker/reload.rs`), and the monitor and
@@ -120,16 +121,15 @@ pub async fn run_with_reloads(
         .expect("broker open task")?;
     let broker = Arc::new(broker);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let state = http::AppState {
-        broker: broker.clone(),
-        shutdown: stop_rx.clone(),
-        tls: tls.clone(),
-        auth: http::auth::Gate::new(&broker.config().auth),
-        metrics: Default::default(),
-    };
+    let state = http::AppState::new(
+        broker.clone(),
+        stop_rx.clone(),
+        tls.clone(),
+        http::auth::Gate::new(&broker.config().auth),
+    );
     let admin = match broker.config().admin_listen_addr() {
         Some(addr) => Some(
-            http::health::spawn_admin(&addr, state.clone())
+            http::health::spawn_admin(&addr, state.clone(), server.clone())
                 .await
                 .map_err(RunError::Serve)?,
         ),
@@ -166,7 +166,7 @@ pub async fn run_with_reloads(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let app = http::origin::guard(http::router(state), &server.allowed_origins);
+    let app = http::app(state, &server.allowed_origins);
     let served = http::serve::serve(listener, app, server, tls, stop).await;
     let _ = monitor.await;
     let _ = reloader.await;

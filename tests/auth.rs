@@ -526,6 +526,111 @@ async fn unrouted_paths_stay_404() {
         "not found",
     )
     .await;
+    // A method a route does not answer is a 405 for anyone, even a caller
+    // without a right on that route.
+    for secret in [None, Some(READER)] {
+        expect_error(
+            send(&api, "PUT", "/orders", secret).await,
+            405,
+            "method not allowed",
+        )
+        .await;
+        expect_error(
+            send(&api, "GET", "/orders/payload", secret).await,
+            405,
+            "method not allowed",
+        )
+        .await;
+    }
+    broker.stop().await;
+}
+
+/// The admin listener (`[server] admin_listen`) serves the four conventional
+/// paths under the same rights as the main one: `/health` and `/ready` for
+/// anyone, `/metrics` and `/reload` for `admin` tokens only; a reload there
+/// is a real reload.
+#[tokio::test]
+async fn admin_listener_applies_the_same_rights() {
+    let dir = data_dir();
+    let path = dir.path().join("netlog.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    // Everything in the file, so that the reload reads the same settings.
+    let server = format!(
+        "[server]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:{port}\"\n",
+        dir.path().join("data").display().to_string()
+    );
+    std::fs::write(&path, format!("{server}{}", auth_toml(""))).expect("write the config");
+    let broker = spawn_broker_with(
+        netlog::config::load(&netlog::config::Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .expect("the config loads"),
+    );
+    // The main listener answers once the broker runs, and the admin one is
+    // bound by then.
+    let r = send(&broker.api(), "GET", "/_health", None).await;
+    assert_eq!(r.status(), 200);
+    let admin = Api::new(&format!("http://127.0.0.1:{port}"));
+    for open in ["/health", "/ready"] {
+        assert_eq!(
+            send(&admin, "GET", open, None).await.status(),
+            200,
+            "{open}"
+        );
+    }
+    expect_401(
+        send(&admin, "GET", "/metrics", None).await,
+        "no token given, and anonymous callers may not read metrics",
+    )
+    .await;
+    expect_403(
+        send(&admin, "GET", "/metrics", Some(PRODUCER)).await,
+        "orders-service may not read metrics",
+    )
+    .await;
+    let r = send(&admin, "GET", "/metrics", Some(JANITOR)).await;
+    assert_eq!(r.status(), 200);
+    expect_401(
+        send(&admin, "POST", "/reload", None).await,
+        "no token given, and anonymous callers may not reload the config",
+    )
+    .await;
+    expect_403(
+        send(&admin, "POST", "/reload", Some(READER)).await,
+        "reader may not reload the config",
+    )
+    .await;
+    // The reload takes effect: a token added to the file works afterwards.
+    let added = "added-secret-5e2b90c7d4a1";
+    let more = format!(
+        "{server}{}\n[[auth.tokens]]\nname = \"added\"\nsha256 = \"{}\"\nadmin = true\n",
+        auth_toml(""),
+        sha256_hex(added)
+    );
+    std::fs::write(&path, more).expect("rewrite the config");
+    assert_eq!(
+        send(&admin, "GET", "/metrics", Some(added)).await.status(),
+        401,
+        "not before the reload"
+    );
+    let r = send(&admin, "POST", "/reload", Some(OPS)).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(
+        send(&admin, "GET", "/metrics", Some(added)).await.status(),
+        200
+    );
+    assert_eq!(
+        send(&broker.api(), "GET", "/_metrics", Some(added))
+            .await
+            .status(),
+        200,
+        "the main listener sees the same rights"
+    );
     broker.stop().await;
 }
 

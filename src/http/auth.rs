@@ -1,8 +1,9 @@
 //! Authentication and rights: who is calling, and may they do this.
 //!
-//! One middleware, [`authorize`], runs on every routed request (404s for
-//! unknown paths stay 404s). It reads the rights in force from a [`Gate`]
-//! and decides from the matched route and method what the request needs:
+//! [`Gate::check`] runs (from `front.rs`) on every request that a route
+//! answers (404s for unknown paths and 405s for methods a route lacks stay
+//! as they are). It reads the rights in force and decides from the route
+//! and method what the request needs:
 //!
 //! | route | needs |
 //! |---|---|
@@ -36,9 +37,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
@@ -138,7 +137,7 @@ enum Need<'a> {
     Metrics,
 }
 
-/// The rights table of the module docs. `route` is axum's matched pattern.
+/// The rights table of the module docs. `route` is the route's pattern.
 fn need<'a>(method: &Method, route: &str, topic: &'a str) -> Need<'a> {
     use Need::*;
     match (route, method) {
@@ -307,30 +306,47 @@ fn decide(rights: &AuthConfig, need: Need, headers: &HeaderMap) -> Result<Verdic
     })
 }
 
-/// The middleware: see the module docs.
-pub async fn authorize(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    let list = {
-        let rights = gate.rights.load();
+/// What [`Gate::check`] makes of a request.
+pub(crate) enum Check {
+    /// Go on.
+    Pass,
+    /// Answer this refusal (401 or 403) instead.
+    Refuse(Response),
+    /// `GET /`: go on, then cut the answer with the filter.
+    List(ListFilter),
+}
+
+impl Gate {
+    /// Checks `request`, which the router will serve with the route
+    /// `pattern` (a route that answers its method): see the module docs.
+    pub(crate) fn check<B>(&self, pattern: &str, request: &Request<B>) -> Check {
+        let rights = self.rights.load();
         if !rights.enabled() {
-            drop(rights);
-            return next.run(request).await;
+            return Check::Pass;
         }
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("", MatchedPath::as_str);
         let topic = first_segment(request.uri().path());
-        let need = need(request.method(), route, &topic);
+        let need = need(request.method(), pattern, &topic);
         match decide(&rights, need, request.headers()) {
-            Ok(Verdict::Pass) => None,
-            Ok(Verdict::List(caller)) => Some((Guard::into_inner(rights), caller)),
-            Err(refusal) => return refusal.into_response(),
+            Ok(Verdict::Pass) => Check::Pass,
+            Ok(Verdict::List(caller)) => Check::List(ListFilter {
+                rights: Guard::into_inner(rights),
+                caller,
+            }),
+            Err(refusal) => Check::Refuse(refusal.into_response()),
         }
-    };
-    let response = next.run(request).await;
-    match list {
-        None => response,
-        Some((rights, caller)) => filter_list(response, &rights, caller).await,
+    }
+}
+
+/// Cuts the answer to `GET /` to what one caller may see.
+pub(crate) struct ListFilter {
+    rights: Arc<AuthConfig>,
+    caller: Caller,
+}
+
+impl ListFilter {
+    /// The answer, cut.
+    pub(crate) async fn apply(self, response: Response) -> Response {
+        filter_list(response, &self.rights, self.caller).await
     }
 }
 

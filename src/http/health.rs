@@ -7,9 +7,13 @@
 //! sending work while in-flight requests finish.
 //!
 //! `[server] admin_listen` starts a second listener with the same handlers
-//! at the conventional paths, `/metrics`, `/health` and `/ready`, for
-//! scrapers and probes with fixed defaults. `/reload` joins them when reload
-//! lands: add its route in [`admin_router`].
+//! at the conventional paths, `/metrics`, `/health`, `/ready` and
+//! `/reload`, for scrapers and probes with fixed paths. The same rights
+//! apply as on the main listener (`/metrics` and `/reload` need `admin`
+//! when authentication is on, unless `[auth] public_metrics`), counted in
+//! the same request metrics, under the main listener's timeouts and body
+//! limits with at most [`ADMIN_MAX_CONNECTIONS`] connections. It speaks
+//! plain HTTP and has no origin guard: bind it to a private address.
 
 use axum::Router;
 use axum::extract::State;
@@ -39,35 +43,44 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics_get))
         .route("/health", get(health_get))
         .route("/ready", get(ready_get))
-        // Reload lands here too, as POST /reload, beside the three above.
+        .route("/reload", axum::routing::post(super::reload::reload_post))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::track,
-        ))
         .with_state(state)
 }
 
-/// Binds `addr` and serves [`admin_router`] on it until the server's
-/// shutdown signal; the error is the bind's.
+/// Most connections the admin listener holds at once: scrapers and probes
+/// need a handful.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Binds `addr` and serves [`admin_router`] on it, under the main
+/// listener's limits `opts` (with at most [`ADMIN_MAX_CONNECTIONS`]
+/// connections and without TLS), until the server's shutdown signal; the
+/// error is the bind's.
 pub async fn spawn_admin(
     addr: &str,
     state: AppState,
+    mut opts: crate::config::ServerOptions,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "admin listener (/metrics, /health, /ready)");
+        tracing::info!(%addr, "admin listener (/metrics, /health, /ready, /reload)");
     }
+    opts.max_connections = opts.max_connections.min(ADMIN_MAX_CONNECTIONS);
     let mut stop = state.shutdown.clone();
-    let app = admin_router(state);
+    let (gate, metrics) = (state.auth.clone(), state.metrics.clone());
+    let app = super::front::Front::new(
+        admin_router(state),
+        super::front::Listener::Admin,
+        None,
+        gate,
+        metrics,
+    );
     Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = served {
+        let stop = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = super::serve::serve(listener, app, opts, None, stop).await {
             tracing::error!(error = %e, "admin listener failed");
         }
     }))
@@ -88,13 +101,12 @@ mod tests {
             data_dir: dir.to_path_buf(),
             ..Config::default()
         };
-        AppState {
-            broker: Arc::new(Broker::open(config).expect("open")),
-            shutdown: tokio::sync::watch::channel(shutting_down).1,
-            metrics: Default::default(),
-            tls: None,
-            auth: crate::http::auth::Gate::new(&Default::default()),
-        }
+        AppState::new(
+            Arc::new(Broker::open(config).expect("open")),
+            tokio::sync::watch::channel(shutting_down).1,
+            None,
+            crate::http::auth::Gate::new(&Default::default()),
+        )
     }
 
     /// `/_ready` answers 200 while serving and 503 in netlog's error shape

@@ -10,8 +10,8 @@
 //! topics does not stall an async worker.
 //!
 //! HTTP requests are counted by route pattern (`/{topic}/scan`, never the
-//! topic's name) and status code in a fixed table of atomics, filled by the
-//! [`track`] middleware. `netlog_long_polls` counts scan requests in
+//! topic's name) and status code in a fixed table of atomics, filled by
+//! `front.rs` as each answer is ready. `netlog_long_polls` counts scan requests in
 //! progress (a scan that waits is a long poll), `netlog_streams` open
 //! Server-Sent Events streams, each held by an [`OpenGuard`].
 //!
@@ -21,52 +21,23 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::front::{ROUTES, UNMATCHED};
 use super::{ApiError, AppState};
 use crate::broker::Broker;
 use crate::histogram::HistogramSnapshot;
 use crate::topic::{CallStats, PluginStats, PublishRoute, Topic, TopicError, TopicGauges};
 
-/// Route patterns counted by name; any other route counts as `other`, a
-/// request no route matched as `unmatched`.
-const ROUTES: [&str; 19] = [
-    "/",
-    "/{topic}",
-    "/{topic}/payload",
-    "/{topic}/payload/{offset}",
-    "/{topic}/messages",
-    "/{topic}/sync",
-    "/{topic}/scanner",
-    "/{topic}/scan",
-    "/{topic}/stream",
-    "/{topic}/check",
-    "/_metrics",
-    "/_health",
-    "/_ready",
-    "/_reload",
-    "/metrics",
-    "/health",
-    "/ready",
-    "/reload",
-    "other",
-];
-/// The row of requests no route matched.
-const UNMATCHED: usize = ROUTES.len();
-/// The row of routes not in [`ROUTES`].
-const OTHER: usize = ROUTES.len() - 1;
 /// Status codes are 100 to 599.
 const FIRST_CODE: u16 = 100;
 const CODES: usize = 500;
-/// The route a scan (and so a long poll) comes through.
-const SCAN_ROUTE: &str = "/{topic}/scan";
 
 /// The HTTP layer's counters. See the module docs.
 pub struct HttpMetrics {
@@ -79,11 +50,22 @@ pub struct HttpMetrics {
 impl Default for HttpMetrics {
     fn default() -> Self {
         HttpMetrics {
-            requests: (0..=ROUTES.len())
+            requests: (0..=UNMATCHED)
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
             long_polls: AtomicI64::new(0),
             streams: AtomicI64::new(0),
+        }
+    }
+}
+
+impl HttpMetrics {
+    /// Counts one answer with `status` to a request of `route` (a row of
+    /// [`ROUTES`], or [`UNMATCHED`]).
+    pub(crate) fn count(&self, route: usize, status: StatusCode) {
+        let code = usize::from(status.as_u16().saturating_sub(FIRST_CODE));
+        if let Some(slot) = self.requests.get(route).and_then(|row| row.get(code)) {
+            slot.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -106,6 +88,11 @@ impl OpenGuard {
         OpenGuard { gauge, which }
     }
 
+    /// Counts a scan request in progress (a long poll) until dropped.
+    pub(crate) fn long_poll(metrics: &Arc<HttpMetrics>) -> OpenGuard {
+        OpenGuard::new(metrics.clone(), |m| &m.long_polls)
+    }
+
     /// Counts an open stream until dropped.
     pub fn stream(metrics: &Arc<HttpMetrics>) -> OpenGuard {
         OpenGuard::new(metrics.clone(), |m| &m.streams)
@@ -116,25 +103,6 @@ impl Drop for OpenGuard {
     fn drop(&mut self) {
         (self.which)(&self.gauge).fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Middleware: counts every request by route pattern and status code.
-pub async fn track(State(metrics): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
-    let route = match req.extensions().get::<MatchedPath>() {
-        Some(p) => ROUTES
-            .iter()
-            .position(|r| *r == p.as_str())
-            .unwrap_or(OTHER),
-        None => UNMATCHED,
-    };
-    let _poll = (ROUTES.get(route) == Some(&SCAN_ROUTE))
-        .then(|| OpenGuard::new(metrics.clone(), |m| &m.long_polls));
-    let response = next.run(req).await;
-    let code = usize::from(response.status().as_u16().saturating_sub(FIRST_CODE));
-    if let Some(slot) = metrics.requests[route].get(code) {
-        slot.fetch_add(1, Ordering::Relaxed);
-    }
-    response
 }
 
 /// `GET /_metrics`.
@@ -419,7 +387,7 @@ impl Scrape {
     fn encode_http(&self, enc: &mut Enc<'_>) -> Fmt {
         let mut rows = Vec::new();
         for (i, codes) in self.http.requests.iter().enumerate() {
-            let route = ROUTES.get(i).copied().unwrap_or("unmatched");
+            let route = ROUTES.get(i).map_or("unmatched", |r| r.pattern);
             for (c, n) in codes.iter().enumerate() {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {

@@ -4,7 +4,9 @@
 //! One file per resource: `topics.rs` (list, create, info, delete),
 //! `messages.rs` (payload write and read, batch publish, sync), `scanners.rs`
 //! (scanner create and delete, scan), `stream.rs` (Server-Sent Events) and
-//! `admin.rs` (check), `reload.rs` (`POST /_reload`). Handlers are named `<resource>_<verb>`.
+//! `admin.rs` (check), `reload.rs` (`POST /_reload`). `front.rs` runs
+//! before and after the router on every request: the origin guard
+//! (`origin.rs`), rights (`auth.rs`) and request counters (`metrics.rs`). Handlers are named `<resource>_<verb>`.
 //!
 //! Every failure is an [`ApiError`]; this module alone turns errors into
 //! responses: `{"ok":false,"status":<code>,"error":"netlog: <text>"}` with
@@ -15,6 +17,7 @@
 
 mod admin;
 pub mod auth;
+pub(crate) mod front;
 pub mod health;
 mod messages;
 pub mod metrics;
@@ -44,9 +47,13 @@ use crate::broker::{Broker, BrokerError};
 use crate::message::FormatError;
 use crate::topic::{LogError, Topic, TopicError};
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach: one pointer, so the per-request clone
+/// axum makes for each `State` extractor is one atomic increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What an [`AppState`] points to.
+pub struct Shared {
     /// The topics.
     pub broker: Arc<Broker>,
     /// Becomes `true` when the server shuts down; long waits end early.
@@ -59,8 +66,53 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
 }
 
-/// The router for every route.
-pub fn router(state: AppState) -> Router {
+impl AppState {
+    /// The state of a server of `broker`, with fresh request counters.
+    pub fn new(
+        broker: Arc<Broker>,
+        shutdown: watch::Receiver<bool>,
+        tls: Option<Arc<tls::Tls>>,
+        auth: auth::Gate,
+    ) -> AppState {
+        AppState(Arc::new(Shared {
+            broker,
+            shutdown,
+            tls,
+            auth,
+            metrics: Default::default(),
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The main listener's service: [`router`] behind its [`front::Front`]
+/// (origin guard, rights, request counters).
+pub type App = front::Front<Router>;
+
+/// The main listener's service for `state`, letting browsers from
+/// `allowed_origins` in (see `origin.rs`).
+pub fn app(state: AppState, allowed_origins: &[String]) -> App {
+    let (gate, metrics) = (state.auth.clone(), state.metrics.clone());
+    front::Front::new(
+        router(state),
+        front::Listener::Main,
+        Some(origin::Origins::new(allowed_origins)),
+        gate,
+        metrics,
+    )
+}
+
+/// The router for every route of the main listener. What every route
+/// shares (rights, counters, the origin guard) is in `front.rs`, which
+/// must list any route added here.
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(topics::topics_list))
         .route("/_reload", axum::routing::post(reload::reload_post))
@@ -90,16 +142,8 @@ pub fn router(state: AppState) -> Router {
         .route("/_metrics", get(metrics::metrics_get))
         .route("/_health", get(health::health_get))
         .route("/_ready", get(health::ready_get))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.auth.clone(),
-            auth::authorize,
-        ))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::track,
-        ))
         .with_state(state)
 }
 

@@ -1,4 +1,4 @@
-//! The browser guard: requests that carry an `Origin` header come from a web
+//! The browser guard (run by `front.rs`): requests that carry an `Origin` header come from a web
 //! page, and only pages from `[server] allowed_origins` may use the API.
 //!
 //! A browser sends a "simple" cross-site request (a `text/plain` POST, say)
@@ -16,10 +16,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use super::serve::error_response;
@@ -33,55 +30,59 @@ const EXPOSE_HEADERS: &str = "x-offset, x-crc32, x-count";
 /// How long, in seconds, a browser may keep a preflight answer.
 const PREFLIGHT_MAX_AGE_SECS: &str = "600";
 
-/// Which origins may call the API.
+/// Which origins may call the API. Cheap to clone.
 #[derive(Clone)]
-struct Policy {
+pub(crate) struct Origins {
     any: bool,
     allowed: Arc<HashSet<String>>,
 }
 
-impl Policy {
+/// What the guard makes of a request that carries an `Origin`.
+pub(crate) enum Verdict {
+    /// Go on; the answer gets the CORS headers ([`decorate`]).
+    Pass,
+    /// Answer this instead: a 403, or the 204 to a preflight.
+    Answer(Response),
+}
+
+impl Origins {
+    /// The origins `allowed` (as checked by
+    /// [`crate::config::normalize_origin`]; `*` allows any).
+    pub(crate) fn new(allowed: &[String]) -> Origins {
+        Origins {
+            any: allowed.iter().any(|o| o == "*"),
+            allowed: Arc::new(allowed.iter().cloned().collect()),
+        }
+    }
+
     fn allows(&self, origin: &str) -> bool {
         self.any || self.allowed.contains(&origin.to_ascii_lowercase())
     }
-}
 
-/// `router` behind the guard, for `allowed` origins (as checked by
-/// [`crate::config::normalize_origin`]; `*` allows any).
-pub(crate) fn guard(router: Router, allowed: &[String]) -> Router {
-    let policy = Policy {
-        any: allowed.iter().any(|o| o == "*"),
-        allowed: Arc::new(allowed.iter().cloned().collect()),
-    };
-    // The guard wraps a router whose only route is the whole API, so it runs
-    // before routing, for every path and method.
-    Router::new()
-        .fallback_service(router)
-        .layer(axum::middleware::from_fn_with_state(policy, check))
-}
-
-async fn check(State(policy): State<Policy>, req: Request, next: Next) -> Response {
-    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
-        return next.run(req).await;
-    };
-    let text = origin.to_str().unwrap_or_default();
-    if !policy.allows(text) {
-        tracing::debug!(origin = text, "request from a web origin not allowed");
-        let mut answer = error_response(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            Some(&format!(
-                "origin {text:?} is not in [server] allowed_origins"
-            )),
-        );
-        vary(answer.headers_mut());
-        return answer;
-    }
-    let preflight = req.method() == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut answer = if preflight {
+    /// Judges a request from a page at `origin`.
+    pub(crate) fn check(
+        &self,
+        origin: &HeaderValue,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Verdict {
+        let text = origin.to_str().unwrap_or_default();
+        if !self.allows(text) {
+            tracing::debug!(origin = text, "request from a web origin not allowed");
+            let mut answer = error_response(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                Some(&format!(
+                    "origin {text:?} is not in [server] allowed_origins"
+                )),
+            );
+            vary(answer.headers_mut());
+            return Verdict::Answer(answer);
+        }
+        if method != Method::OPTIONS || !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return Verdict::Pass;
+        }
         let mut answer = Response::new(axum::body::Body::empty());
         *answer.status_mut() = StatusCode::NO_CONTENT;
         let h = answer.headers_mut();
@@ -97,18 +98,24 @@ async fn check(State(policy): State<Policy>, req: Request, next: Next) -> Respon
             header::ACCESS_CONTROL_MAX_AGE,
             HeaderValue::from_static(PREFLIGHT_MAX_AGE_SECS),
         );
-        answer
-    } else {
-        let mut answer = next.run(req).await;
-        answer.headers_mut().insert(
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        vary(h);
+        Verdict::Answer(answer)
+    }
+}
+
+/// Adds the CORS headers to the answer to an allowed `origin`; an answer to
+/// a request without one is left as it is.
+pub(crate) fn decorate(mut answer: Response, origin: Option<HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        let h = answer.headers_mut();
+        h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(EXPOSE_HEADERS),
         );
-        answer
-    };
-    let h = answer.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    vary(h);
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        vary(h);
+    }
     answer
 }
 

@@ -35,7 +35,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -74,7 +73,7 @@ const TLS_HANDSHAKE_BYTE: u8 = 0x16;
 /// the module docs say. Returns once every connection is closed.
 pub(crate) async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: super::App,
     opts: ServerOptions,
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
@@ -171,7 +170,7 @@ enum Phase {
 
 /// What every connection task shares.
 struct Shared {
-    router: Router,
+    router: super::App,
     opts: ServerOptions,
     tls: Option<Arc<Tls>>,
     budget: Arc<Budget>,

@@ -1,0 +1,448 @@
+//! The front of each listener: one tower service in front of the router that
+//! does, per request, what every route shares, before and after routing.
+//!
+//! In order: it names the request's route pattern (by reading the path, the
+//! way the router will match it); answers a browser whose `Origin` is not
+//! allowed, or a CORS preflight, itself (`origin.rs`); checks the caller's
+//! rights for that route and method (`auth.rs`); then calls the router, and
+//! when the answer is ready counts it by route and status code
+//! (`metrics.rs`) and adds the CORS headers an allowed origin gets.
+//! `GET /` with authentication on is the one request whose answer is
+//! rewritten (cut to the caller's topics), and the only one that allocates
+//! a boxed future here.
+//!
+//! Why not three `axum::middleware::from_fn` layers: each boxes the inner
+//! service and a future per request, and the origin guard needed a router
+//! of its own, so a request was routed twice. Here a request costs one
+//! classification of its path (a few byte comparisons), one lock-free load
+//! of the rights, and on the way out one relaxed `fetch_add`.
+//!
+//! The route table below must agree with [`super::router`] and
+//! [`super::health::admin_router`]; a unit test sends every pattern and a
+//! set of tricky paths through the real routers and compares.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::Response;
+use tower::Service;
+
+use super::auth::{Check, Gate};
+use super::metrics::{HttpMetrics, OpenGuard};
+use super::origin::{self, Origins};
+
+/// Which listener a front serves: the main one (`/_metrics`, topics) or
+/// `admin_listen` (`/metrics`, `/health`, `/ready`, `/reload` only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Main,
+    Admin,
+}
+
+/// Methods a route answers, as a bit set; `GET` routes answer `HEAD` too.
+const GET: u8 = 1;
+const POST: u8 = 2;
+const DELETE: u8 = 4;
+
+/// One route: the pattern counted in `netlog_http_requests_total` and the
+/// methods it answers.
+pub(crate) struct Route {
+    pub(crate) pattern: &'static str,
+    methods: u8,
+}
+
+/// Every route of both listeners, in the order of their metric rows. Row
+/// [`UNMATCHED`] counts requests no route matched.
+pub(crate) const ROUTES: [Route; 18] = [
+    route("/", GET),
+    route("/{topic}", GET | POST | DELETE),
+    route("/{topic}/payload", POST),
+    route("/{topic}/payload/{offset}", GET),
+    route("/{topic}/messages", POST),
+    route("/{topic}/sync", GET),
+    route("/{topic}/scanner", POST | DELETE),
+    route("/{topic}/scan", GET),
+    route("/{topic}/stream", GET),
+    route("/{topic}/check", GET),
+    route("/_metrics", GET),
+    route("/_health", GET),
+    route("/_ready", GET),
+    route("/_reload", POST),
+    route("/metrics", GET),
+    route("/health", GET),
+    route("/ready", GET),
+    route("/reload", POST),
+];
+/// The metric row of requests no route matched (`route="unmatched"`).
+pub(crate) const UNMATCHED: usize = ROUTES.len();
+
+const fn route(pattern: &'static str, methods: u8) -> Route {
+    Route { pattern, methods }
+}
+
+/// Indices into [`ROUTES`] the code below names.
+const ROOT: usize = 0;
+const TOPIC: usize = 1;
+const PAYLOAD_READ: usize = 3;
+const SCAN: usize = 7;
+/// `/{topic}/<word>` routes, by their last segment.
+const TOPIC_SUBROUTES: [(&str, usize); 7] = [
+    ("payload", 2),
+    ("messages", 4),
+    ("sync", 5),
+    ("scanner", 6),
+    ("scan", SCAN),
+    ("stream", 8),
+    ("check", 9),
+];
+/// The main listener's routes under `_`, and the admin listener's.
+const MAIN_SPECIAL: [(&str, usize); 4] = [
+    ("/_metrics", 10),
+    ("/_health", 11),
+    ("/_ready", 12),
+    ("/_reload", 13),
+];
+const ADMIN: [(&str, usize); 4] = [
+    ("/metrics", 14),
+    ("/health", 15),
+    ("/ready", 16),
+    ("/reload", 17),
+];
+
+/// The row in [`ROUTES`] of the pattern the router will match `path` with,
+/// or [`UNMATCHED`]. A `{param}` matches one segment, empty only if
+/// more of the path follows; fixed routes win over `/{topic}`.
+pub(crate) fn classify(listener: Listener, path: &str) -> usize {
+    let fixed = match listener {
+        Listener::Main => &MAIN_SPECIAL,
+        Listener::Admin => &ADMIN,
+    };
+    if let Some(&(_, row)) = fixed.iter().find(|(p, _)| *p == path) {
+        return row;
+    }
+    if listener == Listener::Admin {
+        return UNMATCHED;
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return UNMATCHED;
+    };
+    if rest.is_empty() {
+        return ROOT;
+    }
+    let mut segments = rest.split('/');
+    let topic = segments.next().unwrap_or("");
+    let (second, third, more) = (segments.next(), segments.next(), segments.next());
+    // The router lets a parameter be empty except at the end of the path:
+    // `//scan` reaches `/{topic}/scan` (whose handler refuses the name).
+    if (topic.is_empty() && second.is_none()) || more.is_some() {
+        return UNMATCHED;
+    }
+    match (second, third) {
+        (None, _) => TOPIC,
+        (Some("payload"), Some(offset)) if !offset.is_empty() => PAYLOAD_READ,
+        (Some(word), None) => TOPIC_SUBROUTES
+            .iter()
+            .find(|(w, _)| *w == word)
+            .map_or(UNMATCHED, |&(_, row)| row),
+        _ => UNMATCHED,
+    }
+}
+
+/// Whether `route` answers `method` (else the router answers 405).
+fn answers(route: usize, method: &Method) -> bool {
+    let bit = match *method {
+        Method::GET | Method::HEAD => GET,
+        Method::POST => POST,
+        Method::DELETE => DELETE,
+        _ => 0,
+    };
+    ROUTES.get(route).is_some_and(|r| r.methods & bit != 0)
+}
+
+/// What a front holds; shared by every connection of its listener.
+struct Shared {
+    listener: Listener,
+    origins: Option<Origins>,
+    gate: Gate,
+    metrics: Arc<HttpMetrics>,
+}
+
+/// The front service around `inner` (the listener's router). Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Front<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Front<S> {
+    /// `inner` behind the front. `origins` is `None` on the admin listener,
+    /// which browsers have no business calling (their requests pass as any
+    /// other; rights still apply).
+    pub(crate) fn new(
+        inner: S,
+        listener: Listener,
+        origins: Option<Origins>,
+        gate: Gate,
+        metrics: Arc<HttpMetrics>,
+    ) -> Front<S> {
+        Front {
+            inner,
+            shared: Arc::new(Shared {
+                listener,
+                origins,
+                gate,
+                metrics,
+            }),
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for Front<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = FrontFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let req = req.map(Body::new);
+        let shared = &self.shared;
+        let route = classify(shared.listener, req.uri().path());
+        let counted = |answer: Response| FrontFuture::ready(answer, route, &shared.metrics);
+        let mut cors = None;
+        if let (Some(origins), Some(origin)) = (&shared.origins, req.headers().get(header::ORIGIN))
+        {
+            match origins.check(origin, req.method(), req.headers()) {
+                origin::Verdict::Pass => cors = Some(origin.clone()),
+                origin::Verdict::Answer(answer) => return counted(answer),
+            }
+        }
+        let mut list = None;
+        if route != UNMATCHED && answers(route, req.method()) {
+            match shared.gate.check(ROUTES[route].pattern, &req) {
+                Check::Pass => {}
+                Check::Refuse(answer) => return counted(origin::decorate(answer, cors)),
+                Check::List(filter) => list = Some(filter),
+            }
+        }
+        let poll = (route == SCAN).then(|| OpenGuard::long_poll(&shared.metrics));
+        let inner = self.inner.call(req);
+        let state = match list {
+            None => State::Inner { inner },
+            Some(filter) => State::Boxed {
+                inner: Box::pin(async move {
+                    let Ok(answer) = inner.await;
+                    Ok(filter.apply(answer).await)
+                }),
+            },
+        };
+        FrontFuture {
+            state,
+            route,
+            metrics: shared.metrics.clone(),
+            cors,
+            _poll: poll,
+        }
+    }
+}
+
+type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The answer to one request, counted when it is ready.
+    pub(crate) struct FrontFuture<F> {
+        #[pin]
+        state: State<F>,
+        route: usize,
+        metrics: Arc<HttpMetrics>,
+        cors: Option<HeaderValue>,
+        _poll: Option<OpenGuard>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Ready { answer: Option<Response> },
+        Inner { #[pin] inner: F },
+        Boxed { inner: BoxedAnswer },
+    }
+}
+
+impl<F> FrontFuture<F> {
+    fn ready(answer: Response, route: usize, metrics: &Arc<HttpMetrics>) -> FrontFuture<F> {
+        FrontFuture {
+            state: State::Ready {
+                answer: Some(answer),
+            },
+            route,
+            metrics: metrics.clone(),
+            cors: None,
+            _poll: None,
+        }
+    }
+}
+
+impl<F> Future for FrontFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = match this.state.project() {
+            StateProj::Ready { answer } => match answer.take() {
+                Some(answer) => answer,
+                None => panic!("FrontFuture polled after completion"),
+            },
+            StateProj::Inner { inner } => {
+                let Ok(answer) = ready!(inner.poll(cx));
+                answer
+            }
+            StateProj::Boxed { inner } => {
+                let Ok(answer) = ready!(inner.as_mut().poll(cx));
+                answer
+            }
+        };
+        this.metrics.count(*this.route, answer.status());
+        Poll::Ready(Ok(origin::decorate(answer, this.cors.take())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::Broker;
+    use crate::config::Config;
+    use crate::http::AppState;
+    use axum::extract::MatchedPath;
+    use tower::ServiceExt;
+
+    /// What the real `router` makes of `path` for each of GET, POST and
+    /// DELETE: the pattern it matched (`None`: no route), and whether it
+    /// answered 405 (a route that does not answer the method).
+    async fn routed(router: &axum::Router, path: &str) -> Vec<(Method, Option<String>, bool)> {
+        let tagged = router.clone().route_layer(axum::middleware::from_fn(
+            |req: Request, next: axum::middleware::Next| async move {
+                let pattern = req.extensions().get::<MatchedPath>().cloned();
+                let mut answer = next.run(req).await;
+                if let Some(p) = pattern {
+                    let value = HeaderValue::from_str(p.as_str()).expect("pattern");
+                    answer.headers_mut().insert("x-pattern", value);
+                }
+                answer
+            },
+        ));
+        let mut out = Vec::new();
+        for method in [Method::GET, Method::POST, Method::DELETE] {
+            let req = Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .body(Body::empty())
+                .expect("request");
+            let answer = tagged.clone().oneshot(req).await.expect("infallible");
+            let pattern = answer
+                .headers()
+                .get("x-pattern")
+                .map(|v| v.to_str().expect("ascii").to_string());
+            let refused = answer.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED;
+            out.push((method, pattern, refused));
+        }
+        out
+    }
+
+    /// The front's table agrees with the routers: for every pattern and a
+    /// set of awkward paths, the same route, and the same methods answered.
+    #[tokio::test]
+    async fn classification_agrees_with_the_routers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let state = AppState::new(
+            Arc::new(Broker::open(config).expect("open")),
+            tokio::sync::watch::channel(false).1,
+            None,
+            Gate::new(&Default::default()),
+        );
+        let paths = [
+            "/",
+            "/t",
+            "/t/",
+            "//",
+            "//payload",
+            "//scan",
+            "//payload/1",
+            "///",
+            "/t//",
+            "/t/payload//",
+            "//payload//",
+            "/_metrics/",
+            "/_reload/",
+            "/t/payload",
+            "/t/payload/",
+            "/t/payload/7",
+            "/t/payload/7/",
+            "/t/payload/7/x",
+            "/t/messages",
+            "/t/messages/1",
+            "/t/sync",
+            "/t/scanner",
+            "/t/scanner/x",
+            "/t/scan",
+            "/t/stream",
+            "/t/check",
+            "/t/nothing",
+            "/t/x/y",
+            "/a%2Fb/scan",
+            "/_metrics",
+            "/_health",
+            "/_ready",
+            "/_reload",
+            "/_other",
+            "/_metrics/scan",
+            "/_reload/payload",
+            "/metrics",
+            "/health",
+            "/ready",
+            "/reload",
+            "/metrics/x",
+            "/health/",
+        ];
+        let main = crate::http::router(state.clone());
+        let admin = crate::http::health::admin_router(state);
+        let mut wrong = Vec::new();
+        for (listener, router) in [(Listener::Main, &main), (Listener::Admin, &admin)] {
+            for path in paths {
+                let row = classify(listener, path);
+                for (method, pattern, refused) in routed(router, path).await {
+                    let ours = (row != UNMATCHED).then(|| ROUTES[row].pattern.to_string());
+                    if ours != pattern {
+                        wrong.push(format!(
+                            "{listener:?} {method} {path}: {ours:?}, router {pattern:?}"
+                        ));
+                    } else if row != UNMATCHED && answers(row, &method) == refused {
+                        wrong.push(format!("{listener:?} {method} {path}: answered {refused}"));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+}
