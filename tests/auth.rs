@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use netlog::config::Config;
@@ -650,52 +648,9 @@ async fn auth_is_off_without_tokens() {
     broker.stop().await;
 }
 
-/// The output of running the binary to completion.
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `netlog args` with `stdin` as its standard input; killed and failing
-/// the test after [`PROCESS_TIMEOUT`].
-fn netlog_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netlog"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the netlog binary");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin).expect("write stdin");
-    drop(input);
-    let read = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = read(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + PROCESS_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll netlog") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("netlog {args:?} did not finish within {PROCESS_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        ok: status.success(),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
+/// Runs `netlog args` with `stdin` as its standard input.
+fn netlog_with_stdin(args: &[&str], stdin: &[u8]) -> Finished {
+    run_netlog_fed(args, Some(stdin))
 }
 
 /// `netlog token hash` prints the hex SHA-256 of the secret on stdin, one
@@ -705,7 +660,7 @@ fn token_hash_prints_the_sha256_of_stdin() {
     let sha_test = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     for input in [&b"test\n"[..], b"test", b"test\r\n"] {
         let out = netlog_with_stdin(&["token", "hash"], input);
-        assert!(out.ok, "{}", out.stderr);
+        assert!(out.status.success(), "{}", out.stderr);
         assert_eq!(out.stdout, format!("{sha_test}\n"));
     }
     let out = netlog_with_stdin(&["token", "hash"], OPS.as_bytes());
@@ -726,7 +681,7 @@ fn token_hash_refuses_unfit_secrets() {
         (b"two words", "space"),
     ] {
         let out = netlog_with_stdin(&["token", "hash"], input);
-        assert!(!out.ok, "{input:?} is refused");
+        assert!(!out.status.success(), "{input:?} is refused");
         assert!(out.stdout.is_empty(), "{}", out.stdout);
         assert!(out.stderr.contains(why), "{why:?} in {}", out.stderr);
     }
@@ -737,7 +692,7 @@ fn token_hash_refuses_unfit_secrets() {
 #[tokio::test]
 async fn token_new_makes_a_working_token() {
     let out = netlog_with_stdin(&["token", "new", "--name", "made-by-cli"], b"");
-    assert!(out.ok, "{}", out.stderr);
+    assert!(out.status.success(), "{}", out.stderr);
     let field = |key: &str| {
         out.stdout
             .lines()
@@ -775,7 +730,7 @@ async fn token_new_makes_a_working_token() {
 
     let refused = netlog_with_stdin(&["token", "new", "--name", "has space"], b"");
     assert!(
-        !refused.ok && refused.stderr.contains("--name"),
+        !refused.status.success() && refused.stderr.contains("--name"),
         "{}",
         refused.stderr
     );

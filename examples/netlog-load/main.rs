@@ -267,6 +267,11 @@ async fn run(args: Args) -> ExitCode {
             }
         }
     }
+    exit_code(failed)
+}
+
+/// The tool's exit status: failure if any scenario failed.
+fn exit_code(failed: bool) -> ExitCode {
     if failed {
         ExitCode::FAILURE
     } else {
@@ -315,11 +320,7 @@ async fn run_comparison(
             failed = true;
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    exit_code(failed)
 }
 
 /// Creates the scenario's topic, runs it, deletes the topic.

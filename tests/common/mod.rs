@@ -310,13 +310,31 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    run_netlog_fed(args, None)
+}
+
+/// [`run_netlog`] with `stdin` as the standard input (`None`: none at all),
+/// for `token hash`.
+pub fn run_netlog_fed<I, S>(args: I, stdin: Option<&[u8]>) -> Finished
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let mut child = Command::new(env!("CARGO_BIN_EXE_netlog"))
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the netlog binary");
+    if let (Some(bytes), Some(mut input)) = (stdin, child.stdin.take()) {
+        // A command that exits without reading closes the pipe: not an error here.
+        let _ = std::io::Write::write_all(&mut input, bytes);
+    }
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut text = String::new();
