@@ -445,4 +445,134 @@ mod tests {
         }
         assert!(wrong.is_empty(), "{wrong:#?}");
     }
+
+    /// Every answer is counted once under its route, the ones the front
+    /// gives itself too (an origin refused, a token refused, a preflight);
+    /// a request dropped while it waits (a client gone from a long poll)
+    /// gives its long-poll slot back.
+    #[tokio::test]
+    async fn every_answer_is_counted_and_long_polls_released() {
+        use crate::config::auth::{AuthConfig, Grants, TokenConfig, TopicPattern, secret_digest};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let rights = AuthConfig {
+            tokens: vec![TokenConfig {
+                name: "ops".into(),
+                sha256: secret_digest(b"ops-secret"),
+                grants: Grants {
+                    produce: vec![TopicPattern::parse("*").expect("glob")],
+                    consume: vec![TopicPattern::parse("*").expect("glob")],
+                    admin: true,
+                },
+            }],
+            anonymous: Grants::default(),
+            public_metrics: false,
+        };
+        // The sender lives as long as the test: a dropped one means shutdown.
+        let (_running, shutdown) = tokio::sync::watch::channel(false);
+        let state = AppState::new(
+            Arc::new(Broker::open(config).expect("open")),
+            shutdown,
+            None,
+            Gate::new(&rights),
+        );
+        let metrics = state.metrics.clone();
+        let app = crate::http::app(state, &["https://ok.example".to_string()]);
+        let send = |method: Method, path: &str, headers: &[(&str, &str)]| {
+            let mut req = Request::builder().method(method).uri(path);
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            app.clone()
+                .oneshot(req.body(Body::empty()).expect("request"))
+        };
+        let ops = [("authorization", "Bearer ops-secret")];
+        let status = |r: Result<Response, Infallible>| r.expect("infallible").status().as_u16();
+        assert_eq!(status(send(Method::POST, "/t", &ops).await), 201);
+        assert_eq!(status(send(Method::POST, "/t/payload", &[]).await), 401);
+        let bad_origin = [("origin", "https://evil.example")];
+        assert_eq!(status(send(Method::GET, "/t", &bad_origin).await), 403);
+        let preflight = [
+            ("origin", "https://ok.example"),
+            ("access-control-request-method", "POST"),
+        ];
+        assert_eq!(
+            status(send(Method::OPTIONS, "/t/payload", &preflight).await),
+            204
+        );
+        let allowed = send(
+            Method::GET,
+            "/t",
+            &[("origin", "https://ok.example"), ops[0]],
+        )
+        .await
+        .expect("infallible");
+        assert_eq!(allowed.status(), 200);
+        assert_eq!(
+            allowed.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://ok.example"
+        );
+        assert_eq!(status(send(Method::GET, "/a/b/c/d", &ops).await), 404);
+        assert_eq!(status(send(Method::PUT, "/t", &[]).await), 405);
+        let row = |pattern: &str| {
+            ROUTES
+                .iter()
+                .position(|r| r.pattern == pattern)
+                .expect("a route")
+        };
+        for (route, code, want) in [
+            (row("/{topic}"), 201, 1),
+            (row("/{topic}/payload"), 401, 1),
+            (row("/{topic}"), 403, 1),
+            (row("/{topic}/payload"), 204, 1),
+            (row("/{topic}"), 200, 1),
+            (UNMATCHED, 404, 1),
+            (row("/{topic}"), 405, 1),
+        ] {
+            assert_eq!(
+                metrics.answered(route, code),
+                want,
+                "{} {code}",
+                ROUTES.get(route).map_or("unmatched", |r| r.pattern)
+            );
+        }
+
+        // A long poll holds its slot while it waits and gives it back when
+        // the client goes away.
+        let created = send(Method::POST, "/t/scanner", &ops)
+            .await
+            .expect("infallible");
+        assert_eq!(created.status(), 201);
+        let body = axum::body::to_bytes(created.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let id = serde_json::from_slice::<serde_json::Value>(&body).expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let mut poll = Box::pin(send(
+            Method::GET,
+            &format!("/t/scan?id={id}&wait=30s"),
+            &ops,
+        ));
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut poll).await;
+        if let Ok(answer) = waited {
+            let answer = answer.expect("infallible");
+            let status = answer.status();
+            let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+                .await
+                .expect("body");
+            panic!("nothing to read, so the scan waits; it answered {status} {body:?}");
+        }
+        assert_eq!(metrics.long_polls(), 1, "the waiting scan is a long poll");
+        drop(poll);
+        assert_eq!(
+            metrics.long_polls(),
+            0,
+            "the dropped poll gave its slot back"
+        );
+    }
 }

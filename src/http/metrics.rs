@@ -60,6 +60,18 @@ impl Default for HttpMetrics {
 }
 
 impl HttpMetrics {
+    /// Answers counted for `route` with `code`.
+    #[cfg(test)]
+    pub(crate) fn answered(&self, route: usize, code: u16) -> u64 {
+        self.requests[route][usize::from(code - FIRST_CODE)].load(Ordering::Relaxed)
+    }
+
+    /// Scan requests in progress.
+    #[cfg(test)]
+    pub(crate) fn long_polls(&self) -> i64 {
+        self.long_polls.load(Ordering::Relaxed)
+    }
+
     /// Counts one answer with `status` to a request of `route` (a row of
     /// [`ROUTES`], or [`UNMATCHED`]).
     pub(crate) fn count(&self, route: usize, status: StatusCode) {
