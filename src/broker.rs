@@ -133,8 +133,13 @@ pub struct Broker {
     /// The plugin host (engine, linker, epoch ticker), made when the first
     /// plugin is loaded and kept for reloads.
     host: OnceLock<PluginHost>,
-    /// One reload at a time.
-    reloading: Mutex<()>,
+    /// Written by a reload for its whole run (one reload at a time), read by
+    /// a topic create for its whole run: a topic created while a reload
+    /// runs waits for it, then takes its settings and hooks from what the
+    /// reload put in force. Otherwise a create could resolve against the old
+    /// config, miss the reload's list of topics to swap, and keep an old
+    /// plugin instance until the next reload.
+    reloading: RwLock<()>,
     /// Held while the broker runs: the `flock` on the data directory.
     _lock: std::fs::File,
 }
@@ -195,7 +200,7 @@ impl Broker {
             busy: Mutex::new(HashSet::new()),
             plugins: ArcSwap::from_pointee(HashMap::new()),
             host: OnceLock::new(),
-            reloading: Mutex::new(()),
+            reloading: RwLock::new(()),
             _lock: lock_file,
         };
         let config = broker.config();
@@ -530,13 +535,15 @@ impl Broker {
 
     /// Creates a topic with `input` resolved against the server defaults.
     /// Creates of one name are serialised: exactly one wins, the others get
-    /// `TopicExists`, and nothing of the winner's is touched. Blocking.
+    /// `TopicExists`, and nothing of the winner's is touched. A create waits
+    /// for a reload in progress (see `reloading`). Blocking.
     pub fn create_topic(
         &self,
         name: &str,
         input: SettingsInput,
     ) -> Result<Arc<Topic>, BrokerError> {
         check_topic_name(name).map_err(BrokerError::InvalidName)?;
+        let _no_reload = self.reloading.read().unwrap_or_else(|e| e.into_inner());
         let config = self.config();
         let settings = resolve_settings(
             input,

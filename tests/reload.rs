@@ -421,6 +421,65 @@ async fn changed_wasm_is_reloaded_and_its_topics_reinstantiated() {
     broker.stop().await;
 }
 
+/// Topics created over HTTP while a reload swaps a plugin's component end
+/// up on the component the reload put in force, like every other topic of
+/// that plugin: a create waits for a reload in progress. (Before, a create
+/// racing a reload could build its hooks from the old plugin set, miss the
+/// reload's list of topics to re-instantiate, and run the old code until
+/// the next reload.) The plugin's file alternates between the JSON
+/// validator (refuses `not json`) and the hostile one in its `ok` mode
+/// (accepts anything); after each reload every topic must answer as the
+/// component now in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topics_created_during_a_reload_get_its_plugins() {
+    const TRIALS: usize = 6;
+    const CREATES: usize = 12;
+    let dir = data_dir();
+    let cfg_dir = data_dir();
+    let file = cfg_dir.path().join("netlog.toml");
+    let copy = cfg_dir.path().join("swing.wasm");
+    std::fs::copy(plugin_path("json_validator.wasm"), &copy).expect("copy the component");
+    let mut spec = Spec::new(dir.path());
+    spec.json_path = copy.clone();
+    // `load` validates with `hostile`, so its config never meets the JSON one.
+    spec.validator = "hostile";
+    spec.write(&file);
+    let broker = start(&file);
+    let api = broker.api();
+    assert_serving(&api).await;
+    let hook = serde_json::json!({"validation": {"plugin": "json", "config": {}}});
+    let mut created = Vec::new();
+    for trial in 0..TRIALS {
+        let json_now = trial % 2 == 1;
+        let component = if json_now {
+            "json_validator.wasm"
+        } else {
+            "hostile_validator.wasm"
+        };
+        std::fs::copy(plugin_path(component), &copy).expect("swap the component");
+        let names: Vec<String> = (0..CREATES).map(|i| format!("c{trial}-{i}")).collect();
+        let creates = futures_util::future::join_all(
+            names.iter().map(|name| api.create_topic_with(name, &hook)),
+        );
+        let (reloaded, _) = tokio::join!(reload_ok(&api), creates);
+        assert!(
+            reloaded.0.contains(&"plugin json: reloaded".to_string()),
+            "{reloaded:?}"
+        );
+        created.extend(names);
+        for name in &created {
+            let resp = api.post(&format!("/{name}/payload"), "not json").await;
+            let status = resp.status().as_u16();
+            let want = if json_now { 422 } else { 201 };
+            assert_eq!(
+                status, want,
+                "trial {trial}: topic {name} runs the old component (file holds {component})"
+            );
+        }
+    }
+    broker.stop().await;
+}
+
 /// Reloads asked at once run one at a time: all answer 200, and the topic
 /// they add is created exactly once.
 #[tokio::test]

@@ -20,6 +20,11 @@
 //!    taken by the writer between two groups; in-flight calls finish on the
 //!    old instances they hold), and the new topics are registered.
 //!
+//! A reload holds the broker's `reloading` lock for writing from start to
+//! end, and a topic create holds it for reading: creates wait for a reload
+//! in progress and then take what it put in force, so no topic is left on
+//! a plugin instance the reload replaced.
+//!
 //! Server keys read only at start (`listen`, `data_dir`, `monitor_interval`,
 //! `fsync`, `index_entries`, `log_level`) keep their running values and are
 //! reported as needing a restart; so is a changed codec plugin that a topic
@@ -29,7 +34,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{Broker, BrokerError, Plugins, Reserved, View, lock, remove_topic_files};
+use super::{Broker, BrokerError, Plugins, Reserved, View, remove_topic_files};
 use crate::config::{Config, Settings, SettingsInput, Strictness, resolve_settings};
 use crate::log::LogOptions;
 use crate::topic::{Hooks, Topic};
@@ -85,7 +90,7 @@ impl Broker {
     /// Applies `new` all or nothing (see the module docs). One reload runs
     /// at a time. Blocking.
     pub fn reload(&self, new: Config) -> Result<ReloadReport, BrokerError> {
-        let _one = lock(&self.reloading);
+        let _one = self.reloading.write().unwrap_or_else(|e| e.into_inner());
         let old = self.config();
         let mut plan = Plan::default();
         let new = keep_start_only(&old, new, &mut plan.report.needs_restart);
