@@ -647,3 +647,75 @@ async fn answers_during_shutdown_close_the_connection() {
     assert!(answer.1.contains("connection: close"), "{}", answer.1);
     stopping.await.expect("the broker stops");
 }
+
+/// The admin listener is bounded too: 300 silent connections to it leave
+/// the main listener answering at once, the admin listener holds at most
+/// its cap of them (the rest are refused or closed right away), every one
+/// is closed by the header timeout, and then `/health` answers there again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_flood_of_the_admin_listener_stays_bounded() {
+    const SILENT: usize = 300;
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+    // `ADMIN_MAX_CONNECTIONS` in src/http/health.rs, as documented.
+    const ADMIN_CAP: usize = 64;
+    let dir = data_dir();
+    let admin: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("probe a free port");
+    let mut config = test_config(dir.path());
+    config.admin_listen = Some(admin.to_string());
+    config.server.header_timeout = HEADER_TIMEOUT;
+    let broker = spawn_broker_with(config);
+    let main = broker.api();
+    assert_eq!(main.get("/_health").await.status(), 200);
+    let (status, _, _) = exchange(admin, &get("/health"))
+        .await
+        .expect("admin answers");
+    assert_eq!(status, 200);
+
+    let mut silent = Vec::with_capacity(SILENT);
+    for _ in 0..SILENT {
+        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(admin)).await {
+            Ok(Ok(s)) => silent.push(s),
+            other => panic!("connect {} failed: {other:?}", silent.len()),
+        }
+    }
+    let started = Instant::now();
+    assert_eq!(main.get("/_health").await.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the main listener answered in {:?}",
+        started.elapsed()
+    );
+    // Well before the header timeout, all but the cap are already gone.
+    let quick = silent
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_millis(700)));
+    let gone = futures_util::future::join_all(quick)
+        .await
+        .iter()
+        .filter(|c| **c)
+        .count();
+    let held = SILENT - gone;
+    assert!(
+        held <= ADMIN_CAP,
+        "the admin listener holds {held} silent connections"
+    );
+    let late = silent
+        .iter_mut()
+        .map(|s| closed_within(s, HEADER_TIMEOUT + Duration::from_secs(5)));
+    let still_open = futures_util::future::join_all(late)
+        .await
+        .iter()
+        .filter(|c| !**c)
+        .count();
+    assert_eq!(
+        still_open, 0,
+        "silent admin connections outlive the header timeout"
+    );
+    let (status, _, _) = exchange(admin, &get("/health"))
+        .await
+        .expect("admin answers again");
+    assert_eq!(status, 200);
+    broker.stop().await;
+}
