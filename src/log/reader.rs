@@ -145,9 +145,11 @@ impl Reader {
             reader.entry = i;
             reader.next = first;
             if first < offset {
-                // Inside a set: unpack it and skip the messages before.
+                // Inside a set: unpack it and step over the messages before,
+                // by their frames only, so that a damaged neighbour does not
+                // make an intact message after it unreadable.
                 reader.open_entry()?;
-                while reader.next < offset && reader.next_in_set()?.is_some() {}
+                while reader.next < offset && reader.skip_in_set()? {}
             }
         }
         Ok(reader)
@@ -267,6 +269,35 @@ impl Reader {
                 Ok(Some(m))
             }
             Err(source) => Err(self.corrupt(source)),
+        }
+    }
+
+    /// Moves past the next message of the current set without checking its
+    /// CRC (its frame, the length, must be whole); `false` at the set's end.
+    fn skip_in_set(&mut self) -> Result<bool, LogError> {
+        let Some(set) = &mut self.set else {
+            return Ok(false);
+        };
+        if set.at >= set.plain.len() || self.next >= set.end {
+            return Ok(false);
+        }
+        let rest = &set.plain[set.at..];
+        let whole = Header::parse(rest)
+            .map(|h| h.total_len())
+            .filter(|&len| len <= rest.len());
+        match whole {
+            Some(len) => {
+                set.at += len;
+                self.next += 1;
+                Ok(true)
+            }
+            None => {
+                let available = rest.len();
+                Err(self.corrupt(FormatError::Truncated {
+                    needed: HEADER_BYTES,
+                    available,
+                }))
+            }
         }
     }
 

@@ -556,19 +556,26 @@ impl Subscription {
 }
 
 /// Reads what is readable now, within `limits`. Blocking.
+///
+/// A read that fails after some messages were read ends the batch with
+/// them: the scanner has moved past them, so failing the whole batch would
+/// lose them for this consumer. It stays at the message that failed, so the
+/// next read reports the error.
 fn read_some(scanner: &mut Scanner, limits: ReadLimits) -> Result<Vec<Message>, TopicError> {
     let mut out = Vec::new();
     let mut bytes = 0;
     while out.len() < limits.messages.max(1) {
-        match scanner.try_next()? {
-            Some(m) => {
+        match scanner.try_next() {
+            Ok(Some(m)) => {
                 bytes += m.payload.len();
                 out.push(m);
                 if bytes >= limits.bytes {
                     break;
                 }
             }
-            None => break,
+            Ok(None) => break,
+            Err(_) if !out.is_empty() => break,
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(out)
