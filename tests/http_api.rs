@@ -599,12 +599,18 @@ async fn check_finds_corrupted_bytes() {
 
     for offset in [2, 6] {
         let resp = api.get(&format!("/bad/payload/{offset}")).await;
-        expect_exact_error(resp, 500, "checksum error").await;
+        let body = expect_error(resp, 500, "checksum error").await;
+        assert_eq!(
+            body["offset"], offset,
+            "the answer names the damaged offset: {body}"
+        );
     }
     for (offset, want) in [
         (1, &b"message-1"[..]),
         (3, b"message-3"),
         (5, b"x0"),
+        // After the damaged message inside the same set: still readable.
+        (7, b"x2"),
         (8, b"tail"),
     ] {
         assert_eq!(
@@ -612,6 +618,75 @@ async fn check_finds_corrupted_bytes() {
             (offset, want.to_vec())
         );
     }
+
+    // Consumers get every intact message before the damage, then the
+    // damage with its offset; nothing is skipped on their behalf.
+    let batch = |id: String| {
+        let api = api.clone();
+        async move {
+            api.http
+                .get(api.url(&format!("/bad/scan?id={id}&max=100")))
+                .header("accept", "application/x-ndjson")
+                .send()
+                .await
+                .expect("scan")
+        }
+    };
+    let offsets = |text: String| -> Vec<u64> {
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("a JSON line")["offset"]
+                    .as_u64()
+                    .expect("offset")
+            })
+            .collect()
+    };
+    for (from, before, damaged) in [("0", vec![0, 1], 2), ("3", vec![3, 4, 5], 6)] {
+        let id = api.scanner_id("bad", from).await;
+        let resp = batch(id.clone()).await;
+        assert_eq!(resp.status(), 200, "from {from}");
+        assert_eq!(
+            offsets(resp.text().await.expect("body")),
+            before,
+            "from {from}"
+        );
+        for _ in 0..2 {
+            let body = expect_error(batch(id.clone()).await, 500, "checksum error").await;
+            assert_eq!(
+                body["offset"], damaged,
+                "the scanner stays at the damage: {body}"
+            );
+        }
+    }
+    let id = api.scanner_id("bad", "7").await;
+    let resp = batch(id).await;
+    assert_eq!(
+        offsets(resp.text().await.expect("body")),
+        vec![7, 8],
+        "past the damage"
+    );
+
+    // A stream delivers what comes before the damage, then one error event
+    // naming it, and ends.
+    let resp = api.get("/bad/stream?from=0").await;
+    assert_eq!(resp.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(10), resp.text())
+        .await
+        .expect("the stream ends by itself")
+        .expect("stream body");
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids, ["0", "1"], "{text}");
+    let error = text
+        .split("event: error\ndata: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("an error event: {text}"));
+    let error: Value = serde_json::from_str(error).expect("error JSON");
+    assert_eq!(error["error"], "netlog: checksum error");
+    assert_eq!(error["offset"], 2);
     broker.stop().await;
 }
 

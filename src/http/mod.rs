@@ -173,7 +173,7 @@ pub enum ApiError {
     #[error("offset not found")]
     OffsetNotFound,
     #[error("checksum error")]
-    Checksum(String),
+    Checksum { offset: u64, detail: String },
     #[error("resource busy")]
     Busy(String),
     #[error("payload too large")]
@@ -208,7 +208,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            Unknown(_) | InvalidDir(_) | Checksum(_) | CodecFailed { .. } => {
+            Unknown(_) | InvalidDir(_) | Checksum { .. } | CodecFailed { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             BadRequest(_)
@@ -234,6 +234,25 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let body = self.body();
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if matches!(self, ApiError::TooLarge { .. } | ApiError::ShuttingDown) {
+            // The rest of the body stays unread (or the server is going):
+            // say so, or a client reuses the connection and its next request
+            // fails.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// The JSON of the answer (see the module docs); logs what a 5xx
+    /// answer leaves out.
+    pub(crate) fn body(&self) -> serde_json::Value {
         use ApiError::*;
         let status = self.status();
         let mut body = json!({
@@ -270,7 +289,21 @@ impl IntoResponse for ApiError {
                 tracing::error!(codec, detail, "read failed in a codec");
                 json!({ "codec": codec })
             }
-            Unknown(detail) | InvalidDir(detail) | Checksum(detail) => {
+            Checksum { offset, detail } => {
+                tracing::error!(status = status.as_u16(), detail, "request failed");
+                // The offset is what a consumer needs to go on past the
+                // damage; the CRCs and file details stay in the log.
+                json!({
+                    "offset": offset,
+                    "reason": format!(
+                        "the stored message at offset {offset} fails its checksum; \
+                         GET /<topic>/check lists every damaged offset; a scanner or \
+                         stream opened from offset {} reads on",
+                        offset.saturating_add(1)
+                    ),
+                })
+            }
+            Unknown(detail) | InvalidDir(detail) => {
                 tracing::error!(status = status.as_u16(), detail, "request failed");
                 json!({})
             }
@@ -279,17 +312,7 @@ impl IntoResponse for ApiError {
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
         }
-        let mut response = (status, axum::Json(body)).into_response();
-        if matches!(self, TooLarge { .. } | ShuttingDown) {
-            // The rest of the body stays unread (or the server is going):
-            // say so, or a client reuses the connection and its next request
-            // fails.
-            response.headers_mut().insert(
-                header::CONNECTION,
-                header::HeaderValue::from_static("close"),
-            );
-        }
-        response
+        body
     }
 }
 
@@ -380,7 +403,10 @@ impl From<LogError> for ApiError {
                 codec: "unknown".into(),
                 detail: e.to_string(),
             },
-            e @ LogError::Corrupt { .. } => ApiError::Checksum(chain(&e)),
+            e @ LogError::Corrupt { offset, .. } => ApiError::Checksum {
+                offset,
+                detail: chain(&e),
+            },
             e => ApiError::Unknown(chain(&e)),
         }
     }

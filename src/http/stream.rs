@@ -8,6 +8,9 @@
 //! A comment line (`: keep-alive`) goes out after every `heartbeat` (default
 //! 15 s, `heartbeat=` to change, 10 ms to 10 min) of silence so proxies keep
 //! the connection. A stream ends at shutdown and when its topic is deleted.
+//! A read error (a damaged message) ends it too, after one `event: error`
+//! whose `data` is the API's error JSON, with the damaged message's
+//! `offset`: reconnecting with `Last-Event-ID` would meet the same damage.
 //!
 //! Memory per stream is bounded: the body is pulled, so a new chunk (at most
 //! [`CHUNK_BYTES`] plus one message) is read from the log only when the
@@ -43,6 +46,8 @@ struct Stream {
     sub: Subscription,
     stop: watch::Receiver<bool>,
     heartbeat: Duration,
+    /// A read failed and its `error` event went out: the next call ends.
+    ended: bool,
     /// Counts the stream in `netlog_streams` while it is open.
     _open: super::metrics::OpenGuard,
 }
@@ -76,6 +81,7 @@ pub async fn stream(
         sub,
         stop: state.shutdown.clone(),
         heartbeat,
+        ended: false,
         _open: super::metrics::OpenGuard::stream(&state.metrics),
     };
     let hello =
@@ -96,6 +102,9 @@ pub async fn stream(
 /// The next chunk of events, a keep-alive after `heartbeat` of silence, or
 /// the end: at shutdown, when the topic is deleted, or on a read error.
 async fn next_chunk(mut s: Stream) -> Option<(Result<Bytes, Infallible>, Stream)> {
+    if s.ended {
+        return None;
+    }
     let limits = ReadLimits {
         messages: usize::MAX,
         bytes: CHUNK_BYTES,
@@ -105,7 +114,15 @@ async fn next_chunk(mut s: Stream) -> Option<(Result<Bytes, Infallible>, Stream)
         Err(TopicError::ShuttingDown | TopicError::Deleted) => return None,
         Err(e) => {
             tracing::error!(topic = %s.topic.name(), error = %crate::topic::ErrorChain(&e), "stream ended by a read error");
-            return None;
+            // The last event says why, in the API's error shape (with the
+            // offset of a damaged message), so a client does not take the
+            // end for a dropped connection and reconnect into it forever.
+            let body = ApiError::from(e).body();
+            s.ended = true;
+            return Some((
+                Ok(Bytes::from(format!("event: error\ndata: {body}\n\n"))),
+                s,
+            ));
         }
     };
     if messages.is_empty() {

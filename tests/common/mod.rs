@@ -535,7 +535,7 @@ pub async fn expect_ok_message(resp: reqwest::Response, status: u16, message: &s
 }
 
 /// Extra fields an error body may carry beyond netlog's three.
-const ERROR_EXTRAS: &[&str] = &["reason", "index", "plugin", "codec", "errors"];
+const ERROR_EXTRAS: &[&str] = &["reason", "index", "plugin", "codec", "errors", "offset"];
 
 /// Asserts netlog's error shape, `{"ok":false,"status":<status>,"error":
 /// "netlog: <text>"}` with `application/json`, allowing only the documented
