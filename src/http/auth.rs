@@ -350,8 +350,9 @@ impl ListFilter {
     }
 }
 
-/// Most bytes of `GET /`'s answer that [`filter_list`] reads: far above a
-/// million topics' names, and a bound all the same.
+/// Most bytes of `GET /`'s answer that [`filter_list`] reads: room for a
+/// million topics with the longest names (255 bytes, quoted, comma), and a
+/// bound all the same; past it the answer is a 500, never an unfiltered list.
 const MAX_LIST_BYTES: usize = 256 << 20;
 
 /// Cuts `GET /`'s answer (a JSON array of names) to what `caller` may see.
