@@ -40,7 +40,14 @@ struct Spec {
     json_path: PathBuf,
     /// Another `[plugins.<name>] = path` entry.
     more_plugins: Vec<(String, PathBuf)>,
+    /// With `Some`, an `[auth]` section: token [`LOADER`] (admin, produce
+    /// and consume everything) and token [`LATE`], producing to these topics.
+    late_produce: Option<Vec<String>>,
 }
+
+/// Secrets of the tokens `Spec::late_produce` declares.
+const LOADER: &str = "loader-secret-3c9e71a0";
+const LATE: &str = "late-secret-8b20d4f5";
 
 impl Spec {
     fn new(data_dir: &Path) -> Spec {
@@ -51,6 +58,7 @@ impl Spec {
             extra_topics: Vec::new(),
             json_path: plugin_path("json_validator.wasm"),
             more_plugins: Vec::new(),
+            late_produce: None,
         }
     }
 
@@ -81,6 +89,17 @@ impl Spec {
         );
         for name in &self.extra_topics {
             t += &format!("[topics.{name}]\nsegment_size = \"1MiB\"\n\n");
+        }
+        if let Some(late) = &self.late_produce {
+            use netlog::config::auth::{digest_hex, secret_digest};
+            let digest = |secret: &str| digest_hex(&secret_digest(secret.as_bytes()));
+            t += &format!(
+                "[[auth.tokens]]\nname = \"loader\"\nsha256 = {:?}\n\
+                 produce = [\"*\"]\nconsume = [\"*\"]\nadmin = true\n\n\
+                 [[auth.tokens]]\nname = \"late\"\nsha256 = {:?}\nproduce = {late:?}\n\n",
+                digest(LOADER),
+                digest(LATE),
+            );
         }
         t
     }
@@ -170,19 +189,35 @@ async fn read_stream(
     }
 }
 
-/// Under 16 publishers and 4 streams, 20 reloads swap a topic's validator
-/// between two components and add a topic: every publish is acknowledged
-/// once at a distinct offset, streams see every message in order, and each
-/// reload's change is visible right after it.
+/// Under 16 publishers and 4 streams (all with a bearer token), 20 reloads
+/// swap a topic's validator between two components, add a topic, and change
+/// another token's rights: every publish is acknowledged once at a distinct
+/// offset, streams see every message in order, and each reload's change is
+/// visible right after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reload_under_load_drops_nothing() {
     let dir = data_dir();
     let cfg_dir = data_dir();
     let file = cfg_dir.path().join("netlog.toml");
     let mut spec = Spec::new(dir.path());
+    spec.late_produce = Some(Vec::new());
     spec.write(&file);
     let broker = start(&file);
-    let api = broker.api();
+    let with_token = |secret: &str, timeout: bool| {
+        let mut auth = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {secret}").parse().expect("header value");
+        auth.insert(reqwest::header::AUTHORIZATION, value);
+        let builder = if timeout {
+            client_builder()
+        } else {
+            reqwest::Client::builder().no_proxy()
+        };
+        let http = builder.default_headers(auth).build().expect("client");
+        Api::with_client(&broker.base_url(), http)
+    };
+    let api = with_token(LOADER, true);
+    let late = with_token(LATE, true);
+    expect_error(broker.api().get("/load").await, 401, "unauthorized").await;
     assert_serving(&api).await;
     assert_eq!(validation_plugin(&api, "load").await, "json");
     expect_error(api.get("/added").await, 404, "topic not found").await;
@@ -190,11 +225,7 @@ async fn reload_under_load_drops_nothing() {
     let (total_tx, total_rx) = tokio::sync::watch::channel(None);
     let streams: Vec<_> = futures_util::future::join_all((0..STREAMS).map(|_| {
         // No total timeout: `read_stream` bounds the wait itself.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
-        let api = Api::with_client(&broker.base_url(), http);
+        let api = with_token(LOADER, false);
         async move { api.get("/load/stream?from=0&heartbeat=1s").await }
     }))
     .await
@@ -205,7 +236,7 @@ async fn reload_under_load_drops_nothing() {
     let done = Arc::new(AtomicBool::new(false));
     let publishers: Vec<_> = (0..PUBLISHERS)
         .map(|p| {
-            let (api, done) = (broker.api(), done.clone());
+            let (api, done) = (api.clone(), done.clone());
             tokio::spawn(async move {
                 let mut acks = Vec::new();
                 for i in 0..MAX_PER_PUBLISHER {
@@ -221,10 +252,15 @@ async fn reload_under_load_drops_nothing() {
         })
         .collect();
 
+    // The token `late` may produce to `added` from this reload on.
+    const GRANT: usize = RELOADS * 3 / 4;
     for k in 1..=RELOADS {
         spec.validator = if k % 2 == 1 { "hostile" } else { "json" };
         if k == RELOADS / 2 {
             spec.extra_topics.push("added".into());
+        }
+        if k == GRANT {
+            spec.late_produce = Some(vec!["added".into()]);
         }
         spec.write(&file);
         let (changed, needs_restart) = reload_ok(&api).await;
@@ -246,6 +282,12 @@ async fn reload_under_load_drops_nothing() {
         }
         if k >= RELOADS / 2 {
             expect_json(api.get("/added").await, 200).await;
+            let resp = late.post("/added/payload", r#"{"id":"late"}"#).await;
+            if k < GRANT {
+                expect_error(resp, 403, "forbidden").await;
+            } else {
+                expect_json(resp, 201).await;
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
