@@ -370,6 +370,10 @@ async fn topic_list_is_filtered() {
     assert_eq!(list(Some(IDLE)).await, json!(["public.news"]));
     assert_eq!(list(None).await, json!(["public.news"]));
     expect_401(send(&api, "GET", "/", Some("nope")).await, "unknown token").await;
+    // HEAD answers as GET does, without a body.
+    let head = send(&api, "HEAD", "/", Some(READER)).await;
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.expect("no body").is_empty());
     broker.stop().await;
 
     // Without anonymous rights, an anonymous list is a 401 and a token

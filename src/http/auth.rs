@@ -36,13 +36,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
-use super::ApiError;
 use crate::config::auth::{AuthConfig, Grants, SHA256_BYTES, secret_digest};
 
 /// The rights in force, swapped whole on reload. Cheap to clone.
@@ -312,7 +310,7 @@ pub(crate) enum Check {
     Pass,
     /// Answer this refusal (401 or 403) instead.
     Refuse(Response),
-    /// `GET /`: go on, then cut the answer with the filter.
+    /// `GET /`: go on, with the filter in the request for the handler.
     List(ListFilter),
 }
 
@@ -337,49 +335,20 @@ impl Gate {
     }
 }
 
-/// Cuts the answer to `GET /` to what one caller may see.
+/// What one caller of `GET /` may see: the handler keeps only the names
+/// it allows. Put in the request's extensions by [`Gate::check`]'s caller.
+#[derive(Clone)]
 pub(crate) struct ListFilter {
     rights: Arc<AuthConfig>,
     caller: Caller,
 }
 
 impl ListFilter {
-    /// The answer, cut.
-    pub(crate) async fn apply(self, response: Response) -> Response {
-        filter_list(response, &self.rights, self.caller).await
-    }
-}
-
-/// Most bytes of `GET /`'s answer that [`filter_list`] reads: room for a
-/// million topics with the longest names (255 bytes, quoted, comma), and a
-/// bound all the same; past it the answer is a 500, never an unfiltered list.
-const MAX_LIST_BYTES: usize = 256 << 20;
-
-/// Cuts `GET /`'s answer (a JSON array of names) to what `caller` may see.
-/// Anything unexpected becomes a 500 rather than an unfiltered list.
-async fn filter_list(response: Response, rights: &AuthConfig, caller: Caller) -> Response {
-    if response.status() != StatusCode::OK {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let names: Vec<String> = match axum::body::to_bytes(body, MAX_LIST_BYTES).await {
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(names) => names,
-            Err(e) => return ApiError::Unknown(format!("topic list: {e}")).into_response(),
-        },
-        Err(e) => return ApiError::Unknown(format!("topic list: {e}")).into_response(),
-    };
-    let (own, anyone) = (caller.grants(rights), &rights.anonymous);
-    let visible: Vec<&String> = names
-        .iter()
-        .filter(|n| own.may_list(n) || anyone.may_list(n))
-        .collect();
-    match serde_json::to_vec(&visible) {
-        Ok(bytes) => {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, Body::from(bytes))
-        }
-        Err(e) => ApiError::Unknown(format!("topic list: {e}")).into_response(),
+    /// Whether the caller may see topic `name`: it may produce to it or
+    /// consume from it, on its own rights or anyone's.
+    pub(crate) fn allows(&self, name: &str) -> bool {
+        let (own, anyone) = (self.caller.grants(&self.rights), &self.rights.anonymous);
+        own.may_list(name) || anyone.may_list(name)
     }
 }
 

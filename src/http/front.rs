@@ -6,10 +6,10 @@
 //! allowed, or a CORS preflight, itself (`origin.rs`); checks the caller's
 //! rights for that route and method (`auth.rs`); then calls the router, and
 //! when the answer is ready counts it by route and status code
-//! (`metrics.rs`) and adds the CORS headers an allowed origin gets.
-//! `GET /` with authentication on is the one request whose answer is
-//! rewritten (cut to the caller's topics), and the only one that allocates
-//! a boxed future here.
+//! (`metrics.rs`) and adds the CORS headers an allowed origin gets. For
+//! `GET /` with authentication on it hands the handler the caller's
+//! [`super::auth::ListFilter`] in the request's extensions, so the list is
+//! cut before it is written. No future is boxed here.
 //!
 //! Why not three `axum::middleware::from_fn` layers: each boxes the inner
 //! service and a future per request, and the origin guard needed a router
@@ -231,27 +231,21 @@ where
                 origin::Verdict::Answer(answer) => return counted(answer),
             }
         }
-        let mut list = None;
+        let mut req = req;
         if route != UNMATCHED && answers(route, req.method()) {
             match shared.gate.check(ROUTES[route].pattern, &req) {
                 Check::Pass => {}
                 Check::Refuse(answer) => return counted(origin::decorate(answer, cors)),
-                Check::List(filter) => list = Some(filter),
+                // `topics_list` reads it and lists only what it allows.
+                Check::List(filter) => {
+                    req.extensions_mut().insert(filter);
+                }
             }
         }
         let poll = (route == SCAN).then(|| OpenGuard::long_poll(&shared.metrics));
         let inner = self.inner.call(req);
-        let state = match list {
-            None => State::Inner { inner },
-            Some(filter) => State::Boxed {
-                inner: Box::pin(async move {
-                    let Ok(answer) = inner.await;
-                    Ok(filter.apply(answer).await)
-                }),
-            },
-        };
         FrontFuture {
-            state,
+            state: State::Inner { inner },
             route,
             metrics: shared.metrics.clone(),
             cors,
@@ -259,8 +253,6 @@ where
         }
     }
 }
-
-type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 pin_project_lite::pin_project! {
     /// The answer to one request, counted when it is ready.
@@ -279,7 +271,6 @@ pin_project_lite::pin_project! {
     enum State<F> {
         Ready { answer: Option<Response> },
         Inner { #[pin] inner: F },
-        Boxed { inner: BoxedAnswer },
     }
 }
 
@@ -312,10 +303,6 @@ where
             },
             StateProj::Inner { inner } => {
                 let Ok(answer) = ready!(inner.poll(cx));
-                answer
-            }
-            StateProj::Boxed { inner } => {
-                let Ok(answer) = ready!(inner.as_mut().poll(cx));
                 answer
             }
         };

@@ -14,9 +14,17 @@ use crate::topic::{CallStats, HookInfo};
 /// 1,000.
 pub const INFO_MAX_SCANNERS: usize = 1000;
 
-/// `GET /`: the topic names, sorted.
-pub async fn topics_list(State(state): State<AppState>) -> Response {
-    axum::Json(state.broker.topic_names()).into_response()
+/// `GET /`: the topic names, sorted; with authentication on, only those
+/// the caller may produce to or consume from (the front's `ListFilter`).
+pub async fn topics_list(
+    State(state): State<AppState>,
+    filter: Option<axum::Extension<super::auth::ListFilter>>,
+) -> Response {
+    let mut names = state.broker.topic_names();
+    if let Some(axum::Extension(filter)) = filter {
+        names.retain(|name| filter.allows(name));
+    }
+    axum::Json(names).into_response()
 }
 
 /// `POST /{topic}`: creates a topic; the optional body is its settings JSON.
