@@ -536,6 +536,9 @@ pub(crate) fn plugin_time(value: &RawValue) -> Result<Duration, String> {
     if d.is_zero() {
         return Err("must be above zero".into());
     }
+    if d > MAX_INTERVAL {
+        return Err("must be at most 1day".into());
+    }
     Ok(d)
 }
 

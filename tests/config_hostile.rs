@@ -228,6 +228,8 @@ fn bad_plugin_limits_are_refused() {
     for (key, value) in [
         ("time_limit", "\"0\""),
         ("time_limit", "0"),
+        ("time_limit", "\"600000000year\""),
+        ("time_limit", "\"2day\""),
         ("memory_limit", "0"),
         ("memory_limit", "\"1KiB\""),
         ("fuel", "0"),

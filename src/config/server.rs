@@ -130,9 +130,18 @@ impl ServerKeys {
     /// folder (for the TLS paths); `max_body` is the largest body in force.
     pub(super) fn resolve(self, base: &Path, max_body: u64) -> Result<ServerOptions, KeyError> {
         let mut o = ServerOptions::default();
+        // Every duration here is at most a day: longer is a mistake, and
+        // an absurd one would overflow the clock arithmetic of the listener.
+        let within_a_day = |key: &'static str, t: &str| {
+            let d = parse_duration(t).map_err(|e| (key, e.to_string()))?;
+            if d > super::MAX_INTERVAL {
+                return Err((key, "must be at most 1day".to_string()));
+            }
+            Ok(d)
+        };
         let positive = |key: &'static str, text: Option<String>, into: &mut Duration| {
             if let Some(t) = text {
-                let d = parse_duration(&t).map_err(|e| (key, e.to_string()))?;
+                let d = within_a_day(key, &t)?;
                 if d.is_zero() {
                     return Err((key, "must be above zero".to_string()));
                 }
@@ -149,8 +158,7 @@ impl ServerKeys {
             &mut o.shutdown_timeout,
         )?;
         if let Some(w) = self.body_budget_wait {
-            o.body_budget_wait =
-                parse_duration(&w).map_err(|e| ("body_budget_wait", e.to_string()))?;
+            o.body_budget_wait = within_a_day("body_budget_wait", &w)?;
         }
         if let Some(r) = self.body_min_rate {
             if r == 0 {
@@ -250,6 +258,49 @@ mod tests {
             }),
             "idle_timeout"
         );
+        let absurd = || Some("300000000000year".to_string());
+        for (keys, name) in [
+            (
+                ServerKeys {
+                    header_timeout: absurd(),
+                    ..Default::default()
+                },
+                "header_timeout",
+            ),
+            (
+                ServerKeys {
+                    idle_timeout: absurd(),
+                    ..Default::default()
+                },
+                "idle_timeout",
+            ),
+            (
+                ServerKeys {
+                    body_timeout: absurd(),
+                    ..Default::default()
+                },
+                "body_timeout",
+            ),
+            (
+                ServerKeys {
+                    shutdown_timeout: absurd(),
+                    ..Default::default()
+                },
+                "shutdown_timeout",
+            ),
+            (
+                ServerKeys {
+                    body_budget_wait: Some("2day".into()),
+                    ..Default::default()
+                },
+                "body_budget_wait",
+            ),
+        ] {
+            assert_eq!(
+                keys.resolve(base, 64 << 20).unwrap_err(),
+                (name, "must be at most 1day".to_string())
+            );
+        }
         assert_eq!(
             key(ServerKeys {
                 max_connections: Some(0),

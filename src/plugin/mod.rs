@@ -68,6 +68,8 @@ pub use runner::CallStats;
 pub const WIT_VERSION: &str = "0.1.0";
 /// How often the epoch advances: the granularity of every time limit.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Longest `time_per_call` accepted: a day (86.4 million ticks).
+pub const MAX_TIME_PER_CALL: Duration = Duration::from_secs(86_400);
 /// Default memory limit per instance: 32 MiB.
 pub const DEFAULT_MEMORY_BYTES: u64 = 32 << 20;
 /// Smallest memory limit: one wasm page.
@@ -121,6 +123,9 @@ impl Limits {
         if self.time_per_call.is_zero() {
             return bad("time_per_call must be more than zero");
         }
+        if self.time_per_call > MAX_TIME_PER_CALL {
+            return bad("time_per_call must be at most a day");
+        }
         if self.fuel == Some(0) {
             return bad("fuel must be more than zero (or unset for no limit)");
         }
@@ -128,7 +133,9 @@ impl Limits {
     }
 
     /// Epoch ticks a call may run: the limit rounded up to whole ticks, plus
-    /// one because the call may start just before a tick.
+    /// one because the call may start just before a tick. At most a day's
+    /// worth ([`Limits::check`] refuses more), so the engine's deadline
+    /// arithmetic cannot overflow.
     fn deadline_ticks(&self) -> u64 {
         let ticks = self
             .time_per_call
