@@ -97,7 +97,13 @@ pub(crate) fn check(log: &Log, from: u64) -> Result<Vec<CheckError>, LogError> {
             if offset + u64::from(count) <= from {
                 continue;
             }
-            let space = end.saturating_sub(e.pos) as usize;
+            // A garbled position must not make this read (or its buffer)
+            // unbounded: no entry goes past the data or over the largest
+            // entry a log writes.
+            let space =
+                end.min(data_len)
+                    .saturating_sub(e.pos)
+                    .min((super::MAX_ENTRY_BYTES + HEADER_BYTES) as u64) as usize;
             buf.resize(space, 0);
             use std::os::unix::fs::FileExt;
             let read = seg.raw_file()?.read_at(&mut buf, e.pos).unwrap_or(0);
