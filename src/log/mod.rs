@@ -470,6 +470,11 @@ impl Log {
             return Err(self.noted(e));
         }
         w.buf.clear();
+        // One huge entry (up to MAX_ENTRY_BYTES) must not leave its buffer
+        // held by the topic for good.
+        if w.buf.capacity() > 2 * WRITE_BUFFER_BYTES {
+            w.buf.shrink_to(WRITE_BUFFER_BYTES);
+        }
         w.pending.clear();
         w.buf_start = end;
         w.generation += 1;
