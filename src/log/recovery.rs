@@ -334,12 +334,13 @@ fn entry_count(header: Header, payload: &[u8], codecs: &Codecs) -> Result<u32, F
     message::count_plain(&codecs.unpack_slice(header.compression(), payload)?)
 }
 
-/// Where the run of zero headers starting at `pos` ends, and whether a
-/// verified message that is not all zeros starts there.
-fn zero_run(data: &File, pos: u64, len: u64) -> (u64, bool) {
+/// Where the run of zero headers starting at `pos` ends (looking no
+/// further than `stop`), and whether a verified message that is not all
+/// zeros starts there (it may reach up to `len`, the data's end).
+fn zero_run(data: &File, pos: u64, stop: u64, len: u64) -> (u64, bool) {
     let mut at = pos;
     let mut h = [0u8; HEADER_BYTES];
-    while at + HEADER_BYTES as u64 <= len {
+    while at + HEADER_BYTES as u64 <= stop.min(len) {
         if data.read_exact_at(&mut h, at).is_err() {
             return (at, false);
         }
@@ -403,7 +404,10 @@ fn judge(file: &SegmentFile<'_>, e: IndexEntry, next: IndexEntry) -> Verdict {
         // index names exactly its nine bytes. Unless verified messages start
         // right after them inside the entry's space: then they are real
         // empty messages and the index is what is wrong.
-        let (run_end, followed) = zero_run(file.data, e.pos, file.len);
+        // Only a run ending inside the entry's space matters: stopping at
+        // its end keeps recovery linear when many entries point into one
+        // long zero-filled region.
+        let (run_end, followed) = zero_run(file.data, e.pos, next.pos, file.len);
         return if followed && run_end < next.pos {
             Verdict::IndexWrong
         } else {
@@ -508,7 +512,7 @@ fn walk_data(
             // what the index vouches for, they count as messages only if a
             // verified non-empty message follows them, or if they complete a
             // sealed segment; otherwise they are unwritten pages.
-            let (end, followed) = zero_run(data, pos, len);
+            let (end, followed) = zero_run(data, pos, len, len);
             let fills_segment = end == len
                 && sealed_next_rel == Some(u64::from(rel) + (len - pos) / HEADER_BYTES as u64);
             if !(followed || fills_segment) {
