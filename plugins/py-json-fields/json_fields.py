@@ -46,6 +46,10 @@ def judge(payload, required):
         return f"not UTF-8 at byte {e.start}"
     except ValueError as e:
         return f"not valid JSON: {str(e)[:MAX_DETAIL_CHARS]}"
+    except RecursionError:
+        # Deep nesting ([[[[...) exhausts the parser's recursion: a verdict
+        # on this message, not a trap that fails the whole batch.
+        return "not valid JSON: nested too deeply"
     if not isinstance(doc, dict):
         return f"not a JSON object (found {type_name(doc)})"
     for field in required:

@@ -43,6 +43,12 @@ class JudgeTests(unittest.TestCase):
         self.assertTrue(json_fields.judge(b"{oops", ()).startswith("not valid JSON"))
         self.assertEqual(json_fields.judge(b"\xff", ()), "not UTF-8 at byte 0")
 
+    def test_deep_nesting_is_a_verdict(self):
+        """A million open brackets are rejected with a reason, never raised."""
+        self.assertEqual(
+            json_fields.judge(b"[" * 1_000_000, ()), "not valid JSON: nested too deeply"
+        )
+
 
 if __name__ == "__main__":
     unittest.main()
