@@ -61,6 +61,38 @@ impl<S: AsyncWrite + Unpin> Tracked<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> Tracked<S> {
+    /// Before a write whose first bytes are `head` (of `total` bytes): sends
+    /// what is left of a replacement, then drops the write if it follows one
+    /// or is one of hyper's error answers (replacing it). `Some(total)` when
+    /// the write was taken here, `None` when it is to be passed on.
+    fn take_over(
+        &mut self,
+        cx: &mut Context<'_>,
+        head: &[u8],
+        total: usize,
+    ) -> Poll<io::Result<Option<usize>>> {
+        ready!(self.flush_replacement(cx))?;
+        if self.swallow {
+            return Poll::Ready(Ok(Some(total)));
+        }
+        // The byte check first: it is cheap and almost always false, while
+        // `is_quiet` takes the connection's lock.
+        if let Some(status) = hyper_error_status(head)
+            && self.conn.is_quiet()
+        {
+            tracing::debug!(status = status.as_u16(), "malformed request head");
+            self.replacement = Some((replacement_for(status), 0));
+            self.swallow = true;
+            // What hyper wrote is taken whole; the replacement goes out now
+            // or on the next flush.
+            let _ = self.flush_replacement(cx)?;
+            return Poll::Ready(Ok(Some(total)));
+        }
+        Poll::Ready(Ok(None))
+    }
+}
+
 /// The status of `head` if it is one of hyper's own error answers.
 fn hyper_error_status(head: &[u8]) -> Option<StatusCode> {
     let status = match head.get(..12)? {
@@ -109,22 +141,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        ready!(self.flush_replacement(cx))?;
-        if self.swallow {
-            return Poll::Ready(Ok(buf.len()));
-        }
-        if self.conn.is_quiet()
-            && let Some(status) = hyper_error_status(buf)
-        {
-            tracing::debug!(status = status.as_u16(), "malformed request head");
-            self.replacement = Some((replacement_for(status), 0));
-            self.swallow = true;
-            // What hyper wrote is taken whole; the replacement goes out now
-            // or on the next flush.
-            let _ = self.flush_replacement(cx)?;
-            return Poll::Ready(Ok(buf.len()));
+        if let Some(taken) = ready!(self.take_over(cx, buf, buf.len()))? {
+            return Poll::Ready(Ok(taken));
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // hyper puts a message's whole head in the first slice and the body
+        // in the next ones, so bodies go out without being copied.
+        let total = bufs.iter().map(|b| b.len()).sum();
+        let head = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if let Some(taken) = ready!(self.take_over(cx, head, total))? {
+            return Poll::Ready(Ok(taken));
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -138,9 +176,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        // hyper then writes each message's head in one piece, which is what
-        // the recognition above needs.
-        false
+        self.inner.is_write_vectored()
     }
 }
 
