@@ -17,6 +17,7 @@ use super::bindings::retention::RetentionPolicy as RetentionBindings;
 use super::bindings::retention::exports::netlog::plugin::retention as wit_retention;
 use super::bindings::validator::Validator as ValidatorBindings;
 use super::bindings::validator::exports::netlog::plugin::validation as wit_validation;
+use super::guest_log::{MAX_LINE_BYTES, escape_and_cut};
 use super::host::{Plugin, WorldPre};
 use super::runner::{CallStats, Runner, World};
 use super::sandbox::StoreData;
@@ -71,7 +72,9 @@ impl Validator {
             .into_iter()
             .map(|v| match v {
                 wit_validation::Verdict::Accept => Verdict::Accept,
-                wit_validation::Verdict::Reject(reason) => Verdict::Reject(reason),
+                // The reason goes to the client in JSON (which escapes it):
+                // kept as written, only cut to a bounded length.
+                wit_validation::Verdict::Reject(reason) => Verdict::Reject(cut(reason)),
             })
             .collect();
         let rejected = verdicts.iter().filter(|v| **v != Verdict::Accept).count();
@@ -143,6 +146,7 @@ impl WasmCodec {
             Ok(Ok(bytes)) => Ok(bytes),
             Ok(Err(reason)) => {
                 self.runner.count_error();
+                let reason = escape_and_cut(&reason);
                 Err(error(format!("topic {}: {reason}", self.topic())))
             }
             Err(e) => Err(error(e.to_string())),
@@ -366,3 +370,36 @@ macro_rules! world {
 world!(ValidatorWorld, Validator, ValidatorBindings);
 world!(CodecWorld, Codec, CodecBindings);
 world!(RetentionWorld, Retention, RetentionBindings);
+
+/// `reason` cut to [`MAX_LINE_BYTES`] on a character boundary, saying how
+/// much was cut.
+fn cut(mut reason: String) -> String {
+    if reason.len() <= MAX_LINE_BYTES {
+        return reason;
+    }
+    let total = reason.len();
+    let mut end = MAX_LINE_BYTES;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
+    reason.push_str(&format!("… [cut {} bytes]", total - end));
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reason within the bound is kept exactly (escapes included); a
+    /// longer one is cut on a character boundary and says by how much.
+    #[test]
+    fn reasons_are_cut_not_rewritten() {
+        let regex = r"does not match /^[a-z]+=\d+$/".to_string();
+        assert_eq!(cut(regex.clone()), regex);
+        let long = "é".repeat(MAX_LINE_BYTES); // two bytes each
+        let cut_one = cut(long.clone());
+        assert!(cut_one.len() < MAX_LINE_BYTES + 32, "{}", cut_one.len());
+        assert!(cut_one.ends_with(&format!("… [cut {} bytes]", long.len() - MAX_LINE_BYTES)));
+    }
+}

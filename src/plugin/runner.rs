@@ -273,7 +273,8 @@ impl<W: World> Runner<W> {
             Ok(Err(reason)) => Err(PluginError::Init {
                 plugin: self.plugin.name().to_string(),
                 topic: self.topic.to_string(),
-                reason,
+                // The guest's own text: escaped and cut, as its log lines.
+                reason: super::guest_log::escape_and_cut(&reason),
             }),
             Err(e) => Err(self.classify(e, &store)),
         }
