@@ -190,6 +190,20 @@ impl Segment {
         next_rel: u32,
         data_len: u64,
     ) -> Result<(), LogError> {
+        self.write_entries(new, next_rel, data_len)?;
+        self.restore(self.entries() + new.len(), next_rel, data_len);
+        Ok(())
+    }
+
+    /// Writes the new entries after the published ones, then the marker (one
+    /// positional write), without making them visible: [`Segment::restore`]
+    /// does that once the caller is ready (after an fsync, say).
+    pub(crate) fn write_entries(
+        &self,
+        new: &[IndexEntry],
+        next_rel: u32,
+        data_len: u64,
+    ) -> Result<(), LogError> {
         let start = self.entries();
         let count = start + new.len();
         let mut run = Vec::with_capacity(new.len() + 1);
@@ -203,9 +217,7 @@ impl Segment {
         }
         self.index
             .write(start, &run)
-            .map_err(io_error(&self.index_path))?;
-        self.restore(count, next_rel, data_len);
-        Ok(())
+            .map_err(io_error(&self.index_path))
     }
 
     /// Writes the marker after the published entries again (best effort,

@@ -1,0 +1,267 @@
+//! The tail cache: the messages a log wrote last, kept in memory so that a
+//! consumer near the end reads them without touching a file or leaving its
+//! async worker.
+//!
+//! **What it holds.** A contiguous run of offsets ending at the log's next
+//! offset: every flush (see `Log::flush`) hands it the entries it has just
+//! made readable, decoded into messages, before scanners are woken. The
+//! payloads are slices of one allocation per flush (a copy of the write
+//! buffer, or the plain messages of a compressed set), so filling it costs
+//! one allocation and one copy per flush, not per message. An entry is only
+//! ever added after it was written (and, with `fsync = always`, fsynced) and
+//! published, so the cache never shows a reader anything the log would not.
+//!
+//! **Bounds.** Each log's cache holds at most [`TAIL_CACHE_BYTES`] (default
+//! 2 MiB) of payload, counting [`MESSAGE_OVERHEAD`] bytes per message on
+//! top, and every log of the process together at most
+//! [`TAIL_CACHE_TOTAL_BYTES`] (default 128 MiB). Past its own bound a cache
+//! drops its oldest messages; past the total, the cache being filled drops
+//! its own oldest until the total fits (idle topics keep theirs, so a busy
+//! topic cannot flush out everyone else's), and caches nothing if it cannot.
+//! A flush larger than the per-log bound empties the cache instead of being
+//! cached. Because payloads share their flush's allocation, a cache may keep
+//! alive up to one flush more than it counts: at most twice its bound.
+//!
+//! **Reading.** A lookup takes the cache's read lock for as long as it
+//! takes to clone a few `Bytes` handles (reference counts, no copy). Offsets
+//! below the cache (older data, or a run cut by retention) are the log's to
+//! read, from disk, on the blocking pool.
+
+use std::collections::VecDeque;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+
+use super::reader::Message;
+
+/// Default bound of one log's tail cache: 2 MiB of payload and overhead.
+pub const TAIL_CACHE_BYTES: usize = 2 << 20;
+/// Default bound of every tail cache of the process together: 128 MiB.
+pub const TAIL_CACHE_TOTAL_BYTES: usize = 128 << 20;
+/// Bytes counted per cached message on top of its payload (its handle and
+/// bookkeeping).
+pub const MESSAGE_OVERHEAD: usize = 48;
+
+static PER_LOG: AtomicUsize = AtomicUsize::new(TAIL_CACHE_BYTES);
+static TOTAL_CAP: AtomicUsize = AtomicUsize::new(TAIL_CACHE_TOTAL_BYTES);
+static TOTAL: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the per-log and process-wide bounds (0 turns the cache off); the
+/// config calls it at start-up. Takes effect at the next flush.
+pub fn set_tail_cache_limits(per_log: usize, total: usize) {
+    PER_LOG.store(per_log, Ordering::Relaxed);
+    TOTAL_CAP.store(total, Ordering::Relaxed);
+}
+
+/// Bytes held by every tail cache of the process now, as counted against
+/// the total bound.
+pub fn tail_cache_bytes() -> usize {
+    TOTAL.load(Ordering::Relaxed)
+}
+
+/// Whether a flush of `len` bytes may go to a cache at all (under the
+/// per-log bound): a larger one is not even copied.
+pub(crate) fn cacheable(len: usize) -> bool {
+    len <= PER_LOG.load(Ordering::Relaxed)
+}
+
+struct Cached {
+    crc: u32,
+    payload: Bytes,
+}
+
+impl Cached {
+    fn cost(&self) -> usize {
+        self.payload.len() + MESSAGE_OVERHEAD
+    }
+}
+
+#[derive(Default)]
+struct Run {
+    /// Offset of `msgs[0]`.
+    start: u64,
+    msgs: VecDeque<Cached>,
+    bytes: usize,
+}
+
+impl Run {
+    fn end(&self) -> u64 {
+        self.start + self.msgs.len() as u64
+    }
+
+    fn pop_front(&mut self) -> bool {
+        match self.msgs.pop_front() {
+            Some(m) => {
+                let cost = m.cost();
+                self.bytes -= cost;
+                TOTAL.fetch_sub(cost, Ordering::Relaxed);
+                self.start += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn clear(&mut self, at: u64) {
+        TOTAL.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.msgs.clear();
+        self.bytes = 0;
+        self.start = at;
+    }
+}
+
+/// One log's tail cache. See the module docs.
+#[derive(Default)]
+pub(crate) struct TailCache {
+    run: RwLock<Run>,
+}
+
+/// Messages of one flush, in offset order, for [`TailCache::extend`].
+pub(crate) struct Fill {
+    /// Offset of the first message.
+    pub(crate) first: u64,
+    /// `(crc, payload)` of each message.
+    pub(crate) msgs: Vec<(u32, Bytes)>,
+}
+
+impl TailCache {
+    /// Adds the messages of one flush, which start where the log ended
+    /// before it. A fill that does not follow the cached run (a flush that
+    /// could not be decoded came between) restarts the run; `None` (the
+    /// flush is not cacheable) empties it at `next`, the log's new end.
+    pub(crate) fn extend(&self, fill: Option<Fill>, next: u64) {
+        let per_log = PER_LOG.load(Ordering::Relaxed);
+        let mut run = self.run.write().unwrap_or_else(|e| e.into_inner());
+        let fill = match fill {
+            Some(f) if per_log > 0 => f,
+            _ => return run.clear(next),
+        };
+        let cost: usize = fill
+            .msgs
+            .iter()
+            .map(|(_, p)| p.len() + MESSAGE_OVERHEAD)
+            .sum();
+        if cost > per_log || run.end() != fill.first {
+            run.clear(fill.first);
+        }
+        if cost > per_log {
+            return run.clear(next);
+        }
+        // Room in this log's own bound, then in the process's.
+        while run.bytes + cost > per_log && run.pop_front() {}
+        let total_cap = TOTAL_CAP.load(Ordering::Relaxed);
+        while TOTAL.load(Ordering::Relaxed) + cost > total_cap && run.pop_front() {}
+        if TOTAL.load(Ordering::Relaxed) + cost > total_cap {
+            return run.clear(next);
+        }
+        TOTAL.fetch_add(cost, Ordering::Relaxed);
+        run.bytes += cost;
+        run.msgs.extend(
+            fill.msgs
+                .into_iter()
+                .map(|(crc, payload)| Cached { crc, payload }),
+        );
+        debug_assert_eq!(run.end(), next);
+    }
+
+    /// Whether the cache holds `offset`.
+    #[cfg(test)]
+    fn holds(&self, offset: u64) -> bool {
+        let run = self.run.read().unwrap_or_else(|e| e.into_inner());
+        offset >= run.start && offset < run.end()
+    }
+
+    /// Up to `max` messages from `offset`, stopping after the message that
+    /// reaches `max_bytes` of payload; `None` when the cache does not hold
+    /// `offset`.
+    pub(crate) fn read(&self, offset: u64, max: usize, max_bytes: usize) -> Option<Vec<Message>> {
+        let run = self.run.read().unwrap_or_else(|e| e.into_inner());
+        if offset < run.start || offset >= run.end() {
+            return None;
+        }
+        let skip = (offset - run.start) as usize;
+        let mut out = Vec::with_capacity(max.min(run.msgs.len() - skip).min(1024));
+        let mut bytes = 0;
+        for (i, m) in run.msgs.iter().skip(skip).enumerate() {
+            if out.len() >= max.max(1) {
+                break;
+            }
+            out.push(Message {
+                offset: offset + i as u64,
+                crc: m.crc,
+                payload: m.payload.clone(),
+            });
+            bytes += m.payload.len();
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Some(out)
+    }
+}
+
+impl Drop for TailCache {
+    fn drop(&mut self) {
+        let run = self.run.get_mut().unwrap_or_else(|e| e.into_inner());
+        TOTAL.fetch_sub(run.bytes, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(first: u64, payloads: &[&'static [u8]]) -> Option<Fill> {
+        Some(Fill {
+            first,
+            msgs: payloads
+                .iter()
+                .map(|p| (crc32fast::hash(p), Bytes::from_static(p)))
+                .collect(),
+        })
+    }
+
+    /// Reads answer only for offsets the run holds, with the right offsets
+    /// and payloads, and stop at the count and byte bounds.
+    #[test]
+    fn reads_what_it_holds_and_nothing_else() {
+        let c = TailCache::default();
+        c.extend(fill(10, &[b"a", b"bb", b"ccc"]), 13);
+        assert!(c.read(9, 10, 100).is_none());
+        assert!(c.read(13, 10, 100).is_none());
+        let all = c.read(10, 10, 100).unwrap();
+        let got: Vec<_> = all.iter().map(|m| (m.offset, &m.payload[..])).collect();
+        assert_eq!(got, vec![(10, &b"a"[..]), (11, b"bb"), (12, b"ccc")]);
+        assert_eq!(all[1].crc, crc32fast::hash(b"bb"));
+        assert_eq!(c.read(11, 1, 100).unwrap().len(), 1);
+        assert_eq!(
+            c.read(10, 10, 3).unwrap().len(),
+            2,
+            "stops at the byte bound"
+        );
+        // A fill that does not follow restarts the run.
+        c.extend(fill(20, &[b"x"]), 21);
+        assert!(c.read(12, 10, 100).is_none());
+        assert_eq!(&c.read(20, 10, 100).unwrap()[0].payload[..], b"x");
+        // An uncacheable flush empties it.
+        c.extend(None, 25);
+        assert!(!c.holds(20));
+    }
+
+    /// A log's cache keeps to its bound by dropping its oldest messages.
+    #[test]
+    fn keeps_to_its_bound() {
+        let c = TailCache::default();
+        let per = PER_LOG.load(Ordering::Relaxed);
+        static BIG: [u8; 4096] = [7; 4096];
+        let n = per / (BIG.len() + MESSAGE_OVERHEAD) + 10;
+        for i in 0..n as u64 {
+            c.extend(fill(i, &[&BIG]), i + 1);
+        }
+        let run = c.run.read().unwrap();
+        assert!(run.bytes <= per, "{} > {per}", run.bytes);
+        assert_eq!(run.end(), n as u64);
+        assert!(run.start > 0);
+    }
+}
