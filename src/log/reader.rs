@@ -6,6 +6,14 @@
 //! slices of that chunk, so a sequential read costs one syscall per chunk and
 //! no copy per message.
 //!
+//! **Reading ahead.** A reader also keeps a block of the segment's index
+//! entries (up to [`INDEX_BLOCK`] of them, one positional read), so reading
+//! on costs no index read per message. What the chunk and the block hold can
+//! be read without any I/O: [`Reader::next_buffered`] hands out exactly
+//! that, and says when the next message needs the disk (or a codec), so a
+//! caller on an async worker reads what is in memory at once and sends only
+//! the rest to a thread that may block.
+//!
 //! **Offsets come from the log.** An entry's first offset and its message
 //! count come from the index (the next entry's relative offset, or the
 //! segment's next offset for the last one), and its bytes must fill exactly
@@ -33,12 +41,40 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::index::IndexEntry;
 use super::segment::Segment;
-use super::{Log, LogError};
-use crate::message::{FormatError, HEADER_BYTES, Header, MAX_PAYLOAD_BYTES};
+use super::{Log, LogError, io_error};
+use crate::message::{FormatError, HEADER_BYTES, Header, MAX_PAYLOAD_BYTES, SET_NONE};
 
 /// Bytes read from a data file at a time.
 pub const CHUNK_BYTES: usize = 256 * 1024;
+/// Index entries read at a time (16 KiB).
+pub const INDEX_BLOCK: usize = 1024;
+
+/// Why a read stopped without a message.
+enum Stop {
+    /// The log failed.
+    Err(LogError),
+    /// The next message needs a read from a file or a codec call, and the
+    /// caller asked for none.
+    NeedIo,
+}
+
+impl From<LogError> for Stop {
+    fn from(e: LogError) -> Stop {
+        Stop::Err(e)
+    }
+}
+
+impl Stop {
+    /// The error of a read that was allowed I/O, so never stopped for it.
+    fn into_error(self) -> LogError {
+        match self {
+            Stop::Err(e) => e,
+            Stop::NeedIo => LogError::InvalidEntry("read stopped for I/O it was allowed"),
+        }
+    }
+}
 
 /// One message read from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,32 +104,6 @@ struct Span {
     count: u32,
 }
 
-/// The span of entry `i` of `seg`, if it is published. The entry after it (or
-/// the marker) gives its end and count; a full index has no marker, and then
-/// the segment can no longer grow, so its published end is final.
-fn span(seg: &Segment, i: usize) -> Result<Option<Span>, LogError> {
-    let entries = seg.entries();
-    if i >= entries {
-        return Ok(None);
-    }
-    let e = seg.entry(i)?;
-    let (end, next_rel) = if i + 1 < seg.index.capacity() {
-        let n = seg.entry(i + 1)?;
-        (n.pos, u64::from(n.rel))
-    } else {
-        (seg.data_len(), seg.next_offset() - seg.base + 1)
-    };
-    let Some(count) = next_rel.checked_sub(u64::from(e.rel)) else {
-        return Ok(None);
-    };
-    Ok(u32::try_from(count).ok().map(|count| Span {
-        pos: e.pos,
-        end,
-        first: seg.base + u64::from(e.rel) - 1,
-        count,
-    }))
-}
-
 /// How many whole messages `plain` holds, by their length fields.
 fn count_in(plain: &[u8]) -> u64 {
     let (mut n, mut at) = (0, 0);
@@ -117,6 +127,9 @@ pub struct Reader {
     chunk: Bytes,
     chunk_pos: u64,
     set: Option<SetCursor>,
+    /// Index entries `idx_from..idx_from + idx.len()` of `seg`, read ahead.
+    idx: Vec<IndexEntry>,
+    idx_from: usize,
 }
 
 impl Reader {
@@ -139,6 +152,8 @@ impl Reader {
             chunk: Bytes::new(),
             chunk_pos: 0,
             set: None,
+            idx: Vec::new(),
+            idx_from: 0,
         };
         if let Some(i) = reader.seg.locate_entry(offset)? {
             let first = reader.seg.base + u64::from(reader.seg.entry(i)?.rel) - 1;
@@ -148,7 +163,7 @@ impl Reader {
                 // Inside a set: unpack it and step over the messages before,
                 // by their frames only, so that a damaged neighbour does not
                 // make an intact message after it unreadable.
-                reader.open_entry()?;
+                reader.open_entry(true).map_err(Stop::into_error)?;
                 while reader.next < offset && reader.skip_in_set()? {}
             }
         }
@@ -163,6 +178,25 @@ impl Reader {
     /// The next message, or `None` at the current end of the log.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Message>, LogError> {
+        self.step(true).map_err(Stop::into_error)
+    }
+
+    /// The next message if it can be had without I/O: from the chunk and
+    /// the index block the reader holds, a plain message or one of an
+    /// uncompressed set. `None` when it cannot (a file must be read, or a
+    /// codec called): then [`Reader::next`], off the async workers, goes on
+    /// from the same place. `Some(Ok(None))` at the end of the log.
+    pub fn next_buffered(&mut self) -> Option<Result<Option<Message>, LogError>> {
+        match self.step(false) {
+            Ok(m) => Some(Ok(m)),
+            Err(Stop::Err(e)) => Some(Err(e)),
+            Err(Stop::NeedIo) => None,
+        }
+    }
+
+    /// [`Reader::next`], doing I/O only if `io`. Stopping for I/O leaves the
+    /// reader where a later call continues.
+    fn step(&mut self, io: bool) -> Result<Option<Message>, Stop> {
         loop {
             if let Some(m) = self.next_in_set()? {
                 return Ok(Some(m));
@@ -185,32 +219,83 @@ impl Reader {
                         self.entry = 0;
                         self.seg = s;
                         self.chunk = Bytes::new();
+                        self.idx.clear();
                         continue;
                     }
                     _ => return Ok(None),
                 }
             }
-            if let Some(m) = self.open_entry()? {
+            if let Some(m) = self.open_entry(io)? {
                 return Ok(Some(m));
             }
         }
     }
 
+    /// Entry `i` of the segment, from the index block (read ahead from `i`
+    /// when it does not hold it, if `io`).
+    fn index_entry(&mut self, i: usize, io: bool) -> Result<IndexEntry, Stop> {
+        if let Some(e) = i.checked_sub(self.idx_from).and_then(|k| self.idx.get(k)) {
+            return Ok(*e);
+        }
+        if !io {
+            return Err(Stop::NeedIo);
+        }
+        // Published entries and the marker after them: the writer rewrites
+        // the marker's slot with an entry of the same offset and position,
+        // and nothing past it is read.
+        let readable = (self.seg.entries() + 1).min(self.seg.index.capacity());
+        let n = INDEX_BLOCK.min(readable.saturating_sub(i)).max(1);
+        self.idx = self
+            .seg
+            .index
+            .read(i, n)
+            .map_err(io_error(&self.seg.index_path))?;
+        self.idx_from = i;
+        let first = self.idx.first().copied();
+        first.ok_or_else(|| LogError::InvalidEntry("index entry out of range").into())
+    }
+
+    /// The span of entry `i`, if it is published. The entry after it (or
+    /// the marker) gives its end and count; a full index has no marker, and
+    /// then the segment can no longer grow, so its published end is final.
+    fn span(&mut self, i: usize, io: bool) -> Result<Option<Span>, Stop> {
+        let seg = self.seg.clone();
+        if i >= seg.entries() {
+            return Ok(None);
+        }
+        let e = self.index_entry(i, io)?;
+        let (end, next_rel) = if i + 1 < seg.index.capacity() {
+            let n = self.index_entry(i + 1, io)?;
+            (n.pos, u64::from(n.rel))
+        } else {
+            (seg.data_len(), seg.next_offset() - seg.base + 1)
+        };
+        let Some(count) = next_rel.checked_sub(u64::from(e.rel)) else {
+            return Ok(None);
+        };
+        Ok(u32::try_from(count).ok().map(|count| Span {
+            pos: e.pos,
+            end,
+            first: seg.base + u64::from(e.rel) - 1,
+            count,
+        }))
+    }
+
     /// Reads the current entry: returns a plain message, or loads a set's
     /// messages into the cursor (and returns `None`). Moves to the next entry
     /// only on success.
-    fn open_entry(&mut self) -> Result<Option<Message>, LogError> {
-        let span = span(&self.seg, self.entry)?.ok_or_else(|| {
+    fn open_entry(&mut self, io: bool) -> Result<Option<Message>, Stop> {
+        let span = self.span(self.entry, io)?.ok_or_else(|| {
             self.corrupt(FormatError::Truncated {
                 needed: HEADER_BYTES,
                 available: 0,
             })
         })?;
         self.next = span.first;
-        let (header, payload) = self.read_entry(span)?;
+        let (header, payload) = self.read_entry(span, io)?;
         if !header.is_set() {
             if span.count != 1 {
-                return Err(self.corrupt(FormatError::PlainCount(span.count)));
+                return Err(self.corrupt(FormatError::PlainCount(span.count)).into());
             }
             let m = Message {
                 offset: self.next,
@@ -310,29 +395,40 @@ impl Reader {
 
     /// The verified message of `span`, as a slice of the chunk: its length
     /// must fill the span exactly and its CRC must match.
-    fn read_entry(&mut self, span: Span) -> Result<(Header, Bytes), LogError> {
+    /// Without `io`, a set that needs its codec stops before its CRC is
+    /// computed.
+    fn read_entry(&mut self, span: Span, io: bool) -> Result<(Header, Bytes), Stop> {
         let space = span.end.saturating_sub(span.pos);
         if space < HEADER_BYTES as u64 || space - HEADER_BYTES as u64 > MAX_PAYLOAD_BYTES as u64 {
-            return Err(self.corrupt(FormatError::LengthMismatch {
-                expected: space.saturating_sub(HEADER_BYTES as u64),
-                actual: 0,
-            }));
+            return Err(self
+                .corrupt(FormatError::LengthMismatch {
+                    expected: space.saturating_sub(HEADER_BYTES as u64),
+                    actual: 0,
+                })
+                .into());
         }
         let len = space as usize;
-        self.ensure(span.pos, len, self.seg.data_len())?;
+        self.ensure(span.pos, len, self.seg.data_len(), io)?;
         let at = (span.pos - self.chunk_pos) as usize;
         if self.chunk.len() < at + len {
-            return Err(self.corrupt(FormatError::Truncated {
-                needed: len,
-                available: self.chunk.len().saturating_sub(at),
-            }));
+            return Err(self
+                .corrupt(FormatError::Truncated {
+                    needed: len,
+                    available: self.chunk.len().saturating_sub(at),
+                })
+                .into());
         }
         let header = Header::parse(&self.chunk[at..]).expect("at least a header's bytes");
         if header.total_len() != len {
-            return Err(self.corrupt(FormatError::LengthMismatch {
-                expected: (len - HEADER_BYTES) as u64,
-                actual: u64::from(header.length),
-            }));
+            return Err(self
+                .corrupt(FormatError::LengthMismatch {
+                    expected: (len - HEADER_BYTES) as u64,
+                    actual: u64::from(header.length),
+                })
+                .into());
+        }
+        if !io && header.is_set() && header.compression() != SET_NONE {
+            return Err(Stop::NeedIo);
         }
         let payload = self.chunk.slice(at + HEADER_BYTES..at + len);
         header
@@ -341,11 +437,15 @@ impl Reader {
         Ok((header, payload))
     }
 
-    /// Makes the chunk cover `len` bytes from `pos` (or up to `end`).
-    fn ensure(&mut self, pos: u64, len: usize, end: u64) -> Result<(), LogError> {
+    /// Makes the chunk cover `len` bytes from `pos` (or up to `end`),
+    /// reading the file only if `io`.
+    fn ensure(&mut self, pos: u64, len: usize, end: u64, io: bool) -> Result<(), Stop> {
         let chunk_end = self.chunk_pos + self.chunk.len() as u64;
         if pos >= self.chunk_pos && pos + len as u64 <= chunk_end {
             return Ok(());
+        }
+        if !io {
+            return Err(Stop::NeedIo);
         }
         let size = len.max(CHUNK_BYTES).min(end.saturating_sub(pos) as usize);
         let mut buf = vec![0u8; size];
