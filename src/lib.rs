@@ -31,8 +31,9 @@
 //! - [`topic`]: one topic behind the [`topic::Topic`] facade: group commit
 //!   and validation (`writer.rs`), scanners and their files (`scanners.rs`),
 //!   rolling and deletion (`retention.rs`), `TopicError` (`error.rs`). It
-//!   holds the one rule for blocking work ([`topic`]'s docs): disk reads,
-//!   fsyncs, wasm calls and deletions never run on an async worker.
+//!   holds the one rule for blocking work ([`topic`]'s docs): file reads,
+//!   fsyncs, wasm calls and deletions never run on an async worker; what is
+//!   in memory (the log's tail cache, a reader's chunk) is served there.
 //! - [`config`]: the one home for settings: defaults as named constants, the
 //!   TOML file, netlog's flags, and the one resolver of topic settings used
 //!   by flags, TOML, `settings.json` and the HTTP body alike.

@@ -7,15 +7,20 @@
 //! `scanners.rs`, rolling and deletion in `retention.rs`, errors in
 //! `error.rs`.
 //!
-//! **The blocking rule.** Disk reads, fsyncs, wasm calls (validators,
-//! codecs, retention) and file deletion never run on an async worker. Every
-//! async method of [`Topic`] that touches the log or a plugin hands that work
-//! to tokio's blocking pool through one function, [`blocking`], and awaits
-//! it; waiting (for an append, a deadline, a deletion) happens on the async
-//! side without touching the disk. The writer drains its queue on the
-//! blocking pool too. Methods that are not `async` are either cheap
-//! (atomics, a brief lock) or documented as blocking, for callers already
-//! on the blocking pool (the broker's open, close and monitor).
+//! **The blocking rule.** Work that may wait for the disk or run long
+//! (reads of files, fsyncs, wasm calls, codecs, file deletion) never runs on
+//! an async worker: it goes to tokio's blocking pool through [`blocking`]
+//! (or `spawn_blocking` where a value must come back), and waiting (for an
+//! append, a deadline, a deletion) happens on the async side. What is
+//! already in memory is served where the request is, with no thread hop:
+//! a read the log's tail cache holds (a consumer near the end), and the
+//! messages a scanner's parked reader holds in its chunk and index block
+//! (a consumer reading older data sequentially); only the read that needs a
+//! file goes to the pool. Small publishes with no plugin and no
+//! `fsync = always` are written on the worker too (`writer.rs` says when).
+//! Methods that are not `async` are either cheap (atomics, a brief lock) or
+//! documented as blocking, for callers already on the blocking pool (the
+//! broker's open, close and monitor).
 //!
 //! **Hooks swap whole.** A topic's hooks (validator, its `on_error`,
 //! retention, or the plugin it lacks) sit behind one pointer
@@ -54,7 +59,7 @@ pub use writer::{Batch, GROUP_BYTES, QUEUE_JOBS};
 use crate::config::{OnError, Settings};
 use crate::duration::OffsetSpec;
 pub use crate::log::{CheckError, CheckKind, LogError, Message, SegmentInfo};
-use crate::log::{Log, LogOptions, Scanner};
+use crate::log::{Log, LogOptions, Reader};
 pub use crate::plugin::CallStats;
 use crate::plugin::{Retention, Validator};
 use scanners::Scanners;
@@ -307,9 +312,15 @@ impl Topic {
     }
 
     /// The message at exactly `offset`, or `None` if none is stored there.
+    /// From the tail cache when it holds it, without leaving this task.
     pub async fn read(&self, offset: u64) -> Result<Option<Message>, TopicError> {
-        let log = self.log.clone();
-        let m = blocking(move || Ok::<_, TopicError>(log.reader(offset)?.next()?)).await?;
+        let m = match self.log.read_cached(offset, 1, 1) {
+            Some(mut v) => v.pop(),
+            None => {
+                let log = self.log.clone();
+                blocking(move || Ok::<_, TopicError>(log.reader(offset)?.next()?)).await?
+            }
+        };
         // Only the offset asked for: never a neighbour.
         let m = m.filter(|m| m.offset == offset);
         if m.is_some() {
@@ -368,6 +379,14 @@ impl Topic {
     /// Up to `limits` messages from scanner `entry`, waiting up to `wait` for
     /// the first. Empty at the end of the topic. `stop` is the server's
     /// shutdown signal: a wait it ends answers [`TopicError::ShuttingDown`].
+    ///
+    /// The scanner's position moves by compare-and-swap: each request reads
+    /// from the position it saw and claims what it read only if nobody moved
+    /// the position meanwhile (else it reads again), so every message is
+    /// handed out once and no lock is held while reading. Reads from the
+    /// tail cache happen right here; reads from disk go to the blocking pool
+    /// with the scanner's parked reader, one request at a time per scanner
+    /// (they would all read the same bytes), while cached reads go on.
     pub async fn scan(
         &self,
         entry: &ScannerEntry,
@@ -375,70 +394,118 @@ impl Topic {
         wait: Duration,
         stop: &watch::Receiver<bool>,
     ) -> Result<Vec<Message>, TopicError> {
-        let guard = entry.scanner.clone().lock_owned().await;
-        let (guard, out) = self.read_waiting(guard, limits, wait, stop).await;
-        entry.set_next(guard.next_offset());
-        out
+        let deadline = deadline_after(wait);
+        let mut appended = self.log.subscribe();
+        loop {
+            // Seen before reading: an append after this wakes the wait.
+            appended.borrow_and_update();
+            let at = entry.next();
+            if at < self.log.next_offset() {
+                let (messages, after) =
+                    match self.log.read_cached(at, limits.messages, limits.bytes) {
+                        Some(v) => {
+                            entry.unpark();
+                            let after = v.last().map_or(at, |m| m.offset + 1);
+                            (v, after)
+                        }
+                        None => {
+                            let mut parked = entry.parked.lock().await;
+                            if entry.next() != at {
+                                continue;
+                            }
+                            self.read_parked(at, &mut parked, limits).await?
+                        }
+                    };
+                if after != at && !entry.advance(at, after) {
+                    // Another request on this scanner took these first.
+                    continue;
+                }
+                if !messages.is_empty() {
+                    self.count_out(messages.len());
+                    return Ok(messages);
+                }
+            }
+            if !self.wait_appended(&mut appended, deadline, stop).await? {
+                return Ok(Vec::new());
+            }
+        }
     }
 
     /// A subscription from `from`, for streams.
     pub async fn subscribe(&self, from: u64) -> Result<Subscription, TopicError> {
         let log = self.log.clone();
-        let scanner = blocking(move || Ok::<_, TopicError>(log.scanner(from)?)).await?;
+        let reader = blocking(move || Ok::<_, TopicError>(log.reader(from)?)).await?;
         Ok(Subscription {
-            scanner: Some(Box::new(scanner)),
+            next: from,
+            parked: Some(reader),
         })
     }
 
-    /// Reads what is there off the workers; if nothing, waits on the async
-    /// side for an append, the deadline, shutdown or deletion, and tries
-    /// again. Hands the scanner back with the result.
-    async fn read_waiting<S>(
+    /// Reads from `at` with the reader `parked` there (or a new one),
+    /// leaving it parked where it stopped: first what the reader holds in
+    /// memory, right here; then, if that is not all `limits` allow and the
+    /// rest needs the disk or a codec, the rest on the blocking pool.
+    /// Returns the messages and the offset after them (past a hole, if the
+    /// read stepped over one).
+    async fn read_parked(
         &self,
-        mut scanner: S,
+        at: u64,
+        parked: &mut Option<Reader>,
         limits: ReadLimits,
-        wait: Duration,
+    ) -> Result<(Vec<Message>, u64), TopicError> {
+        let mut reader = parked.take().filter(|r| r.next_offset() == at);
+        let mut out = Vec::new();
+        if let Some(r) = reader.as_mut() {
+            let done = read_some(r, &mut out, limits, false);
+            if !matches!(done, Ok(false)) {
+                let after = r.next_offset();
+                *parked = reader;
+                return done.map(|_| (out, after));
+            }
+        }
+        let log = self.log.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut reader = match reader {
+                Some(r) => r,
+                // A position no longer stored (retention trimmed it, or a
+                // hole) reads on from the next stored offset.
+                None => match log.reader(log.existing_offset(at.max(log.oldest_offset()))) {
+                    Ok(r) => r,
+                    Err(e) => return (None, Err(e.into())),
+                },
+            };
+            let done = read_some(&mut reader, &mut out, limits, true);
+            (Some(reader), done.map(|_| out))
+        })
+        .await;
+        let (reader, out) = match read {
+            Ok(r) => r,
+            // A panic in a read: the parked reader is lost with it.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let after = reader.as_ref().map_or(at, Reader::next_offset);
+        *parked = reader;
+        out.map(|v| (v, after))
+    }
+
+    /// Waits for an append after the last `borrow_and_update` of
+    /// `appended`, the deadline, shutdown or deletion; `Ok(false)` at the
+    /// deadline.
+    async fn wait_appended(
+        &self,
+        appended: &mut watch::Receiver<u64>,
+        deadline: Instant,
         stop: &watch::Receiver<bool>,
-    ) -> (S, Result<Vec<Message>, TopicError>)
-    where
-        S: std::ops::DerefMut<Target = Scanner> + Send + 'static,
-    {
-        let deadline = Instant::now()
-            .checked_add(wait)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+    ) -> Result<bool, TopicError> {
+        if self.is_gone() {
+            return Err(TopicError::Deleted);
+        }
         let mut stop = stop.clone();
         let mut gone = self.gone.subscribe();
-        loop {
-            scanner.mark_seen();
-            let read = tokio::task::spawn_blocking(move || {
-                let out = read_some(&mut scanner, limits);
-                (scanner, out)
-            })
-            .await;
-            let out;
-            (scanner, out) = match read {
-                Ok(r) => r,
-                // A panic in a read: the scanner is lost with it.
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            };
-            match out {
-                Ok(v) if v.is_empty() => {}
-                Ok(v) => {
-                    self.count_out(v.len());
-                    return (scanner, Ok(v));
-                }
-                Err(e) => return (scanner, Err(e)),
-            }
-            if self.is_gone() {
-                return (scanner, Err(TopicError::Deleted));
-            }
-            tokio::select! {
-                more = scanner.wait_appended(deadline) => if !more {
-                    return (scanner, Ok(Vec::new()));
-                },
-                _ = stop.wait_for(|s| *s) => return (scanner, Err(TopicError::ShuttingDown)),
-                _ = gone.wait_for(|g| *g) => return (scanner, Err(TopicError::Deleted)),
-            }
+        tokio::select! {
+            more = tokio::time::timeout_at(deadline, appended.changed()) => Ok(matches!(more, Ok(Ok(())))),
+            _ = stop.wait_for(|s| *s) => Err(TopicError::ShuttingDown),
+            _ = gone.wait_for(|g| *g) => Err(TopicError::Deleted),
         }
     }
 
@@ -535,7 +602,10 @@ impl Drop for Topic {
 /// A stream's position: reads forward from where it started, waiting for
 /// appends. See [`Topic::subscribe`].
 pub struct Subscription {
-    scanner: Option<Box<Scanner>>,
+    next: u64,
+    /// The reader for reads from disk, parked at `next` (or dropped while
+    /// the stream reads from the tail cache).
+    parked: Option<Reader>,
 }
 
 impl Subscription {
@@ -548,37 +618,78 @@ impl Subscription {
         wait: Duration,
         stop: &watch::Receiver<bool>,
     ) -> Result<Vec<Message>, TopicError> {
-        let scanner = self.scanner.take().ok_or(TopicError::Deleted)?;
-        let (scanner, out) = topic.read_waiting(scanner, limits, wait, stop).await;
-        self.scanner = Some(scanner);
-        out
+        let deadline = deadline_after(wait);
+        let mut appended = topic.log.subscribe();
+        loop {
+            appended.borrow_and_update();
+            let at = self.next;
+            if at < topic.log.next_offset() {
+                let messages = match topic.log.read_cached(at, limits.messages, limits.bytes) {
+                    Some(v) => {
+                        self.parked = None;
+                        self.next = v.last().map_or(at, |m| m.offset + 1);
+                        v
+                    }
+                    None => {
+                        let (v, after) = topic.read_parked(at, &mut self.parked, limits).await?;
+                        self.next = after;
+                        v
+                    }
+                };
+                if !messages.is_empty() {
+                    topic.count_out(messages.len());
+                    return Ok(messages);
+                }
+            }
+            if !topic.wait_appended(&mut appended, deadline, stop).await? {
+                return Ok(Vec::new());
+            }
+        }
     }
 }
 
-/// Reads what is readable now, within `limits`. Blocking.
+/// `wait` from now, or about a year for a wait too long to add.
+fn deadline_after(wait: Duration) -> Instant {
+    Instant::now()
+        .checked_add(wait)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+}
+
+/// Reads what is readable now into `out`, up to `limits` with what `out`
+/// already holds. With `io`, reads files and calls codecs as needed
+/// (blocking); without, only what the reader holds in memory, and answers
+/// `Ok(false)` when the next message needs more. `Ok(true)` when the limits
+/// are reached or the log has no more.
 ///
 /// A read that fails after some messages were read ends the batch with
-/// them: the scanner has moved past them, so failing the whole batch would
+/// them: the reader has moved past them, so failing the whole batch would
 /// lose them for this consumer. It stays at the message that failed, so the
 /// next read reports the error.
-fn read_some(scanner: &mut Scanner, limits: ReadLimits) -> Result<Vec<Message>, TopicError> {
-    let mut out = Vec::new();
-    let mut bytes = 0;
-    while out.len() < limits.messages.max(1) {
-        match scanner.try_next() {
-            Ok(Some(m)) => {
+fn read_some(
+    reader: &mut Reader,
+    out: &mut Vec<Message>,
+    limits: ReadLimits,
+    io: bool,
+) -> Result<bool, TopicError> {
+    let mut bytes: usize = out.iter().map(|m| m.payload.len()).sum();
+    while out.len() < limits.messages.max(1) && (out.is_empty() || bytes < limits.bytes) {
+        let next = if io {
+            Some(reader.next())
+        } else {
+            reader.next_buffered()
+        };
+        match next {
+            None => return Ok(false),
+            Some(Ok(Some(m))) => {
                 bytes += m.payload.len();
                 out.push(m);
-                if bytes >= limits.bytes {
-                    break;
-                }
             }
-            Ok(None) => break,
-            Err(_) if !out.is_empty() => break,
-            Err(e) => return Err(e.into()),
+            Some(Ok(None)) => break,
+            Some(Err(_)) if !out.is_empty() => break,
+            Some(Err(e)) => return Err(e.into()),
         }
     }
-    Ok(out)
+    Ok(true)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 use super::{TopicError, lock, write_atomic};
-use crate::log::{Log, Scanner};
+use crate::log::{Log, Reader};
 
 /// Folder of persistent scanner files in a topic directory.
 pub const READERS_DIR: &str = "readers";
@@ -38,9 +38,13 @@ pub struct ScannerEntry {
     pub from: u64,
     /// Whether it survives restarts.
     pub persistent: bool,
+    /// The position: moved only by [`ScannerEntry::advance`].
     next: AtomicU64,
     saved: AtomicU64,
-    pub(super) scanner: Arc<tokio::sync::Mutex<Scanner>>,
+    /// A reader for reads from disk, parked where the last one stopped;
+    /// cold reads of this scanner take it one at a time (see
+    /// `Topic::scan`).
+    pub(super) parked: tokio::sync::Mutex<Option<Reader>>,
 }
 
 impl ScannerEntry {
@@ -49,8 +53,22 @@ impl ScannerEntry {
         self.next.load(Ordering::Acquire)
     }
 
-    pub(super) fn set_next(&self, next: u64) {
-        self.next.store(next, Ordering::Release);
+    /// Moves the position from `from` to `to`; `false` if it is no longer
+    /// at `from` (another request moved it first).
+    pub(super) fn advance(&self, from: u64, to: u64) -> bool {
+        self.next
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Drops the parked reader (the scanner reads from the tail cache now),
+    /// unless a cold read holds it: it would pin an old segment's files.
+    pub(super) fn unpark(&self) {
+        if let Ok(mut parked) = self.parked.try_lock()
+            && parked.is_some()
+        {
+            *parked = None;
+        }
     }
 }
 
@@ -82,7 +100,7 @@ impl Scanners {
         persistent: bool,
         loaded: bool,
     ) -> Result<Arc<ScannerEntry>, TopicError> {
-        let scanner = log.scanner(at)?;
+        let reader = log.reader(at)?;
         let entry = Arc::new(ScannerEntry {
             id,
             from,
@@ -90,7 +108,7 @@ impl Scanners {
             next: AtomicU64::new(at),
             // A loaded scanner's file already says `at`.
             saved: AtomicU64::new(if loaded { at } else { u64::MAX }),
-            scanner: Arc::new(tokio::sync::Mutex::new(scanner)),
+            parked: tokio::sync::Mutex::new(Some(reader)),
         });
         if persistent && !loaded {
             self.save(&entry)?;

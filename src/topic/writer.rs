@@ -1,18 +1,30 @@
 //! Group commit and validation: how publishes become log entries.
 //!
 //! Every publish (a single message or a batch) becomes a job on the topic's
-//! queue. When a job arrives and no drain is running, one is started on the
-//! blocking pool; it takes the first job, then every job already waiting (up
-//! to `batch_num_messages` messages and [`GROUP_BYTES`] bytes), and writes
-//! them as one entry: a lone message as a plain message, several as one
-//! message set compressed with the topic's compression. It flushes once and
-//! answers each job with its first offset, so a 201 means the message is in
-//! the log and readable (and on disk with `fsync = always`). It goes on while
-//! jobs wait and ends when the queue is empty, so an idle topic has no
-//! thread: writers scale with work, not with topics. A lone producer never
-//! waits for company; producers that arrive during a write share the next
-//! one. A request's messages always land in one entry, so a batch publish is
-//! all or nothing even across a crash.
+//! queue. When a job arrives and no drain is running, a drain starts; it
+//! takes the first job, then every job already waiting (up to
+//! `batch_num_messages` messages and [`GROUP_BYTES`] bytes), and writes them
+//! as one entry: a lone message as a plain message, several as one message
+//! set compressed with the topic's compression. It flushes once and answers
+//! each job with its first offset, so a 201 means the message is in the log
+//! and readable (and on disk with `fsync = always`). It goes on while jobs
+//! wait and ends when the queue is empty, so an idle topic has no task:
+//! writers scale with work, not with topics. A lone producer never waits for
+//! company; producers that arrive during a write share the next one. A
+//! request's messages always land in one entry, so a batch publish is all or
+//! nothing even across a crash.
+//!
+//! **Where a drain runs.** A group that cannot block long is written on the
+//! async worker, with no thread hop: no validator (a wasm call), no
+//! compression (a codec may be a plugin, and gzip of a large group is
+//! slow), no `fsync = always`, at most [`INLINE_BYTES`], and the log's
+//! writer lock free (a roll may hold it across an fsync). Writing such a
+//! group costs one `pwrite` of data and one of index entries into the page
+//! cache. The publisher that starts a drain writes the first group itself,
+//! so a lone producer's answer needs no wake-up at all; the groups that
+//! follow run in a task that yields to other requests between groups. A
+//! group that may block goes to the blocking pool, and the drain goes on
+//! there until the queue is empty.
 //!
 //! **Bounds.** At most [`QUEUE_JOBS`] jobs wait per topic; further
 //! publishers wait for room. One entry holds at most [`GROUP_BYTES`] of
@@ -50,6 +62,8 @@ pub const QUEUE_JOBS: usize = 4096;
 /// Most message bytes one group-commit entry takes from several publishes:
 /// 64 MiB.
 pub const GROUP_BYTES: usize = 64 << 20;
+/// Largest group written on an async worker (see the module docs): 1 MiB.
+pub const INLINE_BYTES: usize = 1 << 20;
 
 /// What one publish carries.
 pub enum Batch {
@@ -146,7 +160,7 @@ impl Writer {
             .await
             .map_err(|_| closed())?;
         let (reply, answer) = oneshot::channel();
-        {
+        let starts_drain = {
             let mut q = lock(&self.shared.queue);
             if q.closed {
                 return Err(closed());
@@ -156,11 +170,25 @@ impl Writer {
                 reply,
                 _permit: permit,
             });
-            if !q.draining {
-                q.draining = true;
-                let shared = self.shared.clone();
-                tokio::task::spawn_blocking(move || shared.drain());
+            !std::mem::replace(&mut q.draining, true)
+        };
+        if !starts_drain {
+            return answer.await.map_err(|_| closed())?;
+        }
+        // This publisher starts the drain: its own job is the first group.
+        let shared = self.shared.clone();
+        let mut plain = Vec::new();
+        match shared.next_group() {
+            Some(jobs) if shared.can_write_inline(&jobs) => {
+                shared.process(jobs, &mut plain);
+                if shared.more() {
+                    tokio::spawn(async move { shared.drain_async().await });
+                }
             }
+            Some(jobs) => {
+                tokio::task::spawn_blocking(move || shared.drain(Some(jobs)));
+            }
+            None => {}
         }
         answer.await.map_err(|_| closed())?
     }
@@ -194,42 +222,89 @@ impl Writer {
 }
 
 impl Shared {
-    /// Writes groups until the queue is empty (see the module docs).
-    fn drain(&self) {
+    /// The next group, or `None` (and the drain is over) when the queue is
+    /// empty.
+    fn next_group(&self) -> Option<Vec<Job>> {
+        let mut q = lock(&self.queue);
+        if q.jobs.is_empty() {
+            q.draining = false;
+            self.idle.notify_all();
+            return None;
+        }
+        Some(take_group(&mut q.jobs, self.settings.batch_num_messages))
+    }
+
+    /// Whether jobs wait; if none do, the drain is over.
+    fn more(&self) -> bool {
+        let mut q = lock(&self.queue);
+        if q.jobs.is_empty() {
+            q.draining = false;
+            self.idle.notify_all();
+            return false;
+        }
+        true
+    }
+
+    /// Whether `jobs` may be written on an async worker (see the module
+    /// docs).
+    fn can_write_inline(&self, jobs: &[Job]) -> bool {
+        let bytes: usize = jobs.iter().map(|j| j.batch.bytes()).sum();
+        bytes <= INLINE_BYTES
+            && matches!(self.settings.compression_type, PLAIN | SET_NONE)
+            && self.hooks.load().validator.is_none()
+            && !self.log.write_may_block()
+    }
+
+    /// Drains on an async worker, yielding between groups; hands the drain
+    /// to the blocking pool at the first group that may block.
+    async fn drain_async(self: Arc<Self>) {
         let mut plain = Vec::new();
-        loop {
-            let jobs = {
-                let mut q = lock(&self.queue);
-                if q.jobs.is_empty() {
-                    q.draining = false;
-                    self.idle.notify_all();
-                    return;
-                }
-                take_group(&mut q.jobs, self.settings.batch_num_messages)
-            };
-            // One load per group; the Arc keeps this group's validator alive
-            // even if a reload swaps in another meanwhile.
-            let hooks = self.hooks.load_full();
-            let jobs = match &hooks.validator {
-                Some(v) => self.validate(v, hooks.on_error, jobs),
-                None => jobs,
-            };
-            if jobs.is_empty() {
-                continue;
+        while let Some(jobs) = self.next_group() {
+            if !self.can_write_inline(&jobs) {
+                tokio::task::spawn_blocking(move || self.drain(Some(jobs)));
+                return;
             }
-            let result = self.write(&jobs, &mut plain).map_err(Arc::new);
-            let mut offset = result.as_ref().copied().unwrap_or(0);
-            if let Err(e) = &result {
-                tracing::error!(topic = %self.topic, error = %ErrorChain(e.as_ref()), "write failed");
-            }
-            for job in jobs {
-                let n = u64::from(job.batch.count());
-                let _ = job.reply.send(match &result {
-                    Ok(_) => Ok(offset),
-                    Err(e) => Err(TopicError::Write(e.clone())),
-                });
-                offset += n;
-            }
+            self.process(jobs, &mut plain);
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Writes `first` (if any), then groups until the queue is empty.
+    /// Blocking.
+    fn drain(&self, first: Option<Vec<Job>>) {
+        let mut plain = Vec::new();
+        if let Some(jobs) = first {
+            self.process(jobs, &mut plain);
+        }
+        while let Some(jobs) = self.next_group() {
+            self.process(jobs, &mut plain);
+        }
+    }
+
+    /// Validates and writes one group, and answers its jobs.
+    fn process(&self, jobs: Vec<Job>, plain: &mut Vec<u8>) {
+        // One load per group; the Arc keeps this group's validator alive
+        // even if a reload swaps in another meanwhile.
+        let hooks = self.hooks.load_full();
+        let jobs = match &hooks.validator {
+            Some(v) => self.validate(v, hooks.on_error, jobs),
+            None => jobs,
+        };
+        if jobs.is_empty() {
+            return;
+        }
+        let result = self.write(&jobs, plain).map_err(Arc::new);
+        let mut offset = result.as_ref().copied().unwrap_or(0);
+        if let Err(e) = &result {
+            tracing::error!(topic = %self.topic, error = %ErrorChain(e.as_ref()), "write failed");
+        }
+        for job in jobs {
+            let n = u64::from(job.batch.count());
+            let _ = job.reply.send(match &result {
+                Ok(_) => Ok(offset),
+                Err(e) => Err(TopicError::Write(e.clone())),
+            });
+            offset += n;
         }
     }
 
@@ -330,7 +405,8 @@ impl Shared {
                     if let Some(e) = err {
                         tracing::warn!(topic = %self.topic, error = %e, "compression failed, set stored uncompressed");
                     }
-                    log.append_encoded(&entry, count)?
+                    // The plain messages go with it, for the tail cache.
+                    log.append_packed(&entry, count, Bytes::from(std::mem::take(plain)))?
                 }
             }
         };
