@@ -296,9 +296,10 @@ async fn drive<S>(
         draining = true;
     }
     loop {
+        let recheck = Instant::now() + Conn::recheck(&shared.opts);
         let wake = conn
             .deadline(&shared.opts)
-            .unwrap_or_else(|| Instant::now() + shared.opts.header_timeout);
+            .map_or(recheck, |d| d.min(recheck));
         tokio::select! {
             served = std::future::poll_fn(|cx| http.poll_without_shutdown(cx)) => {
                 if let Err(e) = served {
@@ -318,7 +319,6 @@ async fn drive<S>(
                 }
             }
             _ = conn.displaced.notified() => return,
-            _ = conn.turned_idle.notified() => {}
             changed = phase.changed() => {
                 let now = *phase.borrow_and_update();
                 if changed.is_err() || now == Phase::Closing {

@@ -6,7 +6,10 @@
 //! none while a request is in flight (a long poll or a stream waits on
 //! purpose); otherwise `header_timeout` after the first byte of a head, or
 //! after the accept for a connection that has sent nothing yet, and
-//! `idle_timeout` after the last answer of a keep-alive connection. Only a
+//! `idle_timeout` after the last answer of a keep-alive connection. Nothing
+//! here wakes the watchdog when the deadline moves (that would cost a
+//! wake-up and a timer per request): while requests are in flight it looks
+//! again every [`Conn::recheck`], so a deadline is kept to within that. Only a
 //! connection with nothing in flight may be displaced by a newcomer.
 
 use std::sync::Mutex;
@@ -22,8 +25,6 @@ pub(crate) struct Conn {
     pub(super) accepted: Instant,
     activity: Mutex<Activity>,
     pub(super) displaced: Notify,
-    /// The last request in flight finished: the watchdog's deadline moved.
-    pub(super) turned_idle: Notify,
 }
 
 #[derive(Default)]
@@ -44,7 +45,6 @@ impl Conn {
             accepted: Instant::now(),
             activity: Mutex::new(Activity::default()),
             displaced: Notify::new(),
-            turned_idle: Notify::new(),
         }
     }
 
@@ -64,7 +64,6 @@ impl Conn {
         if a.in_flight == 0 {
             a.idle_since = Some(Instant::now());
             a.head_since = None;
-            self.turned_idle.notify_one();
         }
     }
 
@@ -95,6 +94,13 @@ impl Conn {
 
     pub(super) fn was_displaced(&self) -> bool {
         self.activity().displaced
+    }
+
+    /// How long the watchdog sleeps while no deadline is set: the shorter
+    /// of the two timeouts, so the deadline set when the last answer ends is
+    /// kept to within it.
+    pub(super) fn recheck(opts: &ServerOptions) -> std::time::Duration {
+        opts.header_timeout.min(opts.idle_timeout)
     }
 
     /// When the watchdog closes the connection if nothing changes; `None`
