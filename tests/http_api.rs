@@ -950,3 +950,60 @@ async fn unknown_routes_are_json() {
     expect_error(resp, 405, "method not allowed").await;
     broker.stop().await;
 }
+
+/// One scanner shared by 32 connections hands out each of 30,000 offsets
+/// exactly once, with its own bytes: the oldest ones read from disk (past
+/// the tail cache's 2 MiB), the newest from the cache, and some published
+/// while the scans run, so requests race across the boundary between the
+/// two and into long polls at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_scanner_hands_out_each_message_once() {
+    const BEFORE: u64 = 30_000;
+    const DURING: u64 = 2_000;
+    const CONNS: usize = 32;
+    let dir = data_dir();
+    let broker = spawn_broker(dir.path());
+    let api = broker.api();
+    api.create_topic("shared").await;
+    let payload = |i: u64| format!("message {i:06} {}", "x".repeat(80));
+    for chunk in (0..BEFORE).collect::<Vec<_>>().chunks(1000) {
+        let body: String = chunk.iter().map(|&i| payload(i) + "\n").collect();
+        assert_eq!(api.publish_ndjson("shared", body).await.status(), 201);
+    }
+    let id = api.scanner_id("shared", "0").await;
+    let published = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scanners: Vec<_> = (0..CONNS)
+        .map(|_| {
+            let (api, id, published) = (broker.api(), id.clone(), published.clone());
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let done = published.load(std::sync::atomic::Ordering::Acquire);
+                    let resp = api.scan("shared", &id, "100ms").await;
+                    if resp.status() == 404 {
+                        if done {
+                            return got;
+                        }
+                        continue;
+                    }
+                    got.push(expect_message(resp).await);
+                }
+            })
+        })
+        .collect();
+    for i in BEFORE..BEFORE + DURING {
+        assert_eq!(api.publish("shared", payload(i)).await, i);
+    }
+    published.store(true, std::sync::atomic::Ordering::Release);
+    let mut all = Vec::new();
+    for s in scanners {
+        all.extend(s.await.unwrap());
+    }
+    all.sort();
+    assert_eq!(all.len() as u64, BEFORE + DURING, "each message once");
+    for (i, (offset, bytes)) in all.iter().enumerate() {
+        assert_eq!(*offset, i as u64);
+        assert_eq!(bytes, payload(i as u64).as_bytes(), "offset {i}");
+    }
+    broker.stop().await;
+}
