@@ -473,13 +473,18 @@ impl Broker {
 
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
-        check_topic_name(name).map_err(BrokerError::InvalidName)?;
-        self.topics
+        let found = self
+            .topics
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
-            .cloned()
-            .ok_or(BrokerError::TopicNotFound)
+            .cloned();
+        // Every topic held has a valid name: only a miss needs the check,
+        // to say which of the two errors it is.
+        found.ok_or_else(|| match check_topic_name(name) {
+            Err(why) => BrokerError::InvalidName(why),
+            Ok(()) => BrokerError::TopicNotFound,
+        })
     }
 
     /// Reserves `name` for a create or delete; `TopicExists` while another

@@ -344,7 +344,9 @@ impl Log {
             buf_start: active.data_len(),
             next_rel: (active.next_offset() - active.base + 1) as u32,
             active,
-            buf: Vec::with_capacity(64 * 1024),
+            // Grown by what is written: 10,000 idle topics must not hold
+            // 64 KiB each.
+            buf: Vec::new(),
             pending: Vec::new(),
             plains: Vec::new(),
             generation: 0,
