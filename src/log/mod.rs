@@ -61,7 +61,7 @@ mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
@@ -76,6 +76,7 @@ pub use scanner::Scanner;
 pub use segment::SEGMENT_HEADER_BYTES;
 
 use crate::message::{self, Codecs, FormatError, HEADER_BYTES, Header};
+use crate::rate_limit::LineLimit;
 use index::IndexEntry;
 use segment::{Segment, unix_now};
 
@@ -182,13 +183,6 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LogError +
     }
 }
 
-/// Rate limit for the full-disk log line.
-#[derive(Default)]
-struct NoSpaceLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
 /// When appended data is fsynced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
@@ -267,7 +261,7 @@ pub(crate) struct Inner {
     segments: RwLock<Vec<Arc<Segment>>>,
     writer: Mutex<Writer>,
     notify: watch::Sender<u64>,
-    no_space: Mutex<NoSpaceLog>,
+    no_space: LineLimit<()>,
 }
 
 /// A topic's log. Cheap to clone; every clone is the same log.
@@ -321,7 +315,7 @@ impl Log {
                 segments: RwLock::new(segments),
                 writer: Mutex::new(writer),
                 notify: watch::Sender::new(next),
-                no_space: Mutex::new(NoSpaceLog::default()),
+                no_space: LineLimit::new(NO_SPACE_LOG_INTERVAL),
             }),
         })
     }
@@ -494,22 +488,15 @@ impl Log {
         if !e.is_no_space() {
             return e;
         }
-        let mut n = lock(&self.inner.no_space);
-        let now = Instant::now();
-        if n.last
-            .is_some_and(|t| now.duration_since(t) < NO_SPACE_LOG_INTERVAL)
-        {
-            n.suppressed += 1;
+        let Some(suppressed) = self.inner.no_space.allow(()) else {
             return e;
-        }
+        };
         tracing::error!(
             dir = %self.inner.dir.display(),
             error = %e,
-            suppressed = n.suppressed,
+            suppressed,
             "disk full: write refused (reads go on; writes resume once space is free)"
         );
-        n.last = Some(now);
-        n.suppressed = 0;
         e
     }
 
@@ -933,8 +920,10 @@ mod tests {
         }
         let other = log.noted(LogError::InvalidEntry("x"));
         assert!(matches!(other, LogError::InvalidEntry(_)));
-        let n = lock(&log.inner.no_space);
-        assert!(n.last.is_some());
-        assert_eq!(n.suppressed, 4, "one line, four suppressed");
+        assert_eq!(
+            log.inner.no_space.suppressed(&()),
+            4,
+            "one line, four suppressed"
+        );
     }
 }

@@ -20,6 +20,12 @@
 //! size is bounded by `max_body`, at most 256 MiB); both stay far under the
 //! 1 GiB the reader accepts.
 //!
+//! **Failures** answer every job of the group with the error. The `write
+//! failed` line is logged at most once per [`WRITE_FAILURE_LOG_INTERVAL`]
+//! per topic and kind of error, with the count held back since (see
+//! `rate_limit`), so a full disk refusing every publish logs a few lines,
+//! not one per request.
+//!
 //! **Validation** runs in the drain too, once per group: the messages of
 //! every job go to the plugin in one call, jobs holding a rejected message are
 //! answered with the reason, and the others are written. When the plugin
@@ -33,7 +39,9 @@
 //! being validated keeps the instance it started with.
 
 use std::collections::VecDeque;
+use std::mem::Discriminant;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -44,12 +52,16 @@ use crate::config::{OnError, Settings};
 use crate::log::{Log, LogError};
 use crate::message::{self, PLAIN, SET_NONE};
 use crate::plugin::{Validator, Verdict};
+use crate::rate_limit::LineLimit;
 
 /// Jobs that may wait per topic before publishers are held back.
 pub const QUEUE_JOBS: usize = 4096;
 /// Most message bytes one group-commit entry takes from several publishes:
 /// 64 MiB.
 pub const GROUP_BYTES: usize = 64 << 20;
+/// A topic logs its `write failed` line at most once per this long per kind
+/// of error (10 s), with the count of failures not logged since.
+pub const WRITE_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What one publish carries.
 pub enum Batch {
@@ -110,6 +122,8 @@ struct Shared {
     hooks: Arc<ArcSwap<Hooks>>,
     queue: Mutex<Queue>,
     idle: Condvar,
+    /// Rate limit of the `write failed` line, per kind of error.
+    failures: LineLimit<Discriminant<LogError>>,
 }
 
 impl Writer {
@@ -127,6 +141,7 @@ impl Writer {
                 hooks,
                 queue: Mutex::new(Queue::default()),
                 idle: Condvar::new(),
+                failures: LineLimit::new(WRITE_FAILURE_LOG_INTERVAL),
             }),
             room: Arc::new(Semaphore::new(QUEUE_JOBS)),
         }
@@ -219,8 +234,15 @@ impl Shared {
             }
             let result = self.write(&jobs, &mut plain).map_err(Arc::new);
             let mut offset = result.as_ref().copied().unwrap_or(0);
-            if let Err(e) = &result {
-                tracing::error!(topic = %self.topic, error = %ErrorChain(e.as_ref()), "write failed");
+            if let Err(e) = &result
+                && let Some(suppressed) = self.failures.allow(std::mem::discriminant(e.as_ref()))
+            {
+                tracing::error!(
+                    topic = %self.topic,
+                    error = %ErrorChain(e.as_ref()),
+                    suppressed,
+                    "write failed"
+                );
             }
             for job in jobs {
                 let n = u64::from(job.batch.count());
