@@ -14,7 +14,7 @@
 //! Calls and imports flow one way, top to bottom, with no cycle:
 //!
 //! ```text
-//! http  ->  broker  ->  topic  ->  { config, log, plugin }  ->  { message, duration, rate_limit }
+//! http  ->  broker  ->  topic  ->  { config, log, plugin }  ->  { message, duration, durable, rate_limit }
 //! ```
 //!
 //! - [`http`]: the HTTP API (axum), one file per resource. It talks to the
@@ -42,6 +42,8 @@
 //!   components that validate, compress and retain a topic's messages.
 //! - [`message`]: the message format (compver, CRC-32, length, payload),
 //!   message sets and the codecs that compress them.
+//! - `durable`: atomic, fsynced file replacement and directory fsync, the
+//!   one way a change a restart depends on reaches the disk.
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
 //! - `rate_limit`: one line per kind per interval for failures that repeat
 //!   per request (a full disk, a refused write), with a count of the rest.
@@ -60,6 +62,7 @@
 
 pub mod broker;
 pub mod config;
+pub(crate) mod durable;
 pub mod duration;
 pub mod histogram;
 pub(crate) mod http;
