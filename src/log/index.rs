@@ -287,6 +287,41 @@ impl Index {
         }
     }
 
+    /// Replaces the file at `path` with one of `capacity` entries holding
+    /// `entries`, then `marker` (when there is room), then zeros (sparse),
+    /// atomically and durably (`durable::replace`: temporary file, fsync,
+    /// rename, directory fsync), and opens it. For an index rebuilt from
+    /// its data: a crash leaves the old index or the new one, never a mix.
+    pub(crate) fn replace(
+        path: &Path,
+        capacity: usize,
+        entries: &[IndexEntry],
+        marker: IndexEntry,
+    ) -> Result<Index, (PathBuf, io::Error)> {
+        let mut want = entries.to_vec();
+        if want.len() < capacity {
+            want.push(marker);
+        }
+        let len = capacity.max(want.len()).max(2) as u64 * INDEX_ENTRY_BYTES;
+        crate::durable::replace(path, |f| {
+            let mut b = vec![0u8; want.len() * INDEX_ENTRY_BYTES as usize];
+            for (e, out) in want
+                .iter()
+                .zip(b.chunks_exact_mut(INDEX_ENTRY_BYTES as usize))
+            {
+                e.encode(out);
+            }
+            f.write_all_at(&b, 0)?;
+            f.set_len(len)
+        })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| (path.to_path_buf(), e))?;
+        Ok(Index::cached(path.to_path_buf(), file, len))
+    }
+
     /// fsyncs the file.
     pub fn sync(&self) -> io::Result<()> {
         self.file.get()?.sync_data()

@@ -262,6 +262,9 @@ pub(crate) struct Inner {
     writer: Mutex<Writer>,
     notify: watch::Sender<u64>,
     no_space: LineLimit<()>,
+    /// Segments whose index was rebuilt from their data when the log opened:
+    /// (base offset, entries rebuilt), for `check` to report.
+    rebuilt: Vec<(u64, usize)>,
 }
 
 /// A topic's log. Cheap to clone; every clone is the same log.
@@ -281,7 +284,11 @@ impl Log {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let bases = list_segments(dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
-        for (seg, reserved_next) in open_segments(dir, &bases, &opts)? {
+        let mut rebuilt = Vec::new();
+        for (seg, reserved_next, index_rebuilt) in open_segments(dir, &bases, &opts)? {
+            if index_rebuilt > 0 {
+                rebuilt.push((seg.base, index_rebuilt));
+            }
             segments.push(seg);
             if let Some(reserved) = reserved_next {
                 // Offsets the index vouched for were lost with their data:
@@ -316,6 +323,7 @@ impl Log {
                 writer: Mutex::new(writer),
                 notify: watch::Sender::new(next),
                 no_space: LineLimit::new(NO_SPACE_LOG_INTERVAL),
+                rebuilt,
             }),
         })
     }
@@ -699,6 +707,12 @@ impl Log {
         check::check(self, from)
     }
 
+    /// Segments whose index was rebuilt from their data when the log
+    /// opened: (base offset, entries rebuilt).
+    pub(crate) fn rebuilt_indexes(&self) -> &[(u64, usize)] {
+        &self.inner.rebuilt
+    }
+
     /// Removes the log's directory. Readers already open keep working until
     /// dropped; the log must not be written again.
     pub fn delete(self) -> Result<(), LogError> {
@@ -711,9 +725,10 @@ impl Log {
 /// for a few small reads per segment, which a disk serves in parallel.
 const OPEN_THREADS: usize = 8;
 
-/// An opened segment and, when recovery found offsets lost with their data,
-/// the offset the log must continue at (`Repair::reserved_next`).
-type OpenedSegment = (Arc<Segment>, Option<u64>);
+/// An opened segment; when recovery found offsets lost with their data, the
+/// offset the log must continue at (`Repair::reserved_next`); and the index
+/// entries rebuilt from the data (`Repair::index_rebuilt`).
+type OpenedSegment = (Arc<Segment>, Option<u64>, usize);
 
 /// Recovers the segments at `bases` (sorted), sealing all but the last.
 /// Large logs open on [`OPEN_THREADS`] threads.
@@ -727,13 +742,22 @@ fn open_segments(
         let next_base = bases.get(i + 1).copied();
         let (seg, repair) =
             recovery::open_segment(dir, base, opts.index_entries, &opts.codecs, next_base)?;
-        if repair.changed() || repair.damaged_entries > 0 {
+        // One line per segment.
+        if repair.index_rebuilt > 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                base,
+                entries = repair.index_rebuilt,
+                ?repair,
+                "index disagreed with the data: rebuilt from the data"
+            );
+        } else if repair.changed() || repair.damaged_entries > 0 {
             tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
         }
         if next_base.is_some() {
             seg.seal();
         }
-        Ok((Arc::new(seg), repair.reserved_next))
+        Ok((Arc::new(seg), repair.reserved_next, repair.index_rebuilt))
     };
     let threads = OPEN_THREADS.min(bases.len() / 64 + 1);
     if threads == 1 {
@@ -785,6 +809,12 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
         match ext {
             "data" => data.push(base),
             "index" => indexes.push(base),
+            // An index rebuild interrupted before its rename.
+            tmp if tmp.starts_with("tmp.") => {
+                let path = entry.path();
+                tracing::warn!(path = %path.display(), "removing an interrupted index rebuild");
+                std::fs::remove_file(&path).map_err(io_error(&path))?;
+            }
             _ => {}
         }
     }
