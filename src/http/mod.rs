@@ -377,9 +377,10 @@ impl From<TopicError> for ApiError {
             TopicError::Write(e) if matches!(*e, LogError::EntryTooLarge { .. }) => {
                 ApiError::BadRequest(chain(e.as_ref()))
             }
-            e @ (TopicError::Write(_) | TopicError::Io { .. } | TopicError::Task(_)) => {
-                ApiError::Unknown(chain(&e))
-            }
+            e @ (TopicError::Write(_)
+            | TopicError::Io { .. }
+            | TopicError::Task(_)
+            | TopicError::Panicked) => ApiError::Unknown(chain(&e)),
         }
     }
 }

@@ -490,6 +490,20 @@ impl Log {
         Ok(())
     }
 
+    /// Drops whatever was staged since the last flush, as a failed flush
+    /// does: for a writer whose work was cut short (a panic) between
+    /// staging and flushing. Nothing staged was visible, so nothing visible
+    /// changes; the next append takes the next unpublished offset.
+    pub(crate) fn discard_staged(&self) {
+        let mut w = lock(&self.inner.writer);
+        let start = w.buf_start;
+        let _ = w.active.truncate(start);
+        let _ = w.active.rewrite_marker();
+        w.buf.clear();
+        w.pending.clear();
+        w.next_rel = (w.active.next_offset() - w.active.base + 1) as u32;
+    }
+
     /// Logs a full disk, at most once per [`NO_SPACE_LOG_INTERVAL`], with the
     /// count of the failures not logged since; returns the error.
     fn noted(&self, e: LogError) -> LogError {

@@ -26,6 +26,12 @@
 //! `rate_limit`), so a full disk refusing every publish logs a few lines,
 //! not one per request.
 //!
+//! **Panics.** Each group's work runs under `catch_unwind`: a panic (a bug,
+//! in the broker or a codec) fails that group's publishes with
+//! [`TopicError::Panicked`] (a 500), drops what the group staged in the
+//! log, is logged once with its message, and the drain goes on with the
+//! next group, so the topic keeps serving.
+//!
 //! **Validation** runs in the drain too, once per group: the messages of
 //! every job go to the plugin in one call, jobs holding a rejected message are
 //! answered with the reason, and the others are written. When the plugin
@@ -40,6 +46,7 @@
 
 use std::collections::VecDeque;
 use std::mem::Discriminant;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -177,7 +184,13 @@ impl Writer {
                 tokio::task::spawn_blocking(move || shared.drain());
             }
         }
-        answer.await.map_err(|_| closed())?
+        match answer.await {
+            Ok(answer) => answer,
+            // Dropped unanswered by an open writer: the drain panicked on
+            // this job's group.
+            Err(_) if !lock(&self.shared.queue).closed => Err(TopicError::Panicked),
+            Err(_) => Err(closed()),
+        }
     }
 
     /// Takes no more jobs and fails the queued ones that no write has
@@ -209,8 +222,11 @@ impl Writer {
 }
 
 impl Shared {
-    /// Writes groups until the queue is empty (see the module docs).
+    /// Writes groups until the queue is empty (see the module docs). A
+    /// panic in one group's work fails that group's publishes (see
+    /// [`TopicError::Panicked`]) and the drain goes on with the next.
     fn drain(&self) {
+        let _reset = ResetDraining(self);
         let mut plain = Vec::new();
         loop {
             let jobs = {
@@ -222,36 +238,52 @@ impl Shared {
                 }
                 take_group(&mut q.jobs, self.settings.batch_num_messages)
             };
-            // One load per group; the Arc keeps this group's validator alive
-            // even if a reload swaps in another meanwhile.
-            let hooks = self.hooks.load_full();
-            let jobs = match &hooks.validator {
-                Some(v) => self.validate(v, hooks.on_error, jobs),
-                None => jobs,
-            };
-            if jobs.is_empty() {
-                continue;
-            }
-            let result = self.write(&jobs, &mut plain).map_err(Arc::new);
-            let mut offset = result.as_ref().copied().unwrap_or(0);
-            if let Err(e) = &result
-                && let Some(suppressed) = self.failures.allow(std::mem::discriminant(e.as_ref()))
-            {
+            let work = catch_unwind(AssertUnwindSafe(|| self.group(jobs, &mut plain)));
+            if let Err(cause) = work {
+                // The group's jobs were dropped unanswered: their publishers
+                // get `Panicked`. Whatever the group staged is dropped too.
+                self.log.discard_staged();
+                plain = Vec::new();
                 tracing::error!(
                     topic = %self.topic,
-                    error = %ErrorChain(e.as_ref()),
-                    suppressed,
-                    "write failed"
+                    cause = panic_text(cause.as_ref()),
+                    "writer panicked: the group's publishes failed; the topic goes on"
                 );
             }
-            for job in jobs {
-                let n = u64::from(job.batch.count());
-                let _ = job.reply.send(match &result {
-                    Ok(_) => Ok(offset),
-                    Err(e) => Err(TopicError::Write(e.clone())),
-                });
-                offset += n;
-            }
+        }
+    }
+
+    /// Validates and writes one group, and answers its jobs.
+    fn group(&self, jobs: Vec<Job>, plain: &mut Vec<u8>) {
+        // One load per group; the Arc keeps this group's validator alive
+        // even if a reload swaps in another meanwhile.
+        let hooks = self.hooks.load_full();
+        let jobs = match &hooks.validator {
+            Some(v) => self.validate(v, hooks.on_error, jobs),
+            None => jobs,
+        };
+        if jobs.is_empty() {
+            return;
+        }
+        let result = self.write(&jobs, plain).map_err(Arc::new);
+        let mut offset = result.as_ref().copied().unwrap_or(0);
+        if let Err(e) = &result
+            && let Some(suppressed) = self.failures.allow(std::mem::discriminant(e.as_ref()))
+        {
+            tracing::error!(
+                topic = %self.topic,
+                error = %ErrorChain(e.as_ref()),
+                suppressed,
+                "write failed"
+            );
+        }
+        for job in jobs {
+            let n = u64::from(job.batch.count());
+            let _ = job.reply.send(match &result {
+                Ok(_) => Ok(offset),
+                Err(e) => Err(TopicError::Write(e.clone())),
+            });
+            offset += n;
         }
     }
 
@@ -356,9 +388,38 @@ impl Shared {
                 }
             }
         };
+        #[cfg(test)]
+        if jobs
+            .iter()
+            .any(|j| matches!(&j.batch, Batch::One(p) if &p[..] == tests::PANIC_HOOK))
+        {
+            panic!("test hook: a panic in the drain");
+        }
         log.flush()?;
         Ok(first)
     }
+}
+
+/// Should the drain unwind anyway (outside a group's work), the topic must
+/// not stay "draining" with nobody draining: the next publish starts one.
+struct ResetDraining<'a>(&'a Shared);
+
+impl Drop for ResetDraining<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&self.0.queue).draining = false;
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+/// A panic's message, when it has one.
+fn panic_text(cause: &(dyn std::any::Any + Send)) -> &str {
+    cause
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| cause.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// Takes the next group: the first job, then those that fit the count and
@@ -426,5 +487,63 @@ impl std::fmt::Display for ErrorChain<'_> {
             cause = c.source();
         }
         f.write_str(&text)
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::log::LogOptions;
+
+    /// A publish of exactly these bytes makes the drain panic after staging
+    /// it (test builds only).
+    pub(crate) const PANIC_HOOK: &[u8] = b"test hook: panic in the drain";
+
+    /// A panic in the drain fails that group's publish (500, `Panicked`),
+    /// stages nothing visible, and the topic goes on writing at the next
+    /// offset; the drain is not left stuck.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_the_drain_fails_its_group_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let writer = Writer::new(
+            "t",
+            log.clone(),
+            Settings::default(),
+            Arc::new(ArcSwap::from_pointee(Hooks::default())),
+        );
+        let closed = || TopicError::ShuttingDown;
+        let one = |p: &'static [u8]| Batch::One(Bytes::from_static(p));
+        assert_eq!(writer.publish(one(b"before"), closed).await.unwrap(), 0);
+        for _ in 0..3 {
+            let failed = writer.publish(one(PANIC_HOOK), closed).await;
+            assert!(matches!(failed, Err(TopicError::Panicked)), "{failed:?}");
+        }
+        assert_eq!(writer.publish(one(b"after"), closed).await.unwrap(), 1);
+        let mut r = log.reader(0).unwrap();
+        let got: Vec<(u64, Bytes)> = std::iter::from_fn(|| r.next().unwrap())
+            .map(|m| (m.offset, m.payload))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, Bytes::from_static(b"before")),
+                (1, Bytes::from_static(b"after"))
+            ]
+        );
+        // The drain ends (it is not left "draining" after the panics).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while lock(&writer.shared.queue).draining {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the drain never ended"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        writer.close();
+        drop(log);
+        // Nothing of the failed publishes reached the disk either.
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        assert_eq!(log.next_offset(), 2);
     }
 }
