@@ -41,6 +41,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use arc_swap::ArcSwap;
@@ -166,6 +167,8 @@ pub(crate) struct View<'a> {
 
 /// Where compiled plugin code is cached, inside the data directory.
 pub const PLUGIN_CACHE_DIR: &str = "_cache/wasm";
+/// Most threads opening topics at start-up (one per 64 topics, up to 8).
+pub const LOAD_THREADS: usize = 8;
 
 /// Releases a name reserved in `Broker::busy` when dropped.
 struct Reserved<'a> {
@@ -402,8 +405,42 @@ impl View<'_> {
 impl Broker {
     /// Opens every netlog topic of the data directory. A directory that is
     /// not one (no `settings.json`, no segment file) is left alone and logged.
+    /// Opens every topic of the data directory, on up to
+    /// [`LOAD_THREADS`] threads: opening is mostly waiting for a few small
+    /// reads per topic, which a disk serves in parallel. The first error
+    /// stops the others at their next topic and is returned.
     fn load_topics(&self) -> Result<(), BrokerError> {
+        let dirs = self.topic_dirs()?;
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let threads = LOAD_THREADS.min(dirs.len() / 64 + 1);
+        let load = || -> Result<(), BrokerError> {
+            while !failed.load(Ordering::Relaxed) {
+                let Some((name, path)) = dirs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                self.load_topic(name, path).inspect_err(|_| {
+                    failed.store(true, Ordering::Relaxed);
+                })?;
+            }
+            Ok(())
+        };
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (1..threads).map(|_| s.spawn(load)).collect();
+            let mut result = load();
+            for w in workers {
+                let done = w.join().expect("topic load thread panicked");
+                result = result.and(done);
+            }
+            result
+        })
+    }
+
+    /// The topic directories of the data directory (others are skipped,
+    /// and those that hold something else are logged and left alone).
+    fn topic_dirs(&self) -> Result<Vec<(String, PathBuf)>, BrokerError> {
         let dir = &self.data_dir;
+        let mut dirs = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(BrokerError::io(dir))? {
             let entry = entry.map_err(BrokerError::io(dir))?;
             let path = entry.path();
@@ -417,12 +454,17 @@ impl Broker {
                 tracing::warn!(dir = %path.display(), "not a netlog topic (no settings.json or segment files): left alone");
                 continue;
             }
-            let settings = self.read_settings(&path)?;
-            let (hooks, opts) = self.with_view(|v| v.build_stored_hooks(&name, &settings))?;
-            let topic = Topic::open(&name, &path, settings, opts, hooks, false)?;
-            tracing::info!(topic = %name, next_offset = topic.next_offset(), "topic loaded");
-            self.topics_mut().insert(name, topic);
+            dirs.push((name, path));
         }
+        Ok(dirs)
+    }
+
+    fn load_topic(&self, name: &str, path: &Path) -> Result<(), BrokerError> {
+        let settings = self.read_settings(path)?;
+        let (hooks, opts) = self.with_view(|v| v.build_stored_hooks(name, &settings))?;
+        let topic = Topic::open(name, path, settings, opts, hooks, false)?;
+        tracing::info!(topic = %name, next_offset = topic.next_offset(), "topic loaded");
+        self.topics_mut().insert(name.to_string(), topic);
         Ok(())
     }
 

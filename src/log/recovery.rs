@@ -266,24 +266,39 @@ fn read_header(
 
 /// The index's chain: the longest well-formed prefix of entries (relative
 /// offset 1 at byte 16, then strictly increasing offsets and positions), up
-/// to and including the marker (timestamp 0), which ends it.
+/// to and including the marker (timestamp 0), which ends it. Read in blocks
+/// that start at [`CHAIN_FIRST_BLOCK`] entries and double, and stop where
+/// the chain does, so its cost is what the index holds, not its
+/// preallocated capacity.
 fn read_chain(index: &Index) -> std::io::Result<Vec<IndexEntry>> {
     let mut chain: Vec<IndexEntry> = Vec::new();
-    for e in index.read(0, index.capacity())? {
-        let ok = match chain.last() {
-            None => e.rel == 1 && e.pos == SEGMENT_HEADER_BYTES,
-            Some(p) => e.rel > p.rel && e.pos > p.pos,
-        };
-        if !ok {
-            break;
-        }
-        chain.push(e);
-        if e.ts == 0 {
-            break;
+    let mut from = 0;
+    let mut block_entries = CHAIN_FIRST_BLOCK;
+    while from < index.capacity() {
+        let block = index.read(from, block_entries)?;
+        from += block.len();
+        block_entries = (block_entries * 2).min(CHAIN_MAX_BLOCK);
+        for e in block {
+            let ok = match chain.last() {
+                None => e.rel == 1 && e.pos == SEGMENT_HEADER_BYTES,
+                Some(p) => e.rel > p.rel && e.pos > p.pos,
+            };
+            if !ok {
+                return Ok(chain);
+            }
+            chain.push(e);
+            if e.ts == 0 {
+                return Ok(chain);
+            }
         }
     }
     Ok(chain)
 }
+
+/// Index entries read first while following the chain (256 bytes).
+const CHAIN_FIRST_BLOCK: usize = 16;
+/// Most index entries read at a time while following the chain (64 KiB).
+const CHAIN_MAX_BLOCK: usize = 4096;
 
 /// How many of the entries the walks kept the index had wrong or lacked
 /// (see the module docs). Past a marker that ends the chain, the active
@@ -591,7 +606,10 @@ fn walk_data(
     sealed_next_rel: Option<u64>,
 ) -> Result<(), LogError> {
     let (data, path, len) = (file.data, file.path, file.len);
-    let mut rd = BufReader::with_capacity(1 << 20, data);
+    // Up to 1 MiB, and no more than is left to read: a healthy segment
+    // walked from its marker reads nothing.
+    let left = len.saturating_sub(walked.end).min(1 << 20) as usize;
+    let mut rd = BufReader::with_capacity(left.max(HEADER_BYTES), data);
     rd.seek(SeekFrom::Start(walked.end))
         .map_err(io_error(path))?;
     let (mut pos, mut rel) = (walked.end, walked.next_rel);
@@ -659,4 +677,38 @@ fn walk_data(
     walked.next_rel = rel;
     walked.end = pos;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::index::DEFAULT_INDEX_ENTRIES;
+    use crate::log::{Log, LogOptions};
+
+    /// Recovering an active segment of one message reads a few dozen of its
+    /// 102,400 preallocated index entries, not all of them; a sealed one
+    /// reads its sample. Start-up costs what the data holds.
+    #[test]
+    fn recovery_reads_the_used_part_of_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        log.append(b"one").unwrap();
+        log.flush().unwrap();
+        log.roll().unwrap();
+        log.append(b"two").unwrap();
+        log.flush().unwrap();
+        drop(log);
+        let codecs = Codecs::default();
+        for (base, next) in [(0, Some(1)), (1, None)] {
+            let (seg, repair) =
+                open_segment(dir.path(), base, DEFAULT_INDEX_ENTRIES, &codecs, next).unwrap();
+            assert!(!repair.changed(), "{repair:?}");
+            assert_eq!(seg.next_offset(), base + 1);
+            let read = seg
+                .index
+                .entries_read
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert!(read <= 600, "segment {base}: {read} index entries read");
+        }
+    }
 }
