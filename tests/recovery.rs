@@ -848,6 +848,83 @@ fn damaged_sealed_index_is_rebuilt_from_data() {
     }
 }
 
+/// Damage the open's sample misses (one relative offset nudged by one in a
+/// large sealed index) is found by `check`, which rebuilds that index from
+/// the data, names the segment, and leaves every message readable at its
+/// offset.
+#[test]
+fn check_rebuilds_a_sealed_index_the_sample_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || options(64);
+    let log = Log::open(dir.path(), opts()).unwrap();
+    let mut want = Vec::new();
+    for i in 0..40u32 {
+        // Even entries are sets of two, odd ones plain messages.
+        let payloads: Vec<Vec<u8>> = if i % 2 == 0 {
+            vec![
+                format!("set {i} a").into_bytes(),
+                format!("set {i} b").into_bytes(),
+            ]
+        } else {
+            vec![format!("plain {i}").into_bytes()]
+        };
+        let first = if i % 2 == 0 {
+            log.append_set(&payloads, SET_NONE).unwrap()
+        } else {
+            log.append(&payloads[0]).unwrap()
+        };
+        for (k, p) in payloads.into_iter().enumerate() {
+            want.push((first + k as u64, p));
+        }
+        log.flush().unwrap();
+    }
+    log.roll().unwrap();
+    log.append(b"active").unwrap();
+    log.flush().unwrap();
+    drop(log);
+    // Entry 3 (after the set of entry 2): its relative offset one higher.
+    // The sample checks pairs starting at entries 0, 2, 5, ...: the pair
+    // (2, 3) sees a set, whose count it cannot check; (3, 4) is not sampled.
+    let path = index_path(dir.path(), 0);
+    let mut index = fs::read(&path).unwrap();
+    let rel = u32::from_be_bytes(index[48..52].try_into().unwrap());
+    index[48..52].copy_from_slice(&(rel + 1).to_be_bytes());
+    fs::write(&path, &index).unwrap();
+
+    let log = Log::open(dir.path(), opts()).unwrap();
+    // The sample passed: offset 5, which the nudged index puts in entry 2's
+    // set of two (offsets 3 and 4), reads as an error, never as a message.
+    let missed = log.reader(5).and_then(|mut r| r.next());
+    assert!(missed.is_err(), "the sample missed it: {missed:?}");
+    let before = log.check(0).unwrap();
+    assert!(
+        before
+            .iter()
+            .any(|p| p.kind == CheckKind::Index && p.offset == 0),
+        "check names the rebuilt segment: {before:?}"
+    );
+    assert!(
+        before.iter().all(|p| p.kind == CheckKind::Index),
+        "nothing else is left: {before:?}"
+    );
+    for (offset, payload) in &want {
+        let m = log.reader(*offset).unwrap().next().unwrap().unwrap();
+        assert_eq!((m.offset, &m.payload[..]), (*offset, &payload[..]));
+    }
+    assert_eq!(
+        log.check(0).unwrap(),
+        before,
+        "a second check repairs nothing"
+    );
+    drop(log);
+    let (_, repair) =
+        recovery::open_segment(dir.path(), 0, 64, &opts().codecs, Some(want.len() as u64)).unwrap();
+    assert!(
+        !repair.changed(),
+        "the rebuilt index is on disk: {repair:?}"
+    );
+}
+
 /// A sealed index rebuilt from the data is replaced whole: no temporary
 /// file is left, a leftover of an interrupted rebuild is removed on open,
 /// and a healthy sealed index is not rewritten at all.

@@ -262,9 +262,10 @@ pub(crate) struct Inner {
     writer: Mutex<Writer>,
     notify: watch::Sender<u64>,
     no_space: LineLimit<()>,
-    /// Segments whose index was rebuilt from their data when the log opened:
-    /// (base offset, entries rebuilt), for `check` to report.
-    rebuilt: Vec<(u64, usize)>,
+    /// Segments whose index was rebuilt from their data, when the log opened
+    /// or later (see [`Log::rebuild_sealed`]): (base offset, entries
+    /// rebuilt), for `check` to report.
+    rebuilt: Mutex<Vec<(u64, usize)>>,
 }
 
 /// A topic's log. Cheap to clone; every clone is the same log.
@@ -323,7 +324,7 @@ impl Log {
                 writer: Mutex::new(writer),
                 notify: watch::Sender::new(next),
                 no_space: LineLimit::new(NO_SPACE_LOG_INTERVAL),
-                rebuilt,
+                rebuilt: Mutex::new(rebuilt),
             }),
         })
     }
@@ -721,10 +722,71 @@ impl Log {
         check::check(self, from)
     }
 
-    /// Segments whose index was rebuilt from their data when the log
-    /// opened: (base offset, entries rebuilt).
-    pub(crate) fn rebuilt_indexes(&self) -> &[(u64, usize)] {
-        &self.inner.rebuilt
+    /// Segments whose index was rebuilt from their data: (base offset,
+    /// entries rebuilt).
+    pub(crate) fn rebuilt_indexes(&self) -> Vec<(u64, usize)> {
+        lock(&self.inner.rebuilt).clone()
+    }
+
+    /// Runs recovery's full walk on the sealed segment `seg` (its sample
+    /// passed at open, but `check` found it disagreeing with its data) and,
+    /// when that rebuilt its index or repaired it otherwise, puts the
+    /// reopened segment in its place: readers already holding the old one
+    /// finish on it. Returns the reopened segment when its index was
+    /// rebuilt from the data; `None` when the index agreed with the data
+    /// (the damage is in the data) or `seg` is not a sealed segment of
+    /// this log any more.
+    pub(crate) fn rebuild_sealed(
+        &self,
+        seg: &Arc<Segment>,
+    ) -> Result<Option<Arc<Segment>>, LogError> {
+        let list = self.segment_list();
+        let Some(i) = list.iter().position(|s| Arc::ptr_eq(s, seg)) else {
+            return Ok(None);
+        };
+        let Some(next) = list.get(i + 1) else {
+            return Ok(None);
+        };
+        let opts = &self.inner.opts;
+        let (fresh, repair) = recovery::open_segment_with(
+            &self.inner.dir,
+            seg.base,
+            opts.index_entries,
+            &opts.codecs,
+            Some(next.base),
+            true,
+        )?;
+        if !repair.changed() && repair.index_rebuilt == 0 {
+            return Ok(None);
+        }
+        fresh.seal();
+        let fresh = Arc::new(fresh);
+        {
+            let mut segments = self
+                .inner
+                .segments
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            match segments.iter_mut().find(|s| Arc::ptr_eq(s, seg)) {
+                Some(slot) => *slot = fresh.clone(),
+                // Trimmed meanwhile.
+                None => return Ok(None),
+            }
+        }
+        let dir = self.inner.dir.display();
+        if repair.index_rebuilt == 0 {
+            tracing::warn!(%dir, base = seg.base, ?repair, "repaired segment on check");
+            return Ok(None);
+        }
+        tracing::warn!(
+            %dir,
+            base = seg.base,
+            entries = repair.index_rebuilt,
+            ?repair,
+            "index disagreed with the data: rebuilt from the data"
+        );
+        lock(&self.inner.rebuilt).push((seg.base, repair.index_rebuilt));
+        Ok(Some(fresh))
     }
 
     /// Removes the log's directory. Readers already open keep working until

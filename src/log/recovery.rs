@@ -138,6 +138,20 @@ pub fn open_segment(
     codecs: &Codecs,
     next_base: Option<u64>,
 ) -> Result<(Segment, Repair), LogError> {
+    open_segment_with(dir, base, index_entries, codecs, next_base, false)
+}
+
+/// [`open_segment`], with `walk` forcing the full walk on a sealed segment
+/// too (a reader or `check` found it disagreeing with its data although
+/// the quick path's sample passed).
+pub(crate) fn open_segment_with(
+    dir: &Path,
+    base: u64,
+    index_entries: u32,
+    codecs: &Codecs,
+    next_base: Option<u64>,
+    walk: bool,
+) -> Result<(Segment, Repair), LogError> {
     let data_path = dir.join(file_name(base, "data"));
     let index_path = dir.join(file_name(base, "index"));
     let data = OpenOptions::new()
@@ -159,6 +173,7 @@ pub fn open_segment(
 
     let quick = match next_base {
         None => None,
+        Some(_) if walk => None,
         Some(b) => {
             let sealed_next_rel = u32::try_from(b.saturating_sub(base) + 1).ok();
             quick_check(&data, &index, len, codecs, sealed_next_rel)
