@@ -17,6 +17,11 @@
 //!   message each over HTTP, and its RSS is read; then it is stopped with
 //!   SIGTERM and started again: the time until `/_ready` answers 200, and
 //!   its RSS then (issue 18).
+//! - `polls N`: the binary again, with a topic of N scanners and N long
+//!   polls (`scan?wait=1h`, one connection each) open at the default
+//!   connection cap (10,000): how long a publish on a new connection takes
+//!   to get its 201, and how the polls end (woken with the message, or shed
+//!   with the empty answer) (issue 18).
 //!
 //! `cargo run --release --example broker_scale -- topics 10000`
 //! `cargo run --release --example broker_scale -- scanners 100000`
@@ -212,6 +217,62 @@ fn restart(n: usize, dir: &std::path::Path) {
     stop_netlog(child);
 }
 
+fn polls(n: usize, dir: &std::path::Path) {
+    use std::io::{Read, Write};
+    let _ = netlog::log::raise_open_file_limit();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (child, _) = start_netlog(dir, port);
+    assert_eq!(request(port, "POST", "/t", ""), 201);
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        use std::net::TcpStream;
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"POST /t/scanner HTTP/1.1\r\nHost: n\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        let id = answer
+            .split("\"id\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next());
+        ids.push(id.expect("a scanner id").to_string());
+    }
+    let mut open = Vec::with_capacity(n);
+    for id in &ids {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let head =
+            format!("GET /t/scan?id={id}&wait=1h HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        open.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    println!("{n} long polls open; RSS {}", rss_of(child.id()));
+    let started = Instant::now();
+    let status = request(port, "POST", "/t/payload", "wake");
+    println!("publish at the cap: {status} in {:?}", started.elapsed());
+    let (mut woken, mut shed, mut other) = (0, 0, 0);
+    let reading = Instant::now();
+    for mut s in open {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        match answer.get(9..12) {
+            Some(b"200") => woken += 1,
+            Some(b"404") => shed += 1,
+            _ => other += 1,
+        }
+    }
+    println!(
+        "polls: {woken} woken with the message, {shed} shed with the empty answer, {other} other; all read in {:?}",
+        reading.elapsed()
+    );
+    stop_netlog(child);
+}
+
 fn scanners(n: usize, dir: &std::path::Path) {
     {
         let broker = Broker::open(config(dir)).unwrap();
@@ -306,6 +367,7 @@ fn main() {
         Some("scanners") => scanners(n, dir.path()),
         Some("info") => info(n, dir.path()),
         Some("restart") => restart(n, dir.path()),
-        _ => eprintln!("usage: broker_scale topics N | scanners N | info N | restart N"),
+        Some("polls") => polls(n, dir.path()),
+        _ => eprintln!("usage: broker_scale topics N | scanners N | info N | restart N | polls N"),
     }
 }
