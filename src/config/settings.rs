@@ -26,7 +26,9 @@
 //! likely), a `segment_size` under [`MIN_SEGMENT_SIZE`], a
 //! `batch_num_messages` over [`MAX_BATCH_NUM_MESSAGES`] (group commit is
 //! bounded by bytes anyway). A negative `segment_size` is netlog's
-//! "never roll by size" and is stored as `u64::MAX`. Only what netlog could
+//! "never roll by size" and is stored as `u64::MAX`; a negative
+//! `segment_age` (`"-1h"`) is its "never delete by age", stored as
+//! [`SEGMENT_AGE_NEVER`]. Only what netlog could
 //! not use either is refused: text that is no duration or size, a negative
 //! `batch_num_messages` (netlog panics on it), a compression number other
 //! than 0-3 (netlog panics when it batches), and the extensions' own floors
@@ -44,6 +46,9 @@ use crate::message::{SET_GZIP, SET_NONE, SET_SNAPPY};
 
 /// Default `segment_age`: segments older than 30 days are deleted (netlog).
 pub const DEFAULT_SEGMENT_AGE: Duration = Duration::from_secs(30 * 86_400);
+/// The `segment_age` a negative one (netlog's "never delete by age", e.g.
+/// `"-1h"`) is stored as: 36,500 days.
+pub const SEGMENT_AGE_NEVER: Duration = Duration::from_secs(36_500 * 86_400);
 /// Default `segment_size`: roll the active segment past 1 GiB (netlog).
 pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 30;
 /// Default `batch_num_messages`: most messages one group-commit write takes.
@@ -412,6 +417,15 @@ fn duration(v: Option<&RawValue>, key: &'static str) -> Result<Option<Duration>,
                 key,
                 format!("{n} is negative; write a duration such as \"7day\""),
             ));
+        }
+        // netlog's "never delete by age": a negative `segment_age`.
+        Some(RawValue::Text(t))
+            if key == "segment_age"
+                && t.trim()
+                    .strip_prefix('-')
+                    .is_some_and(|rest| parse_duration(rest).is_ok()) =>
+        {
+            SEGMENT_AGE_NEVER
         }
         // A bare number as text (a flag) means what a number means.
         Some(RawValue::Text(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
