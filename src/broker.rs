@@ -53,6 +53,7 @@ use crate::config::{
 use crate::log::LogOptions;
 use crate::message::Codecs;
 use crate::plugin::{HostOptions, Limits, Plugin, PluginError, PluginHost, PluginKind};
+use crate::rate_limit::LineLimit;
 use crate::topic::{Hooks, READERS_DIR, SETTINGS_FILE, Topic, TopicError};
 
 mod reload;
@@ -141,6 +142,9 @@ pub struct Broker {
     /// config, miss the reload's list of topics to swap, and keep an old
     /// plugin instance until the next reload.
     reloading: RwLock<()>,
+    /// Rate limit of the monitor's and the fsync loop's failure lines, per
+    /// topic and kind (they repeat every tick while a topic fails).
+    failures: LineLimit<(String, &'static str)>,
     /// Held while the broker runs: the `flock` on the data directory.
     _lock: std::fs::File,
 }
@@ -169,6 +173,9 @@ pub(crate) struct View<'a> {
 pub const PLUGIN_CACHE_DIR: &str = "_cache/wasm";
 /// Most threads opening topics at start-up (one per 64 topics, up to 8).
 pub const LOAD_THREADS: usize = 8;
+/// A topic's `segment monitor failed` and `interval fsync failed` lines are
+/// logged at most once per this long each (10 s), with a count of the rest.
+pub const FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Releases a name reserved in `Broker::busy` when dropped.
 struct Reserved<'a> {
@@ -204,6 +211,7 @@ impl Broker {
             plugins: ArcSwap::from_pointee(HashMap::new()),
             host: OnceLock::new(),
             reloading: RwLock::new(()),
+            failures: LineLimit::new(FAILURE_LOG_INTERVAL),
             _lock: lock_file,
         };
         let config = broker.config();
@@ -667,8 +675,10 @@ impl Broker {
     /// One pass of the segment monitor over every topic. Blocking.
     pub fn monitor_tick(&self) {
         for topic in self.topics() {
-            if let Err(e) = topic.maintain() {
-                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), "segment monitor failed");
+            if let Err(e) = topic.maintain()
+                && let Some(suppressed) = self.failures.allow((topic.name().to_string(), "monitor"))
+            {
+                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), suppressed, "segment monitor failed");
             }
         }
     }
@@ -677,8 +687,10 @@ impl Broker {
     /// policy). Blocking.
     pub fn sync_topics(&self) {
         for topic in self.topics() {
-            if let Err(e) = topic.sync_if_due() {
-                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), "interval fsync failed");
+            if let Err(e) = topic.sync_if_due()
+                && let Some(suppressed) = self.failures.allow((topic.name().to_string(), "fsync"))
+            {
+                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), suppressed, "interval fsync failed");
             }
         }
     }

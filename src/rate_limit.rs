@@ -12,16 +12,20 @@
 //!
 //! Invariants: the first occurrence of a kind is always let through; at
 //! most one line per kind per interval after it; the state is a few words
-//! per kind seen (kinds are a closed set such as an enum's variants, so it
-//! stays small).
+//! per kind seen, at most [`MAX_KINDS`] kinds (past that the windows start
+//! over, which lets one more line of each kind through, never more).
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Most kinds one limit tracks before it starts over.
+pub(crate) const MAX_KINDS: usize = 65_536;
+
 /// The window of one kind of line.
 #[derive(Debug)]
-struct Window<K> {
-    kind: K,
+struct Window {
     last: Instant,
     suppressed: u64,
 }
@@ -30,15 +34,15 @@ struct Window<K> {
 #[derive(Debug)]
 pub(crate) struct LineLimit<K> {
     interval: Duration,
-    windows: Mutex<Vec<Window<K>>>,
+    windows: Mutex<Option<HashMap<K, Window>>>,
 }
 
-impl<K: PartialEq> LineLimit<K> {
+impl<K: Hash + Eq> LineLimit<K> {
     /// A limit of one line per kind per `interval`.
     pub(crate) const fn new(interval: Duration) -> Self {
         LineLimit {
             interval,
-            windows: Mutex::new(Vec::new()),
+            windows: Mutex::new(None),
         }
     }
 
@@ -52,12 +56,18 @@ impl<K: PartialEq> LineLimit<K> {
     /// [`allow`](Self::allow) at the instant `now`.
     pub(crate) fn allow_at(&self, kind: K, now: Instant) -> Option<u64> {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(w) = windows.iter_mut().find(|w| w.kind == kind) else {
-            windows.push(Window {
+        let windows = windows.get_or_insert_with(HashMap::new);
+        if windows.len() >= MAX_KINDS && !windows.contains_key(&kind) {
+            windows.clear();
+        }
+        let Some(w) = windows.get_mut(&kind) else {
+            windows.insert(
                 kind,
-                last: now,
-                suppressed: 0,
-            });
+                Window {
+                    last: now,
+                    suppressed: 0,
+                },
+            );
             return Some(0);
         };
         if now.saturating_duration_since(w.last) < self.interval {
@@ -73,8 +83,8 @@ impl<K: PartialEq> LineLimit<K> {
     pub(crate) fn suppressed(&self, kind: &K) -> u64 {
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         windows
-            .iter()
-            .find(|w| w.kind == *kind)
+            .as_ref()
+            .and_then(|w| w.get(kind))
             .map_or(0, |w| w.suppressed)
     }
 }
@@ -117,5 +127,25 @@ mod tests {
         assert_eq!(limit.allow_at(1, t + Duration::from_secs(1)), Some(1));
         // A clock read earlier than the window's start holds back too.
         assert_eq!(limit.allow_at(2, t - Duration::from_millis(1)), None);
+    }
+
+    /// Kinds past [`MAX_KINDS`] start the windows over: the state stays
+    /// bounded, and a new kind is still logged at once.
+    #[test]
+    fn the_kinds_tracked_are_bounded() {
+        let limit = LineLimit::new(Duration::from_secs(60));
+        let t = Instant::now();
+        for k in 0..MAX_KINDS as u64 {
+            assert_eq!(limit.allow_at(k, t), Some(0));
+        }
+        assert_eq!(limit.allow_at(0, t), None);
+        assert_eq!(limit.allow_at(u64::MAX, t), Some(0), "a new kind");
+        let tracked = limit
+            .windows
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, HashMap::len);
+        assert!(tracked <= MAX_KINDS, "{tracked} kinds tracked");
     }
 }
