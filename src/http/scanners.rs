@@ -12,9 +12,10 @@
 //! A batch is bounded by count (`max`, at most [`MAX_SCAN_BATCH`]) and by
 //! payload bytes (`max_bytes`, default [`DEFAULT_SCAN_BYTES`], at most
 //! [`MAX_SCAN_BYTES`]); it always holds at least one message, whatever its
-//! size. `wait` is at most [`MAX_WAIT`]: a longer one is clamped. A
-//! waiting scan may be shed by the connection cap (see `serve.rs`): it then
-//! ends at once with the normal empty answer, `404 end of topic`.
+//! size. `wait` is at most [`MAX_WAIT`]: a longer one is clamped. A scan
+//! waiting [`SHEDDABLE_WAIT`] or more may be shed by the connection cap (see
+//! `serve.rs`): it then ends at once with the normal empty answer, `404 end
+//! of topic`.
 
 use std::time::Duration;
 
@@ -34,6 +35,9 @@ use crate::topic::{Message, ReadLimits, ScannerEntry, Topic, TopicError};
 
 /// How long a scan waits when `wait` is not given (netlog's default).
 pub const DEFAULT_WAIT: Duration = Duration::from_millis(5);
+/// Shortest `wait` that makes a scan a long poll the connection cap may
+/// shed (see `serve.rs`): 1 s. Shorter waits end soon by themselves.
+pub const SHEDDABLE_WAIT: Duration = Duration::from_secs(1);
 /// Longest `wait` honoured: 1 hour; longer ones are clamped to it.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// Most messages one batch scan returns.
@@ -99,7 +103,8 @@ async fn scan_unless_shed(
     wait: Duration,
     long_poll: Option<Extension<LongPoll>>,
 ) -> Result<Vec<Message>, ApiError> {
-    let Some(Extension(long_poll)) = long_poll.filter(|_| !wait.is_zero()) else {
+    // A short wait ends soon by itself: only long polls pay for the signal.
+    let Some(Extension(long_poll)) = long_poll.filter(|_| wait >= SHEDDABLE_WAIT) else {
         return Ok(topic.scan(entry, limits, wait, &state.shutdown).await?);
     };
     let (_waiting, mut shed) = long_poll.waiting();
