@@ -12,6 +12,17 @@
 //!   clients ask for its info in a loop while another times an unrelated
 //!   `GET /` 200 times: its median and p99.
 //!
+//! - `restart N`: the `netlog` binary (beside this example in the target
+//!   directory) is started on an empty data directory, N topics get one
+//!   message each over HTTP, and its RSS is read; then it is stopped with
+//!   SIGTERM and started again: the time until `/_ready` answers 200, and
+//!   its RSS then (issue 18).
+//! - `polls N`: the binary again, with a topic of N scanners and N long
+//!   polls (`scan?wait=1h`, one connection each) open at the default
+//!   connection cap (10,000): how long a publish on a new connection takes
+//!   to get its 201, and how the polls end (woken with the message, or shed
+//!   with the empty answer) (issue 18).
+//!
 //! `cargo run --release --example broker_scale -- topics 10000`
 //! `cargo run --release --example broker_scale -- scanners 100000`
 //! Data goes to a temporary directory under `$SCALE_DIR` (default the
@@ -93,6 +104,173 @@ fn topics(n: usize, dir: &std::path::Path) {
         status("Threads:")
     );
     broker.close().unwrap();
+}
+
+/// The `netlog` binary of the same build: `target/<profile>/netlog`.
+fn netlog_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|examples| examples.parent())
+        .map(|profile| profile.join("netlog"))
+        .unwrap()
+}
+
+/// VmRSS of process `pid`.
+fn rss_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .map(|l| l["VmRSS:".len()..].trim().to_string())
+        .unwrap_or_default()
+}
+
+/// One HTTP/1.1 request on its own connection; the answer's status (0 when
+/// nothing answered).
+fn request(port: u16, method: &str, path: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(head.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts the binary on `dir` at `port`; returns it and how long `/_ready`
+/// took to answer 200. The caller waits for it (`stop_netlog`).
+#[allow(clippy::zombie_processes)]
+fn start_netlog(dir: &std::path::Path, port: u16) -> (std::process::Child, Duration) {
+    let started = Instant::now();
+    let mut child = std::process::Command::new(netlog_binary())
+        .args([
+            "-listen",
+            &format!("127.0.0.1:{port}"),
+            "-loglevel",
+            "warn",
+            "-dir",
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the netlog binary (build it first: cargo build)");
+    loop {
+        if request(port, "GET", "/_ready", "") == 200 {
+            return (child, started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("netlog never answered /_ready");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn stop_netlog(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "netlog stopped with {status}");
+}
+
+fn restart(n: usize, dir: &std::path::Path) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (child, first_ready) = start_netlog(dir, port);
+    let created = Instant::now();
+    for i in 0..n {
+        assert_eq!(request(port, "POST", &format!("/t{i}"), ""), 201);
+        assert_eq!(request(port, "POST", &format!("/t{i}/payload"), "one"), 201);
+    }
+    println!(
+        "first start: ready in {first_ready:?}; {n} topics with one message each in {:?}",
+        created.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(12));
+    println!("first start: RSS {}", rss_of(child.id()));
+    stop_netlog(child);
+    let (child, ready) = start_netlog(dir, port);
+    println!(
+        "clean restart: /_ready in {ready:?}, RSS {}",
+        rss_of(child.id())
+    );
+    std::thread::sleep(Duration::from_secs(12));
+    println!("clean restart, 12 s later: RSS {}", rss_of(child.id()));
+    let last = format!("/t{}/payload/0", n - 1);
+    assert_eq!(request(port, "GET", &last, ""), 200);
+    stop_netlog(child);
+}
+
+fn polls(n: usize, dir: &std::path::Path) {
+    use std::io::{Read, Write};
+    let _ = netlog::log::raise_open_file_limit();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (child, _) = start_netlog(dir, port);
+    assert_eq!(request(port, "POST", "/t", ""), 201);
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        use std::net::TcpStream;
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"POST /t/scanner HTTP/1.1\r\nHost: n\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        let id = answer
+            .split("\"id\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next());
+        ids.push(id.expect("a scanner id").to_string());
+    }
+    let mut open = Vec::with_capacity(n);
+    for id in &ids {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let head =
+            format!("GET /t/scan?id={id}&wait=1h HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        open.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    println!("{n} long polls open; RSS {}", rss_of(child.id()));
+    let started = Instant::now();
+    let status = request(port, "POST", "/t/payload", "wake");
+    println!("publish at the cap: {status} in {:?}", started.elapsed());
+    let (mut woken, mut shed, mut other) = (0, 0, 0);
+    let reading = Instant::now();
+    for mut s in open {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        match answer.get(9..12) {
+            Some(b"200") => woken += 1,
+            Some(b"404") => shed += 1,
+            _ => other += 1,
+        }
+    }
+    println!(
+        "polls: {woken} woken with the message, {shed} shed with the empty answer, {other} other; all read in {:?}",
+        reading.elapsed()
+    );
+    stop_netlog(child);
 }
 
 fn scanners(n: usize, dir: &std::path::Path) {
@@ -188,6 +366,8 @@ fn main() {
         Some("topics") => topics(n, dir.path()),
         Some("scanners") => scanners(n, dir.path()),
         Some("info") => info(n, dir.path()),
-        _ => eprintln!("usage: broker_scale topics N | scanners N | info N"),
+        Some("restart") => restart(n, dir.path()),
+        Some("polls") => polls(n, dir.path()),
+        _ => eprintln!("usage: broker_scale topics N | scanners N | info N | restart N | polls N"),
     }
 }

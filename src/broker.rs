@@ -41,6 +41,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use arc_swap::ArcSwap;
@@ -52,6 +53,7 @@ use crate::config::{
 use crate::log::LogOptions;
 use crate::message::Codecs;
 use crate::plugin::{HostOptions, Limits, Plugin, PluginError, PluginHost, PluginKind};
+use crate::rate_limit::LineLimit;
 use crate::topic::{Hooks, READERS_DIR, SETTINGS_FILE, Topic, TopicError};
 
 mod reload;
@@ -140,6 +142,9 @@ pub struct Broker {
     /// config, miss the reload's list of topics to swap, and keep an old
     /// plugin instance until the next reload.
     reloading: RwLock<()>,
+    /// Rate limit of the monitor's and the fsync loop's failure lines, per
+    /// topic and kind (they repeat every tick while a topic fails).
+    failures: LineLimit<(String, &'static str)>,
     /// Held while the broker runs: the `flock` on the data directory.
     _lock: std::fs::File,
 }
@@ -166,6 +171,11 @@ pub(crate) struct View<'a> {
 
 /// Where compiled plugin code is cached, inside the data directory.
 pub const PLUGIN_CACHE_DIR: &str = "_cache/wasm";
+/// Most threads opening topics at start-up (one per 64 topics, up to 8).
+pub const LOAD_THREADS: usize = 8;
+/// A topic's `segment monitor failed` and `interval fsync failed` lines are
+/// logged at most once per this long each (10 s), with a count of the rest.
+pub const FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Releases a name reserved in `Broker::busy` when dropped.
 struct Reserved<'a> {
@@ -201,6 +211,7 @@ impl Broker {
             plugins: ArcSwap::from_pointee(HashMap::new()),
             host: OnceLock::new(),
             reloading: RwLock::new(()),
+            failures: LineLimit::new(FAILURE_LOG_INTERVAL),
             _lock: lock_file,
         };
         let config = broker.config();
@@ -402,8 +413,42 @@ impl View<'_> {
 impl Broker {
     /// Opens every netlog topic of the data directory. A directory that is
     /// not one (no `settings.json`, no segment file) is left alone and logged.
+    /// Opens every topic of the data directory, on up to
+    /// [`LOAD_THREADS`] threads: opening is mostly waiting for a few small
+    /// reads per topic, which a disk serves in parallel. The first error
+    /// stops the others at their next topic and is returned.
     fn load_topics(&self) -> Result<(), BrokerError> {
+        let dirs = self.topic_dirs()?;
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let threads = LOAD_THREADS.min(dirs.len() / 64 + 1);
+        let load = || -> Result<(), BrokerError> {
+            while !failed.load(Ordering::Relaxed) {
+                let Some((name, path)) = dirs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                self.load_topic(name, path).inspect_err(|_| {
+                    failed.store(true, Ordering::Relaxed);
+                })?;
+            }
+            Ok(())
+        };
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (1..threads).map(|_| s.spawn(load)).collect();
+            let mut result = load();
+            for w in workers {
+                let done = w.join().expect("topic load thread panicked");
+                result = result.and(done);
+            }
+            result
+        })
+    }
+
+    /// The topic directories of the data directory (others are skipped,
+    /// and those that hold something else are logged and left alone).
+    fn topic_dirs(&self) -> Result<Vec<(String, PathBuf)>, BrokerError> {
         let dir = &self.data_dir;
+        let mut dirs = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(BrokerError::io(dir))? {
             let entry = entry.map_err(BrokerError::io(dir))?;
             let path = entry.path();
@@ -417,12 +462,17 @@ impl Broker {
                 tracing::warn!(dir = %path.display(), "not a netlog topic (no settings.json or segment files): left alone");
                 continue;
             }
-            let settings = self.read_settings(&path)?;
-            let (hooks, opts) = self.with_view(|v| v.build_stored_hooks(&name, &settings))?;
-            let topic = Topic::open(&name, &path, settings, opts, hooks, false)?;
-            tracing::info!(topic = %name, next_offset = topic.next_offset(), "topic loaded");
-            self.topics_mut().insert(name, topic);
+            dirs.push((name, path));
         }
+        Ok(dirs)
+    }
+
+    fn load_topic(&self, name: &str, path: &Path) -> Result<(), BrokerError> {
+        let settings = self.read_settings(path)?;
+        let (hooks, opts) = self.with_view(|v| v.build_stored_hooks(name, &settings))?;
+        let topic = Topic::open(name, path, settings, opts, hooks, false)?;
+        tracing::info!(topic = %name, next_offset = topic.next_offset(), "topic loaded");
+        self.topics_mut().insert(name.to_string(), topic);
         Ok(())
     }
 
@@ -630,8 +680,10 @@ impl Broker {
     /// One pass of the segment monitor over every topic. Blocking.
     pub fn monitor_tick(&self) {
         for topic in self.topics() {
-            if let Err(e) = topic.maintain() {
-                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), "segment monitor failed");
+            if let Err(e) = topic.maintain()
+                && let Some(suppressed) = self.failures.allow((topic.name().to_string(), "monitor"))
+            {
+                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), suppressed, "segment monitor failed");
             }
         }
     }
@@ -640,8 +692,10 @@ impl Broker {
     /// policy). Blocking.
     pub fn sync_topics(&self) {
         for topic in self.topics() {
-            if let Err(e) = topic.sync_if_due() {
-                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), "interval fsync failed");
+            if let Err(e) = topic.sync_if_due()
+                && let Some(suppressed) = self.failures.allow((topic.name().to_string(), "fsync"))
+            {
+                tracing::error!(topic = topic.name(), error = %crate::topic::ErrorChain(&e), suppressed, "interval fsync failed");
             }
         }
     }

@@ -295,6 +295,7 @@ impl Config {
         let text = || match value {
             RawValue::Text(t) => Ok(t.clone()),
             RawValue::Int(n) => Err(format!("expected text, found the number {n}")),
+            RawValue::Negative(n) => Err(format!("expected text, found the number {n}")),
         };
         match key {
             "listen" => self.listen = listen(&text()?)?,
@@ -422,6 +423,7 @@ fn data_dir(text: &str) -> Result<PathBuf, String> {
 fn interval(value: &RawValue) -> Result<Duration, String> {
     let d = match value {
         RawValue::Int(n) => Duration::from_nanos(*n),
+        RawValue::Negative(n) => return Err(format!("{n} is negative")),
         RawValue::Text(t) => parse_duration(t).map_err(|e| e.to_string())?,
     };
     if d < MIN_INTERVAL {
@@ -453,6 +455,7 @@ fn fsync(value: &RawValue) -> Result<FsyncPolicy, String> {
 fn size(value: &RawValue) -> Result<u64, String> {
     match value {
         RawValue::Int(n) => Ok(*n),
+        RawValue::Negative(n) => Err(format!("{n} is negative")),
         RawValue::Text(t) => parse_size(t).map_err(|e| e.to_string()),
     }
 }
@@ -501,6 +504,7 @@ fn log_format(text: &str) -> Result<LogFormat, String> {
 fn index_entries(value: &RawValue) -> Result<u32, String> {
     let n = match value {
         RawValue::Int(n) => *n,
+        RawValue::Negative(n) => return Err(format!("{n} is negative")),
         RawValue::Text(t) => t
             .trim()
             .parse()
@@ -531,6 +535,7 @@ pub(crate) fn plugin_memory(value: &RawValue) -> Result<u64, String> {
 pub(crate) fn plugin_time(value: &RawValue) -> Result<Duration, String> {
     let d = match value {
         RawValue::Int(n) => Duration::from_nanos(*n),
+        RawValue::Negative(n) => return Err(format!("{n} is negative")),
         RawValue::Text(t) => parse_duration(t).map_err(|e| e.to_string())?,
     };
     if d.is_zero() {

@@ -14,7 +14,7 @@
 //! Calls and imports flow one way, top to bottom, with no cycle:
 //!
 //! ```text
-//! http  ->  broker  ->  topic  ->  { config, log, plugin }  ->  { message, duration }
+//! http  ->  broker  ->  topic  ->  { config, log, plugin }  ->  { message, duration, durable, rate_limit }
 //! ```
 //!
 //! - [`http`]: the HTTP API (axum), one file per resource. It talks to the
@@ -43,7 +43,11 @@
 //!   components that validate, compress and retain a topic's messages.
 //! - [`message`]: the message format (compver, CRC-32, length, payload),
 //!   message sets and the codecs that compress them.
+//! - `durable`: atomic, fsynced file replacement and directory fsync, the
+//!   one way a change a restart depends on reaches the disk.
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
+//! - `rate_limit`: one line per kind per interval for failures that repeat
+//!   per request (a full disk, a refused write), with a count of the rest.
 //! - [`token`]: `netlog token new` and `netlog token hash`, for `[[auth.tokens]]`.
 //! - [`histogram`]: the lock-free latency histogram behind the publish and
 //!   plugin-call metrics.
@@ -59,12 +63,14 @@
 
 pub mod broker;
 pub mod config;
+pub(crate) mod durable;
 pub mod duration;
 pub mod histogram;
 pub(crate) mod http;
 pub mod log;
 pub mod message;
 pub mod plugin;
+pub(crate) mod rate_limit;
 pub mod token;
 pub mod topic;
 

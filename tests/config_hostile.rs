@@ -161,8 +161,8 @@ fn zero_and_absurd_server_values_are_refused() {
 fn bad_topic_values_are_refused() {
     let dir = common::data_dir();
     for (table, key, value) in [
-        ("defaults", "segment_age", "\"10ms\""),
-        ("defaults", "segment_size", "100"),
+        ("defaults", "segment_age", "\"forever\""),
+        ("defaults", "segment_size", "\"12 parsecs\""),
         ("defaults", "batch_num_messages", "\"-1\""),
         ("defaults", "batch_interval", "\"soon\""),
         ("defaults", "compression", "\"loud\""),

@@ -358,3 +358,50 @@ fn repair_on_a_full_disk_is_held_until_space_is_free() {
     }
     assert!(log.check(0).unwrap().is_empty());
 }
+
+/// A full disk refusing every publish for 5 s writes a few log lines, not
+/// one per request (the issue saw 16,916 in 5 s): each repeated failure line
+/// is rate-limited per topic and kind, with a count of the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_for_5_s_logs_a_few_lines() {
+    let m = match mount("tmpfs", 4 << 20) {
+        Ok(m) => m,
+        Err(why) => {
+            println!("skipped: cannot mount a test tmpfs here: {why}");
+            return;
+        }
+    };
+    let mut netlog = spawn_netlog(&m.path().join("data")).await;
+    let api = netlog.api();
+    api.create_topic("t").await;
+    fill(&m.path().join("filler"));
+    let started = Instant::now();
+    let (mut sent, mut refused) = (0, 0);
+    while started.elapsed() < Duration::from_secs(5) {
+        let resp = api.post("/t/payload", payload(sent, 1000)).await;
+        sent += 1;
+        if resp.status() == StatusCode::INSUFFICIENT_STORAGE {
+            refused += 1;
+        }
+    }
+    let log = netlog.log();
+    netlog.kill();
+    assert!(refused > 100, "only {refused} of {sent} publishes refused");
+    let loud: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .collect();
+    println!(
+        "{} warning and error lines for {refused} of {sent} publishes refused in 5 s",
+        loud.len()
+    );
+    assert!(
+        loud.len() <= 24,
+        "{} warning and error lines for {refused} refused publishes:\n{log}",
+        loud.len()
+    );
+    assert!(
+        loud.iter().any(|l| l.contains("write failed")),
+        "the failure is logged:\n{log}"
+    );
+}

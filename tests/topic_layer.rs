@@ -137,16 +137,22 @@ fn cases() -> Vec<Case> {
             value: json!(7),
             want: ok("batch_num_messages", json!(7)),
         },
-        // Mistakes.
+        // Values netlog took, mistaken as they look: taken (and logged).
         Case {
             key: "segment_age",
             value: json!(86400),
-            want: Err("did you mean \"86400s\""),
+            want: ok("segment_age", json!("86400ns")),
         },
         Case {
             key: "segment_size",
             value: json!(10),
-            want: Err("did you mean \"10MiB\""),
+            want: ok("segment_size", json!(10)),
+        },
+        // What netlog could not use either.
+        Case {
+            key: "batch_num_messages",
+            value: json!("-1"),
+            want: Err("batch_num_messages"),
         },
         Case {
             key: "segment_age",
@@ -263,8 +269,8 @@ async fn through_every_source(
 }
 
 /// Flags, TOML, the HTTP body and a stored `settings.json` give the same
-/// settings and the same errors for the same input; a stored file is data
-/// already accepted, so a mistaken value there is kept (and logged).
+/// settings and the same errors for the same input; values netlog took are
+/// taken by all of them, even where they look mistaken.
 #[tokio::test]
 async fn one_resolver_for_every_source() {
     let dir = data_dir();
@@ -285,22 +291,66 @@ async fn one_resolver_for_every_source() {
     }
 }
 
-/// `{"segment_age":86400}` (seconds meant, nanoseconds read) is refused with
-/// a hint, and nothing is created.
+/// `{"segment_age":86400}` (seconds meant, nanoseconds read) is taken, as
+/// netlog took it, and the log names the value with a hint.
 #[tokio::test]
-async fn seconds_as_nanoseconds_are_refused_with_a_hint() {
+async fn seconds_as_nanoseconds_are_taken_with_a_hint() {
     let dir = data_dir();
-    let broker = spawn_broker(dir.path());
-    let api = broker.api();
-    let reason = expect_bad_request(
-        api.post("/t", r#"{"segment_age":86400}"#).await,
-        "bad request",
-    )
-    .await;
+    let mut netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    api.create_topic_with("t", &json!({"segment_age": 86400}))
+        .await;
+    let log = netlog.log();
     assert!(
-        reason.contains("nanoseconds") && reason.contains("\"86400s\""),
-        "{reason}"
+        log.contains("segment_age") && log.contains("\"86400s\""),
+        "the warning names the value and the hint:\n{log}"
     );
-    expect_exact_error(api.get("/t").await, 404, "topic not found").await;
-    broker.stop().await;
+    netlog.kill();
+}
+
+/// netlog's own create body, a 1 KiB segment_size included, makes the
+/// topic (201, with a warning naming segment_size), and 50 messages
+/// published across the rolls it causes read back at their offsets.
+#[tokio::test]
+async fn netlogs_settings_are_taken_and_work() {
+    let dir = data_dir();
+    let mut netlog = spawn_netlog_with(dir.path(), &["-monitor_interval", "20ms"]).await;
+    let api = netlog.api();
+    let body =
+        r#"{"segment_age":"1day","segment_size":1024,"batch_num_messages":1,"compression_type":2}"#;
+    expect_ok_message(api.post("/n", body).await, 201, "topic created").await;
+    let settings = api.info("n").await["settings"].clone();
+    assert_eq!(settings["segment_size"], 1024, "{settings}");
+    assert_eq!(settings["compression_type"], 2, "{settings}");
+    let payload = |i: u64| format!("message {i:03} {}", "x".repeat(90));
+    for i in 0..50u64 {
+        assert_eq!(api.publish("n", payload(i)).await, i);
+        if i % 10 == 9 {
+            // Let the monitor roll the segment between bursts.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while api.info("n").await["segments"]
+                .as_array()
+                .map_or(0, Vec::len)
+                < (i / 10 + 2) as usize
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no roll past segment_size"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    for i in 0..50u64 {
+        assert_eq!(
+            api.payload("n", &i.to_string()).await,
+            (i, payload(i).into_bytes())
+        );
+    }
+    let log = netlog.log();
+    assert!(
+        log.contains("segment_size") && log.contains("1024 bytes"),
+        "a warning names the tiny segment_size:\n{log}"
+    );
+    netlog.kill();
 }

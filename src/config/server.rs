@@ -54,8 +54,10 @@ pub struct ServerOptions {
     /// hour); must be at least 1.
     pub body_min_rate: u64,
     /// `max_connections`: most connections served at once. At the cap, a new
-    /// connection first displaces the oldest one with no request in flight;
-    /// when every connection is busy it gets a fast 503 and is closed. The
+    /// connection first displaces the oldest one with no request in flight,
+    /// then the oldest one waiting in a long poll (which gets its normal
+    /// empty answer at once); when every connection is busy otherwise it
+    /// gets a fast 503 and is closed. The
     /// cap in force is also held to three quarters of the descriptor limit
     /// (after raising it to the hard limit), leaving the rest for topic files.
     /// Default 10000; must be at least 1.

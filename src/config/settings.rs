@@ -18,11 +18,23 @@
 //!   declared codec plugin.
 //! - A zero means "the default", as in netlog.
 //!
-//! Values that can only be mistakes are refused with a hint: a `segment_age`
-//! under [`MIN_SEGMENT_AGE`] (a number of seconds taken as nanoseconds, most
-//! likely) and a `segment_size` under [`MIN_SEGMENT_SIZE`]. A stored
+//! What netlog took is taken: a `segment_size` of 1024 bytes or a
+//! `segment_age` of a few nanoseconds worked in netlog (tiny segments, or
+//! segments deleted at the next check), so they are accepted here too, with
+//! a warning naming the value when it looks like a mistake: a `segment_age`
+//! under [`MIN_SEGMENT_AGE`] (a number of seconds read as nanoseconds, most
+//! likely), a `segment_size` under [`MIN_SEGMENT_SIZE`], a
+//! `batch_num_messages` over [`MAX_BATCH_NUM_MESSAGES`] (group commit is
+//! bounded by bytes anyway). A negative `segment_size` is netlog's
+//! "never roll by size" and is stored as `u64::MAX`; a negative
+//! `segment_age` (`"-1h"`) is its "never delete by age", stored as
+//! [`SEGMENT_AGE_NEVER`]. Only what netlog could
+//! not use either is refused: text that is no duration or size, a negative
+//! `batch_num_messages` (netlog panics on it), a compression number other
+//! than 0-3 (netlog panics when it batches), and the extensions' own floors
+//! (`min_segment_age` of at least [`MIN_ROLL_AGE_FLOOR`]). A stored
 //! `settings.json` is data already accepted, so there [`resolve`] runs with
-//! [`Strictness::Stored`] and such values are kept and logged, never refused.
+//! [`Strictness::Stored`] and keeps even codec numbers it no longer declares.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,6 +46,9 @@ use crate::message::{SET_GZIP, SET_NONE, SET_SNAPPY};
 
 /// Default `segment_age`: segments older than 30 days are deleted (netlog).
 pub const DEFAULT_SEGMENT_AGE: Duration = Duration::from_secs(30 * 86_400);
+/// The `segment_age` a negative one (netlog's "never delete by age", e.g.
+/// `"-1h"`) is stored as: 36,500 days.
+pub const SEGMENT_AGE_NEVER: Duration = Duration::from_secs(36_500 * 86_400);
 /// Default `segment_size`: roll the active segment past 1 GiB (netlog).
 pub const DEFAULT_SEGMENT_SIZE: u64 = 1 << 30;
 /// Default `batch_num_messages`: most messages one group-commit write takes.
@@ -48,13 +63,14 @@ pub const DEFAULT_MIN_SEGMENT_AGE: Duration = Duration::from_secs(60);
 /// Smallest `min_segment_age`: a retention plugin rolls a topic at most
 /// once a second, whatever it answers.
 pub const MIN_ROLL_AGE_FLOOR: Duration = Duration::from_secs(1);
-/// Smallest `segment_age` taken as meant: below one second, a number was
-/// almost surely seconds read as nanoseconds.
+/// Smallest `segment_age` taken without a warning: below one second, a
+/// number was almost surely seconds read as nanoseconds.
 pub const MIN_SEGMENT_AGE: Duration = Duration::from_secs(1);
-/// Smallest `segment_size` taken as meant: one page. Smaller segments would
-/// roll on nearly every write.
+/// Smallest `segment_size` taken without a warning: one page. Smaller
+/// segments roll on nearly every monitor tick.
 pub const MIN_SEGMENT_SIZE: u64 = 4096;
-/// Most messages one group-commit write may take.
+/// Largest `batch_num_messages` taken without a warning; a larger one is
+/// kept as written (group commit stays bounded by its byte budget).
 pub const MAX_BATCH_NUM_MESSAGES: usize = 1_000_000;
 
 /// What a hook does when its plugin traps, times out or errs.
@@ -97,7 +113,8 @@ pub struct Settings {
     #[serde(with = "duration_text")]
     pub segment_age: Duration,
     /// The active segment is rolled once its data passes this many bytes.
-    /// Default 1 GiB; at least 4 KiB.
+    /// Default 1 GiB; under 4 KiB is taken with a warning; `u64::MAX` (a
+    /// negative number in the input, as netlog wrote it) never rolls by size.
     pub segment_size: u64,
     /// Most messages written as one entry by group commit. Default 100.
     pub batch_num_messages: usize,
@@ -173,6 +190,8 @@ impl Default for Settings {
 pub enum RawValue {
     /// A whole number (JSON or TOML integer).
     Int(u64),
+    /// A negative whole number (netlog's Go `int64` fields took them).
+    Negative(i64),
     /// Text, from a flag or a quoted value.
     Text(String),
 }
@@ -182,6 +201,7 @@ impl RawValue {
     pub(crate) fn show(&self) -> String {
         match self {
             RawValue::Int(n) => n.to_string(),
+            RawValue::Negative(n) => n.to_string(),
             RawValue::Text(t) => format!("{t:?}"),
         }
     }
@@ -250,13 +270,14 @@ impl SettingsError {
     }
 }
 
-/// How [`resolve`] treats values that can only be mistakes.
+/// How much [`resolve`] trusts its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strictness {
-    /// Refuse them (flags, TOML, HTTP).
+    /// New input (flags, TOML, HTTP): codec numbers 4..=15 must name a
+    /// declared codec plugin.
     Refuse,
-    /// Keep them, with a warning (a stored `settings.json`: data already
-    /// accepted, maybe by netlog).
+    /// A stored `settings.json`, data already accepted: codec numbers it
+    /// bound earlier are kept.
     Stored,
 }
 
@@ -313,24 +334,30 @@ pub fn resolve(
                 ));
             }
         },
+        Some(RawValue::Negative(n)) => {
+            return Err(SettingsError::new(
+                "compression_type",
+                format!("{n} is not 0 to 3 (none, gzip, snappy)"),
+            ));
+        }
         Some(RawValue::Text(t)) => s.set_compression(t, codec_plugins, "compression_type")?,
     }
     if let Some(name) = &input.compression {
         s.set_compression(name, codec_plugins, "compression")?;
     }
-    if let Err(e) = check_mistakes(&s) {
-        match strictness {
-            Strictness::Refuse => return Err(e),
-            Strictness::Stored => {
-                tracing::warn!(error = %e, "stored topic settings look like a mistake; kept as stored")
-            }
-        }
+    check_floors(&s)?;
+    for warning in mistakes(&s) {
+        tracing::warn!(
+            key = warning.key,
+            "{}; taken as netlog took it",
+            warning.message
+        );
     }
     Ok(s)
 }
 
-/// Values that can only be mistakes (see the module docs).
-fn check_mistakes(s: &Settings) -> Result<(), SettingsError> {
+/// The extensions' floors, which netlog never had: refused.
+fn check_floors(s: &Settings) -> Result<(), SettingsError> {
     if s.min_segment_age < MIN_ROLL_AGE_FLOOR {
         return Err(SettingsError::new(
             "min_segment_age",
@@ -340,9 +367,16 @@ fn check_mistakes(s: &Settings) -> Result<(), SettingsError> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Values netlog took that look like mistakes (see the module docs), each
+/// with a hint. They are kept; the caller logs them.
+pub(crate) fn mistakes(s: &Settings) -> Vec<SettingsError> {
+    let mut out = Vec::new();
     if s.segment_age < MIN_SEGMENT_AGE {
         let nanos = s.segment_age.as_nanos();
-        return Err(SettingsError::new(
+        out.push(SettingsError::new(
             "segment_age",
             format!(
                 "{} is under 1s; a number is read as nanoseconds (netlog's meaning): \
@@ -352,16 +386,25 @@ fn check_mistakes(s: &Settings) -> Result<(), SettingsError> {
         ));
     }
     if s.segment_size < MIN_SEGMENT_SIZE {
-        return Err(SettingsError::new(
+        out.push(SettingsError::new(
             "segment_size",
             format!(
-                "{} bytes is under the minimum of {MIN_SEGMENT_SIZE}: did you mean \"{}MiB\"? \
-                 Write units, e.g. \"64MiB\"",
+                "{} bytes is under {MIN_SEGMENT_SIZE}, so segments roll at nearly every check: \
+                 did you mean \"{}MiB\"? Write units, e.g. \"64MiB\"",
                 s.segment_size, s.segment_size
             ),
         ));
     }
-    Ok(())
+    if s.batch_num_messages > MAX_BATCH_NUM_MESSAGES {
+        out.push(SettingsError::new(
+            "batch_num_messages",
+            format!(
+                "{} is over {MAX_BATCH_NUM_MESSAGES}, the most one write takes",
+                s.batch_num_messages
+            ),
+        ));
+    }
+    out
 }
 
 /// A duration value; zero means "the default" (`None`).
@@ -369,6 +412,21 @@ fn duration(v: Option<&RawValue>, key: &'static str) -> Result<Option<Duration>,
     let d = match v {
         None => return Ok(None),
         Some(RawValue::Int(n)) => Duration::from_nanos(*n),
+        Some(RawValue::Negative(n)) => {
+            return Err(SettingsError::new(
+                key,
+                format!("{n} is negative; write a duration such as \"7day\""),
+            ));
+        }
+        // netlog's "never delete by age": a negative `segment_age`.
+        Some(RawValue::Text(t))
+            if key == "segment_age"
+                && t.trim()
+                    .strip_prefix('-')
+                    .is_some_and(|rest| parse_duration(rest).is_ok()) =>
+        {
+            SEGMENT_AGE_NEVER
+        }
         // A bare number as text (a flag) means what a number means.
         Some(RawValue::Text(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
             let n = t.parse::<u64>().map_err(|_| {
@@ -388,6 +446,11 @@ fn size(v: Option<&RawValue>, key: &'static str) -> Result<Option<u64>, Settings
     let n = match v {
         None => return Ok(None),
         Some(RawValue::Int(n)) => *n,
+        // netlog's "never roll by size" (its `int64` field).
+        Some(RawValue::Negative(_)) if key == "segment_size" => u64::MAX,
+        Some(RawValue::Negative(n)) => {
+            return Err(SettingsError::new(key, format!("{n} is negative")));
+        }
         Some(RawValue::Text(t)) => {
             parse_size(t).map_err(|e| SettingsError::new(key, e.to_string()))?
         }
@@ -400,18 +463,20 @@ fn count(v: Option<&RawValue>, key: &'static str) -> Result<Option<usize>, Setti
     let n = match v {
         None => return Ok(None),
         Some(RawValue::Int(n)) => *n,
+        Some(RawValue::Negative(n)) => {
+            return Err(SettingsError::new(
+                key,
+                format!("{n} is negative (netlog could not use it either)"),
+            ));
+        }
         Some(RawValue::Text(t)) => t
             .trim()
             .parse::<u64>()
             .map_err(|_| SettingsError::new(key, format!("{:?} is not a whole number", t)))?,
     };
-    if n > MAX_BATCH_NUM_MESSAGES as u64 {
-        return Err(SettingsError::new(
-            key,
-            format!("{n} is over the limit of {MAX_BATCH_NUM_MESSAGES}"),
-        ));
-    }
-    Ok((n != 0).then_some(n as usize))
+    let n = usize::try_from(n)
+        .map_err(|_| SettingsError::new(key, format!("{n} is too large a number")))?;
+    Ok((n != 0).then_some(n))
 }
 
 impl Settings {
@@ -502,6 +567,9 @@ mod duration_text {
         match RawValue::deserialize(d)? {
             RawValue::Text(s) => parse_duration(&s).map_err(serde::de::Error::custom),
             RawValue::Int(n) => Ok(Duration::from_nanos(n)),
+            RawValue::Negative(n) => Err(serde::de::Error::custom(format!(
+                "{n} is a negative duration"
+            ))),
         }
     }
 }
@@ -529,25 +597,65 @@ mod tests {
         assert_eq!(s, Settings::default());
     }
 
-    /// A number of seconds where netlog expects nanoseconds is refused with a hint.
+    /// A number of seconds where netlog expects nanoseconds is taken, as
+    /// netlog took it, with a hint in the warning.
     #[test]
-    fn seconds_as_nanoseconds_get_a_hint() {
-        let e = resolve(
-            input(r#"{"segment_age":86400}"#),
-            &Settings::default(),
-            &[],
-            Strictness::Refuse,
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "segment_age");
-        assert!(e.message.contains("did you mean \"86400s\""), "{e}");
-        let kept = resolve(
-            input(r#"{"segment_age":86400}"#),
-            &Settings::default(),
-            &[],
-            Strictness::Stored,
+    fn seconds_as_nanoseconds_are_taken_with_a_hint() {
+        for strictness in [Strictness::Refuse, Strictness::Stored] {
+            let s = resolve(
+                input(r#"{"segment_age":86400}"#),
+                &Settings::default(),
+                &[],
+                strictness,
+            )
+            .unwrap();
+            assert_eq!(s.segment_age, Duration::from_nanos(86400));
+            let hints = mistakes(&s);
+            assert_eq!(hints.len(), 1);
+            assert!(
+                hints[0].message.contains("did you mean \"86400s\""),
+                "{}",
+                hints[0]
+            );
+        }
+    }
+
+    /// netlog's values are taken: a tiny segment, a huge batch, a negative
+    /// size (never roll); what netlog could not use is refused.
+    #[test]
+    fn netlog_values_are_taken_and_unusable_ones_refused() {
+        let take = |json: &str| resolve(input(json), &Settings::default(), &[], Strictness::Refuse);
+        let s = take(
+            r#"{"segment_age":"1day","segment_size":1024,"batch_num_messages":1,"compression_type":2}"#,
         )
         .unwrap();
-        assert_eq!(kept.segment_age, Duration::from_nanos(86400));
+        assert_eq!(
+            (s.segment_size, s.batch_num_messages, s.compression_type),
+            (1024, 1, SET_GZIP)
+        );
+        assert_eq!(mistakes(&s)[0].key, "segment_size");
+        assert_eq!(take(r#"{"segment_size":1}"#).unwrap().segment_size, 1);
+        assert_eq!(
+            take(r#"{"segment_size":-1}"#).unwrap().segment_size,
+            u64::MAX
+        );
+        let big = take(r#"{"batch_num_messages":5000000}"#).unwrap();
+        assert_eq!(big.batch_num_messages, 5_000_000);
+        assert_eq!(mistakes(&big)[0].key, "batch_num_messages");
+        assert_eq!(
+            take(r#"{"segment_age":"1ns"}"#).unwrap().segment_age,
+            Duration::from_nanos(1)
+        );
+        for (json, key) in [
+            (r#"{"batch_num_messages":-1}"#, "batch_num_messages"),
+            (r#"{"compression_type":4}"#, "compression_type"),
+            (r#"{"compression_type":-2}"#, "compression_type"),
+            (r#"{"segment_age":-5}"#, "segment_age"),
+            (r#"{"segment_size":"lots"}"#, "segment_size"),
+            (r#"{"min_segment_bytes":-1}"#, "min_segment_bytes"),
+            (r#"{"min_segment_age":"10ms"}"#, "min_segment_age"),
+        ] {
+            assert_eq!(take(json).unwrap_err().key, key, "{json}");
+        }
     }
 }

@@ -45,6 +45,7 @@ use tokio::sync::watch;
 
 use crate::broker::{Broker, BrokerError};
 use crate::message::FormatError;
+use crate::rate_limit::LineLimit;
 use crate::topic::{LogError, Topic, TopicError};
 
 /// What every handler can reach: one pointer, so the per-request clone
@@ -280,17 +281,33 @@ impl ApiError {
                 reason,
             } => json!({ "plugin": plugin, "index": index, "reason": reason }),
             PluginFailed { plugin, detail } => {
-                tracing::error!(plugin, detail, "plugin failure answered with 503");
+                if let Some(suppressed) = repeated("plugin", detail) {
+                    tracing::error!(
+                        plugin,
+                        detail,
+                        suppressed,
+                        "plugin failure answered with 503"
+                    );
+                }
                 json!({ "plugin": plugin })
             }
             PluginUnavailable { plugin, reason } => json!({ "plugin": plugin, "reason": reason }),
             ReloadRefused { errors } => json!({ "errors": errors }),
             CodecFailed { codec, detail } => {
-                tracing::error!(codec, detail, "read failed in a codec");
+                if let Some(suppressed) = repeated("codec", detail) {
+                    tracing::error!(codec, detail, suppressed, "read failed in a codec");
+                }
                 json!({ "codec": codec })
             }
             Checksum { offset, detail } => {
-                tracing::error!(status = status.as_u16(), detail, "request failed");
+                if let Some(suppressed) = repeated("checksum", detail) {
+                    tracing::error!(
+                        status = status.as_u16(),
+                        detail,
+                        suppressed,
+                        "request failed"
+                    );
+                }
                 // The offset is what a consumer needs to go on past the
                 // damage; the CRCs and file details stay in the log.
                 json!({
@@ -304,7 +321,14 @@ impl ApiError {
                 })
             }
             Unknown(detail) | InvalidDir(detail) => {
-                tracing::error!(status = status.as_u16(), detail, "request failed");
+                if let Some(suppressed) = repeated("unknown", detail) {
+                    tracing::error!(
+                        status = status.as_u16(),
+                        detail,
+                        suppressed,
+                        "request failed"
+                    );
+                }
                 json!({})
             }
             _ => json!({}),
@@ -377,12 +401,27 @@ impl From<TopicError> for ApiError {
             TopicError::Write(e) if matches!(*e, LogError::EntryTooLarge { .. }) => {
                 ApiError::BadRequest(chain(e.as_ref()))
             }
-            e @ (TopicError::Write(_) | TopicError::Io { .. } | TopicError::Task(_)) => {
-                ApiError::Unknown(chain(&e))
-            }
+            e @ (TopicError::Write(_)
+            | TopicError::Io { .. }
+            | TopicError::Task(_)
+            | TopicError::Panicked) => ApiError::Unknown(chain(&e)),
         }
     }
 }
+
+/// A failing request's log line repeats for every request that meets the
+/// same failure (a disk refusing every write, a damaged message read in a
+/// loop): the same kind and detail are logged at most once per
+/// [`REQUEST_FAILURE_LOG_INTERVAL`], the next line with the count of the
+/// rest. `Some(count held back)` when this one is to be logged.
+fn repeated(kind: &'static str, detail: &str) -> Option<u64> {
+    static LIMIT: LineLimit<(&'static str, String)> = LineLimit::new(REQUEST_FAILURE_LOG_INTERVAL);
+    LIMIT.allow((kind, detail.to_string()))
+}
+
+/// How often one kind of failing request (with the same detail, which names
+/// the topic's file or plugin) is logged: once per 10 s.
+pub const REQUEST_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {

@@ -12,23 +12,32 @@
 //! A batch is bounded by count (`max`, at most [`MAX_SCAN_BATCH`]) and by
 //! payload bytes (`max_bytes`, default [`DEFAULT_SCAN_BYTES`], at most
 //! [`MAX_SCAN_BYTES`]); it always holds at least one message, whatever its
-//! size. `wait` is at most [`MAX_WAIT`]: a longer one is clamped.
+//! size. `wait` is at most [`MAX_WAIT`]: a longer one is clamped. A scan
+//! waiting [`SHEDDABLE_WAIT`] or more may be shed by the connection cap (see
+//! `serve.rs`): it then ends at once with the normal empty answer, `404 end
+//! of topic`.
 
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tokio::sync::watch;
 
+use super::serve::LongPoll;
 use super::topics::truthy;
 use super::{ApiError, AppState, Params, Path};
 use crate::duration::{parse_duration, parse_size};
 use crate::message::{self, PLAIN};
-use crate::topic::{Message, ReadLimits};
+use crate::topic::{Message, ReadLimits, ScannerEntry, Topic, TopicError};
 
 /// How long a scan waits when `wait` is not given (netlog's default).
 pub const DEFAULT_WAIT: Duration = Duration::from_millis(5);
+/// Shortest `wait` that makes a scan a long poll the connection cap may
+/// shed (see `serve.rs`): 1 s. Shorter waits end soon by themselves.
+pub const SHEDDABLE_WAIT: Duration = Duration::from_secs(1);
 /// Longest `wait` honoured: 1 hour; longer ones are clamped to it.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// Most messages one batch scan returns.
@@ -84,10 +93,44 @@ pub(super) fn wait_param(text: Option<&str>, default: Duration) -> Result<Durati
     }
 }
 
+/// Scans, waiting up to `wait`; a wait that the connection cap sheds (see
+/// `serve.rs`) ends with nothing read, which is the normal empty answer.
+async fn scan_unless_shed(
+    state: &AppState,
+    topic: &Topic,
+    entry: &ScannerEntry,
+    limits: ReadLimits,
+    wait: Duration,
+    long_poll: Option<Extension<LongPoll>>,
+) -> Result<Vec<Message>, ApiError> {
+    // A short wait ends soon by itself: only long polls pay for the signal.
+    let Some(Extension(long_poll)) = long_poll.filter(|_| wait >= SHEDDABLE_WAIT) else {
+        return Ok(topic.scan(entry, limits, wait, &state.shutdown).await?);
+    };
+    let (_waiting, mut shed) = long_poll.waiting();
+    // Shutdown or shed, whichever comes first, ends the wait.
+    let (stop_tx, stop) = watch::channel(*state.shutdown.borrow());
+    let mut shutdown = state.shutdown.clone();
+    let forward = tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {}
+            _ = shed.wait_for(|s| *s) => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+    let scanned = topic.scan(entry, limits, wait, &stop).await;
+    forward.abort();
+    match scanned {
+        Err(TopicError::ShuttingDown) if !*state.shutdown.borrow() => Ok(Vec::new()),
+        other => Ok(other?),
+    }
+}
+
 /// `GET /{topic}/scan?id=X&wait=D[&max=N][&max_bytes=S]`.
 pub async fn scan(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    long_poll: Option<Extension<LongPoll>>,
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -121,7 +164,7 @@ pub async fn scan(
         messages: max.unwrap_or(1),
         bytes: max_bytes,
     };
-    let messages = topic.scan(&entry, limits, wait, &state.shutdown).await?;
+    let messages = scan_unless_shed(&state, &topic, &entry, limits, wait, long_poll).await?;
     let Some(first) = messages.first() else {
         return Err(ApiError::EndOfTopic);
     };

@@ -6,8 +6,12 @@
 //!   at start-up. At most `max_connections` are served at once, and never
 //!   more than three quarters of the descriptor limit. At the cap a new
 //!   connection displaces the oldest one with no request in flight (a silent
-//!   or idle one); when every connection is busy, the newcomer gets a fast
-//!   `503` in netlog's JSON shape with `Connection: close`. An accept that
+//!   or idle one); failing that, it sheds the oldest one waiting in a long
+//!   poll, whose wait ends at once with its normal empty answer (`404 end
+//!   of topic`) on a closing connection (long polls are idle by nature, and
+//!   a producer must always get in to wake them); only when every
+//!   connection is busy otherwise does the newcomer get a fast `503` in
+//!   netlog's JSON shape with `Connection: close`. An accept that
 //!   fails for want of descriptors is retried after a short pause, so the
 //!   loop neither spins nor stops.
 //! - **Time.** Each connection has a watchdog (see [`Conn`]): a request head
@@ -45,6 +49,7 @@ use tokio::time::Instant;
 
 use self::body::{BoundedBody, Budget, Outcome, Rate, RequestCtx};
 use self::conn::Conn;
+pub(crate) use self::conn::LongPoll;
 use self::io::Tracked;
 use super::tls::Tls;
 use crate::config::ServerOptions;
@@ -194,16 +199,21 @@ struct Registry {
 }
 
 impl Shared {
-    /// Registers a new connection, displacing the oldest one with no
-    /// request in flight if at the cap; `None` if every one is busy.
+    /// Registers a new connection; at the cap, displaces the oldest one with
+    /// no request in flight, or else sheds the oldest one waiting in long
+    /// polls; `None` if every one is busy otherwise.
     fn admit(&self) -> Option<Arc<Conn>> {
         let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         if reg.open.len() - reg.displaced >= self.cap {
-            let victim = reg.open.values().find(|c| c.displace())?;
-            tracing::debug!(
-                id = victim.id,
-                "displaced a connection with no request in flight"
-            );
+            if let Some(victim) = reg.open.values().find(|c| c.displace()) {
+                tracing::debug!(
+                    id = victim.id,
+                    "displaced a connection with no request in flight"
+                );
+            } else {
+                let victim = reg.open.values().find(|c| c.shed())?;
+                tracing::debug!(id = victim.id, "shed a connection waiting in a long poll");
+            }
             reg.displaced += 1;
         }
         let id = reg.next_id;
@@ -362,7 +372,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             bytes_per_sec: opts.body_min_rate.max(1),
         };
         let budget = self.shared.budget.clone();
-        let req = req.map(|b| BoundedBody::new(b, ctx.clone(), budget, rate));
+        let mut req = req.map(|b| BoundedBody::new(b, ctx.clone(), budget, rate));
+        req.extensions_mut().insert(LongPoll(self.conn.clone()));
+        let conn = self.conn.clone();
         let shared = self.shared.clone();
         Box::pin(async move {
             let answer = tower::ServiceExt::oneshot(shared.router.clone(), req).await;
@@ -370,7 +382,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
                 Ok(answer) => answer,
                 Err(never) => match never {},
             };
-            let mut close = shared.closing.load(Ordering::Acquire);
+            // A shed connection closes after its answer: its place is taken.
+            let mut close = shared.closing.load(Ordering::Acquire) || conn.is_shed();
             match ctx.outcome() {
                 Outcome::Fine => {}
                 Outcome::TooSlow => {

@@ -42,6 +42,9 @@ pub const INDEX_ENTRY_BYTES: u64 = 16;
 pub const DEFAULT_INDEX_ENTRIES: u32 = 100 * 1024;
 /// Entries read at a time when an index is scanned in full (64 KiB).
 const SCAN_ENTRIES: usize = 4096;
+/// Entries [`Index::rewrite`] reads at a time past the wanted ones, looking
+/// for stale entries (4 KiB, a page).
+const STALE_PAGE_ENTRIES: usize = 256;
 
 /// One decoded index entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -103,6 +106,9 @@ pub struct Index {
     /// A rewrite recovery could not write for lack of space: reads see it,
     /// and the next write writes it first.
     held: RwLock<Option<Arc<Held>>>,
+    /// Entries read so far (tests: what opening costs).
+    #[cfg(test)]
+    pub(crate) entries_read: std::sync::atomic::AtomicUsize,
 }
 
 impl Index {
@@ -147,6 +153,8 @@ impl Index {
             capacity: (len / INDEX_ENTRY_BYTES) as usize,
             file: LazyFile::cached(path, file),
             held: RwLock::new(None),
+            #[cfg(test)]
+            entries_read: Default::default(),
         }
     }
 
@@ -190,6 +198,11 @@ impl Index {
     /// positional reads of up to 64 KiB.
     pub fn read(&self, from: usize, n: usize) -> io::Result<Vec<IndexEntry>> {
         let end = from.saturating_add(n).min(self.capacity);
+        #[cfg(test)]
+        self.entries_read.fetch_add(
+            end.saturating_sub(from),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let file = self.file.get()?;
         let mut out = Vec::with_capacity(end.saturating_sub(from));
         let mut buf =
@@ -213,6 +226,22 @@ impl Index {
             }
         }
         Ok(out)
+    }
+
+    /// Whether entries `from..from + n` (clamped to the capacity) are all
+    /// zero bytes on disk, checked without decoding them.
+    fn zeros(&self, from: usize, n: usize) -> io::Result<bool> {
+        let end = from.saturating_add(n).min(self.capacity);
+        #[cfg(test)]
+        self.entries_read.fetch_add(
+            end.saturating_sub(from),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut b = vec![0u8; end.saturating_sub(from) * INDEX_ENTRY_BYTES as usize];
+        self.file.get()?.read_exact_at(&mut b, Self::at(from))?;
+        let held = self.held();
+        let held_here = held.is_some_and(|h| h.from < end && h.from + h.entries.len() > from);
+        Ok(!held_here && b.iter().all(|x| *x == 0))
     }
 
     /// Writes entry `i` (one `pwrite`; a full disk is an `ENOSPC` error).
@@ -246,17 +275,24 @@ impl Index {
     }
 
     /// Makes the file hold `entries`, then `marker` (when there is room), then
-    /// zeros, writing one run from the first slot that differs. Reads the
-    /// whole file (recovery of an active or damaged segment). When the disk
-    /// is full the run is held in memory instead: reads see it, and the next
-    /// [`write`](Self::write) writes it first, so the segment opens for
+    /// zeros, writing one run from the first slot that differs. Reads what
+    /// is wanted, then on past it page by page ([`STALE_PAGE_ENTRIES`]) up
+    /// to the first all-zero page: stale entries left past the marker are
+    /// found and zeroed, and a healthy index costs its used part plus one
+    /// page, not its capacity (recovery of the active segment). When the
+    /// disk is full the run is held in memory instead: reads see it, and the
+    /// next [`write`](Self::write) writes it first, so the segment opens for
     /// reading and writes resume once space is free.
     pub fn rewrite(&self, entries: &[IndexEntry], marker: IndexEntry) -> io::Result<Rewritten> {
         let mut want = entries.to_vec();
         if want.len() < self.capacity {
             want.push(marker);
         }
-        let have = self.read(0, self.capacity)?;
+        let mut have = self.read(0, want.len())?;
+        while have.len() < self.capacity && !self.zeros(have.len(), STALE_PAGE_ENTRIES)? {
+            let page = self.read(have.len(), STALE_PAGE_ENTRIES)?;
+            have.extend(page);
+        }
         let mut done = Rewritten {
             rebuilt: want.iter().zip(&have).filter(|(w, h)| w != h).count(),
             cleared: have[want.len().min(have.len())..]
@@ -285,6 +321,41 @@ impl Index {
             }
             other => other.map(|()| done),
         }
+    }
+
+    /// Replaces the file at `path` with one of `capacity` entries holding
+    /// `entries`, then `marker` (when there is room), then zeros (sparse),
+    /// atomically and durably (`durable::replace`: temporary file, fsync,
+    /// rename, directory fsync), and opens it. For an index rebuilt from
+    /// its data: a crash leaves the old index or the new one, never a mix.
+    pub(crate) fn replace(
+        path: &Path,
+        capacity: usize,
+        entries: &[IndexEntry],
+        marker: IndexEntry,
+    ) -> Result<Index, (PathBuf, io::Error)> {
+        let mut want = entries.to_vec();
+        if want.len() < capacity {
+            want.push(marker);
+        }
+        let len = capacity.max(want.len()).max(2) as u64 * INDEX_ENTRY_BYTES;
+        crate::durable::replace(path, |f| {
+            let mut b = vec![0u8; want.len() * INDEX_ENTRY_BYTES as usize];
+            for (e, out) in want
+                .iter()
+                .zip(b.chunks_exact_mut(INDEX_ENTRY_BYTES as usize))
+            {
+                e.encode(out);
+            }
+            f.write_all_at(&b, 0)?;
+            f.set_len(len)
+        })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| (path.to_path_buf(), e))?;
+        Ok(Index::cached(path.to_path_buf(), file, len))
     }
 
     /// fsyncs the file.

@@ -75,7 +75,7 @@ mod tail;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -95,6 +95,7 @@ pub use tail::{
 };
 
 use crate::message::{self, Codecs, FormatError, HEADER_BYTES, Header};
+use crate::rate_limit::LineLimit;
 use index::IndexEntry;
 use segment::{Segment, unix_now};
 use tail::{Fill, TailCache};
@@ -208,13 +209,6 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LogError +
     }
 }
 
-/// Rate limit for the full-disk log line.
-#[derive(Default)]
-struct NoSpaceLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
 /// When appended data is fsynced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
@@ -296,7 +290,11 @@ pub(crate) struct Inner {
     segments: RwLock<Vec<Arc<Segment>>>,
     writer: Mutex<Writer>,
     notify: watch::Sender<u64>,
-    no_space: Mutex<NoSpaceLog>,
+    no_space: LineLimit<()>,
+    /// Segments whose index was rebuilt from their data, when the log opened
+    /// or later (see [`Log::rebuild_sealed`]): (base offset, entries
+    /// rebuilt), for `check` to report.
+    rebuilt: Mutex<Vec<(u64, usize)>>,
     /// The last messages written (see `tail.rs`).
     tail: TailCache,
     /// Set by the first failed fsync, for good (see [`LogError::Failed`]).
@@ -323,7 +321,11 @@ impl Log {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let bases = list_segments(dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
-        for (seg, reserved_next) in open_segments(dir, &bases, &opts)? {
+        let mut rebuilt = Vec::new();
+        for (seg, reserved_next, index_rebuilt) in open_segments(dir, &bases, &opts)? {
+            if index_rebuilt > 0 {
+                rebuilt.push((seg.base, index_rebuilt));
+            }
             segments.push(seg);
             if let Some(reserved) = reserved_next {
                 // Offsets the index vouched for were lost with their data:
@@ -360,7 +362,8 @@ impl Log {
                 segments: RwLock::new(segments),
                 writer: Mutex::new(writer),
                 notify: watch::Sender::new(next),
-                no_space: Mutex::new(NoSpaceLog::default()),
+                no_space: LineLimit::new(NO_SPACE_LOG_INTERVAL),
+                rebuilt: Mutex::new(rebuilt),
                 tail: TailCache::default(),
                 failed: std::sync::OnceLock::new(),
                 #[cfg(test)]
@@ -656,28 +659,36 @@ impl Log {
         })
     }
 
+    /// Drops whatever was staged since the last flush, as a failed flush
+    /// does: for a writer whose work was cut short (a panic) between
+    /// staging and flushing. Nothing staged was visible, so nothing visible
+    /// changes; the next append takes the next unpublished offset.
+    pub(crate) fn discard_staged(&self) {
+        let mut w = lock(&self.inner.writer);
+        let start = w.buf_start;
+        let _ = w.active.truncate(start);
+        let _ = w.active.rewrite_marker();
+        w.buf.clear();
+        w.pending.clear();
+        w.plains.clear();
+        w.next_rel = (w.active.next_offset() - w.active.base + 1) as u32;
+    }
+
     /// Logs a full disk, at most once per [`NO_SPACE_LOG_INTERVAL`], with the
     /// count of the failures not logged since; returns the error.
     fn noted(&self, e: LogError) -> LogError {
         if !e.is_no_space() {
             return e;
         }
-        let mut n = lock(&self.inner.no_space);
-        let now = Instant::now();
-        if n.last
-            .is_some_and(|t| now.duration_since(t) < NO_SPACE_LOG_INTERVAL)
-        {
-            n.suppressed += 1;
+        let Some(suppressed) = self.inner.no_space.allow(()) else {
             return e;
-        }
+        };
         tracing::error!(
             dir = %self.inner.dir.display(),
             error = %e,
-            suppressed = n.suppressed,
+            suppressed,
             "disk full: write refused (reads go on; writes resume once space is free)"
         );
-        n.last = Some(now);
-        n.suppressed = 0;
         e
     }
 
@@ -883,6 +894,73 @@ impl Log {
         check::check(self, from)
     }
 
+    /// Segments whose index was rebuilt from their data: (base offset,
+    /// entries rebuilt).
+    pub(crate) fn rebuilt_indexes(&self) -> Vec<(u64, usize)> {
+        lock(&self.inner.rebuilt).clone()
+    }
+
+    /// Runs recovery's full walk on the sealed segment `seg` (its sample
+    /// passed at open, but `check` found it disagreeing with its data) and,
+    /// when that rebuilt its index or repaired it otherwise, puts the
+    /// reopened segment in its place: readers already holding the old one
+    /// finish on it. Returns the reopened segment when its index was
+    /// rebuilt from the data; `None` when the index agreed with the data
+    /// (the damage is in the data) or `seg` is not a sealed segment of
+    /// this log any more.
+    pub(crate) fn rebuild_sealed(
+        &self,
+        seg: &Arc<Segment>,
+    ) -> Result<Option<Arc<Segment>>, LogError> {
+        let list = self.segment_list();
+        let Some(i) = list.iter().position(|s| Arc::ptr_eq(s, seg)) else {
+            return Ok(None);
+        };
+        let Some(next) = list.get(i + 1) else {
+            return Ok(None);
+        };
+        let opts = &self.inner.opts;
+        let (fresh, repair) = recovery::open_segment_with(
+            &self.inner.dir,
+            seg.base,
+            opts.index_entries,
+            &opts.codecs,
+            Some(next.base),
+            true,
+        )?;
+        if !repair.changed() && repair.index_rebuilt == 0 {
+            return Ok(None);
+        }
+        fresh.seal();
+        let fresh = Arc::new(fresh);
+        {
+            let mut segments = self
+                .inner
+                .segments
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            match segments.iter_mut().find(|s| Arc::ptr_eq(s, seg)) {
+                Some(slot) => *slot = fresh.clone(),
+                // Trimmed meanwhile.
+                None => return Ok(None),
+            }
+        }
+        let dir = self.inner.dir.display();
+        if repair.index_rebuilt == 0 {
+            tracing::warn!(%dir, base = seg.base, ?repair, "repaired segment on check");
+            return Ok(None);
+        }
+        tracing::warn!(
+            %dir,
+            base = seg.base,
+            entries = repair.index_rebuilt,
+            ?repair,
+            "index disagreed with the data: rebuilt from the data"
+        );
+        lock(&self.inner.rebuilt).push((seg.base, repair.index_rebuilt));
+        Ok(Some(fresh))
+    }
+
     /// Removes the log's directory. Readers already open keep working until
     /// dropped; the log must not be written again.
     pub fn delete(self) -> Result<(), LogError> {
@@ -895,9 +973,10 @@ impl Log {
 /// for a few small reads per segment, which a disk serves in parallel.
 const OPEN_THREADS: usize = 8;
 
-/// An opened segment and, when recovery found offsets lost with their data,
-/// the offset the log must continue at (`Repair::reserved_next`).
-type OpenedSegment = (Arc<Segment>, Option<u64>);
+/// An opened segment; when recovery found offsets lost with their data, the
+/// offset the log must continue at (`Repair::reserved_next`); and the index
+/// entries rebuilt from the data (`Repair::index_rebuilt`).
+type OpenedSegment = (Arc<Segment>, Option<u64>, usize);
 
 /// Recovers the segments at `bases` (sorted), sealing all but the last.
 /// Large logs open on [`OPEN_THREADS`] threads.
@@ -911,13 +990,22 @@ fn open_segments(
         let next_base = bases.get(i + 1).copied();
         let (seg, repair) =
             recovery::open_segment(dir, base, opts.index_entries, &opts.codecs, next_base)?;
-        if repair.changed() || repair.damaged_entries > 0 {
+        // One line per segment.
+        if repair.index_rebuilt > 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                base,
+                entries = repair.index_rebuilt,
+                ?repair,
+                "index disagreed with the data: rebuilt from the data"
+            );
+        } else if repair.changed() || repair.damaged_entries > 0 {
             tracing::warn!(dir = %dir.display(), base, ?repair, "repaired segment on open");
         }
         if next_base.is_some() {
             seg.seal();
         }
-        Ok((Arc::new(seg), repair.reserved_next))
+        Ok((Arc::new(seg), repair.reserved_next, repair.index_rebuilt))
     };
     let threads = OPEN_THREADS.min(bases.len() / 64 + 1);
     if threads == 1 {
@@ -969,6 +1057,12 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
         match ext {
             "data" => data.push(base),
             "index" => indexes.push(base),
+            // An index rebuild interrupted before its rename.
+            tmp if tmp.starts_with("tmp.") => {
+                let path = entry.path();
+                tracing::warn!(path = %path.display(), "removing an interrupted index rebuild");
+                std::fs::remove_file(&path).map_err(io_error(&path))?;
+            }
             _ => {}
         }
     }
@@ -1220,8 +1314,10 @@ mod tests {
         }
         let other = log.noted(LogError::InvalidEntry("x"));
         assert!(matches!(other, LogError::InvalidEntry(_)));
-        let n = lock(&log.inner.no_space);
-        assert!(n.last.is_some());
-        assert_eq!(n.suppressed, 4, "one line, four suppressed");
+        assert_eq!(
+            log.inner.no_space.suppressed(&()),
+            4,
+            "one line, four suppressed"
+        );
     }
 }

@@ -9,10 +9,17 @@
 //!
 //! * **Quick path** (sealed segments): when the index ends with a marker at the
 //!   data file's end, or fills the index with a last entry that ends the file,
-//!   only that last message is verified (length and CRC). The last used entry
-//!   is found by binary search (see `Index::used`): a sealed index is never
-//!   read in full, so restart costs a few reads per sealed segment. Damage
-//!   inside is left for reads and `check` to report.
+//!   only that last message is verified (length and CRC), and a sample of
+//!   [`SAMPLE_PAIRS`] pairs of adjacent entries spread over the index must be
+//!   plausible: offsets and positions increasing from pair to pair, inside
+//!   the file, each sampled entry's message header filling exactly the space
+//!   up to the next entry (a frame boundary), a plain message one offset. The last used entry is found by
+//!   binary search (see `Index::used`): a sealed index is never read in
+//!   full, so restart costs a few dozen small reads per sealed segment. An
+//!   index that fails any of this gets the full walk below, so garbage,
+//!   zeros or a cut inside a sealed index are rebuilt from the data. Damage
+//!   the sample misses is left for reads (which verify every message, so
+//!   they never serve a wrong one) and `check` to report.
 //! * **Index walk** (the active segment, or when the quick path fails): the
 //!   index's well-formed prefix (the *chain*: relative offset 1 at byte 16,
 //!   then strictly increasing relative offsets and positions, ending at the
@@ -65,8 +72,16 @@
 //! answer offset not found, never another message. A sealed segment that
 //! loses its tail leaves the same kind of hole before the next segment.
 //!
-//! Repairs write the whole rebuilt entry list at once (`Index::rewrite`); on
-//! a full disk the rewrite is held in memory, so the log still opens.
+//! **Rebuilt indexes.** When the walk keeps entries the index had wrong or
+//! lacked (garbled, zeroed, cut, or lost; for the active segment, entries
+//! past its marker are the normal lag of a crash and do not count), the
+//! index disagreed with the data: the rebuilt index is written as a new
+//! file, atomically (`Index::replace`: temporary file, fsync, rename,
+//! directory fsync), and [`Repair::index_rebuilt`] counts those entries; the
+//! log reports the segment in `check` and logs one line for it. Other
+//! repairs (a new marker after a cut tail, stale entries zeroed) write only
+//! what differs, in place (`Index::rewrite`). On a full disk either is held
+//! in memory, so the log still opens.
 //!
 //! A message fully written before the crash passes all of these checks, so it
 //! is never cut.
@@ -98,6 +113,9 @@ pub struct Repair {
     /// For the active segment: the offset the index vouched for beyond what
     /// the data kept. The log must continue there, never below.
     pub reserved_next: Option<u64>,
+    /// Entries the index had wrong or lacked that the data gave (see the
+    /// module docs): non-zero means the index was rebuilt from the data.
+    pub index_rebuilt: usize,
 }
 
 impl Repair {
@@ -120,6 +138,20 @@ pub fn open_segment(
     codecs: &Codecs,
     next_base: Option<u64>,
 ) -> Result<(Segment, Repair), LogError> {
+    open_segment_with(dir, base, index_entries, codecs, next_base, false)
+}
+
+/// [`open_segment`], with `walk` forcing the full walk on a sealed segment
+/// too (a reader or `check` found it disagreeing with its data although
+/// the quick path's sample passed).
+pub(crate) fn open_segment_with(
+    dir: &Path,
+    base: u64,
+    index_entries: u32,
+    codecs: &Codecs,
+    next_base: Option<u64>,
+    walk: bool,
+) -> Result<(Segment, Repair), LogError> {
     let data_path = dir.join(file_name(base, "data"));
     let index_path = dir.join(file_name(base, "index"));
     let data = OpenOptions::new()
@@ -137,10 +169,11 @@ pub fn open_segment(
         .unwrap_or_else(super::segment::unix_now);
     let mut len = meta.len();
     let created = read_header(&data, &data_path, &mut len, mtime, &mut repair)?;
-    let index = Index::open(&index_path, index_entries).map_err(io_error(&index_path))?;
+    let mut index = Index::open(&index_path, index_entries).map_err(io_error(&index_path))?;
 
     let quick = match next_base {
         None => None,
+        Some(_) if walk => None,
         Some(b) => {
             let sealed_next_rel = u32::try_from(b.saturating_sub(base) + 1).ok();
             quick_check(&data, &index, len, codecs, sealed_next_rel)
@@ -172,17 +205,32 @@ pub fn open_segment(
                 ts: 0,
                 pos: walked.end,
             };
-            let done = index
-                .rewrite(&walked.entries, marker)
-                .map_err(io_error(&index_path))?;
-            if done.held {
-                tracing::warn!(
-                    path = %index_path.display(),
-                    "disk full: index repair held in memory until space is free"
-                );
+            repair.index_rebuilt = disagreements(&chain, &walked.entries, next_base.is_some());
+            let replaced = repair.index_rebuilt > 0
+                && match Index::replace(&index_path, index.capacity(), &walked.entries, marker) {
+                    Ok(rebuilt) => {
+                        index = rebuilt;
+                        true
+                    }
+                    // Written in place, or held in memory until space is free.
+                    Err((_, e)) if super::is_no_space(&e) => false,
+                    Err((path, e)) => return Err(io_error(&path)(e)),
+                };
+            if replaced {
+                repair.rebuilt_entries = repair.index_rebuilt;
+            } else {
+                let done = index
+                    .rewrite(&walked.entries, marker)
+                    .map_err(io_error(&index_path))?;
+                if done.held {
+                    tracing::warn!(
+                        path = %index_path.display(),
+                        "disk full: index repair held in memory until space is free"
+                    );
+                }
+                repair.rebuilt_entries = done.rebuilt;
+                repair.cleared_entries = done.cleared;
             }
-            repair.rebuilt_entries = done.rebuilt;
-            repair.cleared_entries = done.cleared;
             (walked.entries.len(), walked.next_rel, walked.end)
         }
     };
@@ -233,23 +281,103 @@ fn read_header(
 
 /// The index's chain: the longest well-formed prefix of entries (relative
 /// offset 1 at byte 16, then strictly increasing offsets and positions), up
-/// to and including the marker (timestamp 0), which ends it.
+/// to and including the marker (timestamp 0), which ends it. Read in blocks
+/// that start at [`CHAIN_FIRST_BLOCK`] entries and double, and stop where
+/// the chain does, so its cost is what the index holds, not its
+/// preallocated capacity.
 fn read_chain(index: &Index) -> std::io::Result<Vec<IndexEntry>> {
     let mut chain: Vec<IndexEntry> = Vec::new();
-    for e in index.read(0, index.capacity())? {
-        let ok = match chain.last() {
-            None => e.rel == 1 && e.pos == SEGMENT_HEADER_BYTES,
-            Some(p) => e.rel > p.rel && e.pos > p.pos,
-        };
-        if !ok {
-            break;
-        }
-        chain.push(e);
-        if e.ts == 0 {
-            break;
+    let mut from = 0;
+    let mut block_entries = CHAIN_FIRST_BLOCK;
+    while from < index.capacity() {
+        let block = index.read(from, block_entries)?;
+        from += block.len();
+        block_entries = (block_entries * 2).min(CHAIN_MAX_BLOCK);
+        for e in block {
+            let ok = match chain.last() {
+                None => e.rel == 1 && e.pos == SEGMENT_HEADER_BYTES,
+                Some(p) => e.rel > p.rel && e.pos > p.pos,
+            };
+            if !ok {
+                return Ok(chain);
+            }
+            chain.push(e);
+            if e.ts == 0 {
+                return Ok(chain);
+            }
         }
     }
     Ok(chain)
+}
+
+/// Index entries read first while following the chain (256 bytes).
+const CHAIN_FIRST_BLOCK: usize = 16;
+/// Most index entries read at a time while following the chain (64 KiB).
+const CHAIN_MAX_BLOCK: usize = 4096;
+
+/// How many of the entries the walks kept the index had wrong or lacked
+/// (see the module docs). Past a marker that ends the chain, the active
+/// segment's index only lags its data (a crash between the data write and
+/// the index write): those entries do not count there; a sealed index was
+/// complete, so they do.
+fn disagreements(chain: &[IndexEntry], kept: &[IndexEntry], sealed: bool) -> usize {
+    let ends_with_marker = chain.last().is_some_and(|m| m.ts == 0);
+    kept.iter()
+        .enumerate()
+        .filter(|(k, e)| match chain.get(*k) {
+            Some(c) if c.ts != 0 => c.rel != e.rel || c.pos != e.pos,
+            Some(_) => sealed,
+            None => sealed || !ends_with_marker,
+        })
+        .count()
+}
+
+/// Pairs of adjacent entries the quick path samples across a sealed index.
+pub const SAMPLE_PAIRS: usize = 16;
+
+/// Whether [`SAMPLE_PAIRS`] pairs of adjacent entries among the first
+/// `used`, spread evenly, are plausible: increasing from pair to pair,
+/// inside the data's `len` bytes, each first entry's message header filling
+/// exactly the space up to the second (and a plain message holding one
+/// offset). Two small reads per pair.
+fn sample_plausible(data: &File, index: &Index, used: usize, len: u64) -> std::io::Result<bool> {
+    let pairs = used.saturating_sub(1);
+    let samples = SAMPLE_PAIRS.min(pairs);
+    let mut floor = IndexEntry {
+        rel: 1,
+        ts: 0,
+        pos: SEGMENT_HEADER_BYTES,
+    };
+    for k in 0..samples {
+        let i = k * pairs / samples;
+        let two = index.read(i, 2)?;
+        let [e, next] = two[..] else {
+            return Ok(false);
+        };
+        let ordered = e.rel >= floor.rel
+            && e.pos >= floor.pos
+            && e.ts != 0
+            && next.rel > e.rel
+            && next.pos > e.pos
+            && next.pos <= len;
+        if !ordered {
+            return Ok(false);
+        }
+        let mut h = [0u8; HEADER_BYTES];
+        if data.read_exact_at(&mut h, e.pos).is_err() {
+            return Ok(false);
+        }
+        // The message fills the space up to the next entry, and a plain one
+        // holds one offset.
+        let fills = Header::parse(&h).is_some_and(|hd| {
+            e.pos + hd.total_len() as u64 == next.pos && (hd.is_set() || next.rel == e.rel + 1)
+        });
+        if !fills {
+            return Ok(false);
+        }
+        floor = next;
+    }
+    Ok(true)
 }
 
 /// The quick path for a sealed segment: `Some((entries, next_rel))` when
@@ -276,7 +404,7 @@ fn quick_check(
     }
     let tail = index.read(used.saturating_sub(2), used.min(2))?;
     let last = *tail.last().expect("used > 0");
-    if last.pos > len {
+    if last.pos > len || !sample_plausible(data, index, used, len)? {
         return Ok(None);
     }
     if last.ts == 0 && last.pos == len {
@@ -493,7 +621,10 @@ fn walk_data(
     sealed_next_rel: Option<u64>,
 ) -> Result<(), LogError> {
     let (data, path, len) = (file.data, file.path, file.len);
-    let mut rd = BufReader::with_capacity(1 << 20, data);
+    // Up to 1 MiB, and no more than is left to read: a healthy segment
+    // walked from its marker reads nothing.
+    let left = len.saturating_sub(walked.end).min(1 << 20) as usize;
+    let mut rd = BufReader::with_capacity(left.max(HEADER_BYTES), data);
     rd.seek(SeekFrom::Start(walked.end))
         .map_err(io_error(path))?;
     let (mut pos, mut rel) = (walked.end, walked.next_rel);
@@ -561,4 +692,38 @@ fn walk_data(
     walked.next_rel = rel;
     walked.end = pos;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::index::DEFAULT_INDEX_ENTRIES;
+    use crate::log::{Log, LogOptions};
+
+    /// Recovering an active segment of one message reads a few dozen of its
+    /// 102,400 preallocated index entries, not all of them; a sealed one
+    /// reads its sample. Start-up costs what the data holds.
+    #[test]
+    fn recovery_reads_the_used_part_of_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        log.append(b"one").unwrap();
+        log.flush().unwrap();
+        log.roll().unwrap();
+        log.append(b"two").unwrap();
+        log.flush().unwrap();
+        drop(log);
+        let codecs = Codecs::default();
+        for (base, next) in [(0, Some(1)), (1, None)] {
+            let (seg, repair) =
+                open_segment(dir.path(), base, DEFAULT_INDEX_ENTRIES, &codecs, next).unwrap();
+            assert!(!repair.changed(), "{repair:?}");
+            assert_eq!(seg.next_offset(), base + 1);
+            let read = seg
+                .index
+                .entries_read
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert!(read <= 600, "segment {base}: {read} index entries read");
+        }
+    }
 }

@@ -74,12 +74,18 @@ pub struct Segment {
 
 impl Segment {
     /// Creates an empty segment at `base` in `dir`. Writes the data header and
-    /// the index marker, and nothing else: the index stays sparse. On failure
-    /// (a full disk) the files it made are removed again.
+    /// the index marker, and nothing else: the index stays sparse; then
+    /// fsyncs `dir`, so the new names survive a power cut (a roll that a
+    /// restart forgot would put later writes in the previous segment's
+    /// offsets). On failure (a full disk) the files it made are removed again.
     pub fn create(dir: &Path, base: u64, index_entries: u32) -> Result<Segment, LogError> {
         let data_path = dir.join(file_name(base, "data"));
         let index_path = dir.join(file_name(base, "index"));
-        let made = Self::create_files(&data_path, &index_path, base, index_entries);
+        let made =
+            Self::create_files(&data_path, &index_path, base, index_entries).and_then(|seg| {
+                crate::durable::sync_dir(dir).map_err(io_error(dir))?;
+                Ok(seg)
+            });
         if made.is_err() {
             let _ = std::fs::remove_file(&index_path);
             let _ = std::fs::remove_file(&data_path);

@@ -9,14 +9,14 @@
 //! engine configuration therefore looks for another file; stale code is never
 //! found, only left behind.
 //!
-//! A file is written under a temporary name and renamed into place, so a
-//! crash never leaves a truncated entry under a real key. Anything going wrong
+//! A file is written under a temporary name, fsynced, renamed into place and
+//! its directory fsynced (`durable::write_atomic`, the broker's one atomic
+//! write), so a crash never leaves a truncated entry under a real key. Anything going wrong
 //! with the cache (unreadable, unwritable, refused by wasmtime) is logged and
 //! the component is compiled instead: the cache only ever saves time.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -26,9 +26,6 @@ use wasmtime::component::Component;
 const KEY_TAG: &[u8] = b"netlog plugin code cache v1\0";
 /// Extension of a cache entry.
 const ENTRY_EXTENSION: &str = "cwasm";
-
-/// Distinguishes temporary files of concurrent writers in one process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A directory of compiled components.
 #[derive(Debug)]
@@ -93,16 +90,8 @@ impl CodeCache {
 
     fn store(&self, path: &Path, component: &Component) -> wasmtime::Result<()> {
         let code = component.serialize()?;
-        let temp = self.dir.join(format!(
-            ".{}.{}.tmp",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = std::fs::write(&temp, &code).and_then(|()| std::fs::rename(&temp, path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        Ok(written?)
+        crate::durable::write_atomic(path, &code)
+            .map_err(|(at, e)| wasmtime::Error::new(e).context(format!("writing {}", at.display())))
     }
 }
 

@@ -57,6 +57,10 @@ pub enum TopicError {
         #[source]
         source: std::io::Error,
     },
+    /// The writer panicked while writing the group that held this publish;
+    /// nothing of it is readable, and the topic goes on.
+    #[error("the writer panicked on this publish's group")]
+    Panicked,
     /// Blocking work panicked or was cancelled on the blocking pool.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),

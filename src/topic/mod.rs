@@ -176,7 +176,11 @@ impl Topic {
         std::fs::create_dir_all(&readers).map_err(TopicError::io(&readers))?;
         if create {
             let json = serde_json::to_vec_pretty(&settings).expect("settings serialize");
+            // Syncs the topic directory (its `readers` and settings names)...
             write_atomic(&dir.join(SETTINGS_FILE), &json)?;
+            // ...and the data directory, which names the topic's.
+            let parent = crate::durable::parent(dir);
+            crate::durable::sync_dir(parent).map_err(TopicError::io(parent))?;
         }
         let log = Log::open(dir, log_opts)?;
         let hooks = Arc::new(ArcSwap::from_pointee(hooks));
@@ -696,18 +700,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Writes a file so that a crash leaves either the old or the new content.
-/// The temporary file's name is unique to this process and call, so two
-/// writers never share one.
+/// Writes a file so that a crash leaves either the old or the new content,
+/// fsynced with its directory (see `durable`).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TopicError> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
-    let written = std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_data()));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(TopicError::io(&tmp)(e));
-    }
-    std::fs::rename(&tmp, path).map_err(TopicError::io(path))
+    crate::durable::write_atomic(path, bytes).map_err(|(at, e)| TopicError::io(&at)(e))
 }

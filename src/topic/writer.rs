@@ -32,6 +32,18 @@
 //! size is bounded by `max_body`, at most 256 MiB); both stay far under the
 //! 1 GiB the reader accepts.
 //!
+//! **Failures** answer every job of the group with the error. The `write
+//! failed` line is logged at most once per [`WRITE_FAILURE_LOG_INTERVAL`]
+//! per topic and kind of error, with the count held back since (see
+//! `rate_limit`), so a full disk refusing every publish logs a few lines,
+//! not one per request.
+//!
+//! **Panics.** Each group's work runs under `catch_unwind`: a panic (a bug,
+//! in the broker or a codec) fails that group's publishes with
+//! [`TopicError::Panicked`] (a 500), drops what the group staged in the
+//! log, is logged once with its message, and the drain goes on with the
+//! next group, so the topic keeps serving.
+//!
 //! **Validation** runs in the drain too, once per group: the messages of
 //! every job go to the plugin in one call, jobs holding a rejected message are
 //! answered with the reason, and the others are written. When the plugin
@@ -45,7 +57,10 @@
 //! being validated keeps the instance it started with.
 
 use std::collections::VecDeque;
+use std::mem::Discriminant;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -56,6 +71,7 @@ use crate::config::{OnError, Settings};
 use crate::log::{Log, LogError};
 use crate::message::{self, PLAIN, SET_NONE};
 use crate::plugin::{Validator, Verdict};
+use crate::rate_limit::LineLimit;
 
 /// Jobs that may wait per topic before publishers are held back.
 pub const QUEUE_JOBS: usize = 4096;
@@ -64,6 +80,9 @@ pub const QUEUE_JOBS: usize = 4096;
 pub const GROUP_BYTES: usize = 64 << 20;
 /// Largest group written on an async worker (see the module docs): 1 MiB.
 pub const INLINE_BYTES: usize = 1 << 20;
+/// A topic logs its `write failed` line at most once per this long per kind
+/// of error (10 s), with the count of failures not logged since.
+pub const WRITE_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What one publish carries.
 pub enum Batch {
@@ -124,6 +143,8 @@ struct Shared {
     hooks: Arc<ArcSwap<Hooks>>,
     queue: Mutex<Queue>,
     idle: Condvar,
+    /// Rate limit of the `write failed` line, per kind of error.
+    failures: LineLimit<Discriminant<LogError>>,
 }
 
 impl Writer {
@@ -141,6 +162,7 @@ impl Writer {
                 hooks,
                 queue: Mutex::new(Queue::default()),
                 idle: Condvar::new(),
+                failures: LineLimit::new(WRITE_FAILURE_LOG_INTERVAL),
             }),
             room: Arc::new(Semaphore::new(QUEUE_JOBS)),
         }
@@ -173,7 +195,7 @@ impl Writer {
             !std::mem::replace(&mut q.draining, true)
         };
         if !starts_drain {
-            return answer.await.map_err(|_| closed())?;
+            return answered(answer.await, &self.shared, closed);
         }
         // This publisher starts the drain: its own job is the first group.
         let shared = self.shared.clone();
@@ -190,7 +212,7 @@ impl Writer {
             }
             None => {}
         }
-        answer.await.map_err(|_| closed())?
+        answered(answer.await, &self.shared, closed)
     }
 
     /// Takes no more jobs and fails the queued ones that no write has
@@ -272,6 +294,7 @@ impl Shared {
     /// Writes `first` (if any), then groups until the queue is empty.
     /// Blocking.
     fn drain(&self, first: Option<Vec<Job>>) {
+        let _reset = ResetDraining(self);
         let mut plain = Vec::new();
         if let Some(jobs) = first {
             self.process(jobs, &mut plain);
@@ -281,8 +304,24 @@ impl Shared {
         }
     }
 
-    /// Validates and writes one group, and answers its jobs.
+    /// Validates and writes one group, and answers its jobs, under
+    /// `catch_unwind` (see the module docs): a panic drops the group's jobs
+    /// unanswered (their publishers get `Panicked`) and what it staged.
     fn process(&self, jobs: Vec<Job>, plain: &mut Vec<u8>) {
+        let work = catch_unwind(AssertUnwindSafe(|| self.group(jobs, plain)));
+        if let Err(cause) = work {
+            self.log.discard_staged();
+            *plain = Vec::new();
+            tracing::error!(
+                topic = %self.topic,
+                cause = panic_text(cause.as_ref()),
+                "writer panicked: the group's publishes failed; the topic goes on"
+            );
+        }
+    }
+
+    /// Validates and writes one group, and answers its jobs.
+    fn group(&self, jobs: Vec<Job>, plain: &mut Vec<u8>) {
         // One load per group; the Arc keeps this group's validator alive
         // even if a reload swaps in another meanwhile.
         let hooks = self.hooks.load_full();
@@ -295,8 +334,15 @@ impl Shared {
         }
         let result = self.write(&jobs, plain).map_err(Arc::new);
         let mut offset = result.as_ref().copied().unwrap_or(0);
-        if let Err(e) = &result {
-            tracing::error!(topic = %self.topic, error = %ErrorChain(e.as_ref()), "write failed");
+        if let Err(e) = &result
+            && let Some(suppressed) = self.failures.allow(std::mem::discriminant(e.as_ref()))
+        {
+            tracing::error!(
+                topic = %self.topic,
+                error = %ErrorChain(e.as_ref()),
+                suppressed,
+                "write failed"
+            );
         }
         for job in jobs {
             let n = u64::from(job.batch.count());
@@ -410,8 +456,51 @@ impl Shared {
                 }
             }
         };
+        #[cfg(test)]
+        if jobs
+            .iter()
+            .any(|j| matches!(&j.batch, Batch::One(p) if &p[..] == tests::PANIC_HOOK))
+        {
+            panic!("test hook: a panic in the drain");
+        }
         log.flush()?;
         Ok(first)
+    }
+}
+
+/// Should the drain unwind anyway (outside a group's work), the topic must
+/// not stay "draining" with nobody draining: the next publish starts one.
+struct ResetDraining<'a>(&'a Shared);
+
+impl Drop for ResetDraining<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&self.0.queue).draining = false;
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+/// A panic's message, when it has one.
+fn panic_text(cause: &(dyn std::any::Any + Send)) -> &str {
+    cause
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| cause.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
+/// A publisher's answer: a reply dropped by an open writer means the
+/// drain panicked on its group.
+fn answered(
+    reply: Result<Result<u64, TopicError>, oneshot::error::RecvError>,
+    shared: &Shared,
+    closed: impl Fn() -> TopicError,
+) -> Result<u64, TopicError> {
+    match reply {
+        Ok(answer) => answer,
+        Err(_) if !lock(&shared.queue).closed => Err(TopicError::Panicked),
+        Err(_) => Err(closed()),
     }
 }
 
@@ -480,5 +569,63 @@ impl std::fmt::Display for ErrorChain<'_> {
             cause = c.source();
         }
         f.write_str(&text)
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::log::LogOptions;
+
+    /// A publish of exactly these bytes makes the drain panic after staging
+    /// it (test builds only).
+    pub(crate) const PANIC_HOOK: &[u8] = b"test hook: panic in the drain";
+
+    /// A panic in the drain fails that group's publish (500, `Panicked`),
+    /// stages nothing visible, and the topic goes on writing at the next
+    /// offset; the drain is not left stuck.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_the_drain_fails_its_group_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let writer = Writer::new(
+            "t",
+            log.clone(),
+            Settings::default(),
+            Arc::new(ArcSwap::from_pointee(Hooks::default())),
+        );
+        let closed = || TopicError::ShuttingDown;
+        let one = |p: &'static [u8]| Batch::One(Bytes::from_static(p));
+        assert_eq!(writer.publish(one(b"before"), closed).await.unwrap(), 0);
+        for _ in 0..3 {
+            let failed = writer.publish(one(PANIC_HOOK), closed).await;
+            assert!(matches!(failed, Err(TopicError::Panicked)), "{failed:?}");
+        }
+        assert_eq!(writer.publish(one(b"after"), closed).await.unwrap(), 1);
+        let mut r = log.reader(0).unwrap();
+        let got: Vec<(u64, Bytes)> = std::iter::from_fn(|| r.next().unwrap())
+            .map(|m| (m.offset, m.payload))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, Bytes::from_static(b"before")),
+                (1, Bytes::from_static(b"after"))
+            ]
+        );
+        // The drain ends (it is not left "draining" after the panics).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while lock(&writer.shared.queue).draining {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the drain never ended"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        writer.close();
+        drop(log);
+        // Nothing of the failed publishes reached the disk either.
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        assert_eq!(log.next_offset(), 2);
     }
 }

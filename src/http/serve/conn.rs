@@ -11,10 +11,15 @@
 //! wake-up and a timer per request): while requests are in flight it looks
 //! again every [`Conn::recheck`], so a deadline is kept to within that. Only a
 //! connection with nothing in flight may be displaced by a newcomer.
+//!
+//! A request that waits in a long poll says so ([`LongPoll::waiting`]); a
+//! connection whose requests in flight are all such waits may be *shed*
+//! ([`Conn::shed`]): its wait ends at once with the normal empty answer,
+//! that answer closes the connection, and the newcomer takes its place.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::config::ServerOptions;
@@ -25,6 +30,8 @@ pub(crate) struct Conn {
     pub(super) accepted: Instant,
     activity: Mutex<Activity>,
     pub(super) displaced: Notify,
+    /// Becomes `true` when the connection is shed: its long polls end.
+    shed: watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -35,6 +42,8 @@ struct Activity {
     idle_since: Option<Instant>,
     /// When the first byte of the next request head came, while idle.
     head_since: Option<Instant>,
+    /// Of `in_flight`, requests waiting in a long poll.
+    long_polls: usize,
     displaced: bool,
 }
 
@@ -45,6 +54,7 @@ impl Conn {
             accepted: Instant::now(),
             activity: Mutex::new(Activity::default()),
             displaced: Notify::new(),
+            shed: watch::Sender::new(false),
         }
     }
 
@@ -92,6 +102,24 @@ impl Conn {
         true
     }
 
+    /// Marks the connection to be closed after its answers if every request
+    /// in flight is waiting in a long poll, and ends those waits; tells
+    /// whether it did.
+    pub(super) fn shed(&self) -> bool {
+        let mut a = self.activity();
+        if a.displaced || a.long_polls == 0 || a.long_polls < a.in_flight {
+            return false;
+        }
+        a.displaced = true;
+        self.shed.send_replace(true);
+        true
+    }
+
+    /// Whether the connection was shed: its answers close it.
+    pub(super) fn is_shed(&self) -> bool {
+        *self.shed.borrow()
+    }
+
     pub(super) fn was_displaced(&self) -> bool {
         self.activity().displaced
     }
@@ -115,5 +143,30 @@ impl Conn {
             (None, Some(idle)) => idle + opts.idle_timeout,
             (None, None) => self.accepted + opts.header_timeout,
         })
+    }
+}
+
+/// A request's handle on its connection, for a handler that waits in a long
+/// poll (a request extension; absent when the router is called directly).
+#[derive(Clone)]
+pub(crate) struct LongPoll(pub(super) Arc<Conn>);
+
+impl LongPoll {
+    /// Marks the request as waiting in a long poll until the guard drops,
+    /// and gives the signal that becomes `true` when the connection is shed
+    /// (see the module docs).
+    pub(crate) fn waiting(&self) -> (LongPollGuard, watch::Receiver<bool>) {
+        self.0.activity().long_polls += 1;
+        (LongPollGuard(self.0.clone()), self.0.shed.subscribe())
+    }
+}
+
+/// Ends a request's long-poll mark when dropped.
+pub(crate) struct LongPollGuard(Arc<Conn>);
+
+impl Drop for LongPollGuard {
+    fn drop(&mut self) {
+        let mut a = self.0.activity();
+        a.long_polls = a.long_polls.saturating_sub(1);
     }
 }
