@@ -11,11 +11,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use netlog::config::{Config, LogFormat, Overrides, RawValue, SettingsInput};
 
-/// The broker allocates per request (headers, bodies, answers); mimalloc
-/// serves that from per-thread pages, cheaper than glibc's malloc here.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// netlog: an HTTP-centric, Kafka-style message queue.
 #[derive(Parser, Debug)]
 #[command(version, about)]
