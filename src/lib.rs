@@ -119,6 +119,10 @@ pub async fn run_with_reloads(
     let mut server = config.server.clone();
     // A body as large as max_body must always fit in the budget.
     server.body_budget = server.body_budget.max(config.max_body);
+    crate::log::set_tail_cache_limits(
+        usize::try_from(server.tail_cache).unwrap_or(usize::MAX),
+        usize::try_from(server.tail_cache_total).unwrap_or(usize::MAX),
+    );
     let tls = match (&server.tls_cert, &server.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(http::tls::Tls::load(cert, key)?)),
         _ => None,

@@ -87,6 +87,15 @@ pub struct ServerOptions {
     pub tls_cert: Option<PathBuf>,
     /// `tls_key`: PEM private key for `tls_cert`. Default: unset.
     pub tls_key: Option<PathBuf>,
+    /// `tail_cache`: bytes of the messages each topic wrote last that it
+    /// keeps in memory for consumers near the end (payload plus 48 bytes
+    /// per message; see the log's `tail.rs`). Default 2MiB; 0 turns the
+    /// cache off; at most `tail_cache_total`.
+    pub tail_cache: u64,
+    /// `tail_cache_total`: bytes of every topic's tail cache together; past
+    /// it the topic being written drops its own oldest messages. Default
+    /// 128MiB.
+    pub tail_cache_total: u64,
 }
 
 impl Default for ServerOptions {
@@ -103,6 +112,8 @@ impl Default for ServerOptions {
             allowed_origins: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            tail_cache: crate::log::TAIL_CACHE_BYTES as u64,
+            tail_cache_total: crate::log::TAIL_CACHE_TOTAL_BYTES as u64,
         }
     }
 }
@@ -122,6 +133,8 @@ pub(super) struct ServerKeys {
     pub allowed_origins: Option<Vec<String>>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    pub tail_cache: Option<u64>,
+    pub tail_cache_total: Option<u64>,
 }
 
 /// A bad key: its name and what is wrong.
@@ -181,6 +194,17 @@ impl ServerKeys {
             return Err((
                 "body_budget",
                 format!("must be at least max_body ({max_body} bytes)"),
+            ));
+        }
+        o.tail_cache_total = self.tail_cache_total.unwrap_or(o.tail_cache_total);
+        o.tail_cache = self.tail_cache.unwrap_or(o.tail_cache);
+        if o.tail_cache > o.tail_cache_total {
+            return Err((
+                "tail_cache",
+                format!(
+                    "must be at most tail_cache_total ({} bytes)",
+                    o.tail_cache_total
+                ),
             ));
         }
         if let Some(list) = self.allowed_origins {
@@ -246,6 +270,21 @@ mod tests {
         let base = Path::new(".");
         let key = |k: ServerKeys| k.resolve(base, 64 << 20).unwrap_err().0;
         let zero = || Some("0s".to_string());
+        assert_eq!(
+            key(ServerKeys {
+                tail_cache: Some(2 << 30),
+                tail_cache_total: Some(1 << 30),
+                ..Default::default()
+            }),
+            "tail_cache"
+        );
+        assert_eq!(
+            key(ServerKeys {
+                tail_cache: Some(u64::MAX),
+                ..Default::default()
+            }),
+            "tail_cache"
+        );
         assert_eq!(
             key(ServerKeys {
                 header_timeout: zero(),

@@ -51,6 +51,8 @@ struct Server {
     allowed_origins: Option<Vec<String>>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    tail_cache: Option<RawValue>,
+    tail_cache_total: Option<RawValue>,
     admin_listen: Option<RawValue>,
     log_format: Option<RawValue>,
 }
@@ -146,6 +148,8 @@ impl File {
             allowed_origins: s.allowed_origins,
             tls_cert: s.tls_cert,
             tls_key: s.tls_key,
+            tail_cache: size(s.tail_cache, "tail_cache")?,
+            tail_cache_total: size(s.tail_cache_total, "tail_cache_total")?,
         }
         .resolve(base, cfg.max_body)
         .map_err(|(key, message)| at.err("server", key, message))?;
