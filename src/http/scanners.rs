@@ -17,6 +17,7 @@
 //! `serve.rs`): it then ends at once with the normal empty answer, `404 end
 //! of topic`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -98,7 +99,7 @@ pub(super) fn wait_param(text: Option<&str>, default: Duration) -> Result<Durati
 async fn scan_unless_shed(
     state: &AppState,
     topic: &Topic,
-    entry: &ScannerEntry,
+    entry: &Arc<ScannerEntry>,
     limits: ReadLimits,
     wait: Duration,
     long_poll: Option<Extension<LongPoll>>,

@@ -387,13 +387,15 @@ impl Topic {
     /// The scanner's position moves by compare-and-swap: each request reads
     /// from the position it saw and claims what it read only if nobody moved
     /// the position meanwhile (else it reads again), so every message is
-    /// handed out once and no lock is held while reading. Reads from the
-    /// tail cache happen right here; reads from disk go to the blocking pool
-    /// with the scanner's parked reader, one request at a time per scanner
-    /// (they would all read the same bytes), while cached reads go on.
+    /// handed out once. Reads from the tail cache happen right here, with no
+    /// lock. Older data comes from the scanner's parked reader: what it holds
+    /// in memory is handed out right here too, under a lock held for just
+    /// that; a read that needs the disk takes the reader to the blocking
+    /// pool, and the other requests on this scanner wait for it to come back
+    /// (they would read the same bytes), while cached reads go on.
     pub async fn scan(
         &self,
-        entry: &ScannerEntry,
+        entry: &Arc<ScannerEntry>,
         limits: ReadLimits,
         wait: Duration,
         stop: &watch::Receiver<bool>,
@@ -412,13 +414,12 @@ impl Topic {
                             let after = v.last().map_or(at, |m| m.offset + 1);
                             (v, after)
                         }
-                        None => {
-                            let mut parked = entry.parked.lock().await;
-                            if entry.next() != at {
-                                continue;
-                            }
-                            self.read_parked(at, &mut parked, limits).await?
-                        }
+                        None => match self.read_parked_reader(entry, at, limits).await? {
+                            Some(read) => read,
+                            // The position moved, or a read from disk just
+                            // gave the reader back: look again.
+                            None => continue,
+                        },
                     };
                 if after != at && !entry.advance(at, after) {
                     // Another request on this scanner took these first.
@@ -432,6 +433,60 @@ impl Topic {
             if !self.wait_appended(&mut appended, deadline, stop).await? {
                 return Ok(Vec::new());
             }
+        }
+    }
+
+    /// Reads from `at` with `entry`'s parked reader (see [`Topic::scan`]):
+    /// the messages and the offset after them, or `None` when the position
+    /// moved or the reader was out and the caller must look again.
+    async fn read_parked_reader(
+        &self,
+        entry: &Arc<ScannerEntry>,
+        at: u64,
+        limits: ReadLimits,
+    ) -> Result<Option<(Vec<Message>, u64)>, TopicError> {
+        let mut out = Vec::new();
+        let step = {
+            let mut parked = lock(&entry.parked);
+            if parked.out {
+                ParkedStep::Wait(entry.returned.notified())
+            } else if entry.next() != at {
+                return Ok(None);
+            } else {
+                let mut reader = parked.reader.take().filter(|r| r.next_offset() == at);
+                if let Some(r) = reader.as_mut() {
+                    let done = read_some(r, &mut out, limits, false);
+                    if !matches!(done, Ok(false)) {
+                        let after = r.next_offset();
+                        parked.reader = reader;
+                        return done.map(|_| Some((out, after)));
+                    }
+                }
+                parked.out = true;
+                ParkedStep::Disk(reader)
+            }
+        };
+        let reader = match step {
+            ParkedStep::Wait(back) => {
+                back.await;
+                return Ok(None);
+            }
+            ParkedStep::Disk(reader) => reader,
+        };
+        // The blocking task gives the reader back itself, so a request
+        // dropped meanwhile (its client gone) cannot leave it out.
+        let (log, entry) = (self.log.clone(), entry.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let mut back = GiveBack(entry, None);
+            let (reader, read) = read_from_disk(&log, at, reader, out, limits);
+            let after = reader.as_ref().map_or(at, Reader::next_offset);
+            back.1 = reader;
+            read.map(|v| (v, after))
+        })
+        .await;
+        match read {
+            Ok(r) => r.map(Some),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
 
@@ -468,20 +523,9 @@ impl Topic {
             }
         }
         let log = self.log.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let mut reader = match reader {
-                Some(r) => r,
-                // A position no longer stored (retention trimmed it, or a
-                // hole) reads on from the next stored offset.
-                None => match log.reader(log.existing_offset(at.max(log.oldest_offset()))) {
-                    Ok(r) => r,
-                    Err(e) => return (None, Err(e.into())),
-                },
-            };
-            let done = read_some(&mut reader, &mut out, limits, true);
-            (Some(reader), done.map(|_| out))
-        })
-        .await;
+        let read =
+            tokio::task::spawn_blocking(move || read_from_disk(&log, at, reader, out, limits))
+                .await;
         let (reader, out) = match read {
             Ok(r) => r,
             // A panic in a read: the parked reader is lost with it.
@@ -657,6 +701,46 @@ fn deadline_after(wait: Duration) -> Instant {
     Instant::now()
         .checked_add(wait)
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+}
+
+/// Reads from `at` into `out` (which holds what was read from memory
+/// already) with `reader`, or a new reader there if it has none: a position
+/// no longer stored (retention trimmed it, or a hole) reads on from the next
+/// stored offset. Returns the reader, where it stopped. Blocking.
+fn read_from_disk(
+    log: &Log,
+    at: u64,
+    reader: Option<Reader>,
+    mut out: Vec<Message>,
+    limits: ReadLimits,
+) -> (Option<Reader>, Result<Vec<Message>, TopicError>) {
+    let mut reader = match reader {
+        Some(r) => r,
+        None => match log.reader(log.existing_offset(at.max(log.oldest_offset()))) {
+            Ok(r) => r,
+            Err(e) => return (None, Err(e.into())),
+        },
+    };
+    let done = read_some(&mut reader, &mut out, limits, true);
+    (Some(reader), done.map(|_| out))
+}
+
+/// What a request does when the tail cache does not hold its offset.
+enum ParkedStep<'a> {
+    /// Another request's read from disk has the reader: wait for it.
+    Wait(tokio::sync::futures::Notified<'a>),
+    /// Read from disk, with the parked reader if it stands at the offset.
+    Disk(Option<Reader>),
+}
+
+/// Gives a scanner's reader back when dropped, also when the read that had
+/// it panicked.
+struct GiveBack(Arc<ScannerEntry>, Option<Reader>);
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        self.0.give_back(self.1.take());
+    }
 }
 
 /// Reads what is readable now into `out`, up to `limits` with what `out`

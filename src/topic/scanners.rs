@@ -41,10 +41,22 @@ pub struct ScannerEntry {
     /// The position: moved only by [`ScannerEntry::advance`].
     next: AtomicU64,
     saved: AtomicU64,
-    /// A reader for reads from disk, parked where the last one stopped;
-    /// cold reads of this scanner take it one at a time (see
-    /// `Topic::scan`).
-    pub(super) parked: tokio::sync::Mutex<Option<Reader>>,
+    /// The reader of reads from data not in the tail cache, parked where
+    /// the last one stopped (see `Topic::scan`). Its lock is held only while
+    /// the reader hands out what it holds in memory, never across I/O.
+    pub(super) parked: Mutex<Parked>,
+    /// Raised when a read from disk gives the parked reader back.
+    pub(super) returned: tokio::sync::Notify,
+}
+
+/// A scanner's parked reader and whether a read from disk has it.
+#[derive(Default)]
+pub(super) struct Parked {
+    pub(super) reader: Option<Reader>,
+    /// A read on the blocking pool holds the reader: other requests on this
+    /// scanner wait for [`ScannerEntry::returned`] (they would read the same
+    /// bytes).
+    pub(super) out: bool,
 }
 
 impl ScannerEntry {
@@ -62,13 +74,23 @@ impl ScannerEntry {
     }
 
     /// Drops the parked reader (the scanner reads from the tail cache now),
-    /// unless a cold read holds it: it would pin an old segment's files.
+    /// unless a read from disk holds it: it would pin an old segment's
+    /// files.
     pub(super) fn unpark(&self) {
-        if let Ok(mut parked) = self.parked.try_lock()
-            && parked.is_some()
-        {
-            *parked = None;
+        let mut parked = lock(&self.parked);
+        if parked.reader.is_some() && !parked.out {
+            parked.reader = None;
         }
+    }
+
+    /// Gives the reader back after a read from disk, and wakes the requests
+    /// waiting for it.
+    pub(super) fn give_back(&self, reader: Option<Reader>) {
+        let mut parked = lock(&self.parked);
+        parked.reader = reader;
+        parked.out = false;
+        drop(parked);
+        self.returned.notify_waiters();
     }
 }
 
@@ -108,7 +130,11 @@ impl Scanners {
             next: AtomicU64::new(at),
             // A loaded scanner's file already says `at`.
             saved: AtomicU64::new(if loaded { at } else { u64::MAX }),
-            parked: tokio::sync::Mutex::new(Some(reader)),
+            parked: Mutex::new(Parked {
+                reader: Some(reader),
+                out: false,
+            }),
+            returned: tokio::sync::Notify::new(),
         });
         if persistent && !loaded {
             self.save(&entry)?;
