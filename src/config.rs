@@ -97,6 +97,10 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// Longest monitor period or fsync interval: 1 day. Longer is a mistake
 /// (segments would never roll, appends never reach the disk).
 pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+/// Default [`Config::scanner_idle_ttl`]: a day.
+pub const DEFAULT_SCANNER_IDLE_TTL: Duration = Duration::from_secs(86_400);
+/// Longest [`Config::scanner_idle_ttl`]: 365 days.
+pub const MAX_SCANNER_IDLE_TTL: Duration = Duration::from_secs(365 * 86_400);
 /// Default log filter.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Largest config file read: 1 MiB. A longer one is refused without being
@@ -147,6 +151,10 @@ pub struct Config {
     pub fsync: FsyncPolicy,
     /// Entries per index file. Default 102,400; 2 to 16 Mi.
     pub index_entries: u32,
+    /// `scanner_idle_ttl`: a scanner that is not persistent and has not been
+    /// scanned for this long is removed (netlog kept them until restart).
+    /// Default 1day; 1s to 365day.
+    pub scanner_idle_ttl: Duration,
     /// Settings new topics start from.
     pub defaults: Settings,
     /// Declared plugins.
@@ -191,6 +199,7 @@ impl Default for Config {
             max_body: DEFAULT_MAX_BODY,
             fsync: FsyncPolicy::default(),
             index_entries: crate::log::DEFAULT_INDEX_ENTRIES,
+            scanner_idle_ttl: DEFAULT_SCANNER_IDLE_TTL,
             defaults: Settings::default(),
             plugins: Vec::new(),
             topics: BTreeMap::new(),
@@ -305,6 +314,7 @@ impl Config {
             "max_body" => self.max_body = max_body(value)?,
             "log_level" | "loglevel" => self.log_level = log_level(&text()?)?,
             "index_entries" => self.index_entries = index_entries(value)?,
+            "scanner_idle_ttl" => self.scanner_idle_ttl = scanner_idle_ttl(value)?,
             "admin_listen" => self.admin_listen = Some(listen(&text()?)?),
             "log_format" => self.log_format = log_format(&text()?)?,
             other => return Err(format!("unknown server setting {other:?}")),
@@ -416,6 +426,23 @@ fn data_dir(text: &str) -> Result<PathBuf, String> {
         return Err("must not be empty: give a directory, e.g. \"data\"".into());
     }
     Ok(PathBuf::from(text))
+}
+
+/// `scanner_idle_ttl`: a duration from 1 s to [`MAX_SCANNER_IDLE_TTL`].
+fn scanner_idle_ttl(value: &RawValue) -> Result<Duration, String> {
+    let d = match value {
+        RawValue::Text(t) => parse_duration(t).map_err(|e| e.to_string())?,
+        other => {
+            return Err(format!(
+                "expected a duration such as \"1day\", found {}",
+                other.show()
+            ));
+        }
+    };
+    if d < Duration::from_secs(1) || d > MAX_SCANNER_IDLE_TTL {
+        return Err(format!("must be 1s to 365day (got {})", value.show()));
+    }
+    Ok(d)
 }
 
 /// A duration from [`MIN_INTERVAL`] to [`MAX_INTERVAL`]; a number is
@@ -550,6 +577,20 @@ pub(crate) fn plugin_time(value: &RawValue) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `scanner_idle_ttl` takes 1s to 365day, as text with units only.
+    #[test]
+    fn scanner_idle_ttl_is_bounded() {
+        let mut cfg = Config::default();
+        let set = |cfg: &mut Config, v: RawValue| cfg.set_server("scanner_idle_ttl", &v);
+        assert!(set(&mut cfg, RawValue::Text("2h".into())).is_ok());
+        assert_eq!(cfg.scanner_idle_ttl, Duration::from_secs(7200));
+        for bad in ["0s", "999ms", "366day", "300000000000year", "soon"] {
+            assert!(set(&mut cfg, RawValue::Text(bad.into())).is_err(), "{bad}");
+        }
+        assert!(set(&mut cfg, RawValue::Int(5)).is_err());
+        assert_eq!(cfg.scanner_idle_ttl, Duration::from_secs(7200));
+    }
 
     /// `-listen 7312` says how to write the address.
     #[test]

@@ -119,6 +119,7 @@ pub async fn run_with_reloads(
     let mut server = config.server.clone();
     // A body as large as max_body must always fit in the budget.
     server.body_budget = server.body_budget.max(config.max_body);
+    crate::topic::set_scanner_idle_ttl(config.scanner_idle_ttl);
     crate::log::set_tail_cache_limits(
         usize::try_from(server.tail_cache).unwrap_or(usize::MAX),
         usize::try_from(server.tail_cache_total).unwrap_or(usize::MAX),

@@ -1007,3 +1007,72 @@ async fn a_shared_scanner_hands_out_each_message_once() {
     }
     broker.stop().await;
 }
+
+/// With `scanner_idle_ttl = "1s"`, a scanner nobody scans is removed: its
+/// id answers 404 scanner not found and it no longer holds the topic's
+/// `DELETE`; a scanner scanned now and then, and a persistent one, stay.
+#[tokio::test]
+async fn idle_scanners_expire_and_stop_blocking_delete() {
+    let dir = data_dir();
+    let config = dir.path().join("ttl.toml");
+    std::fs::write(
+        &config,
+        "[server]\nscanner_idle_ttl = \"1s\"\nmonitor_interval = \"100ms\"\n",
+    )
+    .unwrap();
+    let netlog = spawn_netlog_with(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let api = netlog.api();
+    api.create_topic("ttl").await;
+    api.publish("ttl", "one").await;
+    let idle = api.scanner_id("ttl", "0").await;
+    let busy = api.scanner_id("ttl", "0").await;
+    let kept = api.scanner("ttl", "from=0&persist=true").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = std::time::Instant::now();
+    // `busy` is scanned every 300 ms while `idle` expires.
+    loop {
+        let resp = api.scan("ttl", &busy, "0ms").await;
+        assert!(matches!(resp.status().as_u16(), 200 | 404), "{resp:?}");
+        let info = api.info("ttl").await;
+        if info["scanners"].get(&idle).is_none() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the idle scanner expired within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before its TTL"
+    );
+    expect_exact_error(
+        api.scan("ttl", &idle, "0ms").await,
+        404,
+        "scanner not found",
+    )
+    .await;
+    let info = api.info("ttl").await;
+    assert!(
+        info["scanners"].get(&busy).is_some(),
+        "a used scanner stays"
+    );
+    assert!(
+        info["scanners"].get(&kept).is_some(),
+        "a persistent one stays"
+    );
+    // Only the two left hold the delete.
+    expect_error(api.delete("/ttl").await, 409, "resource busy").await;
+    for id in [&busy, &kept] {
+        expect_ok_message(
+            api.delete(&format!("/ttl/scanner?id={id}")).await,
+            200,
+            "scanner deleted",
+        )
+        .await;
+    }
+    expect_ok_message(api.delete("/ttl").await, 200, "topic deleted").await;
+}

@@ -339,6 +339,7 @@ fn keep_start_only(old: &Config, mut new: Config, needs_restart: &mut Vec<String
         monitor_interval,
         fsync,
         index_entries,
+        scanner_idle_ttl,
         log_level
     );
     // Connection limits, origins and the TLS files are the listener's: the

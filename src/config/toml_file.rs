@@ -40,6 +40,7 @@ struct Server {
     fsync: Option<RawValue>,
     log_level: Option<RawValue>,
     index_entries: Option<RawValue>,
+    scanner_idle_ttl: Option<RawValue>,
     header_timeout: Option<String>,
     idle_timeout: Option<String>,
     body_timeout: Option<String>,
@@ -124,6 +125,7 @@ impl File {
             ("fsync", s.fsync),
             ("log_level", s.log_level),
             ("index_entries", s.index_entries),
+            ("scanner_idle_ttl", s.scanner_idle_ttl),
             ("admin_listen", s.admin_listen),
             ("log_format", s.log_format),
         ] {

@@ -52,7 +52,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use error::TopicError;
-pub use scanners::{READERS_DIR, ScannerEntry};
+pub use scanners::{READERS_DIR, ScannerEntry, set_scanner_idle_ttl};
 pub use stats::{PluginStats, PublishRoute, TopicGauges, TopicStats};
 pub use writer::{Batch, GROUP_BYTES, QUEUE_JOBS};
 
@@ -402,6 +402,8 @@ impl Topic {
     ) -> Result<Vec<Message>, TopicError> {
         let deadline = deadline_after(wait);
         let mut appended = self.log.subscribe();
+        entry.touch();
+        let _done = TouchOnDrop(entry);
         loop {
             // Seen before reading: an append after this wakes the wait.
             appended.borrow_and_update();
@@ -619,6 +621,13 @@ impl Topic {
         Ok(self.log.sync_if_due()?)
     }
 
+    /// Removes the scanners idle past the idle TTL (see `scanners.rs`).
+    pub(crate) fn expire_idle_scanners(&self) {
+        for id in self.scanners.expire_idle() {
+            tracing::info!(topic = %self.name, %id, "scanner expired: unused for scanner_idle_ttl");
+        }
+    }
+
     /// Saves every persistent scanner that moved. Blocking.
     pub(crate) fn save_scanners(&self) -> Result<(), TopicError> {
         self.scanners.save_moved()
@@ -723,6 +732,16 @@ fn read_from_disk(
     };
     let done = read_some(&mut reader, &mut out, limits, true);
     (Some(reader), done.map(|_| out))
+}
+
+/// Marks a scanner used again when its scan ends, so a long poll longer
+/// than the idle TTL does not leave it expiring right after.
+struct TouchOnDrop<'a>(&'a ScannerEntry);
+
+impl Drop for TouchOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+    }
 }
 
 /// What a request does when the tail cache does not hold its offset.

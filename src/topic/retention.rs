@@ -27,6 +27,7 @@ use crate::plugin::{Retention, RetentionState, ScannerState, SegmentState};
 impl Topic {
     /// One monitor pass over this topic (see the module docs). Blocking.
     pub(crate) fn maintain(&self) -> Result<(), TopicError> {
+        self.expire_idle_scanners();
         let log = self.log();
         let hooks = self.hooks();
         // The idle case, in a few atomic loads: one segment, under its size,

@@ -14,11 +14,19 @@
 //!
 //! The registry's map is locked only to look up, add or remove an entry,
 //! never across I/O.
+//!
+//! **Idle scanners expire.** A scanner that is not persistent and has not
+//! been scanned for the process-wide `scanner_idle_ttl` (default a day; see
+//! [`set_scanner_idle_ttl`]) is removed on the monitor's next tick, so a
+//! client that opens scanners and walks away does not hold memory, and a
+//! topic's `DELETE`, for good. This is the one place the broker differs from
+//! netlog, which kept them until restart. Persistent scanners never expire.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
@@ -27,6 +35,23 @@ use crate::log::{Log, Reader};
 
 /// Folder of persistent scanner files in a topic directory.
 pub const READERS_DIR: &str = "readers";
+/// The idle time after which a scanner that is not persistent expires, in
+/// milliseconds (see the module docs).
+static IDLE_TTL_MS: AtomicU64 = AtomicU64::new(86_400_000);
+/// The clock scanners' last use is counted on.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Sets how long a scanner that is not persistent may go unscanned before
+/// it expires; the broker calls it at start-up with `scanner_idle_ttl`.
+pub fn set_scanner_idle_ttl(ttl: Duration) {
+    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+    IDLE_TTL_MS.store(ms, Ordering::Relaxed);
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Extension of a persistent scanner file.
 pub(crate) const SCANNER_EXT: &str = "scanner";
 
@@ -41,6 +66,8 @@ pub struct ScannerEntry {
     /// The position: moved only by [`ScannerEntry::advance`].
     next: AtomicU64,
     saved: AtomicU64,
+    /// When it was last scanned (or created), on [`EPOCH`]'s clock.
+    last_used: AtomicU64,
     /// The reader of reads from data not in the tail cache, parked where
     /// the last one stopped (see `Topic::scan`). Its lock is held only while
     /// the reader hands out what it holds in memory, never across I/O.
@@ -63,6 +90,11 @@ impl ScannerEntry {
     /// The next offset it will return.
     pub fn next(&self) -> u64 {
         self.next.load(Ordering::Acquire)
+    }
+
+    /// Marks the scanner as used now (see the module docs).
+    pub(super) fn touch(&self) {
+        self.last_used.store(now_ms(), Ordering::Relaxed);
     }
 
     /// Moves the position from `from` to `to`; `false` if it is no longer
@@ -128,6 +160,7 @@ impl Scanners {
             from,
             persistent,
             next: AtomicU64::new(at),
+            last_used: AtomicU64::new(now_ms()),
             // A loaded scanner's file already says `at`.
             saved: AtomicU64::new(if loaded { at } else { u64::MAX }),
             parked: Mutex::new(Parked {
@@ -176,6 +209,25 @@ impl Scanners {
         }
         some.sort_by_key(|s| s.id);
         (some, total)
+    }
+
+    /// Removes the scanners that are not persistent and have not been used
+    /// for the idle TTL; returns their ids.
+    pub(crate) fn expire_idle(&self) -> Vec<Uuid> {
+        let ttl = IDLE_TTL_MS.load(Ordering::Relaxed);
+        let now = now_ms();
+        let mut map = lock(&self.map);
+        let idle: Vec<Uuid> = map
+            .values()
+            .filter(|s| {
+                !s.persistent && now.saturating_sub(s.last_used.load(Ordering::Relaxed)) >= ttl
+            })
+            .map(|s| s.id)
+            .collect();
+        for id in &idle {
+            map.remove(id);
+        }
+        idle
     }
 
     /// Removes a scanner, and its file.
