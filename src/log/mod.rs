@@ -90,15 +90,15 @@ pub use reader::{Message, Reader};
 pub use scanner::Scanner;
 pub use segment::SEGMENT_HEADER_BYTES;
 pub use tail::{
-    MESSAGE_OVERHEAD, TAIL_CACHE_BYTES, TAIL_CACHE_TOTAL_BYTES, set_tail_cache_limits,
-    tail_cache_bytes,
+    MAX_CACHED_FLUSH, MESSAGE_OVERHEAD, TAIL_CACHE_BYTES, TAIL_CACHE_TOTAL_BYTES,
+    set_tail_cache_limits, tail_cache_bytes,
 };
 
 use crate::message::{self, Codecs, FormatError, HEADER_BYTES, Header};
 use crate::rate_limit::LineLimit;
 use index::IndexEntry;
 use segment::{Segment, unix_now};
-use tail::{Fill, TailCache};
+use tail::{Block, Fill, TailCache};
 
 /// Bytes staged in the write buffer before it is flushed on its own.
 pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -588,7 +588,7 @@ impl Log {
         }
         let data = Bytes::copy_from_slice(&w.buf);
         let first = w.active.base + u64::from(w.pending[0].rel) - 1;
-        let mut msgs = Vec::with_capacity(w.pending.len());
+        let mut blocks = vec![Block::new(data.clone())];
         for (i, e) in w.pending.iter().enumerate() {
             let at = (e.pos - w.buf_start) as usize;
             let (until, next_rel) = match w.pending.get(i + 1) {
@@ -596,31 +596,54 @@ impl Log {
                 None => (data.len(), w.next_rel),
             };
             let header = Header::parse(data.get(at..until)?)?;
-            let before = msgs.len();
+            let count = u64::from(next_rel - e.rel);
             if !header.is_set() {
-                msgs.push((header.crc, data.slice(at + HEADER_BYTES..until)));
-            } else {
-                let plain = match (&w.plains[i], header.compression()) {
-                    (_, message::SET_NONE) => data.slice(at + HEADER_BYTES..until),
-                    (Some(plain), _) => plain.clone(),
-                    (None, _) => return None,
-                };
-                let mut pos = 0;
-                while pos < plain.len() {
-                    let h = Header::parse(&plain[pos..])?;
-                    let stop = pos + h.total_len();
-                    if h.is_set() || stop > plain.len() {
-                        return None;
-                    }
-                    msgs.push((h.crc, plain.slice(pos + HEADER_BYTES..stop)));
-                    pos = stop;
+                let len = until.checked_sub(at + HEADER_BYTES)?;
+                blocks
+                    .last_mut()?
+                    .push(at + HEADER_BYTES, len, header.crc)?;
+                if count != 1 {
+                    return None;
                 }
+                continue;
             }
-            if (msgs.len() - before) as u64 != u64::from(next_rel - e.rel) {
+            // A set: its plain messages lie in the buffer (uncompressed) or
+            // in the plain bytes the writer handed over (compressed).
+            let (plain_at, plain_end) = match (&w.plains[i], header.compression()) {
+                (_, message::SET_NONE) => (at + HEADER_BYTES, until),
+                (Some(plain), _) => {
+                    blocks.push(Block::new(plain.clone()));
+                    (0, plain.len())
+                }
+                (None, _) => return None,
+            };
+            let source = if header.compression() == message::SET_NONE {
+                &data
+            } else {
+                w.plains[i].as_ref()?
+            };
+            let block = blocks.last_mut()?;
+            let mut pos = plain_at;
+            let mut n = 0;
+            while pos < plain_end {
+                let h = Header::parse(&source[pos..plain_end])?;
+                let stop = pos + h.total_len();
+                if h.is_set() || stop > plain_end {
+                    return None;
+                }
+                block.push(pos + HEADER_BYTES, h.length as usize, h.crc)?;
+                pos = stop;
+                n += 1;
+            }
+            if n != count {
                 return None;
             }
+            if header.compression() != message::SET_NONE {
+                // What follows comes from the buffer again.
+                blocks.push(Block::new(data.clone()));
+            }
         }
-        Some(Fill { first, msgs })
+        Some(Fill { first, blocks })
     }
 
     /// Up to `max` messages from `offset` (stopping after the one that

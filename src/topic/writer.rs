@@ -14,8 +14,11 @@
 //! request's messages always land in one entry, so a batch publish is all or
 //! nothing even across a crash.
 //!
-//! **Where a drain runs.** A group that cannot block long is written on the
-//! async worker, with no thread hop: no validator (a wasm call), no
+//! **Where a drain runs.** A group of single-message publishes that cannot
+//! block long is written on the async worker, with no thread hop (batch
+//! publishes, which are few and large, measured faster on the blocking
+//! pool, writing beside the workers that parse the next ones): no
+//! validator (a wasm call), no
 //! compression (a codec may be a plugin, and gzip of a large group is
 //! slow), no `fsync = always`, at most [`INLINE_BYTES`], and the log's
 //! writer lock free (a roll may hold it across an fsync). Writing such a
@@ -78,8 +81,10 @@ pub const QUEUE_JOBS: usize = 4096;
 /// Most message bytes one group-commit entry takes from several publishes:
 /// 64 MiB.
 pub const GROUP_BYTES: usize = 64 << 20;
-/// Largest group written on an async worker (see the module docs): 1 MiB.
-pub const INLINE_BYTES: usize = 1 << 20;
+/// Largest group written on an async worker (see the module docs): 64 KiB.
+/// Larger groups go to the blocking pool, where the write runs beside the
+/// workers that parse the next requests.
+pub const INLINE_BYTES: usize = 64 << 10;
 /// A topic logs its `write failed` line at most once per this long per kind
 /// of error (10 s), with the count of failures not logged since.
 pub const WRITE_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -271,7 +276,8 @@ impl Shared {
     /// docs).
     fn can_write_inline(&self, jobs: &[Job]) -> bool {
         let bytes: usize = jobs.iter().map(|j| j.batch.bytes()).sum();
-        bytes <= INLINE_BYTES
+        jobs.iter().all(|j| matches!(j.batch, Batch::One(_)))
+            && bytes <= INLINE_BYTES
             && matches!(self.settings.compression_type, PLAIN | SET_NONE)
             && self.hooks.load().validator.is_none()
             && !self.log.write_may_block()
