@@ -284,6 +284,22 @@ struct Writer {
     synced: u64,
 }
 
+impl Writer {
+    /// Drops the entries staged since the last flush: cuts whatever part of
+    /// them reached the data file and puts back the marker a partly written
+    /// index run may have replaced, so the next flush writes from the
+    /// published end again. Nothing staged was visible, so nothing visible
+    /// changes.
+    fn drop_staged(&mut self) {
+        let _ = self.active.truncate(self.buf_start);
+        let _ = self.active.rewrite_marker();
+        self.buf.clear();
+        self.pending.clear();
+        self.plains.clear();
+        self.next_rel = (self.active.next_offset() - self.active.base + 1) as u32;
+    }
+}
+
 pub(crate) struct Inner {
     dir: PathBuf,
     opts: LogOptions,
@@ -542,16 +558,7 @@ impl Log {
                 _ => Ok(()),
             });
         if let Err(e) = written {
-            // Nothing was published: drop the staged entries, cut whatever
-            // part of them reached the data file, and put back the marker a
-            // partly written index run may have replaced. The next flush
-            // writes from the published end again.
-            let _ = w.active.truncate(start);
-            let _ = w.active.rewrite_marker();
-            w.buf.clear();
-            w.pending.clear();
-            w.plains.clear();
-            w.next_rel = (w.active.next_offset() - w.active.base + 1) as u32;
+            w.drop_staged();
             return Err(self.noted(e));
         }
         w.active.restore(entries, w.next_rel, end);
@@ -687,14 +694,7 @@ impl Log {
     /// staging and flushing. Nothing staged was visible, so nothing visible
     /// changes; the next append takes the next unpublished offset.
     pub(crate) fn discard_staged(&self) {
-        let mut w = lock(&self.inner.writer);
-        let start = w.buf_start;
-        let _ = w.active.truncate(start);
-        let _ = w.active.rewrite_marker();
-        w.buf.clear();
-        w.pending.clear();
-        w.plains.clear();
-        w.next_rel = (w.active.next_offset() - w.active.base + 1) as u32;
+        lock(&self.inner.writer).drop_staged();
     }
 
     /// Logs a full disk, at most once per [`NO_SPACE_LOG_INTERVAL`], with the
