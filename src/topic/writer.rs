@@ -286,21 +286,26 @@ impl Shared {
     /// Drains on an async worker, yielding between groups; hands the drain
     /// to the blocking pool at the first group that may block.
     async fn drain_async(self: Arc<Self>) {
+        // Dropped at a yield (the runtime shutting down), the drain must not
+        // leave the topic "draining" with nobody draining.
+        let mut reset = ResetDraining::new(&self);
         let mut plain = Vec::new();
         while let Some(jobs) = self.next_group() {
             if !self.can_write_inline(&jobs) {
-                tokio::task::spawn_blocking(move || self.drain(Some(jobs)));
-                return;
+                let shared = self.clone();
+                tokio::task::spawn_blocking(move || shared.drain(Some(jobs)));
+                break;
             }
             self.process(jobs, &mut plain);
             tokio::task::yield_now().await;
         }
+        reset.finished = true;
     }
 
     /// Writes `first` (if any), then groups until the queue is empty.
     /// Blocking.
     fn drain(&self, first: Option<Vec<Job>>) {
-        let _reset = ResetDraining(self);
+        let mut reset = ResetDraining::new(self);
         let mut plain = Vec::new();
         if let Some(jobs) = first {
             self.process(jobs, &mut plain);
@@ -308,6 +313,7 @@ impl Shared {
         while let Some(jobs) = self.next_group() {
             self.process(jobs, &mut plain);
         }
+        reset.finished = true;
     }
 
     /// Validates and writes one group, and answers its jobs, under
@@ -474,15 +480,30 @@ impl Shared {
     }
 }
 
-/// Should the drain unwind anyway (outside a group's work), the topic must
-/// not stay "draining" with nobody draining: the next publish starts one.
-struct ResetDraining<'a>(&'a Shared);
+/// Should a drain end before the queue is empty (a panic outside a group's
+/// work, or a drain task dropped by a runtime shutting down), the topic must
+/// not stay "draining" with nobody draining: the next publish starts one,
+/// and `close` does not wait forever.
+struct ResetDraining<'a> {
+    shared: &'a Shared,
+    /// The drain ended as it should (the queue empty, or handed over).
+    finished: bool,
+}
+
+impl<'a> ResetDraining<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        ResetDraining {
+            shared,
+            finished: false,
+        }
+    }
+}
 
 impl Drop for ResetDraining<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            lock(&self.0.queue).draining = false;
-            self.0.idle.notify_all();
+        if !self.finished {
+            lock(&self.shared.queue).draining = false;
+            self.shared.idle.notify_all();
         }
     }
 }
