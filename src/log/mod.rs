@@ -603,7 +603,7 @@ impl Log {
                 None => (data.len(), w.next_rel),
             };
             let header = Header::parse(data.get(at..until)?)?;
-            let count = u64::from(next_rel - e.rel);
+            let count = u64::from(next_rel.checked_sub(e.rel)?);
             if !header.is_set() {
                 let len = until.checked_sub(at + HEADER_BYTES)?;
                 blocks
