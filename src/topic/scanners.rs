@@ -108,9 +108,13 @@ impl ScannerEntry {
     /// Drops the parked reader (the scanner reads from the tail cache now),
     /// unless a read from disk holds it: it would pin an old segment's
     /// files.
+    /// On the hot path: a lock another request holds is skipped, not waited
+    /// for (the next cached read drops the reader).
     pub(super) fn unpark(&self) {
-        let mut parked = lock(&self.parked);
-        if parked.reader.is_some() && !parked.out {
+        if let Ok(mut parked) = self.parked.try_lock()
+            && parked.reader.is_some()
+            && !parked.out
+        {
             parked.reader = None;
         }
     }
