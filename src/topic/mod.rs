@@ -455,17 +455,13 @@ impl Topic {
             } else if entry.next() != at {
                 return Ok(None);
             } else {
-                let mut reader = parked.reader.take().filter(|r| r.next_offset() == at);
-                if let Some(r) = reader.as_mut() {
-                    let done = read_some(r, &mut out, limits, false);
-                    if !matches!(done, Ok(false)) {
-                        let after = r.next_offset();
-                        parked.reader = reader;
-                        return done.map(|_| Some((out, after)));
+                match read_in_memory(&mut parked.reader, at, &mut out, limits)? {
+                    InMemory::Done(after) => return Ok(Some((out, after))),
+                    InMemory::Disk(reader) => {
+                        parked.out = true;
+                        ParkedStep::Disk(reader)
                     }
                 }
-                parked.out = true;
-                ParkedStep::Disk(reader)
             }
         };
         let reader = match step {
@@ -514,16 +510,11 @@ impl Topic {
         parked: &mut Option<Reader>,
         limits: ReadLimits,
     ) -> Result<(Vec<Message>, u64), TopicError> {
-        let mut reader = parked.take().filter(|r| r.next_offset() == at);
         let mut out = Vec::new();
-        if let Some(r) = reader.as_mut() {
-            let done = read_some(r, &mut out, limits, false);
-            if !matches!(done, Ok(false)) {
-                let after = r.next_offset();
-                *parked = reader;
-                return done.map(|_| (out, after));
-            }
-        }
+        let reader = match read_in_memory(parked, at, &mut out, limits)? {
+            InMemory::Done(after) => return Ok((out, after)),
+            InMemory::Disk(reader) => reader,
+        };
         let log = self.log.clone();
         let read =
             tokio::task::spawn_blocking(move || read_from_disk(&log, at, reader, out, limits))
@@ -710,6 +701,36 @@ fn deadline_after(wait: Duration) -> Instant {
     Instant::now()
         .checked_add(wait)
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+}
+
+/// What [`read_in_memory`] did.
+enum InMemory {
+    /// It answered the read; the reader is back in its slot, and the
+    /// messages end before this offset.
+    Done(u64),
+    /// The rest needs the disk (or a codec): read on with this reader, or a
+    /// new one if it did not stand at the offset.
+    Disk(Option<Reader>),
+}
+
+/// Takes `slot`'s reader if it stands at `at`, and reads into `out` what it
+/// holds in memory, on the caller's thread. An error puts the reader back.
+fn read_in_memory(
+    slot: &mut Option<Reader>,
+    at: u64,
+    out: &mut Vec<Message>,
+    limits: ReadLimits,
+) -> Result<InMemory, TopicError> {
+    let mut reader = slot.take().filter(|r| r.next_offset() == at);
+    if let Some(r) = reader.as_mut() {
+        let done = read_some(r, out, limits, false);
+        if !matches!(done, Ok(false)) {
+            let after = r.next_offset();
+            *slot = reader;
+            return done.map(|_| InMemory::Done(after));
+        }
+    }
+    Ok(InMemory::Disk(reader))
 }
 
 /// Reads from `at` into `out` (which holds what was read from memory
