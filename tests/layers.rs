@@ -133,3 +133,167 @@ fn http_reaches_neither_log_nor_plugins() {
         wrong.join("\n")
     );
 }
+
+/// A file's module path: `src/http/front.rs` -> `["http", "front"]`,
+/// `src/http/mod.rs` -> `["http"]`, `src/lib.rs` -> `[]`.
+fn module_path(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).unwrap();
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().to_string())
+        .collect();
+    let last = parts.pop().unwrap();
+    let stem = last.trim_end_matches(".rs");
+    if !matches!(stem, "mod" | "lib" | "main") {
+        parts.push(stem.to_string());
+    }
+    parts
+}
+
+/// The paths a file names, as module paths from the crate root: every
+/// `crate::a::b`, `super::a` and `self::a`, with `use` groups
+/// (`super::{a, b::c}`) expanded one level. Comments are skipped.
+fn named_paths(here: &[String], is_dir_module: bool, text: &str) -> Vec<Vec<String>> {
+    // `super` of `src/http/front.rs` is `http`; of `src/http/mod.rs`, the crate.
+    let parent: Vec<String> = if is_dir_module || here.is_empty() {
+        here[..here.len().saturating_sub(1)].to_vec()
+    } else {
+        here[..here.len() - 1].to_vec()
+    };
+    let code: String = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (root, base) in [
+        ("crate::", Vec::new()),
+        ("super::", parent.clone()),
+        ("self::", here.to_vec()),
+    ] {
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find(root) {
+            // `foo_crate::` or `xsuper::` are other names.
+            let before = &rest[..i];
+            rest = &rest[i + root.len()..];
+            if before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let mut path = base.clone();
+            let mut tail = rest;
+            loop {
+                if let Some(group) = tail.strip_prefix('{') {
+                    // One level of a `use` group: each part's first name.
+                    let end = group.find('}').unwrap_or(group.len());
+                    for part in group[..end].split(',') {
+                        let name = ident(part.trim());
+                        if !name.is_empty() && name != "self" {
+                            let mut p = path.clone();
+                            p.push(name);
+                            out.push(p);
+                        }
+                    }
+                    break;
+                }
+                let name = ident(tail);
+                if name.is_empty() {
+                    break;
+                }
+                tail = &tail[name.len()..];
+                path.push(name);
+                match tail.strip_prefix("::") {
+                    Some(t) => tail = t,
+                    None => break,
+                }
+            }
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// No two sibling modules use each other, directly or around a cycle: a
+/// file's uses of a sibling (or of anything inside it) are edges between
+/// the siblings, at every level of `src/`, and the graph of each level
+/// has no cycle.
+#[test]
+fn no_sibling_imports_each_other() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_path(&src, f)).collect();
+    // Edges by level: parent module path -> (from child, to child) -> a file.
+    let mut edges: BTreeMap<Vec<String>, BTreeMap<(String, String), String>> = BTreeMap::new();
+    for file in &files {
+        let here = module_path(&src, file);
+        let is_dir_module = file
+            .file_name()
+            .is_some_and(|n| n == "mod.rs" || n == "lib.rs" || n == "main.rs");
+        let text = std::fs::read_to_string(file).unwrap();
+        for path in named_paths(&here, is_dir_module, &text) {
+            let common = here.iter().zip(&path).take_while(|(a, b)| a == b).count();
+            if common >= here.len() || common >= path.len() {
+                continue; // A use of an ancestor or a descendant.
+            }
+            let target: Vec<String> = path[..=common].to_vec();
+            if !modules.contains(&target) {
+                continue; // An item of the common parent, not a module.
+            }
+            edges.entry(here[..common].to_vec()).or_default().insert(
+                (here[common].clone(), path[common].clone()),
+                file.strip_prefix(&src).unwrap().display().to_string(),
+            );
+        }
+    }
+    let mut cycles = Vec::new();
+    for (level, level_edges) in &edges {
+        let mut next: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (from, to) in level_edges.keys() {
+            next.entry(from).or_default().push(to);
+        }
+        // Each node that reaches itself is on a cycle; name one.
+        for start in next.keys() {
+            let mut stack = vec![(*start, vec![*start])];
+            let mut seen = BTreeSet::new();
+            while let Some((node, trail)) = stack.pop() {
+                for &to in next.get(node).map(Vec::as_slice).unwrap_or(&[]) {
+                    if to == *start {
+                        let mut shown: Vec<String> = trail
+                            .windows(2)
+                            .map(|w| {
+                                format!(
+                                    "{} ({})",
+                                    w[0],
+                                    level_edges[&(w[0].to_string(), w[1].to_string())]
+                                )
+                            })
+                            .collect();
+                        shown.push(format!(
+                            "{} ({})",
+                            node,
+                            level_edges[&(node.to_string(), to.to_string())]
+                        ));
+                        cycles.push(format!("in {:?}: {} -> {start}", level, shown.join(" -> ")));
+                    } else if seen.insert(to) {
+                        let mut t = trail.clone();
+                        t.push(to);
+                        stack.push((to, t));
+                    }
+                }
+            }
+        }
+    }
+    cycles.sort();
+    cycles.dedup();
+    assert!(
+        cycles.is_empty(),
+        "sibling modules that use each other (each shown with the file that makes the step):\n{}",
+        cycles.join("\n")
+    );
+}

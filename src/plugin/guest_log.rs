@@ -31,7 +31,9 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::sandbox::GUEST_TARGET;
+/// The `tracing` target of everything a guest logs or prints, so operators
+/// can filter plugin output apart from the broker's own (`netlog::plugin::guest`).
+pub(crate) const GUEST_TARGET: &str = "netlog::plugin::guest";
 
 /// Longest guest line written to the log, in bytes of escaped text (the cut
 /// marker comes on top).

@@ -24,6 +24,39 @@ use super::sandbox::StoreData;
 use super::{PluginError, PluginKind};
 use crate::message::{Codec, CodecError, MAX_PAYLOAD_BYTES};
 
+/// Binding a plugin to a topic: the hook it exports, as the broker calls it.
+impl Plugin {
+    /// Binds this validator plugin to `topic`: makes an instance and calls
+    /// `init(config_json)`.
+    pub fn validator(
+        self: &Arc<Self>,
+        topic: &str,
+        config_json: &str,
+    ) -> Result<Validator, PluginError> {
+        Validator::bind(self.clone(), topic, config_json)
+    }
+
+    /// Binds this codec plugin to `topic`: makes an instance and calls
+    /// `init(config_json)`.
+    pub fn codec(
+        self: &Arc<Self>,
+        topic: &str,
+        config_json: &str,
+    ) -> Result<WasmCodec, PluginError> {
+        WasmCodec::bind(self.clone(), topic, config_json)
+    }
+
+    /// Binds this retention plugin to `topic`: makes an instance and calls
+    /// `init(config_json)`.
+    pub fn retention(
+        self: &Arc<Self>,
+        topic: &str,
+        config_json: &str,
+    ) -> Result<Retention, PluginError> {
+        Retention::bind(self.clone(), topic, config_json)
+    }
+}
+
 /// What a validator decided about one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {

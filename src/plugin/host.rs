@@ -20,7 +20,6 @@ use wasmtime::{Config, Engine};
 
 use super::bindings::{codec::CodecPre, retention::RetentionPolicyPre, validator::ValidatorPre};
 use super::cache::{CodeCache, Origin};
-use super::hooks::{Retention, Validator, WasmCodec};
 use super::sandbox::{self, StoreData};
 use super::{EPOCH_TICK, HostOptions, Limits, PluginError, PluginKind, WIT_VERSION};
 
@@ -213,36 +212,6 @@ impl Plugin {
     /// Whether its code was mapped from the cache rather than compiled.
     pub fn from_cache(&self) -> bool {
         self.from_cache
-    }
-
-    /// Binds this validator plugin to `topic`: makes an instance and calls
-    /// `init(config_json)`.
-    pub fn validator(
-        self: &Arc<Self>,
-        topic: &str,
-        config_json: &str,
-    ) -> Result<Validator, PluginError> {
-        Validator::bind(self.clone(), topic, config_json)
-    }
-
-    /// Binds this codec plugin to `topic`: makes an instance and calls
-    /// `init(config_json)`.
-    pub fn codec(
-        self: &Arc<Self>,
-        topic: &str,
-        config_json: &str,
-    ) -> Result<WasmCodec, PluginError> {
-        WasmCodec::bind(self.clone(), topic, config_json)
-    }
-
-    /// Binds this retention plugin to `topic`: makes an instance and calls
-    /// `init(config_json)`.
-    pub fn retention(
-        self: &Arc<Self>,
-        topic: &str,
-        config_json: &str,
-    ) -> Result<Retention, PluginError> {
-        Retention::bind(self.clone(), topic, config_json)
     }
 }
 

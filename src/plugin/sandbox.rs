@@ -37,11 +37,8 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 
 use super::Limits;
 use super::bindings::validator::netlog::plugin::host;
-use super::guest_log::{self, GuestLog, Level};
+use super::guest_log::{self, GUEST_TARGET, GuestLog, Level};
 
-/// The `tracing` target of everything a guest logs or prints, so operators
-/// can filter plugin output apart from the broker's own (`netlog::plugin::guest`).
-pub(crate) const GUEST_TARGET: &str = "netlog::plugin::guest";
 /// Bytes of guest stdout (and, separately, stderr) kept between two calls;
 /// the rest is dropped and reported as dropped.
 pub(crate) const OUTPUT_CAPTURE_BYTES: usize = 64 * 1024;
