@@ -74,6 +74,10 @@ pub(crate) mod rate_limit;
 pub mod token;
 pub mod topic;
 
+/// Every HTTP route: pattern, methods and listener (the table the routers
+/// are built from), for tools and tests that compare it with the docs.
+pub use http::routes::{Listener, table as route_table};
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -141,7 +145,7 @@ pub async fn run_with_reloads(
     );
     let admin = match broker.config().admin_listen_addr() {
         Some(addr) => Some(
-            http::health::spawn_admin(&addr, state.clone(), server.clone())
+            http::admin::spawn_admin(&addr, state.clone(), server.clone())
                 .await
                 .map_err(RunError::Serve)?,
         ),

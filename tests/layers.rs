@@ -297,3 +297,46 @@ fn no_sibling_imports_each_other() {
         cycles.join("\n")
     );
 }
+
+/// Every route pattern is written once in `src/`: in the route table, from
+/// which routers, rights, metrics and the front's classification are built.
+/// Unit tests (a file's `#[cfg(test)] mod tests`, last by convention) send
+/// paths, which may look like patterns, and are not read.
+#[test]
+fn route_patterns_are_written_once() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = netlog::route_table()
+        .into_iter()
+        .map(|(pattern, _, _)| (format!("\"{pattern}\""), Vec::new()))
+        .collect();
+    assert!(seen.len() >= 18, "the table has every route: {seen:?}");
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut lines = text.lines().enumerate().peekable();
+        while let Some((n, line)) = lines.next() {
+            if line.trim() == "#[cfg(test)]"
+                && lines.peek().is_some_and(|(_, l)| l.trim() == "mod tests {")
+            {
+                break;
+            }
+            let code = line.split("//").next().unwrap_or("");
+            for (literal, places) in seen.iter_mut() {
+                for _ in code.matches(literal.as_str()) {
+                    places.push(format!("{}:{}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    let twice: Vec<String> = seen
+        .iter()
+        .filter(|(_, places)| places.len() != 1)
+        .map(|(literal, places)| format!("{literal}: {places:?}"))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "route patterns written other than once in src/:\n{}",
+        twice.join("\n")
+    );
+}

@@ -721,7 +721,7 @@ async fn answers_during_shutdown_close_the_connection() {
 async fn a_silent_flood_of_the_admin_listener_stays_bounded() {
     const SILENT: usize = 300;
     const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
-    // `ADMIN_MAX_CONNECTIONS` in src/http/health.rs, as documented.
+    // `ADMIN_MAX_CONNECTIONS` in src/http/admin.rs, as documented.
     const ADMIN_CAP: usize = 64;
     let dir = data_dir();
     let admin: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")

@@ -3,10 +3,10 @@
 //! declared, unique operation ids, every `$ref` resolving), every route the
 //! router serves is described in it, and every route it describes is served.
 //!
-//! The router's routes are read from the source of `src/http/` (each
-//! `.route("<path>", <method>(..).<method>(..))` call), so adding a route
-//! without describing it fails here; a live broker confirms that what the
-//! reader found is really served, so the reader cannot quietly find nothing.
+//! The routes served are the broker's route table (`netlog::route_table`,
+//! from which its routers are built), so adding a route without describing
+//! it fails here; a live broker confirms that every route of the table and
+//! of the document is really served.
 
 mod common;
 
@@ -230,65 +230,12 @@ fn described(doc: &Value) -> BTreeSet<(String, String)> {
     out
 }
 
-/// The (path, method) pairs of every `.route("<path>", ...)` call in `source`:
-/// the method router's `get(`, `post(`, ... calls inside that call's
-/// parentheses, with or without an `axum::routing::` prefix.
-fn routes_in(source: &str) -> BTreeSet<(String, String)> {
-    let mut out = BTreeSet::new();
-    let mut rest = source;
-    while let Some(at) = rest.find(".route(") {
-        let call = &rest[at + ".route(".len()..];
-        let mut depth = 1usize;
-        let end = call
-            .char_indices()
-            .find(|&(_, c)| {
-                match c {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    _ => {}
-                }
-                depth == 0
-            })
-            .map_or(call.len(), |(i, _)| i);
-        let args = &call[..end];
-        rest = &call[end..];
-        let Some(path) = args
-            .split('"')
-            .nth(1)
-            .filter(|_| args.trim_start().starts_with('"'))
-        else {
-            continue;
-        };
-        let after_path = &args[args.find(',').map_or(args.len(), |i| i + 1)..];
-        for method in METHODS {
-            let needle = format!("{method}(");
-            let mut from = 0;
-            while let Some(i) = after_path[from..].find(&needle) {
-                let start = from + i;
-                let before = after_path[..start].chars().next_back();
-                if before.is_none_or(|c| !(c.is_alphanumeric() || c == '_')) {
-                    out.insert((path.to_string(), method.to_string()));
-                }
-                from = start + needle.len();
-            }
-        }
-    }
-    out
-}
-
-/// The routes of the router, read from every file under `src/http/`.
+/// The (path, method) pairs of the broker's route table, both listeners.
 fn served_routes() -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
-    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read a source directory") {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).expect("read a source file");
-                out.extend(routes_in(&text));
-            }
+    for (pattern, methods, _listener) in netlog::route_table() {
+        for method in methods {
+            out.insert((pattern.to_string(), method.as_str().to_lowercase()));
         }
     }
     out
@@ -363,41 +310,20 @@ paths:
     );
 }
 
-/// The route reader finds paths and methods in the shapes the router uses,
-/// and nothing in other calls.
+/// The table is read: it holds the routes every netlog user knows.
 #[test]
-fn route_reader_understands_the_router_source() {
-    let source = r#"
-        Router::new()
-            .route("/", get(topics::topics_list))
-            .route(
-                "/{topic}",
-                get(topics::topic_info)
-                    .post(topics::topic_create)
-                    .delete(topics::topic_delete),
-            )
-            .route("/{topic}/payload", axum::routing::post(messages::payload_write))
-            .route("/_reload", post(admin::reload_post))
-            .with_state(state)
-    "#;
-    let found = routes_in(source);
-    let want: BTreeSet<(String, String)> = [
-        ("/", "get"),
-        ("/{topic}", "get"),
-        ("/{topic}", "post"),
-        ("/{topic}", "delete"),
-        ("/{topic}/payload", "post"),
-        ("/_reload", "post"),
-    ]
-    .into_iter()
-    .map(|(p, m)| (p.to_string(), m.to_string()))
-    .collect();
-    assert_eq!(found, want);
+fn the_route_table_is_read() {
     let served = served_routes();
-    assert!(
-        served.contains(&("/{topic}/scan".to_string(), "get".to_string())),
-        "the real router source is read: {served:?}"
-    );
+    for (path, method) in [
+        ("/{topic}/scan", "get"),
+        ("/{topic}/payload", "post"),
+        ("/", "get"),
+    ] {
+        assert!(
+            served.contains(&(path.to_string(), method.to_string())),
+            "{method} {path} in {served:?}"
+        );
+    }
 }
 
 /// Every (path, method) the router serves is described in docs/openapi.yaml.
@@ -416,8 +342,8 @@ fn every_served_route_is_described() {
 }
 
 /// A live broker answers every route the document describes and every route
-/// the source names (a fallback `not found` or `method not allowed` would
-/// mean the document or the route reader is wrong).
+/// the table names (a fallback `not found` or `method not allowed` would
+/// mean the document or the table is wrong).
 #[tokio::test]
 async fn described_and_read_routes_are_served() {
     let dir = data_dir();

@@ -3,7 +3,8 @@
 //! [`Gate::check`] runs (from `front.rs`) on every request that a route
 //! answers (404s for unknown paths and 405s for methods a route lacks stay
 //! as they are). It reads the rights in force and decides from the route
-//! and method what the request needs:
+//! and method what the request needs ([`Route::right`] in the route table,
+//! where a new route cannot be added without saying what it needs):
 //!
 //! | route | needs |
 //! |---|---|
@@ -13,7 +14,6 @@
 //! | `/_metrics` | `admin`, unless `[auth] public_metrics` |
 //! | `/_health`, `/_ready` | nothing |
 //! | `GET /` | any right; the list is cut to topics the caller may produce to or consume from |
-//! | any other route | `admin` (a route added later is closed until listed here) |
 //!
 //! A request without an `Authorization` header is anonymous and gets
 //! `[auth.anonymous]`'s rights; a token has its own rights plus those
@@ -41,6 +41,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
+use super::routes::{Right, Route};
 use crate::config::auth::{AuthConfig, Grants, SHA256_BYTES, secret_digest};
 
 /// The rights in force, swapped whole on reload. Cheap to clone.
@@ -135,29 +136,16 @@ enum Need<'a> {
     Metrics,
 }
 
-/// The rights table of the module docs. `route` is the route's pattern.
-fn need<'a>(method: &Method, route: &str, topic: &'a str) -> Need<'a> {
-    use Need::*;
-    match (route, method) {
-        ("/", _) => List,
-        ("/_health" | "/_ready" | "/health" | "/ready", _) => Nothing,
-        ("/_metrics" | "/metrics", _) => Metrics,
-        ("/_reload" | "/reload", _) => Admin("reload the config", None),
-        ("/{topic}", &Method::GET) => Consume(topic),
-        ("/{topic}", &Method::POST) => Admin("create topic", Some(topic)),
-        ("/{topic}", &Method::DELETE) => Admin("delete topic", Some(topic)),
-        ("/{topic}/payload" | "/{topic}/messages", &Method::POST) => Produce(topic),
-        (
-            "/{topic}/payload/{offset}"
-            | "/{topic}/messages"
-            | "/{topic}/scanner"
-            | "/{topic}/scan"
-            | "/{topic}/stream",
-            _,
-        ) => Consume(topic),
-        ("/{topic}/sync", _) => Admin("sync topic", Some(topic)),
-        ("/{topic}/check", _) => Admin("check topic", Some(topic)),
-        _ => Admin("use this route", None),
+/// The rights table of the module docs, for `route` (whose right is in the
+/// route table) on `topic`.
+fn need<'a>(method: &Method, route: Route, topic: &'a str) -> Need<'a> {
+    match route.right(method) {
+        Right::Nothing => Need::Nothing,
+        Right::List => Need::List,
+        Right::Produce => Need::Produce(topic),
+        Right::Consume => Need::Consume(topic),
+        Right::Admin(action, about_topic) => Need::Admin(action, about_topic.then_some(topic)),
+        Right::Metrics => Need::Metrics,
     }
 }
 
@@ -315,15 +303,15 @@ pub(crate) enum Check {
 }
 
 impl Gate {
-    /// Checks `request`, which the router will serve with the route
-    /// `pattern` (a route that answers its method): see the module docs.
-    pub(crate) fn check<B>(&self, pattern: &str, request: &Request<B>) -> Check {
+    /// Checks `request`, which the router will serve with `route` (a route
+    /// that answers its method): see the module docs.
+    pub(crate) fn check<B>(&self, route: Route, request: &Request<B>) -> Check {
         let rights = self.rights.load();
         if !rights.enabled() {
             return Check::Pass;
         }
         let topic = first_segment(request.uri().path());
-        let need = need(request.method(), pattern, &topic);
+        let need = need(request.method(), route, &topic);
         match decide(&rights, need, request.headers()) {
             Ok(Verdict::Pass) => Check::Pass,
             Ok(Verdict::List(caller)) => Check::List(ListFilter {
@@ -422,44 +410,50 @@ mod tests {
         }
     }
 
-    /// Each route asks for the right the spec gives it, and unknown routes for admin.
+    /// Each route asks for the right the spec gives it.
     #[test]
     fn routes_need_their_rights() {
         use Need::*;
         let (get, post, delete) = (&Method::GET, &Method::POST, &Method::DELETE);
-        assert_eq!(need(post, "/{topic}/payload", "o"), Produce("o"));
-        assert_eq!(need(post, "/{topic}/messages", "o"), Produce("o"));
-        assert_eq!(need(get, "/{topic}/payload/{offset}", "o"), Consume("o"));
-        assert_eq!(need(post, "/{topic}/scanner", "o"), Consume("o"));
-        assert_eq!(need(delete, "/{topic}/scanner", "o"), Consume("o"));
-        assert_eq!(need(get, "/{topic}/scan", "o"), Consume("o"));
-        assert_eq!(need(get, "/{topic}/stream", "o"), Consume("o"));
-        assert_eq!(need(get, "/{topic}", "o"), Consume("o"));
+        assert_eq!(need(post, Route::PayloadWrite, "o"), Produce("o"));
+        assert_eq!(need(post, Route::Messages, "o"), Produce("o"));
+        assert_eq!(need(get, Route::PayloadRead, "o"), Consume("o"));
+        assert_eq!(need(post, Route::Scanner, "o"), Consume("o"));
+        assert_eq!(need(delete, Route::Scanner, "o"), Consume("o"));
+        assert_eq!(need(get, Route::Scan, "o"), Consume("o"));
+        assert_eq!(need(get, Route::Stream, "o"), Consume("o"));
+        assert_eq!(need(get, Route::Topic, "o"), Consume("o"));
         assert_eq!(
-            need(post, "/{topic}", "o"),
+            need(post, Route::Topic, "o"),
             Admin("create topic", Some("o"))
         );
         assert_eq!(
-            need(delete, "/{topic}", "o"),
+            need(delete, Route::Topic, "o"),
             Admin("delete topic", Some("o"))
         );
         assert_eq!(
-            need(get, "/{topic}/check", "o"),
+            need(get, Route::Check, "o"),
             Admin("check topic", Some("o"))
         );
-        assert_eq!(
-            need(get, "/{topic}/sync", "o"),
-            Admin("sync topic", Some("o"))
-        );
-        assert_eq!(
-            need(post, "/_reload", "_reload"),
-            Admin("reload the config", None)
-        );
-        assert_eq!(need(get, "/_metrics", "_metrics"), Metrics);
-        assert_eq!(need(get, "/_health", "_health"), Nothing);
-        assert_eq!(need(get, "/_ready", "_ready"), Nothing);
-        assert_eq!(need(get, "/", ""), List);
-        assert_eq!(need(get, "/_new", "_new"), Admin("use this route", None));
+        assert_eq!(need(get, Route::Sync, "o"), Admin("sync topic", Some("o")));
+        for reload in [Route::Reload, Route::AdminReload] {
+            assert_eq!(
+                need(post, reload, "_reload"),
+                Admin("reload the config", None)
+            );
+        }
+        for metrics in [Route::Metrics, Route::AdminMetrics] {
+            assert_eq!(need(get, metrics, "_metrics"), Metrics);
+        }
+        for free in [
+            Route::Health,
+            Route::Ready,
+            Route::AdminHealth,
+            Route::AdminReady,
+        ] {
+            assert_eq!(need(get, free, "_health"), Nothing);
+        }
+        assert_eq!(need(get, Route::TopicList, ""), List);
     }
 
     /// The topic is the path's first segment, percent-decoded like axum does.

@@ -17,9 +17,9 @@
 //! classification of its path (a few byte comparisons), one lock-free load
 //! of the rights, and on the way out one relaxed `fetch_add`.
 //!
-//! The route table below must agree with [`super::router`] and
-//! [`super::health::admin_router`]; a unit test sends every pattern and a
-//! set of tricky paths through the real routers and compares.
+//! The path is classified from the route table (`routes.rs`), from which
+//! the routers are built too; a unit test sends every pattern and a set of
+//! tricky paths through the real routers and compares.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,141 +29,14 @@ use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use tower::Service;
 
 use super::auth::{Check, Gate};
 use super::metrics::{HttpMetrics, OpenGuard};
 use super::origin::{self, Origins};
-
-/// Which listener a front serves: the main one (`/_metrics`, topics) or
-/// `admin_listen` (`/metrics`, `/health`, `/ready`, `/reload` only).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Listener {
-    Main,
-    Admin,
-}
-
-/// Methods a route answers, as a bit set; `GET` routes answer `HEAD` too.
-const GET: u8 = 1;
-const POST: u8 = 2;
-const DELETE: u8 = 4;
-
-/// One route: the pattern counted in `netlog_http_requests_total` and the
-/// methods it answers.
-pub(crate) struct Route {
-    pub(crate) pattern: &'static str,
-    methods: u8,
-}
-
-/// Every route of both listeners, in the order of their metric rows. Row
-/// [`UNMATCHED`] counts requests no route matched.
-pub(crate) const ROUTES: [Route; 18] = [
-    route("/", GET),
-    route("/{topic}", GET | POST | DELETE),
-    route("/{topic}/payload", POST),
-    route("/{topic}/payload/{offset}", GET),
-    route("/{topic}/messages", POST),
-    route("/{topic}/sync", GET),
-    route("/{topic}/scanner", POST | DELETE),
-    route("/{topic}/scan", GET),
-    route("/{topic}/stream", GET),
-    route("/{topic}/check", GET),
-    route("/_metrics", GET),
-    route("/_health", GET),
-    route("/_ready", GET),
-    route("/_reload", POST),
-    route("/metrics", GET),
-    route("/health", GET),
-    route("/ready", GET),
-    route("/reload", POST),
-];
-/// The metric row of requests no route matched (`route="unmatched"`).
-pub(crate) const UNMATCHED: usize = ROUTES.len();
-
-const fn route(pattern: &'static str, methods: u8) -> Route {
-    Route { pattern, methods }
-}
-
-/// Indices into [`ROUTES`] the code below names.
-const ROOT: usize = 0;
-const TOPIC: usize = 1;
-const PAYLOAD_READ: usize = 3;
-const SCAN: usize = 7;
-/// `/{topic}/<word>` routes, by their last segment.
-const TOPIC_SUBROUTES: [(&str, usize); 7] = [
-    ("payload", 2),
-    ("messages", 4),
-    ("sync", 5),
-    ("scanner", 6),
-    ("scan", SCAN),
-    ("stream", 8),
-    ("check", 9),
-];
-/// The main listener's routes under `_`, and the admin listener's.
-const MAIN_SPECIAL: [(&str, usize); 4] = [
-    ("/_metrics", 10),
-    ("/_health", 11),
-    ("/_ready", 12),
-    ("/_reload", 13),
-];
-const ADMIN: [(&str, usize); 4] = [
-    ("/metrics", 14),
-    ("/health", 15),
-    ("/ready", 16),
-    ("/reload", 17),
-];
-
-/// The row in [`ROUTES`] of the pattern the router will match `path` with,
-/// or [`UNMATCHED`]. A `{param}` matches one segment, empty only if
-/// more of the path follows; fixed routes win over `/{topic}`.
-pub(crate) fn classify(listener: Listener, path: &str) -> usize {
-    let fixed = match listener {
-        Listener::Main => &MAIN_SPECIAL,
-        Listener::Admin => &ADMIN,
-    };
-    if let Some(&(_, row)) = fixed.iter().find(|(p, _)| *p == path) {
-        return row;
-    }
-    if listener == Listener::Admin {
-        return UNMATCHED;
-    }
-    let Some(rest) = path.strip_prefix('/') else {
-        return UNMATCHED;
-    };
-    if rest.is_empty() {
-        return ROOT;
-    }
-    let mut segments = rest.split('/');
-    let topic = segments.next().unwrap_or("");
-    let (second, third, more) = (segments.next(), segments.next(), segments.next());
-    // The router lets a parameter be empty except at the end of the path:
-    // `//scan` reaches `/{topic}/scan` (whose handler refuses the name).
-    if (topic.is_empty() && second.is_none()) || more.is_some() {
-        return UNMATCHED;
-    }
-    match (second, third) {
-        (None, _) => TOPIC,
-        (Some("payload"), Some(offset)) if !offset.is_empty() => PAYLOAD_READ,
-        (Some(word), None) => TOPIC_SUBROUTES
-            .iter()
-            .find(|(w, _)| *w == word)
-            .map_or(UNMATCHED, |&(_, row)| row),
-        _ => UNMATCHED,
-    }
-}
-
-/// Whether `route` answers `method` (else the router answers 405).
-fn answers(route: usize, method: &Method) -> bool {
-    let bit = match *method {
-        Method::GET | Method::HEAD => GET,
-        Method::POST => POST,
-        Method::DELETE => DELETE,
-        _ => 0,
-    };
-    ROUTES.get(route).is_some_and(|r| r.methods & bit != 0)
-}
+use super::routes::{Listener, Route, classify};
 
 /// What a front holds; shared by every connection of its listener.
 struct Shared {
@@ -232,8 +105,9 @@ where
             }
         }
         let mut req = req;
-        if route != UNMATCHED && answers(route, req.method()) {
-            match shared.gate.check(ROUTES[route].pattern, &req) {
+        let matched = Route::of_row(route).filter(|r| r.answers(req.method()));
+        if let Some(matched) = matched {
+            match shared.gate.check(matched, &req) {
                 Check::Pass => {}
                 Check::Refuse(answer) => return counted(origin::decorate(answer, cors)),
                 // `topics_list` reads it and lists only what it allows.
@@ -242,7 +116,7 @@ where
                 }
             }
         }
-        let poll = (route == SCAN).then(|| OpenGuard::long_poll(&shared.metrics));
+        let poll = (route == Route::Scan.row()).then(|| OpenGuard::long_poll(&shared.metrics));
         let inner = self.inner.call(req);
         FrontFuture {
             state: State::Inner { inner },
@@ -317,7 +191,9 @@ mod tests {
     use crate::broker::Broker;
     use crate::config::Config;
     use crate::http::AppState;
+    use crate::http::routes::UNMATCHED;
     use axum::extract::MatchedPath;
+    use axum::http::Method;
     use tower::ServiceExt;
 
     /// What the real `router` makes of `path` for each of GET, POST and
@@ -368,7 +244,7 @@ mod tests {
             None,
             Gate::new(&Default::default()),
         );
-        let paths = [
+        let mut paths: Vec<String> = [
             "/",
             "/t",
             "/t/",
@@ -411,20 +287,36 @@ mod tests {
             "/reload",
             "/metrics/x",
             "/health/",
-        ];
-        let main = crate::http::router(state.clone());
-        let admin = crate::http::health::admin_router(state);
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        // And every route of the table, its parameters filled in.
+        for route in Route::ALL {
+            let mut path = String::new();
+            for segment in route.pattern().split('/').skip(1) {
+                path.push('/');
+                path.push_str(if segment.starts_with('{') {
+                    "p"
+                } else {
+                    segment
+                });
+            }
+            paths.push(if path.is_empty() { "/".into() } else { path });
+        }
+        let main = crate::http::router(state.clone(), Listener::Main);
+        let admin = crate::http::router(state, Listener::Admin);
         let mut wrong = Vec::new();
         for (listener, router) in [(Listener::Main, &main), (Listener::Admin, &admin)] {
-            for path in paths {
+            for path in &paths {
                 let row = classify(listener, path);
                 for (method, pattern, refused) in routed(router, path).await {
-                    let ours = (row != UNMATCHED).then(|| ROUTES[row].pattern.to_string());
+                    let ours = Route::of_row(row).map(|r| r.pattern().to_string());
                     if ours != pattern {
                         wrong.push(format!(
                             "{listener:?} {method} {path}: {ours:?}, router {pattern:?}"
                         ));
-                    } else if row != UNMATCHED && answers(row, &method) == refused {
+                    } else if Route::of_row(row).is_some_and(|r| r.answers(&method) == refused) {
                         wrong.push(format!("{listener:?} {method} {path}: answered {refused}"));
                     }
                 }
@@ -504,26 +396,21 @@ mod tests {
         );
         assert_eq!(status(send(Method::GET, "/a/b/c/d", &ops).await), 404);
         assert_eq!(status(send(Method::PUT, "/t", &[]).await), 405);
-        let row = |pattern: &str| {
-            ROUTES
-                .iter()
-                .position(|r| r.pattern == pattern)
-                .expect("a route")
-        };
+        let row = |route: Route| route.row();
         for (route, code, want) in [
-            (row("/{topic}"), 201, 1),
-            (row("/{topic}/payload"), 401, 1),
-            (row("/{topic}"), 403, 1),
-            (row("/{topic}/payload"), 204, 1),
-            (row("/{topic}"), 200, 1),
+            (row(Route::Topic), 201, 1),
+            (row(Route::PayloadWrite), 401, 1),
+            (row(Route::Topic), 403, 1),
+            (row(Route::PayloadWrite), 204, 1),
+            (row(Route::Topic), 200, 1),
             (UNMATCHED, 404, 1),
-            (row("/{topic}"), 405, 1),
+            (row(Route::Topic), 405, 1),
         ] {
             assert_eq!(
                 metrics.answered(route, code),
                 want,
                 "{} {code}",
-                ROUTES.get(route).map_or("unmatched", |r| r.pattern)
+                Route::of_row(route).map_or("unmatched", Route::pattern)
             );
         }
 

@@ -1,4 +1,4 @@
-//! Health and readiness, and the optional admin listener.
+//! Health and readiness.
 //!
 //! `GET /_health` answers 200 while the process serves. `GET /_ready`
 //! answers 200 once every topic is open (the server starts accepting only
@@ -6,23 +6,13 @@
 //! on) and 503 from the moment shutdown begins, so a load balancer stops
 //! sending work while in-flight requests finish.
 //!
-//! `[server] admin_listen` starts a second listener with the same handlers
-//! at the conventional paths, `/metrics`, `/health`, `/ready` and
-//! `/reload`, for scrapers and probes with fixed paths. The same rights
-//! apply as on the main listener (`/metrics` and `/reload` need `admin`
-//! when authentication is on, unless `[auth] public_metrics`), counted in
-//! the same request metrics, under the main listener's timeouts and body
-//! limits with at most [`ADMIN_MAX_CONNECTIONS`] connections. It speaks
-//! plain HTTP and has no origin guard: bind it to a private address.
+//! The admin listener (`admin.rs`) serves both at `/health` and `/ready`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
-use tokio::net::TcpListener;
 
-use super::{ApiError, AppState, metrics};
+use super::{ApiError, AppState};
 
 /// `GET /_health`.
 pub async fn health_get() -> Response {
@@ -35,55 +25,6 @@ pub async fn ready_get(State(state): State<AppState>) -> Result<Response, ApiErr
         return Err(ApiError::NotReady("shutting down".into()));
     }
     Ok(super::ok_message(StatusCode::OK, "ready"))
-}
-
-/// The admin listener's routes (see the module docs).
-pub fn admin_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics::metrics_get))
-        .route("/health", get(health_get))
-        .route("/ready", get(ready_get))
-        .route("/reload", axum::routing::post(super::reload::reload_post))
-        .fallback(|| async { ApiError::NoRoute })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
-}
-
-/// Most connections the admin listener holds at once: scrapers and probes
-/// need a handful.
-pub const ADMIN_MAX_CONNECTIONS: usize = 64;
-
-/// Binds `addr` and serves [`admin_router`] on it, under the main
-/// listener's limits `opts` (with at most [`ADMIN_MAX_CONNECTIONS`]
-/// connections and without TLS), until the server's shutdown signal; the
-/// error is the bind's.
-pub async fn spawn_admin(
-    addr: &str,
-    state: AppState,
-    mut opts: crate::config::ServerOptions,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr).await?;
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "admin listener (/metrics, /health, /ready, /reload)");
-    }
-    opts.max_connections = opts.max_connections.min(ADMIN_MAX_CONNECTIONS);
-    let mut stop = state.shutdown.clone();
-    let (gate, metrics) = (state.auth.clone(), state.metrics.clone());
-    let app = super::front::Front::new(
-        admin_router(state),
-        super::front::Listener::Admin,
-        None,
-        gate,
-        metrics,
-    );
-    Ok(tokio::spawn(async move {
-        let stop = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = super::serve::serve(listener, app, opts, None, stop).await {
-            tracing::error!(error = %e, "admin listener failed");
-        }
-    }))
 }
 
 #[cfg(test)]

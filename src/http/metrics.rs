@@ -29,7 +29,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet}
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::front::{ROUTES, UNMATCHED};
+use super::routes::{Route, UNMATCHED};
 use super::{ApiError, AppState};
 use crate::broker::Broker;
 use crate::histogram::HistogramSnapshot;
@@ -73,7 +73,7 @@ impl HttpMetrics {
     }
 
     /// Counts one answer with `status` to a request of `route` (a row of
-    /// [`ROUTES`], or [`UNMATCHED`]).
+    /// [`Route::ALL`], or [`UNMATCHED`]).
     pub(crate) fn count(&self, route: usize, status: StatusCode) {
         let code = usize::from(status.as_u16().saturating_sub(FIRST_CODE));
         if let Some(slot) = self.requests.get(route).and_then(|row| row.get(code)) {
@@ -399,7 +399,7 @@ impl Scrape {
     fn encode_http(&self, enc: &mut Enc<'_>) -> Fmt {
         let mut rows = Vec::new();
         for (i, codes) in self.http.requests.iter().enumerate() {
-            let route = ROUTES.get(i).map_or("unmatched", |r| r.pattern);
+            let route = Route::of_row(i).map_or("unmatched", Route::pattern);
             for (c, n) in codes.iter().enumerate() {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {

@@ -4,7 +4,9 @@
 //! One file per resource: `topics.rs` (list, create, info, delete),
 //! `messages.rs` (payload write and read, batch publish, sync), `scanners.rs`
 //! (scanner create and delete, scan), `stream.rs` (Server-Sent Events) and
-//! `admin.rs` (check), `reload.rs` (`POST /_reload`). `front.rs` runs
+//! `check.rs` (`GET /{topic}/check`), `health.rs` (health and readiness),
+//! `reload.rs` (`POST /_reload`). `routes.rs` is the table of every route;
+//! `admin.rs` starts the admin listener. `front.rs` runs
 //! before and after the router on every request: the origin guard
 //! (`origin.rs`), rights (`auth.rs`) and request counters (`metrics.rs`). Handlers are named `<resource>_<verb>`.
 //!
@@ -15,14 +17,16 @@
 //! extractors here ([`Path`], [`Params`], [`Body`]) reject with `ApiError`
 //! too, so malformed input gets the same shape as everything else.
 
-mod admin;
+pub mod admin;
 pub mod auth;
+mod check;
 pub(crate) mod front;
 pub mod health;
 mod messages;
 pub mod metrics;
 pub(crate) mod origin;
 mod reload;
+pub mod routes;
 mod scanners;
 pub mod serve;
 mod stream;
@@ -30,6 +34,8 @@ pub mod tls;
 mod topics;
 
 pub(crate) use reload::reload_all;
+pub use routes::Listener;
+use routes::Route;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,7 +44,7 @@ use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get, post};
 use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::watch;
@@ -102,50 +108,48 @@ pub type App = front::Front<Router>;
 pub fn app(state: AppState, allowed_origins: &[String]) -> App {
     let (gate, metrics) = (state.auth.clone(), state.metrics.clone());
     front::Front::new(
-        router(state),
-        front::Listener::Main,
+        router(state, Listener::Main),
+        Listener::Main,
         Some(origin::Origins::new(allowed_origins)),
         gate,
         metrics,
     )
 }
 
-/// The router for every route of the main listener. What every route
-/// shares (rights, counters, the origin guard) is in `front.rs`, which
-/// must list any route added here.
-pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(topics::topics_list))
-        .route("/_reload", axum::routing::post(reload::reload_post))
-        .route(
-            "/{topic}",
-            get(topics::topic_info)
-                .post(topics::topic_create)
-                .delete(topics::topic_delete),
-        )
-        .route(
-            "/{topic}/payload",
-            axum::routing::post(messages::payload_write),
-        )
-        .route("/{topic}/payload/{offset}", get(messages::payload_read))
-        .route(
-            "/{topic}/messages",
-            axum::routing::post(messages::messages_publish),
-        )
-        .route("/{topic}/sync", get(messages::topic_sync))
-        .route(
-            "/{topic}/scanner",
-            axum::routing::post(scanners::scanner_create).delete(scanners::scanner_delete),
-        )
-        .route("/{topic}/scan", get(scanners::scan))
-        .route("/{topic}/stream", get(stream::stream))
-        .route("/{topic}/check", get(admin::check))
-        .route("/_metrics", get(metrics::metrics_get))
-        .route("/_health", get(health::health_get))
-        .route("/_ready", get(health::ready_get))
+/// The router of `listener`: every route of the table (`routes.rs`) that
+/// it serves, with its handlers. What every route shares (rights, counters,
+/// the origin guard) is in `front.rs`.
+pub(crate) fn router(state: AppState, listener: Listener) -> Router {
+    let mut router = Router::new();
+    for route in Route::ALL.into_iter().filter(|r| r.listener() == listener) {
+        router = router.route(route.pattern(), handlers(route));
+    }
+    router
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+}
+
+/// The handlers of `route`, one per method of the table.
+fn handlers(route: Route) -> MethodRouter<AppState> {
+    match route {
+        Route::TopicList => get(topics::topics_list),
+        Route::Topic => get(topics::topic_info)
+            .post(topics::topic_create)
+            .delete(topics::topic_delete),
+        Route::PayloadWrite => post(messages::payload_write),
+        Route::PayloadRead => get(messages::payload_read),
+        Route::Messages => post(messages::messages_publish),
+        Route::Sync => get(messages::topic_sync),
+        Route::Scanner => post(scanners::scanner_create).delete(scanners::scanner_delete),
+        Route::Scan => get(scanners::scan),
+        Route::Stream => get(stream::stream),
+        Route::Check => get(check::check),
+        Route::Metrics | Route::AdminMetrics => get(metrics::metrics_get),
+        Route::Health | Route::AdminHealth => get(health::health_get),
+        Route::Ready | Route::AdminReady => get(health::ready_get),
+        Route::Reload | Route::AdminReload => post(reload::reload_post),
+    }
 }
 
 /// Everything a request can fail with. See the module docs.

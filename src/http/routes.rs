@@ -1,0 +1,261 @@
+//! Every route of both listeners, as data: the one place a route's pattern,
+//! methods, listener and needed right are written.
+//!
+//! Everything that depends on the set of routes is built from [`Route::ALL`]:
+//! the routers (`super::router`, which attaches each route's handlers), the
+//! front's classification of a path ([`classify`], which must name the
+//! pattern the router will match, for the metric label and the rights
+//! check), the metric rows of `netlog_http_requests_total` (a route's row is
+//! its place in [`Route::ALL`]; [`UNMATCHED`] is the row after the last), the
+//! rights table (`auth.rs` asks [`Route::right`]) and the OpenAPI test (which
+//! reads [`table`]). A route added here is served, counted, checked and
+//! documented, or a test says which of those is missing.
+//!
+//! Matching follows the router's rules, which a unit test of `front.rs`
+//! checks against the real routers: a route without parameters matches its
+//! path exactly and wins over one with parameters; a `{param}` matches one
+//! segment, which may be empty only if more of the path follows. Matching
+//! allocates nothing: a path is compared segment by segment with each of at
+//! most [`Route::ALL`]'s patterns.
+
+use axum::http::Method;
+
+/// Which listener serves a route: the main one, or `[server] admin_listen`
+/// (fixed, conventional paths for scrapers and probes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// `[server] listen`: topics, and the operator routes under `/_`.
+    Main,
+    /// `[server] admin_listen`: `/metrics`, `/health`, `/ready`, `/reload`.
+    Admin,
+}
+
+/// Methods a route answers, as a bit set; `GET` routes answer `HEAD` too.
+const GET: u8 = 1;
+const POST: u8 = 2;
+const DELETE: u8 = 4;
+
+/// One route of one listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /`: the topic list.
+    TopicList,
+    /// `/{topic}`: info, create, delete.
+    Topic,
+    /// `POST /{topic}/payload`.
+    PayloadWrite,
+    /// `GET /{topic}/payload/{offset}`.
+    PayloadRead,
+    /// `POST /{topic}/messages`: batch publish.
+    Messages,
+    /// `GET /{topic}/sync`.
+    Sync,
+    /// `POST`/`DELETE /{topic}/scanner`.
+    Scanner,
+    /// `GET /{topic}/scan`.
+    Scan,
+    /// `GET /{topic}/stream`.
+    Stream,
+    /// `GET /{topic}/check`.
+    Check,
+    /// `GET /_metrics`.
+    Metrics,
+    /// `GET /_health`.
+    Health,
+    /// `GET /_ready`.
+    Ready,
+    /// `POST /_reload`.
+    Reload,
+    /// `GET /metrics` on the admin listener.
+    AdminMetrics,
+    /// `GET /health` on the admin listener.
+    AdminHealth,
+    /// `GET /ready` on the admin listener.
+    AdminReady,
+    /// `POST /reload` on the admin listener.
+    AdminReload,
+}
+
+/// What a request needs, by route and method (the table of `auth.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Right {
+    /// Anyone may.
+    Nothing,
+    /// Some right on some topic; the answer is cut to what the caller may see.
+    List,
+    /// `produce` on the route's topic.
+    Produce,
+    /// `consume` on the route's topic.
+    Consume,
+    /// `admin`; the action as it reads in a refusal, and whether it is about
+    /// the route's topic.
+    Admin(&'static str, bool),
+    /// `admin`, unless `[auth] public_metrics`.
+    Metrics,
+}
+
+/// The metric row of requests no route matched (`route="unmatched"`).
+pub(crate) const UNMATCHED: usize = Route::ALL.len();
+
+impl Route {
+    /// Every route, in the order of their metric rows.
+    pub const ALL: [Route; 18] = [
+        Route::TopicList,
+        Route::Topic,
+        Route::PayloadWrite,
+        Route::PayloadRead,
+        Route::Messages,
+        Route::Sync,
+        Route::Scanner,
+        Route::Scan,
+        Route::Stream,
+        Route::Check,
+        Route::Metrics,
+        Route::Health,
+        Route::Ready,
+        Route::Reload,
+        Route::AdminMetrics,
+        Route::AdminHealth,
+        Route::AdminReady,
+        Route::AdminReload,
+    ];
+
+    /// The pattern, in the router's syntax; also the metric label.
+    pub fn pattern(self) -> &'static str {
+        self.spec().0
+    }
+
+    /// The listener that serves it.
+    pub fn listener(self) -> Listener {
+        self.spec().2
+    }
+
+    /// The methods it answers (`HEAD` with `GET`).
+    pub fn methods(self) -> Vec<Method> {
+        let bits = self.spec().1;
+        [
+            (GET, Method::GET),
+            (POST, Method::POST),
+            (DELETE, Method::DELETE),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, m)| m)
+        .collect()
+    }
+
+    /// Pattern, methods and listener: the table itself.
+    const fn spec(self) -> (&'static str, u8, Listener) {
+        use Listener::{Admin, Main};
+        match self {
+            Route::TopicList => ("/", GET, Main),
+            Route::Topic => ("/{topic}", GET | POST | DELETE, Main),
+            Route::PayloadWrite => ("/{topic}/payload", POST, Main),
+            Route::PayloadRead => ("/{topic}/payload/{offset}", GET, Main),
+            Route::Messages => ("/{topic}/messages", POST, Main),
+            Route::Sync => ("/{topic}/sync", GET, Main),
+            Route::Scanner => ("/{topic}/scanner", POST | DELETE, Main),
+            Route::Scan => ("/{topic}/scan", GET, Main),
+            Route::Stream => ("/{topic}/stream", GET, Main),
+            Route::Check => ("/{topic}/check", GET, Main),
+            Route::Metrics => ("/_metrics", GET, Main),
+            Route::Health => ("/_health", GET, Main),
+            Route::Ready => ("/_ready", GET, Main),
+            Route::Reload => ("/_reload", POST, Main),
+            Route::AdminMetrics => ("/metrics", GET, Admin),
+            Route::AdminHealth => ("/health", GET, Admin),
+            Route::AdminReady => ("/ready", GET, Admin),
+            Route::AdminReload => ("/reload", POST, Admin),
+        }
+    }
+
+    /// What `method` on this route needs (see `auth.rs`). A method the
+    /// route does not answer never gets here: the router answers 405.
+    pub(crate) fn right(self, method: &Method) -> Right {
+        match self {
+            Route::TopicList => Right::List,
+            Route::Health | Route::Ready | Route::AdminHealth | Route::AdminReady => Right::Nothing,
+            Route::Metrics | Route::AdminMetrics => Right::Metrics,
+            Route::Reload | Route::AdminReload => Right::Admin("reload the config", false),
+            Route::Topic if method == Method::POST => Right::Admin("create topic", true),
+            Route::Topic if method == Method::DELETE => Right::Admin("delete topic", true),
+            Route::PayloadWrite | Route::Messages => Right::Produce,
+            Route::Topic | Route::PayloadRead | Route::Scanner | Route::Scan | Route::Stream => {
+                Right::Consume
+            }
+            Route::Sync => Right::Admin("sync topic", true),
+            Route::Check => Right::Admin("check topic", true),
+        }
+    }
+
+    /// Its metric row.
+    pub(crate) fn row(self) -> usize {
+        self as usize
+    }
+
+    /// The route of metric row `row`, if it is not [`UNMATCHED`].
+    pub(crate) fn of_row(row: usize) -> Option<Route> {
+        Route::ALL.get(row).copied()
+    }
+
+    /// Whether it answers `method` (else the router answers 405).
+    pub(crate) fn answers(self, method: &Method) -> bool {
+        let bit = match *method {
+            Method::GET | Method::HEAD => GET,
+            Method::POST => POST,
+            Method::DELETE => DELETE,
+            _ => 0,
+        };
+        self.spec().1 & bit != 0
+    }
+
+    /// Whether `path` matches this route's pattern (see the module docs).
+    fn matches(self, path: &str) -> bool {
+        let pattern = self.pattern();
+        if !pattern.contains('{') {
+            return pattern == path;
+        }
+        let (Some(mut want), Some(mut got)) = (
+            pattern.strip_prefix('/').map(|p| p.split('/')),
+            path.strip_prefix('/').map(|p| p.split('/')),
+        ) else {
+            return false;
+        };
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) => {
+                    let last = want.clone().next().is_none();
+                    let fits = if w.starts_with('{') {
+                        !(g.is_empty() && last)
+                    } else {
+                        w == g
+                    };
+                    if !fits {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// The metric row of the route the router will match `path` with on
+/// `listener`, or [`UNMATCHED`].
+pub(crate) fn classify(listener: Listener, path: &str) -> usize {
+    let ours = || Route::ALL.iter().filter(|r| r.listener() == listener);
+    let fixed = ours().find(|r| !r.pattern().contains('{') && r.matches(path));
+    fixed
+        .or_else(|| ours().find(|r| r.pattern().contains('{') && r.matches(path)))
+        .map_or(UNMATCHED, |r| r.row())
+}
+
+/// Every route with its methods and listener, for tests that compare the
+/// routes with the documentation.
+pub fn table() -> Vec<(&'static str, Vec<Method>, Listener)> {
+    Route::ALL
+        .iter()
+        .map(|r| (r.pattern(), r.methods(), r.listener()))
+        .collect()
+}
