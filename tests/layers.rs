@@ -228,6 +228,43 @@ fn no_sibling_imports_each_other() {
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_path(&src, f)).collect();
+    // What a parent's `use child::Item` makes visible as `parent::Item`:
+    // naming it reaches the child, so it is resolved to the child.
+    let mut reexports: BTreeMap<Vec<String>, String> = BTreeMap::new();
+    for file in &files {
+        let parent = module_path(&src, file);
+        let text = std::fs::read_to_string(file).unwrap();
+        for line in text.lines() {
+            let line = line.trim();
+            let Some(rest) = ["pub use ", "pub(crate) use ", "use "]
+                .iter()
+                .find_map(|p| line.strip_prefix(p))
+            else {
+                continue;
+            };
+            let rest = rest.trim_end_matches(';');
+            let Some((child, items)) = rest.split_once("::") else {
+                continue;
+            };
+            let mut child_path = parent.clone();
+            child_path.push(child.to_string());
+            if !modules.contains(&child_path) {
+                continue;
+            }
+            for item in items.trim_matches(|c| c == '{' || c == '}').split(',') {
+                let item = item.trim();
+                let name = item
+                    .rsplit_once(" as ")
+                    .map_or_else(|| item.rsplit("::").next().unwrap_or(item), |(_, a)| a)
+                    .trim();
+                if !name.is_empty() && name != "self" && name != "*" {
+                    let mut key = parent.clone();
+                    key.push(name.to_string());
+                    reexports.insert(key, child.to_string());
+                }
+            }
+        }
+    }
     // Edges by level: parent module path -> (from child, to child) -> a file.
     let mut edges: BTreeMap<Vec<String>, BTreeMap<(String, String), String>> = BTreeMap::new();
     for file in &files {
@@ -242,11 +279,18 @@ fn no_sibling_imports_each_other() {
                 continue; // A use of an ancestor or a descendant.
             }
             let target: Vec<String> = path[..=common].to_vec();
-            if !modules.contains(&target) {
-                continue; // An item of the common parent, not a module.
+            let to = if modules.contains(&target) {
+                path[common].clone()
+            } else if let Some(child) = reexports.get(&target) {
+                child.clone() // The parent's re-export of a child's item.
+            } else {
+                continue; // An item of the common parent itself.
+            };
+            if to == here[common] {
+                continue;
             }
             edges.entry(here[..common].to_vec()).or_default().insert(
-                (here[common].clone(), path[common].clone()),
+                (here[common].clone(), to),
                 file.strip_prefix(&src).unwrap().display().to_string(),
             );
         }

@@ -36,11 +36,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
+use super::ApiError;
 use super::routes::{Right, Route};
 use crate::config::auth::{AuthConfig, Grants, SHA256_BYTES, secret_digest};
 
@@ -70,55 +70,6 @@ impl Gate {
     #[cfg(test)]
     fn enabled(&self) -> bool {
         self.rights.load().enabled()
-    }
-}
-
-/// Why a request was refused. Answered in netlog's error shape with a `reason`.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// No usable token, or an anonymous request without the right: 401.
-    #[error("unauthorized")]
-    Unauthorized {
-        reason: String,
-        /// A secret was presented but is not declared.
-        invalid_token: bool,
-    },
-    /// A known token without the right: 403.
-    #[error("forbidden")]
-    Forbidden { reason: String },
-}
-
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let (status, reason, challenge) = match &self {
-            AuthError::Unauthorized {
-                reason,
-                invalid_token,
-            } => (
-                StatusCode::UNAUTHORIZED,
-                reason,
-                Some(if *invalid_token {
-                    r#"Bearer realm="netlog", error="invalid_token""#
-                } else {
-                    r#"Bearer realm="netlog""#
-                }),
-            ),
-            AuthError::Forbidden { reason } => (StatusCode::FORBIDDEN, reason, None),
-        };
-        let body = json!({
-            "ok": false,
-            "status": status.as_u16(),
-            "error": format!("netlog: {self}"),
-            "reason": reason,
-        });
-        let mut response = (status, axum::Json(body)).into_response();
-        if let Some(challenge) = challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-        }
-        response
     }
 }
 
@@ -217,11 +168,11 @@ fn words(digest: &[u8; SHA256_BYTES]) -> [u64; 4] {
 
 /// Finds the caller: anonymous without a header, else the token whose hash
 /// matches, comparing with every declared hash in constant time.
-fn identify(rights: &AuthConfig, headers: &HeaderMap) -> Result<Caller, AuthError> {
+fn identify(rights: &AuthConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Caller::Anonymous);
     };
-    let secret = bearer_secret(value).ok_or_else(|| AuthError::Unauthorized {
+    let secret = bearer_secret(value).ok_or_else(|| ApiError::Unauthorized {
         reason: "the Authorization header is not \"Bearer <token>\"".into(),
         invalid_token: true,
     })?;
@@ -238,7 +189,7 @@ fn identify(rights: &AuthConfig, headers: &HeaderMap) -> Result<Caller, AuthErro
     if bool::from(found) {
         Ok(Caller::Token(index as usize))
     } else {
-        Err(AuthError::Unauthorized {
+        Err(ApiError::Unauthorized {
             reason: "unknown token".into(),
             invalid_token: true,
         })
@@ -254,7 +205,7 @@ enum Verdict {
 }
 
 /// Decides one request against `rights`, which declare at least one token.
-fn decide(rights: &AuthConfig, need: Need, headers: &HeaderMap) -> Result<Verdict, AuthError> {
+fn decide(rights: &AuthConfig, need: Need, headers: &HeaderMap) -> Result<Verdict, ApiError> {
     if need == Need::Nothing || (need == Need::Metrics && rights.public_metrics) {
         return Ok(Verdict::Pass);
     }
@@ -282,11 +233,11 @@ fn decide(rights: &AuthConfig, need: Need, headers: &HeaderMap) -> Result<Verdic
         Need::List | Need::Nothing => "list topics".into(),
     };
     Err(match caller {
-        Caller::Anonymous => AuthError::Unauthorized {
+        Caller::Anonymous => ApiError::Unauthorized {
             reason: format!("no token given, and anonymous callers may not {what}"),
             invalid_token: false,
         },
-        Caller::Token(i) => AuthError::Forbidden {
+        Caller::Token(i) => ApiError::Forbidden {
             reason: format!("{} may not {what}", rights.tokens[i].name),
         },
     })
@@ -404,9 +355,10 @@ mod tests {
         h
     }
 
-    fn reason(e: AuthError) -> String {
+    fn reason(e: ApiError) -> String {
         match e {
-            AuthError::Unauthorized { reason, .. } | AuthError::Forbidden { reason } => reason,
+            ApiError::Unauthorized { reason, .. } | ApiError::Forbidden { reason } => reason,
+            other => panic!("a refusal, not {other:?}"),
         }
     }
 
@@ -501,7 +453,7 @@ mod tests {
             let e = identify(&r, &bearer(bad)).expect_err(bad);
             assert!(matches!(
                 e,
-                AuthError::Unauthorized {
+                ApiError::Unauthorized {
                     invalid_token: true,
                     ..
                 }
@@ -514,7 +466,7 @@ mod tests {
     fn refusals_name_caller_and_action() {
         let r = rights();
         let e = decide(&r, Need::Consume("orders.eu"), &bearer("p-secret")).expect_err("403");
-        assert!(matches!(e, AuthError::Forbidden { .. }));
+        assert!(matches!(e, ApiError::Forbidden { .. }));
         assert_eq!(reason(e), "producer may not consume from orders.eu");
         let e = decide(
             &r,
@@ -526,7 +478,7 @@ mod tests {
         let e = decide(&r, Need::Produce("public"), &HeaderMap::new()).expect_err("401");
         assert!(matches!(
             e,
-            AuthError::Unauthorized {
+            ApiError::Unauthorized {
                 invalid_token: false,
                 ..
             }

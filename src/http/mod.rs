@@ -10,16 +10,15 @@
 //! before and after the router on every request: the origin guard
 //! (`origin.rs`), rights (`auth.rs`) and request counters (`metrics.rs`). Handlers are named `<resource>_<verb>`.
 //!
-//! Every failure is an [`ApiError`]; this module alone turns errors into
-//! responses: `{"ok":false,"status":<code>,"error":"netlog: <text>"}` with
-//! netlog's texts, plus `reason`/`index`/`plugin` fields where they help.
-//! Bodies of 5xx answers stay generic; the details go to the log. The
-//! extractors here ([`Path`], [`Params`], [`Body`]) reject with `ApiError`
+//! Every failure is an [`ApiError`], and `error.rs` alone turns errors into
+//! answers, in netlog's shape. The extractors here ([`Path`], [`Params`],
+//! [`Body`]) reject with `ApiError`
 //! too, so malformed input gets the same shape as everything else.
 
 pub mod admin;
 pub mod auth;
 mod check;
+mod error;
 pub(crate) mod front;
 pub mod health;
 mod messages;
@@ -33,6 +32,7 @@ mod stream;
 pub mod tls;
 mod topics;
 
+pub use error::ApiError;
 pub(crate) use reload::reload_all;
 pub use routes::Listener;
 use routes::Route;
@@ -49,10 +49,8 @@ use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::broker::{Broker, BrokerError};
-use crate::message::FormatError;
-use crate::rate_limit::LineLimit;
-use crate::topic::{LogError, Topic, TopicError};
+use crate::broker::Broker;
+use crate::topic::Topic;
 
 /// What every handler can reach: one pointer, so the per-request clone
 /// axum makes for each `State` extractor is one atomic increment.
@@ -150,314 +148,6 @@ fn handlers(route: Route) -> MethodRouter<AppState> {
         Route::Ready | Route::AdminReady => get(health::ready_get),
         Route::Reload | Route::AdminReload => post(reload::reload_post),
     }
-}
-
-/// Everything a request can fail with. See the module docs.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("unkwown error")]
-    Unknown(String),
-    #[error("invalid data directory")]
-    InvalidDir(String),
-    #[error("bad request")]
-    BadRequest(String),
-    #[error("invalid offset")]
-    InvalidOffset(String),
-    #[error("invalid duration")]
-    InvalidDuration(String),
-    #[error("invalid compression type")]
-    InvalidCompression(String),
-    #[error("topic exists")]
-    TopicExists,
-    #[error("end of topic")]
-    EndOfTopic,
-    #[error("topic not found")]
-    TopicNotFound,
-    #[error("scanner not found")]
-    ScannerNotFound,
-    #[error("offset not found")]
-    OffsetNotFound,
-    #[error("checksum error")]
-    Checksum { offset: u64, detail: String },
-    #[error("resource busy")]
-    Busy(String),
-    #[error("payload too large")]
-    TooLarge { limit: u64 },
-    #[error("rejected by validator")]
-    Rejected {
-        plugin: String,
-        index: usize,
-        reason: String,
-    },
-    #[error("plugin failed")]
-    PluginFailed { plugin: String, detail: String },
-    #[error("plugin unavailable")]
-    PluginUnavailable { plugin: String, reason: String },
-    #[error("codec error")]
-    CodecFailed { codec: String, detail: String },
-    #[error("shutting down")]
-    ShuttingDown,
-    #[error("not ready")]
-    NotReady(String),
-    #[error("not found")]
-    NoRoute,
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    #[error("insufficient storage")]
-    InsufficientStorage,
-    #[error("reload refused")]
-    ReloadRefused { errors: Vec<String> },
-}
-
-impl ApiError {
-    fn status(&self) -> StatusCode {
-        use ApiError::*;
-        match self {
-            Unknown(_) | InvalidDir(_) | Checksum { .. } | CodecFailed { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            BadRequest(_)
-            | InvalidOffset(_)
-            | InvalidDuration(_)
-            | InvalidCompression(_)
-            | TopicExists
-            | ReloadRefused { .. } => StatusCode::BAD_REQUEST,
-            EndOfTopic | TopicNotFound | ScannerNotFound | OffsetNotFound | NoRoute => {
-                StatusCode::NOT_FOUND
-            }
-            Busy(_) => StatusCode::CONFLICT,
-            TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            PluginFailed { .. } | PluginUnavailable { .. } | ShuttingDown | NotReady(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = self.body();
-        let mut response = (self.status(), axum::Json(body)).into_response();
-        if matches!(self, ApiError::TooLarge { .. } | ApiError::ShuttingDown) {
-            // The rest of the body stays unread (or the server is going):
-            // say so, or a client reuses the connection and its next request
-            // fails.
-            response.headers_mut().insert(
-                header::CONNECTION,
-                header::HeaderValue::from_static("close"),
-            );
-        }
-        response
-    }
-}
-
-impl ApiError {
-    /// The JSON of the answer (see the module docs); logs what a 5xx
-    /// answer leaves out.
-    pub(crate) fn body(&self) -> serde_json::Value {
-        use ApiError::*;
-        let status = self.status();
-        let mut body = json!({
-            "ok": false,
-            "status": status.as_u16(),
-            "error": format!("netlog: {self}"),
-        });
-        let extra = match &self {
-            BadRequest(r)
-            | InvalidOffset(r)
-            | InvalidDuration(r)
-            | InvalidCompression(r)
-            | NotReady(r)
-            | Busy(r) => {
-                json!({ "reason": r })
-            }
-            TooLarge { limit } => json!({ "reason": format!("the body is over {limit} bytes") }),
-            // The log layer logs full disks, rate-limited.
-            InsufficientStorage => json!({
-                "reason": "no space left on device; writes resume once space is freed"
-            }),
-            Rejected {
-                plugin,
-                index,
-                reason,
-            } => json!({ "plugin": plugin, "index": index, "reason": reason }),
-            PluginFailed { plugin, detail } => {
-                if let Some(suppressed) = repeated("plugin", detail) {
-                    tracing::error!(
-                        plugin,
-                        detail,
-                        suppressed,
-                        "plugin failure answered with 503"
-                    );
-                }
-                json!({ "plugin": plugin })
-            }
-            PluginUnavailable { plugin, reason } => json!({ "plugin": plugin, "reason": reason }),
-            ReloadRefused { errors } => json!({ "errors": errors }),
-            CodecFailed { codec, detail } => {
-                if let Some(suppressed) = repeated("codec", detail) {
-                    tracing::error!(codec, detail, suppressed, "read failed in a codec");
-                }
-                json!({ "codec": codec })
-            }
-            Checksum { offset, detail } => {
-                if let Some(suppressed) = repeated("checksum", detail) {
-                    tracing::error!(
-                        status = status.as_u16(),
-                        detail,
-                        suppressed,
-                        "request failed"
-                    );
-                }
-                // The offset is what a consumer needs to go on past the
-                // damage; the CRCs and file details stay in the log.
-                json!({
-                    "offset": offset,
-                    "reason": format!(
-                        "the stored message at offset {offset} fails its checksum; \
-                         GET /<topic>/check lists every damaged offset; a scanner or \
-                         stream opened from offset {} reads on",
-                        offset.saturating_add(1)
-                    ),
-                })
-            }
-            Unknown(detail) | InvalidDir(detail) => {
-                if let Some(suppressed) = repeated("unknown", detail) {
-                    tracing::error!(
-                        status = status.as_u16(),
-                        detail,
-                        suppressed,
-                        "request failed"
-                    );
-                }
-                json!({})
-            }
-            _ => json!({}),
-        };
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            b.extend(e.clone());
-        }
-        body
-    }
-}
-
-/// The one mapping from the layers' errors to answers. 5xx details keep
-/// their whole chain of causes, for the log.
-impl From<BrokerError> for ApiError {
-    fn from(e: BrokerError) -> Self {
-        match e {
-            BrokerError::TopicNotFound => ApiError::TopicNotFound,
-            BrokerError::TopicExists => ApiError::TopicExists,
-            BrokerError::InvalidName(why) => {
-                ApiError::BadRequest(format!("invalid topic name: {why}"))
-            }
-            BrokerError::Settings(e) if e.is_compression() => {
-                ApiError::InvalidCompression(format!("settings: {e}"))
-            }
-            e @ (BrokerError::Settings(_) | BrokerError::SettingsJson(_)) => {
-                ApiError::BadRequest(e.to_string())
-            }
-            BrokerError::Topic(e) => e.into(),
-            e @ BrokerError::InvalidDir { .. } => ApiError::InvalidDir(chain(&e)),
-            e @ (BrokerError::Hook { .. } | BrokerError::Plugin(_)) => {
-                ApiError::BadRequest(e.to_string())
-            }
-            BrokerError::ReloadRefused { errors } => ApiError::ReloadRefused { errors },
-            e @ (BrokerError::Io { .. } | BrokerError::Task(_) | BrokerError::DirLocked { .. }) => {
-                ApiError::Unknown(chain(&e))
-            }
-        }
-    }
-}
-
-impl From<TopicError> for ApiError {
-    fn from(e: TopicError) -> Self {
-        match e {
-            TopicError::Deleted => ApiError::TopicNotFound,
-            TopicError::ShuttingDown => ApiError::ShuttingDown,
-            TopicError::ScannerNotFound => ApiError::ScannerNotFound,
-            TopicError::Busy { scanners } => ApiError::Busy(format!(
-                "{scanners} scanner(s) attached: delete them, or delete the topic with ?force=true"
-            )),
-            TopicError::Log(e) => e.into(),
-            TopicError::Rejected {
-                plugin,
-                index,
-                reason,
-            } => ApiError::Rejected {
-                plugin,
-                index,
-                reason,
-            },
-            TopicError::PluginFailed { plugin, source } => ApiError::PluginFailed {
-                plugin,
-                detail: chain(source.as_ref()),
-            },
-            TopicError::PluginUnavailable { plugin, reason } => {
-                ApiError::PluginUnavailable { plugin, reason }
-            }
-            TopicError::Write(e) if matches!(*e, LogError::NoSpace { .. }) => {
-                ApiError::InsufficientStorage
-            }
-            TopicError::Write(e) if matches!(*e, LogError::EntryTooLarge { .. }) => {
-                ApiError::BadRequest(chain(e.as_ref()))
-            }
-            e @ (TopicError::Write(_)
-            | TopicError::Io { .. }
-            | TopicError::Task(_)
-            | TopicError::Panicked) => ApiError::Unknown(chain(&e)),
-        }
-    }
-}
-
-/// A failing request's log line repeats for every request that meets the
-/// same failure (a disk refusing every write, a damaged message read in a
-/// loop): the same kind and detail are logged at most once per
-/// [`REQUEST_FAILURE_LOG_INTERVAL`], the next line with the count of the
-/// rest. `Some(count held back)` when this one is to be logged.
-fn repeated(kind: &'static str, detail: &str) -> Option<u64> {
-    static LIMIT: LineLimit<(&'static str, String)> = LineLimit::new(REQUEST_FAILURE_LOG_INTERVAL);
-    LIMIT.allow((kind, detail.to_string()))
-}
-
-/// How often one kind of failing request (with the same detail, which names
-/// the topic's file or plugin) is logged: once per 10 s.
-pub const REQUEST_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-impl From<LogError> for ApiError {
-    fn from(e: LogError) -> Self {
-        match e {
-            LogError::OffsetNotFound(_) => ApiError::OffsetNotFound,
-            LogError::NoSpace { .. } => ApiError::InsufficientStorage,
-            LogError::Corrupt {
-                source: FormatError::Codec(c),
-                ..
-            } => ApiError::CodecFailed {
-                codec: c.codec,
-                detail: c.reason,
-            },
-            e @ LogError::Corrupt {
-                source: crate::message::FormatError::UnknownCodec(_),
-                ..
-            } => ApiError::CodecFailed {
-                codec: "unknown".into(),
-                detail: e.to_string(),
-            },
-            e @ LogError::Corrupt { offset, .. } => ApiError::Checksum {
-                offset,
-                detail: chain(&e),
-            },
-            e => ApiError::Unknown(chain(&e)),
-        }
-    }
-}
-
-/// An error and its causes, for the log.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    crate::topic::ErrorChain(e).to_string()
 }
 
 /// The path parameters; a path that does not decode (a topic name that is

@@ -17,9 +17,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
-use super::serve::error_response;
+use super::ApiError;
 
 /// Methods the API has.
 const ALLOW_METHODS: &str = "GET, POST, DELETE";
@@ -69,13 +69,10 @@ impl Origins {
         let text = origin.to_str().unwrap_or_default();
         if !self.allows(text) {
             tracing::debug!(origin = text, "request from a web origin not allowed");
-            let mut answer = error_response(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                Some(&format!(
-                    "origin {text:?} is not in [server] allowed_origins"
-                )),
-            );
+            let mut answer = ApiError::Forbidden {
+                reason: format!("origin {text:?} is not in [server] allowed_origins"),
+            }
+            .into_response();
             vary(answer.headers_mut());
             return Verdict::Answer(answer);
         }

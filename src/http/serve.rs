@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -51,6 +51,9 @@ use self::body::{BoundedBody, Budget, Outcome, Rate, RequestCtx};
 use self::conn::Conn;
 pub(crate) use self::conn::LongPoll;
 use self::io::Tracked;
+use axum::response::IntoResponse;
+
+use super::ApiError;
 use super::tls::Tls;
 use crate::config::ServerOptions;
 
@@ -266,11 +269,7 @@ async fn connection(
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_BYTE => {}
         Ok(Ok(1)) => {
             tracing::debug!(id = conn.id, "plain HTTP on the TLS port");
-            let answer = raw_answer(
-                StatusCode::BAD_REQUEST,
-                "bad request",
-                Some("this port speaks HTTPS only"),
-            );
+            let answer = ApiError::BadRequest("this port speaks HTTPS only".into()).raw_answer();
             return answer_and_close(stream, &answer).await;
         }
         _ => return,
@@ -387,19 +386,13 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             match ctx.outcome() {
                 Outcome::Fine => {}
                 Outcome::TooSlow => {
-                    answer = error_response(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request timeout",
-                        Some("the request body arrived too slowly"),
-                    );
+                    answer = ApiError::RequestTimeout("the request body arrived too slowly")
+                        .into_response();
                     close = true;
                 }
                 Outcome::NoBudget => {
-                    answer = error_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "server busy",
-                        Some("too many request bodies in flight"),
-                    );
+                    answer =
+                        ApiError::ServerBusy("too many request bodies in flight").into_response();
                     close = true;
                 }
             }
@@ -453,56 +446,9 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
-/// netlog's error body.
-fn error_json(status: StatusCode, text: &str, reason: Option<&str>) -> String {
-    let mut body = serde_json::json!({
-        "ok": false,
-        "status": status.as_u16(),
-        "error": format!("netlog: {text}"),
-    });
-    if let Some(reason) = reason {
-        body["reason"] = reason.into();
-    }
-    body.to_string()
-}
-
-/// netlog's error as an answer.
-pub(crate) fn error_response(
-    status: StatusCode,
-    text: &str,
-    reason: Option<&str>,
-) -> axum::response::Response {
-    let mut answer =
-        axum::response::Response::new(axum::body::Body::from(error_json(status, text, reason)));
-    *answer.status_mut() = status;
-    answer.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    answer
-}
-
-/// netlog's error as the bytes of a whole HTTP/1.1 answer that closes the
-/// connection, for answers written without hyper.
-pub(crate) fn raw_answer(status: StatusCode, text: &str, reason: Option<&str>) -> Vec<u8> {
-    let body = error_json(status, text, reason);
-    format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{body}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len()
-    )
-    .into_bytes()
-}
-
 /// The answer to a connection past the cap.
 fn too_many_connections() -> Vec<u8> {
-    raw_answer(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "too many connections",
-        None,
-    )
+    ApiError::TooManyConnections.raw_answer()
 }
 
 /// Answers a refused connection on a task of its own, or just closes it when

@@ -117,7 +117,7 @@ async fn next_chunk(mut s: Stream) -> Option<(Result<Bytes, Infallible>, Stream)
             // The last event says why, in the API's error shape (with the
             // offset of a damaged message), so a client does not take the
             // end for a dropped connection and reconnect into it forever.
-            let body = ApiError::from(e).body();
+            let body = ApiError::from(e).body().to_json();
             s.ended = true;
             return Some((
                 Ok(Bytes::from(format!("event: error\ndata: {body}\n\n"))),

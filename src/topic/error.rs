@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::log::LogError;
+use crate::message::FormatError;
 use crate::plugin::PluginError;
 
 /// Errors of one topic's operations.
@@ -73,5 +74,57 @@ impl TopicError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+/// What a storage failure means to a client: the distinctions an answer
+/// makes, so that callers above the topic layer never match the log's
+/// errors themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageFault<'a> {
+    /// The offset is before the oldest or past the newest message.
+    OffsetNotFound,
+    /// The disk or quota is full; writes resume once space is freed.
+    NoSpace,
+    /// One entry was over the log's size limit.
+    EntryTooLarge,
+    /// The stored message at `offset` fails its checksum or framing.
+    Corrupt { offset: u64 },
+    /// A codec (`codec`, or `"unknown"` for a compression value no codec
+    /// handles) failed on stored data.
+    Codec { codec: &'a str, detail: &'a str },
+    /// Anything else: an internal error, whose chain goes to the log.
+    Other,
+}
+
+impl TopicError {
+    /// The storage fault behind this error, if it is one of the log's.
+    pub fn storage_fault(&self) -> Option<StorageFault<'_>> {
+        let log = match self {
+            TopicError::Log(e) => e,
+            TopicError::Write(e) => e.as_ref(),
+            _ => return None,
+        };
+        Some(match log {
+            LogError::OffsetNotFound(_) => StorageFault::OffsetNotFound,
+            LogError::NoSpace { .. } => StorageFault::NoSpace,
+            LogError::EntryTooLarge { .. } => StorageFault::EntryTooLarge,
+            LogError::Corrupt {
+                source: FormatError::Codec(c),
+                ..
+            } => StorageFault::Codec {
+                codec: &c.codec,
+                detail: &c.reason,
+            },
+            LogError::Corrupt {
+                source: FormatError::UnknownCodec(_),
+                ..
+            } => StorageFault::Codec {
+                codec: "unknown",
+                detail: "",
+            },
+            LogError::Corrupt { offset, .. } => StorageFault::Corrupt { offset: *offset },
+            _ => StorageFault::Other,
+        })
     }
 }

@@ -51,7 +51,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-pub use error::TopicError;
+pub use error::{StorageFault, TopicError};
 pub use scanners::{READERS_DIR, ScannerEntry, set_scanner_idle_ttl};
 pub use stats::{PluginStats, PublishRoute, TopicGauges, TopicStats};
 pub use writer::{Batch, GROUP_BYTES, QUEUE_JOBS};

@@ -20,7 +20,8 @@ use std::task::{Context, Poll, ready};
 use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{Conn, raw_answer};
+use super::Conn;
+use crate::http::ApiError;
 
 /// A stream that reports reads to its [`Conn`] and rewrites hyper's error
 /// answers (see the module docs).
@@ -109,15 +110,12 @@ fn hyper_error_status(head: &[u8]) -> Option<StatusCode> {
 
 /// netlog's answer for one of hyper's error statuses.
 fn replacement_for(status: StatusCode) -> Vec<u8> {
-    let (text, reason) = match status {
-        StatusCode::URI_TOO_LONG => ("uri too long", "the request target is too long"),
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
-            "request header fields too large",
-            "the request head is too large or has too many fields",
-        ),
-        _ => ("bad request", "the request head is not valid HTTP/1.1"),
-    };
-    raw_answer(status, text, Some(reason))
+    match status {
+        StatusCode::URI_TOO_LONG => ApiError::UriTooLong,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::HeaderFieldsTooLarge,
+        _ => ApiError::BadRequest("the request head is not valid HTTP/1.1".into()),
+    }
+    .raw_answer()
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
