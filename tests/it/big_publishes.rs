@@ -1,11 +1,9 @@
 //! Group commit under huge publishes: every acknowledged message sits in an
 //! entry the reader and recovery accept, live and after SIGKILL.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Bytes of each publish: 64 MiB, the default `max_body`.
 const BIG: usize = 64 << 20;

@@ -3,12 +3,10 @@
 //! deleted that netlog did not write, consumers ended by a delete or a
 //! shutdown with a clear answer, and netlog's own files read as netlog does.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use serde_json::json;
 

@@ -1,13 +1,11 @@
 //! Operations over HTTP: `/_metrics` checked series by series against what
 //! was done, `/_health` and `/_ready`, and the binary's JSON logs.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// The JSON validator component.

@@ -10,8 +10,6 @@
 //! `dist/<name>.skipped` with the reason, and their tests print it and pass;
 //! a component missing without that file fails the test.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
@@ -19,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// The Python validator (componentize-py).

@@ -22,8 +22,6 @@
 //! walkthrough builds from the crates `plugins/` already fetched, into a
 //! target directory kept between runs under `CARGO_TARGET_TMPDIR`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,7 +30,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// First line of a `sh` block the test does not run.
 const SKIP_MARK: &str = "# not run by tests/readme.rs:";

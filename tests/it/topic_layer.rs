@@ -2,13 +2,11 @@
 //! publishes racing a delete, and the one settings resolver behind flags,
 //! TOML, `settings.json` and the HTTP body.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use netlog::config::{Config, Overrides, RawValue, SettingsInput};
 use serde_json::{Value, json};
 

@@ -2,11 +2,9 @@
 //! route of the route table and every error of the error table that a client
 //! can provoke (see `http-api.md`).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const WALKTHROUGH: [&str; 3] = [

@@ -7,14 +7,12 @@
 //! here speaks raw HTTP/1.1 over TCP to 127.0.0.1, with bounded loops and
 //! timeouts.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

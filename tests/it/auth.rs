@@ -2,11 +2,9 @@
 //! "Authentication and rights" section of `operations.md`), and the `netlog
 //! token` commands of the real binary.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use netlog::config::Config;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
