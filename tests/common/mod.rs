@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests: a broker running in this process
-//! (the library's `run` on `127.0.0.1:0`), the real `netlog` binary as a child
-//! process, a small HTTP client for the API, and checks for netlog's JSON
-//! shapes.
+//! (the library's `run` on `127.0.0.1:0`), the real `netlog` binary started
+//! by the one launcher, [`Launch`] (port 0, the address read back from the
+//! broker's start-up line), a small HTTP client for the API, checks for
+//! netlog's JSON shapes, waits for events ([`eventually`], [`metric`],
+//! [`until_long_polls`]) and [`skip`], which records a test that cannot run
+//! here where `./test.sh` lists it.
 //!
 //! Everything listens on and talks to 127.0.0.1 only. Data lives in temporary
 //! directories that are removed when their guard is dropped.

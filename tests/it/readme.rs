@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// First line of a `sh` block the test does not run.
-const SKIP_MARK: &str = "# not run by tests/readme.rs:";
+const SKIP_MARK: &str = "# not run by tests/it/readme.rs:";
 /// First line of a `sh` block that runs until it is interrupted.
 const UNTIL_INTERRUPT: &str = "# runs until Ctrl-C";
 /// How long a block that runs until Ctrl-C runs here.
@@ -421,7 +421,7 @@ async fn readme_commands_work_as_written() {
 #[test]
 fn block_reader_follows_the_conventions() {
     let md = "intro\n\n```sh\necho one\n```\n\n```text\none\n```\n\nprose\n\n\
-              ```sh\n# not run by tests/readme.rs: slow\nsleep 600\n```\n\
+              ```sh\n# not run by tests/it/readme.rs: slow\nsleep 600\n```\n\
               1. step\n   ```sh\n   # runs until Ctrl-C\n   cat <<'EOF'\n   x\n   EOF\n   ```\n\
               ```toml\na = 1\n```\n```text\nnot attached\n```\n";
     let blocks = sh_blocks(md);
