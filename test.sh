@@ -1,18 +1,84 @@
 #!/usr/bin/env bash
-# Runs every test of netlog, from a fresh machine: builds the plugins in
-# plugins/ (Rust, Python and JavaScript; build.sh installs the toolchains),
-# runs their own tests, then the broker's unit, integration and doc tests
-# (which load the freshly built components from plugins/dist). Works with
-# and without CARGO_TARGET_DIR set. Prints a line per stage; cargo's build
-# output is left visible, since a first build takes minutes.
+# Runs every test of netlog, from a fresh machine: checks formatting and
+# lints (host and plugins), builds the plugins in plugins/ (Rust, Python and
+# JavaScript; build.sh installs the toolchains), runs their own tests, then
+# the broker's unit, integration and doc tests (which load the freshly built
+# components from plugins/dist). Works with and without CARGO_TARGET_DIR
+# set. Prints a line per stage; cargo's build output is left visible, since
+# a first build takes minutes.
+#
+# Skips show: a test that cannot run here (no root for a mount, too few
+# descriptors, a toolchain missing) appends `<binary> <test>: <reason>` to
+# the file named by $NETLOG_SKIP_LOG (`skip` in tests/common/mod.rs), and so
+# does this script for a stage it cannot run. They are listed at the end,
+# whether the run passed or failed. With CI=true a skip fails the run,
+# unless its test is named in NETLOG_EXPECTED_SKIPS (space-separated names,
+# e.g. "auth::some_test plugins/py-json-fields").
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage() { printf '\n==== test.sh: %s\n' "$*"; }
 
+skip_log="$(mktemp "${TMPDIR:-/tmp}/netlog-skips.XXXXXX")"
+export NETLOG_SKIP_LOG="$skip_log"
+
+# Records the tests of NAME, which this script cannot run: skipped NAME REASON.
+skipped() {
+  printf 'test.sh %s: %s\n' "$1" "$2" >>"$skip_log"
+  stage "SKIPPED the tests of $1: $2"
+}
+
+# Lists the skips; with CI=true, fails on one not in NETLOG_EXPECTED_SKIPS.
+# Returns non-zero when the run must fail because of them.
+skips_reported=false
+report_skips() {
+  skips_reported=true
+  if [ ! -s "$skip_log" ]; then
+    stage "no test skipped"
+    return 0
+  fi
+  stage "skipped: $(wc -l <"$skip_log") test(s) did not run"
+  sort "$skip_log" | sed 's/^/  /'
+  [ "${CI:-}" = true ] || return 0
+  local unexpected=0 line name
+  while IFS= read -r line; do
+    name="${line%%: *}"   # "<binary> <test>"
+    name="${name##* }"    # "<test>"
+    case " ${NETLOG_EXPECTED_SKIPS:-} " in
+      *" $name "*) ;;
+      *) unexpected=$((unexpected + 1)) ;;
+    esac
+  done <"$skip_log"
+  if [ "$unexpected" -gt 0 ]; then
+    stage "CI=true: $unexpected unexpected skip(s), failing the run (NETLOG_EXPECTED_SKIPS lists the allowed ones)"
+    return 1
+  fi
+}
+
+# On any exit: the skips are listed, then the log removed.
+finish() {
+  local status=$?
+  trap - EXIT
+  if [ "$skips_reported" = false ]; then
+    report_skips || true
+  fi
+  rm -f "$skip_log"
+  exit "$status"
+}
+trap finish EXIT
+
+stage "check formatting (cargo fmt --check)"
+cargo fmt --check
+
 if [ -d plugins ] && [ -f plugins/build.sh ]; then
+  stage "check the plugins' formatting (cd plugins && cargo fmt --check)"
+  (cd plugins && cargo fmt --check)
+
   stage "build the plugins (plugins/build.sh)"
   bash plugins/build.sh
+
+  stage "lint the Rust plugins (cd plugins && cargo clippy --all-targets -- -D warnings)"
+  (cd plugins && cargo clippy --all-targets -- -D warnings)
 
   stage "test the Rust plugins (cd plugins && cargo test)"
   (cd plugins && cargo test)
@@ -24,7 +90,7 @@ if [ -d plugins ] && [ -f plugins/build.sh ]; then
       stage "test $dir (python3 -m unittest)"
       (cd "$dir" && python3 -m unittest)
     else
-      stage "SKIPPED the tests of $dir: python3 is not installed"
+      skipped "$dir" "python3 is not installed"
     fi
   done
 
@@ -35,11 +101,15 @@ if [ -d plugins ] && [ -f plugins/build.sh ]; then
       stage "test $dir (node --test)"
       (cd "$dir" && node --test)
     else
-      stage "SKIPPED the tests of $dir: node is not installed"
+      skipped "$dir" "node is not installed"
     fi
   done
 fi
 
+stage "lint the broker (cargo clippy --all-targets -- -D warnings)"
+cargo clippy --all-targets -- -D warnings
+
 stage "test the broker (cargo test)"
 cargo test
+report_skips
 stage "all tests passed"

@@ -23,7 +23,7 @@
 //! cargo run --release --example fuzz_http -- --seed 7 --requests 2000
 //! ```
 //!
-//! `tests/fuzz_http.rs` runs the same code at CI size.
+//! `tests/it/fuzz_http.rs` runs the same code at CI size.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

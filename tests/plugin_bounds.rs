@@ -74,7 +74,8 @@ fn open_fds() -> usize {
 /// A retention plugin asking to roll on every tick of a 1 ms monitor, for
 /// `STORM` seconds: the topic's segment count stays bounded by the host's
 /// roll floor (`min_segment_age`, at least 1 s), descriptors stay bounded,
-/// and another topic serves throughout.
+/// and another topic serves throughout; the plugin is called and its rolls
+/// happen (at least a quarter of the floor's most).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn roll_storm_is_bounded() {
     // How long the storm lasts (30 s in the issue; `ROLL_STORM_SECS` to change).
@@ -116,13 +117,33 @@ async fn roll_storm_is_bounded() {
     let secs = storm.as_secs() as usize;
     // At most one roll a second (the floor), plus the first segment.
     assert!(segments <= secs + 2, "{segments} segments in {secs} s");
+    // And the storm did blow: the plugin was asked on every tick (at least
+    // once a second, on a 1 ms monitor) and its rolls went through. A
+    // segment's age counts in whole seconds, so a roll comes every one to
+    // two seconds: at least a quarter of the most there could be.
+    let calls = metric(
+        &api,
+        "netlog_plugin_calls_total",
+        &[("plugin", "storm"), ("hook", "retention")],
+    )
+    .await
+    .unwrap_or(0.0);
+    assert!(
+        calls >= secs.max(1) as f64,
+        "the retention plugin was called {calls} times in {secs} s"
+    );
+    let fewest = (secs / 4).max(if secs >= 3 { 2 } else { 1 });
+    assert!(
+        segments >= fewest,
+        "{segments} segments in {secs} s: the plugin's rolls did not happen (at least {fewest})"
+    );
     assert!(
         open_fds() <= fds_before + 64,
         "descriptors grew from {fds_before} to {}",
         open_fds()
     );
     eprintln!(
-        "roll storm: {segments} segments in {secs} s, {i} publishes per topic, worst calm publish {worst:?}"
+        "roll storm: {segments} segments in {secs} s, {calls} plugin calls, {i} publishes per topic, worst calm publish {worst:?}"
     );
     broker.stop().await;
 }

@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests: a broker running in this process
-//! (the library's `run` on `127.0.0.1:0`), the real `netlog` binary as a child
-//! process, a small HTTP client for the API, and checks for netlog's JSON
-//! shapes.
+//! (the library's `run` on `127.0.0.1:0`), the real `netlog` binary started
+//! by the one launcher, [`Launch`] (port 0, the address read back from the
+//! broker's start-up line), a small HTTP client for the API, checks for
+//! netlog's JSON shapes, waits for events ([`eventually`], [`metric`],
+//! [`until_long_polls`]) and [`skip`], which records a test that cannot run
+//! here where `./test.sh` lists it.
 //!
 //! Everything listens on and talks to 127.0.0.1 only. Data lives in temporary
 //! directories that are removed when their guard is dropped.
@@ -12,6 +15,7 @@ mod plugins;
 #[allow(unused_imports)]
 pub use plugins::*;
 
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -27,6 +31,78 @@ use tempfile::TempDir;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a child broker may take to answer after start or to exit.
 pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Calls `probe` every 20 ms until it gives `Some`, and returns that; fails
+/// the test, saying what was awaited, if `limit` passes first. The way to
+/// wait for an event (a gauge, a log line, an answer) instead of sleeping.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of the sample `name` in the broker's `/_metrics` whose labels
+/// include every `key="value"` of `labels`; `None` if there is none.
+pub async fn metric(api: &Api, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let text = api.get("/_metrics").await.text().await.ok()?;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+            let wanted = series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
+            if wanted { value.parse().ok() } else { None }
+        })
+}
+
+/// Waits until the broker counts exactly `n` scans in progress
+/// (`netlog_long_polls`, which counts a scan from when its request is read
+/// until it is answered): the long polls sent are in, and what the test does
+/// next comes after them.
+pub async fn until_long_polls(api: &Api, n: usize) {
+    eventually(
+        &format!("netlog_long_polls at {n}"),
+        REQUEST_TIMEOUT,
+        || async { (metric(api, "netlog_long_polls", &[]).await? == n as f64).then_some(()) },
+    )
+    .await
+}
+
+/// Records that the running test cannot run here, and why, where
+/// `./test.sh` finds it: one line `<binary> <test>: <reason>` appended to the
+/// file named by `$NETLOG_SKIP_LOG` (when set), and the same line on stderr
+/// after `NETLOG-SKIP`. `./test.sh` lists these lines in its summary and,
+/// with `CI=true`, fails on one it was not told to expect. The test then
+/// returns: it passes, but visibly did not run.
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("an unnamed test");
+    let line = format!("{} {test}: {reason}", env!("CARGO_CRATE_NAME"));
+    eprintln!("NETLOG-SKIP: {line}");
+    if let Some(path) = std::env::var_os("NETLOG_SKIP_LOG") {
+        // One short write with O_APPEND: lines of parallel tests and test
+        // binaries do not interleave.
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open $NETLOG_SKIP_LOG ({path:?}): {e}"));
+        file.write_all(format!("{line}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("write $NETLOG_SKIP_LOG ({path:?}): {e}"));
+    }
+}
 
 /// A fresh temporary data directory, removed on drop.
 pub fn data_dir() -> TempDir {
@@ -139,60 +215,175 @@ impl Drop for Broker {
     }
 }
 
-/// The real `netlog` binary, run as a child process on a free port. Killed
+/// The real `netlog` binary, run as a child process by [`Launch`]. Killed
 /// (SIGKILL) on drop if still running.
 pub struct NetlogProcess {
     child: Child,
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     log_path: PathBuf,
-    _log_dir: TempDir,
+    _log_dir: Option<TempDir>,
 }
 
-/// Starts `netlog -listen 127.0.0.1:<free port> -dir <dir>` and waits until
-/// `GET /` answers.
+/// Starts `netlog -listen 127.0.0.1:0 -dir <dir>` and waits for its
+/// start-up line (see [`Launch`]).
 pub async fn spawn_netlog(dir: &Path) -> NetlogProcess {
     spawn_netlog_with(dir, &[] as &[&str]).await
 }
 
 /// [`spawn_netlog`] with more arguments after `-listen` and `-dir` (e.g.
 /// `--config FILE`).
-pub async fn spawn_netlog_with<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> NetlogProcess {
-    let port = {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
-        probe.local_addr().expect("probe address").port()
-    };
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let log_dir = tempfile::Builder::new()
-        .prefix("netlog-log-")
-        .tempdir()
-        .expect("log directory");
-    let log_path = log_dir.path().join("netlog.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_netlog"))
-        .arg("-listen")
-        .arg(addr.to_string())
-        .arg("-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log handle"))
-        .stderr(log)
-        .spawn()
-        .expect("start the netlog binary");
-    let mut process = NetlogProcess {
-        child,
-        addr,
-        log_path,
-        _log_dir: log_dir,
-    };
-    process.wait_ready().await;
-    process
+pub async fn spawn_netlog_with<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> NetlogProcess {
+    Launch::new().dir(dir).args(args).start().await
+}
+
+/// How to start the real `netlog` binary: the one launcher of the tests.
+///
+/// The broker binds `127.0.0.1:0` (by `-listen`, or by the config file's
+/// `listen` with [`Launch::listen_from_config`]) and the launcher reads the
+/// bound address back from its start-up line (`netlog listening ...
+/// addr=...`, text or JSON), and the admin listener's from its line: no port
+/// is probed and freed beforehand. The start-up line is written once the
+/// data directory is open and the listeners are bound, so the broker is
+/// ready when [`Launch::start`] returns. `RUST_LOG` is removed from the
+/// child's environment unless set with [`Launch::env`], so that the
+/// start-up line (at `info`) is written.
+#[derive(Default)]
+pub struct Launch {
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    ulimit: Option<String>,
+    listen_from_config: bool,
+    log: Option<PathBuf>,
+}
+
+impl Launch {
+    /// `netlog -listen 127.0.0.1:0`, its log in a temporary file.
+    pub fn new() -> Launch {
+        Launch::default()
+    }
+
+    /// `-dir dir`.
+    pub fn dir(self, dir: &Path) -> Launch {
+        self.arg("-dir").arg(dir)
+    }
+
+    /// One more argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Launch {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    /// More arguments.
+    pub fn args<S: AsRef<OsStr>>(mut self, args: &[S]) -> Launch {
+        self.args
+            .extend(args.iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// An environment variable of the child.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Launch {
+        self.envs
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// Runs the binary under `bash -c 'ulimit <limit> && exec netlog ...'`
+    /// (e.g. `-n 1024`).
+    pub fn ulimit(mut self, limit: &str) -> Launch {
+        self.ulimit = Some(limit.to_string());
+        self
+    }
+
+    /// No `-listen` flag: the config file names the address, which must be
+    /// `127.0.0.1:0`.
+    pub fn listen_from_config(mut self) -> Launch {
+        self.listen_from_config = true;
+        self
+    }
+
+    /// Stdout and stderr go to `path` (created or truncated) rather than to
+    /// a temporary file.
+    pub fn log_to(mut self, path: &Path) -> Launch {
+        self.log = Some(path.to_path_buf());
+        self
+    }
+
+    /// Starts the binary and waits, up to [`PROCESS_TIMEOUT`], for its
+    /// start-up line; fails the test with the log if it exits first.
+    pub async fn start(self) -> NetlogProcess {
+        let (log_path, log_dir) = match self.log {
+            Some(path) => (path, None),
+            None => {
+                let dir = tempfile::Builder::new()
+                    .prefix("netlog-log-")
+                    .tempdir()
+                    .expect("log directory");
+                (dir.path().join("netlog.log"), Some(dir))
+            }
+        };
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut args = Vec::new();
+        if !self.listen_from_config {
+            args.push(OsString::from("-listen"));
+            args.push(OsString::from("127.0.0.1:0"));
+        }
+        args.extend(self.args);
+        let mut command = match &self.ulimit {
+            Some(limit) => {
+                let mut bash = Command::new("bash");
+                bash.arg("-c")
+                    .arg(format!("ulimit {limit} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_netlog"));
+                bash
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_netlog")),
+        };
+        command.args(&args).env_remove("RUST_LOG");
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start the netlog binary");
+        let mut process = NetlogProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: None,
+            log_path,
+            _log_dir: log_dir,
+        };
+        process.wait_started().await;
+        process
+    }
+}
+
+/// The address logged on the first line of `log` that contains `message`
+/// (`addr=127.0.0.1:1234` in text logs, `"addr":"127.0.0.1:1234"` in JSON).
+fn logged_addr(log: &str, message: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|l| l.contains(message))?;
+    let at = ["addr=", "\"addr\":\""]
+        .iter()
+        .find_map(|key| line.find(key).map(|i| i + key.len()))?;
+    let rest = &line[at..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"' || c == ',')
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 impl NetlogProcess {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where its admin listener listens, if it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -215,32 +406,30 @@ impl NetlogProcess {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    async fn wait_ready(&mut self) {
-        let api = self.api();
+    /// Waits for the start-up line and reads the addresses from the log.
+    async fn wait_started(&mut self) {
         let deadline = Instant::now() + PROCESS_TIMEOUT;
         loop {
+            let log = self.log();
+            if let Some(addr) = logged_addr(&log, "netlog listening") {
+                self.addr = addr;
+                self.admin_addr = logged_addr(&log, "admin listener");
+                return;
+            }
             if let Some(status) = self.child.try_wait().expect("poll the child") {
                 panic!(
-                    "{} exited before answering, with {status} (a binary that exits 0 at \
-                     once is not this crate's netlog: was it overwritten by another build \
-                     sharing the target directory?):\n{}",
+                    "{} exited before its start-up line, with {status} (a binary that \
+                     exits 0 at once is not this crate's netlog: was it overwritten by \
+                     another build sharing the target directory?):\n{}",
                     env!("CARGO_BIN_EXE_netlog"),
                     self.log()
                 );
             }
-            if let Ok(Ok(resp)) =
-                tokio::time::timeout(Duration::from_secs(2), api.http.get(api.url("/")).send())
-                    .await
-                && resp.status() == StatusCode::OK
-            {
-                return;
-            }
             assert!(
                 Instant::now() < deadline,
-                "netlog did not answer GET / in time:\n{}",
-                self.log()
+                "netlog wrote no start-up line in time:\n{log}"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -250,15 +439,20 @@ impl NetlogProcess {
         self.child.wait().expect("reap netlog");
     }
 
+    /// Sends `signal` (`-TERM`, `-HUP`) through `kill`; it must be delivered.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(signal)
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} failed: {sent}");
+    }
+
     /// SIGTERM (through `kill -TERM`), then waits for the exit, which must be
     /// a success.
     pub async fn terminate(&mut self) {
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM failed: {sent}");
+        self.signal("-TERM");
         let status = self.wait_exit().await;
         assert!(
             status.success(),
@@ -267,7 +461,8 @@ impl NetlogProcess {
         );
     }
 
-    async fn wait_exit(&mut self) -> ExitStatus {
+    /// Waits, up to [`PROCESS_TIMEOUT`], for the process to exit.
+    pub async fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + PROCESS_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("poll the child") {

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
 use netlog::config::{Config, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIME, PluginDecl};
 use netlog::plugin::{HostOptions, Limits, Plugin, PluginHost};
@@ -99,23 +98,6 @@ pub fn data_entries(path: &Path) -> Vec<(u8, Vec<u8>)> {
 
 /// Bytes of a data file's header, before the first entry.
 const SEGMENT_HEADER: usize = 16;
-
-/// Calls `probe` every 20 ms until it gives `Some`, and returns that; fails
-/// the test, saying what was awaited, if `limit` passes first.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Asserts that the broker answers `GET /` with its list of topics.
 pub async fn assert_serving(api: &Api) {

@@ -2,12 +2,10 @@
 //! (by `Config::from_file`, by `Broker::open` for what only loading the
 //! plugins reveals, and by the real binary on its way out).
 
-mod common;
-
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use netlog::broker::Broker;
 use netlog::config::Config;
 use serde_json::json;

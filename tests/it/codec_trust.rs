@@ -4,9 +4,7 @@
 //! is the one acknowledged at that offset, offsets never move, and a failing
 //! codec is named rather than the disk blamed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use netlog::config::Config;
 use serde_json::{Value, json};
 

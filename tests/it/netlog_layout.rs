@@ -2,12 +2,10 @@
 //! `storage-format.md` (compression by flate2 and snap directly, not by the
 //! crate), opens and serves as netlog would.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// The seven messages of the directory, in offset order: three plain ones,

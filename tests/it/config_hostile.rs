@@ -3,12 +3,12 @@
 //! only be mistakes. Each run must end promptly, non-zero, with an error
 //! naming the file (and for a value, the table and the key).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Finished, run_netlog};
+use crate::common::{Finished, run_netlog};
 use tempfile::TempDir;
 
 /// How long a refused start-up may take: it reads no more than 1 MiB and

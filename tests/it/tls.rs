@@ -2,13 +2,11 @@
 //! works through a rustls client that trusts only that certificate, and
 //! plain HTTP to the TLS port fails cleanly.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;

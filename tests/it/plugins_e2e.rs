@@ -2,13 +2,11 @@
 //! real WebAssembly components of `plugins/dist` as validators, codecs and
 //! retention policies, the well-behaved ones and the hostile ones.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use netlog::config::Config;
 use serde_json::{Value, json};
 

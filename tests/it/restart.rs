@@ -1,13 +1,11 @@
 //! Restarts: what a graceful stop, a SIGKILL and a SIGTERM leave behind.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// Producers running at once in the crash tests.

@@ -1,12 +1,12 @@
 //! The plugin host against the real components in `plugins/dist`: the
 //! first-party plugins doing their jobs, the hostile ones being contained.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{load, plugin_path};
+use crate::common::{load, plugin_path};
 use netlog::log::{Log, LogOptions};
 use netlog::message::{Codec, Codecs};
 use netlog::plugin::{

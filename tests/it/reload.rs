@@ -2,15 +2,13 @@
 //! binary for SIGHUP) with the real components of `plugins/dist`, its TOML
 //! file rewritten between reloads.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use netlog::config::Overrides;
 use serde_json::Value;

@@ -1,10 +1,10 @@
 //! The HTTP extensions: batch publish, batch consume and the SSE stream.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{data_dir, expect_json, spawn_broker};
+use crate::common::{data_dir, expect_json, spawn_broker};
 use futures_util::StreamExt;
 use netlog::message::{self, PLAIN};
 

@@ -1,11 +1,9 @@
 //! Group commit under huge publishes: every acknowledged message sits in an
 //! entry the reader and recovery accept, live and after SIGKILL.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Bytes of each publish: 64 MiB, the default `max_body`.
 const BIG: usize = 64 << 20;
@@ -44,11 +42,22 @@ async fn concurrent_64mib_publishes_read_back_after_sigkill() {
     };
     let api = slow(netlog.base_url());
     api.create_topic("big").await;
-    let tasks: Vec<_> = (0..PUBLISHERS)
-        .map(|i| {
+    // Every body is built before any request starts, off the async
+    // workers: building 64 MiB there (slow in a debug build) stalled the
+    // uploads already under way, on a busy machine past the broker's header
+    // timeout, which closed them.
+    let bodies = futures_util::future::join_all(
+        (0..PUBLISHERS).map(|i| tokio::task::spawn_blocking(move || payload(i))),
+    )
+    .await;
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
             let api = api.clone();
+            let body = body.expect("build a body");
             tokio::spawn(async move {
-                let resp = api.post("/big/payload", payload(i)).await;
+                let resp = api.post("/big/payload", body).await;
                 let status = resp.status().as_u16();
                 let body = resp.bytes().await.unwrap();
                 (i, status, body)

@@ -4,12 +4,12 @@
 //! 20000 --seconds 300`.
 
 #[allow(dead_code)]
-#[path = "../examples/fuzz_http.rs"]
-mod fuzz_http;
+#[path = "../../examples/fuzz_http.rs"]
+mod fuzzer;
 
 use std::time::Duration;
 
-use fuzz_http::{FuzzOptions, run};
+use fuzzer::{FuzzOptions, run};
 
 /// Requests of the CI run.
 const CI_REQUESTS: usize = 2_000;

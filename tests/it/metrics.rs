@@ -1,13 +1,10 @@
 //! Operations over HTTP: `/_metrics` checked series by series against what
 //! was done, `/_health` and `/_ready`, and the binary's JSON logs.
 
-mod common;
-
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// The JSON validator component.
@@ -284,61 +281,18 @@ async fn health_and_ready_answer() {
     broker.stop().await;
 }
 
-/// Runs the binary with `args` on a fresh port, waits for `/_health`,
-/// stops it with SIGTERM and returns what it wrote on stderr.
+/// Runs the binary with `args` through the launcher, checks `/_health`,
+/// stops it with SIGTERM (a clean exit) and returns what it logged.
 async fn run_and_stop(args: &[&str]) -> String {
     let dir = data_dir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let err = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netlog"))
-        .args(["-listen", &addr, "-dir"])
-        .arg(dir.path().join("data"))
+    let mut netlog = Launch::new()
+        .dir(&dir.path().join("data"))
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("start netlog");
-    let api = Api::new(&format!("http://{addr}"));
-    let deadline = Instant::now() + PROCESS_TIMEOUT;
-    loop {
-        let up = tokio::time::timeout(
-            Duration::from_secs(2),
-            api.http.get(api.url("/_health")).send(),
-        )
+        .start()
         .await;
-        if matches!(up, Ok(Ok(ref r)) if r.status() == 200) {
-            break;
-        }
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "netlog did not come up:\n{}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let deadline = Instant::now() + PROCESS_TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("netlog did not stop");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    std::fs::read_to_string(&err).unwrap()
+    assert_eq!(netlog.api().get("/_health").await.status(), 200);
+    netlog.terminate().await;
+    netlog.log()
 }
 
 /// `--log-format json` writes one JSON object per line, and the start-up
@@ -398,17 +352,19 @@ fn unknown_log_format_is_refused() {
 #[tokio::test]
 async fn admin_listener_serves_the_conventional_paths() {
     let dir = data_dir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = test_config(dir.path());
-    config.admin_listen = Some(format!("127.0.0.1:{port}"));
-    let broker = spawn_broker_with(config);
+    let config = dir.path().join("netlog.toml");
+    std::fs::write(&config, "[server]\nadmin_listen = \"127.0.0.1:0\"\n").unwrap();
+    let mut broker = Launch::new()
+        .dir(&dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .start()
+        .await;
     let api = broker.api();
     api.create_topic("seen").await;
-    let admin = Api::new(&format!("http://127.0.0.1:{port}"));
+    let admin_addr = broker.admin_addr().expect("the admin listener's address");
+    assert_ne!(admin_addr, broker.addr(), "a second port");
+    let admin = Api::new(&format!("http://{admin_addr}"));
     let body = expect_json(admin.get("/health").await, 200).await;
     assert_eq!(body["message"], "alive");
     assert_eq!(admin.get("/ready").await.status(), 200);
@@ -423,7 +379,7 @@ async fn admin_listener_serves_the_conventional_paths() {
         "no topic routes on the admin port"
     );
     assert_eq!(admin.post_empty("/seen").await.status(), 404);
-    broker.stop().await;
+    broker.terminate().await;
 }
 
 /// `log_format` and `admin_listen` are read from `[server]`, and a bad

@@ -7,14 +7,10 @@
 //! here speaks raw HTTP/1.1 over TCP to 127.0.0.1, with bounded loops and
 //! timeouts.
 
-mod common;
-
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,83 +18,51 @@ use tokio::net::TcpStream;
 /// Longest a raw exchange of these tests may take.
 const RAW_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The `netlog` binary as a child of `bash`, which first sets `ulimit -n`
-/// (soft and hard) when asked, then `exec`s it with a config file.
+/// The `netlog` binary with a config file, under `ulimit` (soft and hard)
+/// when asked: started by the tests' launcher through `bash`.
 struct LimitedBroker {
-    child: Child,
+    netlog: NetlogProcess,
     addr: SocketAddr,
-    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl LimitedBroker {
     /// Starts the broker with `server_keys` in its `[server]` table, under
-    /// `ulimit <ulimit>` if given (`-n 1024`), and waits until it answers.
+    /// `ulimit <ulimit>` if given (`-n 1024`), and waits for its start-up
+    /// line.
     async fn start(server_keys: &str, ulimit: Option<&str>) -> LimitedBroker {
         let dir = data_dir();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("probe a free port")
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let config = dir.path().join("netlog.toml");
         std::fs::write(
             &config,
-            format!("[server]\nlisten = \"{addr}\"\ndata_dir = \"data\"\n{server_keys}\n"),
+            format!("[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n{server_keys}\n"),
         )
         .expect("write the config");
-        let log = dir.path().join("netlog.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let ulimit = ulimit.map_or(String::new(), |u| format!("ulimit {u} && "));
-        let child = Command::new("bash")
-            .arg("-c")
-            .arg(format!("{ulimit}exec \"$0\" --config \"$1\""))
-            .arg(env!("CARGO_BIN_EXE_netlog"))
+        let mut launch = Launch::new()
+            .listen_from_config()
+            .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log handle"))
-            .stderr(out)
-            .spawn()
-            .expect("start netlog under bash");
-        let mut broker = LimitedBroker {
-            child,
-            addr,
-            log,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + PROCESS_TIMEOUT;
-        loop {
-            if let Ok((200, _, _)) = exchange(addr, &get("/")).await {
-                break;
-            }
-            if let Some(status) = broker.child.try_wait().expect("poll netlog") {
-                panic!("netlog exited with {status}:\n{}", broker.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "netlog did not start:\n{}",
-                broker.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            .log_to(&dir.path().join("netlog.log"));
+        if let Some(limit) = ulimit {
+            launch = launch.ulimit(limit);
         }
-        broker
+        let netlog = launch.start().await;
+        let addr = netlog.addr();
+        LimitedBroker {
+            netlog,
+            addr,
+            _dir: dir,
+        }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.netlog.log()
     }
 
     /// A line of /proc/<pid>/status (`VmRSS`, `VmHWM`), in bytes.
     fn status_bytes(&self, field: &str) -> u64 {
-        proc_status_bytes(self.child.id(), field)
-    }
-}
-
-impl Drop for LimitedBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        proc_status_bytes(self.netlog.pid(), field)
     }
 }
 
@@ -309,7 +273,7 @@ async fn silent_streams_outlive_the_idle_timeout() {
 #[tokio::test]
 async fn raises_the_soft_descriptor_limit() {
     let broker = LimitedBroker::start("", Some("-S -n 256")).await;
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", broker.child.id()))
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", broker.netlog.pid()))
         .expect("read /proc/<pid>/limits");
     let line = limits
         .lines()
@@ -703,7 +667,7 @@ async fn answers_during_shutdown_close_the_connection() {
     poll.write_all(format!("GET /t/scan?id={id}&wait=20s HTTP/1.1\r\nHost: n\r\n\r\n").as_bytes())
         .await
         .expect("send the long poll");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_long_polls(&api, 1).await;
     let stopping = tokio::spawn(broker.stop());
     let answer = tokio::time::timeout(RAW_TIMEOUT, read_answer(&mut poll))
         .await
@@ -724,13 +688,22 @@ async fn a_silent_flood_of_the_admin_listener_stays_bounded() {
     // `ADMIN_MAX_CONNECTIONS` in src/http/admin.rs, as documented.
     const ADMIN_CAP: usize = 64;
     let dir = data_dir();
-    let admin: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("probe a free port");
-    let mut config = test_config(dir.path());
-    config.admin_listen = Some(admin.to_string());
-    config.server.header_timeout = HEADER_TIMEOUT;
-    let broker = spawn_broker_with(config);
+    let config = dir.path().join("netlog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nadmin_listen = \"127.0.0.1:0\"\nheader_timeout = \"{}s\"\n",
+            HEADER_TIMEOUT.as_secs()
+        ),
+    )
+    .expect("write the config");
+    let mut broker = Launch::new()
+        .dir(&dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .start()
+        .await;
+    let admin = broker.admin_addr().expect("the admin listener's address");
     let main = broker.api();
     assert_eq!(main.get("/_health").await.status(), 200);
     let (status, _, _) = exchange(admin, &get("/health"))
@@ -782,5 +755,5 @@ async fn a_silent_flood_of_the_admin_listener_stays_bounded() {
         .await
         .expect("admin answers again");
     assert_eq!(status, 200);
-    broker.stop().await;
+    broker.terminate().await;
 }

@@ -1,11 +1,9 @@
 //! `netlog plugin wit DIR`: the plugin interface, written out by the binary so
 //! a plugin can be built without a copy of this repository.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// The written file is exactly the repository's `wit/netlog-plugin.wit`,
 /// in a directory created on the way.

@@ -13,7 +13,7 @@
 //! Random points come from a seeded generator, so every run damages the same
 //! files the same way; a failure names its history seed and iteration.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};

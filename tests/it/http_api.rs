@@ -2,11 +2,9 @@
 //! route of the route table and every error of the error table that a client
 //! can provoke (see `http-api.md`).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const WALKTHROUGH: [&str; 3] = [
@@ -87,7 +85,7 @@ async fn getting_started_walkthrough() {
         let (api, sc) = (api.clone(), sc.clone());
         tokio::spawn(async move { api.scan("demo", &sc, "5s").await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_long_polls(&api, 1).await;
     assert_eq!(api.publish("demo", "message number four").await, 3);
     let (offset, payload) = expect_message(waiting.await.unwrap()).await;
     assert_eq!((offset, &payload[..]), (3, &b"message number four"[..]));
@@ -112,6 +110,9 @@ async fn one_line_pub_sub() {
     let id = scanner["id"].as_str().unwrap().to_string();
 
     let lines = ["hello", "pub", "sub"];
+    // The subscriber says when it got a line; each line is published once
+    // the subscriber's next poll is waiting.
+    let (got_one, mut received) = tokio::sync::mpsc::unbounded_channel();
     let subscriber = {
         let api = api.clone();
         tokio::spawn(async move {
@@ -119,12 +120,18 @@ async fn one_line_pub_sub() {
             while got.len() < lines.len() {
                 let resp = api.scan("pubsubdemo", &id, "1h").await;
                 got.push(expect_message(resp).await.1);
+                let _ = got_one.send(());
             }
             got
         })
     };
-    for line in lines {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for (i, line) in lines.into_iter().enumerate() {
+        if i > 0 {
+            tokio::time::timeout(REQUEST_TIMEOUT, received.recv())
+                .await
+                .expect("the subscriber gets the line before");
+        }
+        until_long_polls(&api, 1).await;
         api.publish("pubsubdemo", line).await;
     }
     let got = tokio::time::timeout(REQUEST_TIMEOUT, subscriber)
@@ -490,7 +497,7 @@ async fn scan_with_wait() {
         let (api, a) = (api.clone(), a.clone());
         tokio::spawn(async move { api.scan("w", &a, "1h").await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_long_polls(&api, 1).await;
     api.publish("w", "wake").await;
     api.publish("w", "more").await;
     let (offset, payload) = expect_message(waiting.await.unwrap()).await;

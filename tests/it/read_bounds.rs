@@ -1,11 +1,9 @@
 //! Memory per answer is bounded: a batch scan stops at its byte cap, and a
 //! large binary message costs about its encoded size in an ndjson scan.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Peak resident memory of a process, in bytes (`VmHWM`).
 fn peak_rss(pid: u32) -> u64 {

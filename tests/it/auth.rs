@@ -2,11 +2,9 @@
 //! "Authentication and rights" section of `operations.md`), and the `netlog
 //! token` commands of the real binary.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use netlog::config::Config;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -555,29 +553,22 @@ async fn unrouted_paths_stay_404() {
 async fn admin_listener_applies_the_same_rights() {
     let dir = data_dir();
     let path = dir.path().join("netlog.toml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    // Everything in the file, so that the reload reads the same settings.
+    // Everything in the file, so that the reload reads the same settings;
+    // the admin listener binds port 0 and its address is read back from the
+    // broker's log.
     let server = format!(
-        "[server]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:{port}\"\n",
+        "[server]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\n",
         dir.path().join("data").display().to_string()
     );
     std::fs::write(&path, format!("{server}{}", auth_toml(""))).expect("write the config");
-    let broker = spawn_broker_with(
-        netlog::config::load(&netlog::config::Overrides {
-            config: Some(path.clone()),
-            ..Default::default()
-        })
-        .expect("the config loads"),
-    );
+    let mut broker = Launch::new().arg("--config").arg(&path).start().await;
     // The main listener answers once the broker runs, and the admin one is
     // bound by then.
     let r = send(&broker.api(), "GET", "/_health", None).await;
     assert_eq!(r.status(), 200);
-    let admin = Api::new(&format!("http://127.0.0.1:{port}"));
+    let admin_addr = broker.admin_addr().expect("the admin listener's address");
+    assert_ne!(admin_addr, broker.addr());
+    let admin = Api::new(&format!("http://{admin_addr}"));
     for open in ["/health", "/ready"] {
         assert_eq!(
             send(&admin, "GET", open, None).await.status(),
@@ -633,7 +624,7 @@ async fn admin_listener_applies_the_same_rights() {
         200,
         "the main listener sees the same rights"
     );
-    broker.stop().await;
+    broker.terminate().await;
 }
 
 /// Without a declared token nothing is checked: netlog clients work as before,

@@ -7,19 +7,16 @@
 //!
 //! The Python and JavaScript components are built by `plugins/build.sh`. When
 //! their toolchain could not be installed, the build leaves
-//! `dist/<name>.skipped` with the reason, and their tests print it and pass;
+//! `dist/<name>.skipped` with the reason, and their tests record a skip
+//! (`common::skip`, listed by `./test.sh`) and pass;
 //! a component missing without that file fails the test.
-
-mod common;
 
 use std::ffi::OsStr;
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// The Python validator (componentize-py).
@@ -55,7 +52,7 @@ fn optional_component(file: &str) -> Option<PathBuf> {
     let marker = dist.join(file.replace(".wasm", ".skipped"));
     match std::fs::read_to_string(&marker) {
         Ok(reason) => {
-            eprintln!("SKIPPED: {file} was not built: {}", reason.trim());
+            skip(&format!("{file} was not built: {}", reason.trim()));
             None
         }
         Err(_) => panic!(
@@ -270,10 +267,9 @@ fn component_importing(name: &str) -> Vec<u8> {
 async fn host_log_flood_is_bounded_and_escaped() {
     let dir = data_dir();
     let config = format!(
-        "[server]\nlisten = \"{listen}\"\ndata_dir = \"{data}\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\n\
          [plugins.flood]\npath = \"{path}\"\ntime_limit = \"10s\"\n\n\
          [topics.noisy]\nvalidation = {{ plugin = \"flood\", config = {{ mode = \"log-flood\", lines = {FLOOD_LINES_PER_CALL} }} }}\n",
-        listen = free_addr(),
         data = dir.path().join("data").display(),
         path = plugin_path(HOSTILE_VALIDATOR).display(),
     );
@@ -282,26 +278,38 @@ async fn host_log_flood_is_bounded_and_escaped() {
         .and_then(|mut f| f.write_all(config.as_bytes()))
         .expect("write the config");
     let log_path = dir.path().join("netlog.log");
-    let broker = ChildBroker::start(&config_path, &log_path).await;
+    let broker = Launch::new()
+        .listen_from_config()
+        .arg("--config")
+        .arg(&config_path)
+        .env("NO_COLOR", "1")
+        .log_to(&log_path)
+        .start()
+        .await;
     let api = broker.api();
 
     let before = log_len(&log_path);
     for i in 0..FLOOD_CALLS {
         assert_eq!(api.publish("noisy", format!("m{i}")).await, i as u64);
     }
-    // Every line was written before the publish was answered; give the
-    // writer a moment to flush anyway.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the bucket has a token again, the next line brings the count of
+    // the suppressed ones with it. Every line was written before its publish
+    // was answered; the log is measured after that wait all the same.
+    tokio::time::sleep(SUMMARY_WAIT).await;
     let grown = log_len(&log_path) - before;
     eprintln!(
         "log grew by {grown} bytes over {FLOOD_CALLS} calls of {FLOOD_LINES_PER_CALL} 1 MiB lines"
     );
-    // Once the bucket has a token again, the next line brings the count of
-    // the suppressed ones with it.
-    tokio::time::sleep(SUMMARY_WAIT).await;
     assert_eq!(api.publish("noisy", "last").await, FLOOD_CALLS as u64);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = std::fs::read_to_string(&log_path).expect("read the log");
+    let log = eventually(
+        "the summary of the suppressed lines in the log",
+        PROCESS_TIMEOUT,
+        || async {
+            let log = std::fs::read_to_string(&log_path).expect("read the log");
+            (log.contains("suppressed") && log.contains("plugin log lines")).then_some(log)
+        },
+    )
+    .await;
     drop(broker);
 
     assert!(
@@ -341,73 +349,7 @@ async fn host_log_flood_is_bounded_and_escaped() {
     );
 }
 
-/// A free port on 127.0.0.1, as `127.0.0.1:<port>`.
-fn free_addr() -> SocketAddr {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
-    probe.local_addr().expect("probe address")
-}
-
 /// Bytes in the log file so far.
 fn log_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
-}
-
-/// The `netlog` binary started with `--config`, stdout and stderr going to a
-/// file, so the test measures the broker's real log. Killed on drop.
-struct ChildBroker {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ChildBroker {
-    /// Starts `netlog --config config` (which must name its listen address)
-    /// with its log going to `log`, and waits until `GET /` answers.
-    async fn start(config: &Path, log: &Path) -> ChildBroker {
-        let text = std::fs::read_to_string(config).expect("read the config");
-        let addr: SocketAddr = text
-            .lines()
-            .find_map(|l| l.strip_prefix("listen = \""))
-            .and_then(|l| l.trim_end_matches('"').parse().ok())
-            .expect("the config names its listen address");
-        let file = std::fs::File::create(log).expect("create the log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_netlog"))
-            .arg("--config")
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log handle"))
-            .stderr(file)
-            .spawn()
-            .expect("start the netlog binary");
-        let mut broker = ChildBroker { child, addr };
-        let api = broker.api();
-        let deadline = Instant::now() + PROCESS_TIMEOUT;
-        loop {
-            if let Some(status) = broker.child.try_wait().expect("poll netlog") {
-                let said = std::fs::read_to_string(log).unwrap_or_default();
-                panic!("netlog exited with {status} before answering:\n{said}");
-            }
-            let probe =
-                tokio::time::timeout(Duration::from_secs(2), api.http.get(api.url("/")).send());
-            if let Ok(Ok(resp)) = probe.await
-                && resp.status().is_success()
-            {
-                return broker;
-            }
-            assert!(Instant::now() < deadline, "netlog did not answer in time");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn api(&self) -> Api {
-        Api::new(&format!("http://{}", self.addr))
-    }
-}
-
-impl Drop for ChildBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -2,13 +2,11 @@
 //! publishes racing a delete, and the one settings resolver behind flags,
 //! TOML, `settings.json` and the HTTP body.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use netlog::config::{Config, Overrides, RawValue, SettingsInput};
 use serde_json::{Value, json};
 
@@ -60,7 +58,7 @@ async fn write_error_cause_reaches_the_log() {
     let data = data_file(dir.path(), "t", 0);
     let immutable = Command::new("chattr").arg("+i").arg(&data).status();
     if !immutable.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: chattr +i is not available here (needs root and ext4)");
+        skip("chattr +i is not available here (needs root and ext4)");
         netlog.kill();
         return;
     }

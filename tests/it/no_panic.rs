@@ -3,7 +3,7 @@
 //! of outside input, in process, and the request parameters to a real broker
 //! over HTTP, where every answer must be a success or netlog's error shape.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

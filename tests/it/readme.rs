@@ -22,8 +22,6 @@
 //! walkthrough builds from the crates `plugins/` already fetched, into a
 //! target directory kept between runs under `CARGO_TARGET_TMPDIR`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,10 +30,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// First line of a `sh` block the test does not run.
-const SKIP_MARK: &str = "# not run by tests/readme.rs:";
+const SKIP_MARK: &str = "# not run by tests/it/readme.rs:";
 /// First line of a `sh` block that runs until it is interrupted.
 const UNTIL_INTERRUPT: &str = "# runs until Ctrl-C";
 /// How long a block that runs until Ctrl-C runs here.
@@ -423,7 +421,7 @@ async fn readme_commands_work_as_written() {
 #[test]
 fn block_reader_follows_the_conventions() {
     let md = "intro\n\n```sh\necho one\n```\n\n```text\none\n```\n\nprose\n\n\
-              ```sh\n# not run by tests/readme.rs: slow\nsleep 600\n```\n\
+              ```sh\n# not run by tests/it/readme.rs: slow\nsleep 600\n```\n\
               1. step\n   ```sh\n   # runs until Ctrl-C\n   cat <<'EOF'\n   x\n   EOF\n   ```\n\
               ```toml\na = 1\n```\n```text\nnot attached\n```\n";
     let blocks = sh_blocks(md);
