@@ -157,6 +157,16 @@ pub async fn spawn_netlog(dir: &Path) -> NetlogProcess {
 /// [`spawn_netlog`] with more arguments after `-listen` and `-dir` (e.g.
 /// `--config FILE`).
 pub async fn spawn_netlog_with<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> NetlogProcess {
+    spawn_netlog_env(dir, args, &[]).await
+}
+
+/// [`spawn_netlog_with`] with environment variables set for the child
+/// (e.g. `NETLOG_FAULTS`, the fault seam's rules file).
+pub async fn spawn_netlog_env<S: AsRef<std::ffi::OsStr>>(
+    dir: &Path,
+    args: &[S],
+    envs: &[(&str, &Path)],
+) -> NetlogProcess {
     let port = {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
         probe.local_addr().expect("probe address").port()
@@ -174,6 +184,7 @@ pub async fn spawn_netlog_with<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]
         .arg("-dir")
         .arg(dir)
         .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log handle"))
         .stderr(log)
