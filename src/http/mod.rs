@@ -3,7 +3,8 @@
 //!
 //! One file per resource: `topics.rs` (list, create, info, delete),
 //! `messages.rs` (payload write and read, batch publish, sync), `scanners.rs`
-//! (scanner create and delete, scan), `stream.rs` (Server-Sent Events) and
+//! (scanner create and delete, scan; batch scans hold room in the answer
+//! budget of `answers.rs`), `stream.rs` (Server-Sent Events) and
 //! `admin.rs` (check), `reload.rs` (`POST /_reload`). `front.rs` runs
 //! before and after the router on every request: the origin guard
 //! (`origin.rs`), rights (`auth.rs`) and request counters (`metrics.rs`). Handlers are named `<resource>_<verb>`.
@@ -16,6 +17,7 @@
 //! too, so malformed input gets the same shape as everything else.
 
 mod admin;
+mod answers;
 pub mod auth;
 pub(crate) mod front;
 pub mod health;
@@ -65,6 +67,8 @@ pub struct Shared {
     pub auth: auth::Gate,
     /// Request counters and open long polls and streams, for `/_metrics`.
     pub metrics: Arc<metrics::HttpMetrics>,
+    /// Room for batch-scan answers in flight (`[server] answer_budget`).
+    pub(crate) answers: Arc<answers::AnswerBudget>,
 }
 
 impl AppState {
@@ -75,7 +79,10 @@ impl AppState {
         tls: Option<Arc<tls::Tls>>,
         auth: auth::Gate,
     ) -> AppState {
+        let server = &broker.config().server;
+        let answers = answers::AnswerBudget::new(server.answer_budget, server.answer_budget_wait);
         AppState(Arc::new(Shared {
+            answers: Arc::new(answers),
             broker,
             shutdown,
             tls,
@@ -201,6 +208,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("insufficient storage")]
     InsufficientStorage,
+    /// Out of a shared budget (answers in flight), after waiting for room.
+    #[error("server busy")]
+    ServerBusy(String),
     #[error("reload refused")]
     ReloadRefused { errors: Vec<String> },
 }
@@ -224,9 +234,11 @@ impl ApiError {
             Busy(_) => StatusCode::CONFLICT,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            PluginFailed { .. } | PluginUnavailable { .. } | ShuttingDown | NotReady(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            PluginFailed { .. }
+            | PluginUnavailable { .. }
+            | ShuttingDown
+            | NotReady(_)
+            | ServerBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         }
@@ -267,6 +279,7 @@ impl ApiError {
             | InvalidDuration(r)
             | InvalidCompression(r)
             | NotReady(r)
+            | ServerBusy(r)
             | Busy(r) => {
                 json!({ "reason": r })
             }
@@ -405,6 +418,9 @@ impl From<TopicError> for ApiError {
             }
             TopicError::Write(e) if matches!(*e, LogError::EntryTooLarge { .. }) => {
                 ApiError::BadRequest(chain(e.as_ref()))
+            }
+            TopicError::OverBound { .. } => {
+                ApiError::ServerBusy("too many answers in flight".into())
             }
             e @ (TopicError::Write(_)
             | TopicError::Io { .. }

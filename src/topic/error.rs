@@ -61,6 +61,11 @@ pub enum TopicError {
     /// nothing of it is readable, and the topic goes on.
     #[error("the writer panicked on this publish's group")]
     Panicked,
+    /// The next message does not fit a scan's [`ReadBound`](super::ReadBound)
+    /// (`needed` bytes, framing included): nothing was handed out and the
+    /// scanner did not move.
+    #[error("the next message needs {needed} bytes, over the read's bound")]
+    OverBound { needed: usize },
     /// Blocking work panicked or was cancelled on the blocking pool.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
