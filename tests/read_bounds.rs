@@ -220,7 +220,7 @@ async fn batch_answers_share_the_answer_budget() {
     let netlog = spawn_netlog_with(dir.path(), &["--config", config.to_str().unwrap()]).await;
     let api = slow_api(netlog.base_url());
     api.create_topic("t").await;
-    const N: usize = 560;
+    const N: usize = 700;
     for chunk in (0..N).collect::<Vec<_>>().chunks(40) {
         let mut body = Vec::new();
         for &i in chunk {
@@ -261,10 +261,13 @@ async fn batch_answers_share_the_answer_budget() {
         delivered.push((o, budget_payload(o as usize)));
     }
 
-    // 3. Concurrent scans: each gets a full or smaller answer, or 503.
-    let tasks: Vec<_> = (0..6)
+    // 3. While one answer holds 100 messages, concurrent big scans each get
+    // a smaller answer (what is free: 27 messages at most) or 503.
+    let a3 = Unread::start(netlog.addr(), &scan(100));
+    wait_in_flight(&api, 100 * BUDGET_COST).await;
+    let tasks: Vec<_> = (0..5)
         .map(|_| {
-            let (api, path) = (api.clone(), scan(40));
+            let (api, path) = (api.clone(), scan(100));
             tokio::spawn(async move {
                 let resp = api.get(&path).await;
                 match resp.status().as_u16() {
@@ -277,11 +280,15 @@ async fn batch_answers_share_the_answer_budget() {
             })
         })
         .collect();
+    let mut counts = Vec::new();
     for t in tasks {
         let got = t.await.unwrap();
-        assert!(got.len() <= 40);
+        assert!(got.len() <= fit, "{} messages past the budget", got.len());
+        counts.push(got.len());
         delivered.extend(got);
     }
+    println!("5 concurrent scans of max=100 got {counts:?} messages (0: 503)");
+    delivered.extend(a3.finish());
     wait_in_flight(&api, 0).await;
 
     // 4. The room is all back: a full answer.
