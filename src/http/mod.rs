@@ -413,9 +413,7 @@ impl From<TopicError> for ApiError {
             }
             // A settings or scanner file that cannot be written for lack
             // of space is the same full disk as a refused publish.
-            TopicError::Io { source, .. } if crate::log::is_no_space(&source) => {
-                ApiError::InsufficientStorage
-            }
+            e @ TopicError::Io { .. } if e.is_no_space() => ApiError::InsufficientStorage,
             TopicError::Write(e) if matches!(*e, LogError::EntryTooLarge { .. }) => {
                 ApiError::BadRequest(chain(e.as_ref()))
             }

@@ -72,6 +72,17 @@ pub enum TopicError {
 }
 
 impl TopicError {
+    /// Whether this is a full disk (or quota): a refused write, or a
+    /// settings or scanner file that could not be written for lack of space.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            TopicError::Write(e) => e.is_no_space(),
+            TopicError::Log(e) => e.is_no_space(),
+            TopicError::Io { source, .. } => crate::log::is_no_space(source),
+            _ => false,
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
         move |source| TopicError::Io {
