@@ -6,7 +6,10 @@
 //! The faults come from the fault seam (`src/fault.rs`): the package's tests
 //! build the binary with the `fault-injection` feature, and each broker here
 //! reads its rules from the file named by `NETLOG_FAULTS`, which a test
-//! rewrites to inject a fault and empties to lift it.
+//! rewrites to inject a fault and empties to lift it. (A plain `cargo build`
+//! sharing the target directory while these run would replace the binary
+//! with one without the seam: then the first injected fault is answered 201
+//! and the test fails there.)
 //!
 //! Every case checks the same four things: the answer is netlog's JSON error
 //! (`507 insufficient storage` for a full disk, a generic `500` otherwise),
