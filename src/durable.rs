@@ -21,6 +21,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::fault::{self, Op};
+
 /// Replaces `path` with `bytes` atomically and durably (see the module docs).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), (PathBuf, io::Error)> {
     replace(path, |f| f.write_all(bytes))
@@ -35,15 +37,20 @@ pub(crate) fn replace(
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
-    let written = File::create(&tmp).and_then(|mut f| {
-        fill(&mut f)?;
-        f.sync_all()
-    });
+    // The fault seam sees the path replaced, not the temporary name.
+    let written = fault::check(Op::Open, path)
+        .and_then(|()| File::create(&tmp))
+        .and_then(|mut f| {
+            fault::check(Op::Write, path)?;
+            fill(&mut f)?;
+            fault::check(Op::Sync, path)?;
+            f.sync_all()
+        });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err((tmp, e));
     }
-    if let Err(e) = std::fs::rename(&tmp, path) {
+    if let Err(e) = fault::check(Op::Rename, path).and_then(|()| std::fs::rename(&tmp, path)) {
         let _ = std::fs::remove_file(&tmp);
         return Err((path.to_path_buf(), e));
     }

@@ -45,6 +45,8 @@
 //!   message sets and the codecs that compress them.
 //! - `durable`: atomic, fsynced file replacement and directory fsync, the
 //!   one way a change a restart depends on reaches the disk.
+//! - `fault`: the fault seam of the write path, for tests (compiled to
+//!   nothing without the `fault-injection` feature).
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
 //! - `rate_limit`: one line per kind per interval for failures that repeat
 //!   per request (a full disk, a refused write), with a count of the rest.
@@ -65,6 +67,7 @@ pub mod broker;
 pub mod config;
 pub(crate) mod durable;
 pub mod duration;
+pub(crate) mod fault;
 pub mod histogram;
 pub(crate) mod http;
 pub mod log;

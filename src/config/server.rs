@@ -27,6 +27,14 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_BODY_BUDGET: u64 = 512 << 20;
 /// Default [`ServerOptions::body_budget_wait`].
 pub const DEFAULT_BODY_BUDGET_WAIT: Duration = Duration::from_secs(10);
+/// Default [`ServerOptions::answer_budget`], in bytes (64 MiB).
+pub const DEFAULT_ANSWER_BUDGET: u64 = 64 << 20;
+/// Smallest [`ServerOptions::answer_budget`]: 64 KiB.
+pub const MIN_ANSWER_BUDGET: u64 = 64 << 10;
+/// Largest [`ServerOptions::answer_budget`]: 2 GiB.
+pub const MAX_ANSWER_BUDGET: u64 = 2 << 30;
+/// Default [`ServerOptions::answer_budget_wait`].
+pub const DEFAULT_ANSWER_BUDGET_WAIT: Duration = Duration::from_secs(1);
 /// Default [`ServerOptions::shutdown_timeout`].
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -73,6 +81,17 @@ pub struct ServerOptions {
     /// in all, before its request gets 503; zero answers 503 at once.
     /// Default 10s.
     pub body_budget_wait: Duration,
+    /// `answer_budget`: bytes of batch-scan answers held in memory at once,
+    /// across all requests (each message counted as its payload plus its
+    /// 17 bytes of binary framing). Past it a batch scan waits up to
+    /// `answer_budget_wait` for room, then answers with the messages that
+    /// fit in what is free, or 503 if not even one does (see
+    /// `http/answers.rs`). Default 64MiB; 64KiB to 2GiB.
+    pub answer_budget: u64,
+    /// `answer_budget_wait`: longest a batch scan waits for room in
+    /// `answer_budget` before it makes do with less; zero does not wait.
+    /// Default 1s; at most 1day.
+    pub answer_budget_wait: Duration,
     /// `shutdown_timeout`: on shutdown, longest the server waits for
     /// requests in flight to finish before it closes their connections.
     /// Default 30s; must be above zero.
@@ -108,6 +127,8 @@ impl Default for ServerOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             body_budget: DEFAULT_BODY_BUDGET,
             body_budget_wait: DEFAULT_BODY_BUDGET_WAIT,
+            answer_budget: DEFAULT_ANSWER_BUDGET,
+            answer_budget_wait: DEFAULT_ANSWER_BUDGET_WAIT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             allowed_origins: Vec::new(),
             tls_cert: None,
@@ -129,6 +150,8 @@ pub(super) struct ServerKeys {
     pub max_connections: Option<usize>,
     pub body_budget: Option<u64>,
     pub body_budget_wait: Option<String>,
+    pub answer_budget: Option<u64>,
+    pub answer_budget_wait: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub allowed_origins: Option<Vec<String>>,
     pub tls_cert: Option<String>,
@@ -174,6 +197,15 @@ impl ServerKeys {
         )?;
         if let Some(w) = self.body_budget_wait {
             o.body_budget_wait = within_a_day("body_budget_wait", &w)?;
+        }
+        if let Some(w) = self.answer_budget_wait {
+            o.answer_budget_wait = within_a_day("answer_budget_wait", &w)?;
+        }
+        if let Some(b) = self.answer_budget {
+            if !(MIN_ANSWER_BUDGET..=MAX_ANSWER_BUDGET).contains(&b) {
+                return Err(("answer_budget", "must be 64KiB to 2GiB".into()));
+            }
+            o.answer_budget = b;
         }
         if let Some(r) = self.body_min_rate {
             if r == 0 {
@@ -285,6 +317,15 @@ mod tests {
             }),
             "tail_cache"
         );
+        for bytes in [MIN_ANSWER_BUDGET - 1, MAX_ANSWER_BUDGET + 1] {
+            assert_eq!(
+                key(ServerKeys {
+                    answer_budget: Some(bytes),
+                    ..Default::default()
+                }),
+                "answer_budget"
+            );
+        }
         assert_eq!(
             key(ServerKeys {
                 header_timeout: zero(),
@@ -335,6 +376,13 @@ mod tests {
                     ..Default::default()
                 },
                 "body_budget_wait",
+            ),
+            (
+                ServerKeys {
+                    answer_budget_wait: Some("2day".into()),
+                    ..Default::default()
+                },
+                "answer_budget_wait",
             ),
         ] {
             assert_eq!(

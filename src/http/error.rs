@@ -100,7 +100,8 @@ pub enum ApiError {
     /// The request body arrived too slowly.
     #[error("request timeout")]
     RequestTimeout(&'static str),
-    /// A shared budget (request bodies in flight) is spent.
+    /// A shared budget (request bodies or answers in flight) is spent,
+    /// after waiting for room.
     #[error("server busy")]
     ServerBusy(&'static str),
     /// A connection past `max_connections`.
@@ -429,6 +430,10 @@ impl From<TopicError> for ApiError {
             TopicError::PluginUnavailable { plugin, reason } => {
                 ApiError::PluginUnavailable { plugin, reason }
             }
+            // A settings or scanner file that cannot be written for lack
+            // of space is the same full disk as a refused publish.
+            e @ TopicError::Io { .. } if e.is_no_space() => ApiError::InsufficientStorage,
+            TopicError::OverBound { .. } => ApiError::ServerBusy("too many answers in flight"),
             e @ (TopicError::Log(_)
             | TopicError::Write(_)
             | TopicError::Io { .. }

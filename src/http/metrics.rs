@@ -13,7 +13,9 @@
 //! topic's name) and status code in a fixed table of atomics, filled by
 //! `front.rs` as each answer is ready. `netlog_long_polls` counts scan requests in
 //! progress (a scan that waits is a long poll), `netlog_streams` open
-//! Server-Sent Events streams, each held by an [`OpenGuard`].
+//! Server-Sent Events streams, each held by an [`OpenGuard`];
+//! `netlog_answer_bytes_in_flight` the room batch-scan answers hold in the
+//! answer budget (`answers.rs`).
 //!
 //! `process_*` series are read from `/proc/self` at scrape time (Linux; on
 //! other systems they are left out).
@@ -122,6 +124,7 @@ pub async fn metrics_get(State(state): State<AppState>) -> Result<Response, ApiE
     let collector = Scrape {
         broker: state.broker.clone(),
         http: state.metrics.clone(),
+        answers: state.answers.clone(),
     };
     let text = crate::topic::blocking(move || Ok::<_, TopicError>(render(collector))).await?;
     Ok((
@@ -148,6 +151,7 @@ fn render(scrape: Scrape) -> String {
 struct Scrape {
     broker: Arc<Broker>,
     http: Arc<HttpMetrics>,
+    answers: Arc<super::answers::AnswerBudget>,
 }
 
 impl std::fmt::Debug for Scrape {
@@ -429,6 +433,13 @@ impl Scrape {
             "Open Server-Sent Events streams.",
             MetricType::Gauge,
             gauge(&self.http.streams),
+        )?;
+        family(
+            enc,
+            "netlog_answer_bytes_in_flight",
+            "Bytes batch-scan answers hold in the answer budget.",
+            MetricType::Gauge,
+            [(NO_LABELS, self.answers.in_flight() as f64)],
         )
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! One file per resource: `topics.rs` (list, create, info, delete),
 //! `messages.rs` (payload write and read, batch publish, sync), `scanners.rs`
-//! (scanner create and delete, scan), `stream.rs` (Server-Sent Events) and
+//! (scanner create and delete, scan; batch scans hold room in the answer
+//! budget of `answers.rs`), `stream.rs` (Server-Sent Events) and
 //! `check.rs` (`GET /{topic}/check`), `health.rs` (health and readiness),
 //! `reload.rs` (`POST /_reload`). `routes.rs` is the table of every route;
 //! `admin.rs` starts the admin listener. `front.rs` runs
@@ -16,6 +17,7 @@
 //! too, so malformed input gets the same shape as everything else.
 
 pub mod admin;
+mod answers;
 pub mod auth;
 mod check;
 mod error;
@@ -69,6 +71,8 @@ pub struct Shared {
     pub auth: auth::Gate,
     /// Request counters and open long polls and streams, for `/_metrics`.
     pub metrics: Arc<metrics::HttpMetrics>,
+    /// Room for batch-scan answers in flight (`[server] answer_budget`).
+    pub(crate) answers: Arc<answers::AnswerBudget>,
 }
 
 impl AppState {
@@ -79,7 +83,10 @@ impl AppState {
         tls: Option<Arc<tls::Tls>>,
         auth: auth::Gate,
     ) -> AppState {
+        let server = &broker.config().server;
+        let answers = answers::AnswerBudget::new(server.answer_budget, server.answer_budget_wait);
         AppState(Arc::new(Shared {
+            answers: Arc::new(answers),
             broker,
             shutdown,
             tls,

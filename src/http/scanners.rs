@@ -16,6 +16,11 @@
 //! waiting [`SHEDDABLE_WAIT`] or more may be shed by the connection cap (see
 //! `serve.rs`): it then ends at once with the normal empty answer, `404 end
 //! of topic`.
+//!
+//! Batch answers share the answer budget (`answers.rs`): a batch scan waits
+//! for something to read holding nothing, then reserves room for its answer
+//! and reads only what fits; past the budget it answers fewer messages, or
+//! `503 server busy` when not even one fits within `answer_budget_wait`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::answers::{BudgetedBody, FRAME_BYTES, Grant};
 use super::serve::LongPoll;
 use super::topics::truthy;
 use super::{ApiError, AppState, Params, Path};
@@ -94,19 +100,18 @@ pub(super) fn wait_param(text: Option<&str>, default: Duration) -> Result<Durati
     }
 }
 
-/// Scans, waiting up to `wait`; a wait that the connection cap sheds (see
-/// `serve.rs`) ends with nothing read, which is the normal empty answer.
-async fn scan_unless_shed(
+/// Runs `work`, a wait of up to `wait` ended early by the receiver it gets;
+/// a wait that the connection cap sheds (see `serve.rs`) ends with the
+/// default value (nothing read), which is the normal empty answer.
+async fn unless_shed<T: Default>(
     state: &AppState,
-    topic: &Topic,
-    entry: &Arc<ScannerEntry>,
-    limits: ReadLimits,
     wait: Duration,
     long_poll: Option<Extension<LongPoll>>,
-) -> Result<Vec<Message>, ApiError> {
+    work: impl AsyncFnOnce(watch::Receiver<bool>) -> Result<T, TopicError>,
+) -> Result<T, ApiError> {
     // A short wait ends soon by itself: only long polls pay for the signal.
     let Some(Extension(long_poll)) = long_poll.filter(|_| wait >= SHEDDABLE_WAIT) else {
-        return Ok(topic.scan(entry, limits, wait, &state.shutdown).await?);
+        return Ok(work(state.shutdown.clone()).await?);
     };
     let (_waiting, mut shed) = long_poll.waiting();
     // Shutdown or shed, whichever comes first, ends the wait.
@@ -119,11 +124,87 @@ async fn scan_unless_shed(
         }
         let _ = stop_tx.send(true);
     });
-    let scanned = topic.scan(entry, limits, wait, &stop).await;
+    let done = work(stop).await;
     forward.abort();
-    match scanned {
-        Err(TopicError::ShuttingDown) if !*state.shutdown.borrow() => Ok(Vec::new()),
+    match done {
+        Err(TopicError::ShuttingDown) if !*state.shutdown.borrow() => Ok(T::default()),
         other => Ok(other?),
+    }
+}
+
+/// The 503 of a batch scan that got no room in the answer budget.
+fn no_room() -> ApiError {
+    ApiError::ServerBusy("too many answers in flight")
+}
+
+/// A batch scan within the answer budget (see the module docs): waits up to
+/// `wait`, holding nothing, until the scanner has something to read, then
+/// reads what the room it gets allows. `None` when nothing came in time.
+async fn scan_batch(
+    state: &AppState,
+    topic: &Topic,
+    entry: &Arc<ScannerEntry>,
+    limits: ReadLimits,
+    wait: Duration,
+    long_poll: Option<Extension<LongPoll>>,
+) -> Result<Option<(Vec<Message>, Grant)>, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let want = limits
+        .bytes
+        .saturating_add(limits.messages.saturating_mul(FRAME_BYTES));
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let readable = unless_shed(state, left, long_poll.clone(), async |stop| {
+            topic.wait_readable(entry, left, &stop).await
+        })
+        .await?;
+        if !readable {
+            return Ok(None);
+        }
+        let mut grant = state
+            .answers
+            .reserve(want, true)
+            .await
+            .ok_or_else(no_room)?;
+        let mut needed = None;
+        loop {
+            // Room held bounds the read; a message over the whole budget is
+            // read alone, holding it all.
+            let limits = match grant.bound(needed) {
+                Some(bound) => ReadLimits {
+                    bound: Some(bound),
+                    ..limits
+                },
+                None => ReadLimits {
+                    messages: 1,
+                    ..limits
+                },
+            };
+            match topic
+                .scan(entry, limits, Duration::ZERO, &state.shutdown)
+                .await
+            {
+                // Another request on this scanner took them: wait again,
+                // if there is time left.
+                Ok(messages) if messages.is_empty() => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                    break;
+                }
+                Ok(messages) => {
+                    grant.shrink_to(&messages);
+                    return Ok(Some((messages, grant)));
+                }
+                // Not even the next message fits: wait for room for it.
+                Err(TopicError::OverBound { needed: n }) if needed.is_none() => {
+                    drop(grant);
+                    needed = Some(n);
+                    grant = state.answers.reserve(n, false).await.ok_or_else(no_room)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
@@ -164,38 +245,55 @@ pub async fn scan(
     let limits = ReadLimits {
         messages: max.unwrap_or(1),
         bytes: max_bytes,
+        bound: None,
     };
-    let messages = scan_unless_shed(&state, &topic, &entry, limits, wait, long_poll).await?;
+    if max.is_some() {
+        let scanned = scan_batch(&state, &topic, &entry, limits, wait, long_poll).await?;
+        let Some((messages, grant)) = scanned else {
+            return Err(ApiError::EndOfTopic);
+        };
+        return Ok(batch_answer(&messages, grant, &headers));
+    }
+    let messages = unless_shed(&state, wait, long_poll, async |stop| {
+        topic.scan(&entry, limits, wait, &stop).await
+    })
+    .await?;
     let Some(first) = messages.first() else {
         return Err(ApiError::EndOfTopic);
     };
-    if max.is_none() {
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                (
-                    header::HeaderName::from_static("x-offset"),
-                    first.offset.to_string(),
-                ),
-                (
-                    header::HeaderName::from_static("x-crc32"),
-                    first.crc.to_string(),
-                ),
-            ],
-            first.payload.clone(),
-        )
-            .into_response());
-    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::HeaderName::from_static("x-offset"),
+                first.offset.to_string(),
+            ),
+            (
+                header::HeaderName::from_static("x-crc32"),
+                first.crc.to_string(),
+            ),
+        ],
+        first.payload.clone(),
+    )
+        .into_response())
+}
+
+/// A batch scan's answer, its body holding the answer's room in the budget
+/// until it is sent or dropped.
+fn batch_answer(messages: &[Message], grant: Grant, headers: &HeaderMap) -> Response {
+    let Some(first) = messages.first() else {
+        return ApiError::EndOfTopic.into_response();
+    };
     let ndjson = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-ndjson"));
     let (content_type, body) = if ndjson {
-        ("application/x-ndjson", ndjson_body(&messages))
+        ("application/x-ndjson", ndjson_body(messages))
     } else {
-        ("application/octet-stream", binary_body(&messages))
+        ("application/octet-stream", binary_body(messages))
     };
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, content_type.to_string()),
             (
@@ -207,14 +305,14 @@ pub async fn scan(
                 messages.len().to_string(),
             ),
         ],
-        body,
+        axum::body::Body::new(BudgetedBody::new(body, grant)),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Offset-prefixed netlog frames, back to back.
 pub(super) fn binary_body(messages: &[Message]) -> Vec<u8> {
-    let size: usize = messages.iter().map(|m| 17 + m.payload.len()).sum();
+    let size: usize = messages.iter().map(|m| FRAME_BYTES + m.payload.len()).sum();
     let mut out = Vec::with_capacity(size);
     for m in messages {
         out.extend_from_slice(&m.offset.to_be_bytes());

@@ -108,6 +108,7 @@ async fn next_chunk(mut s: Stream) -> Option<(Result<Bytes, Infallible>, Stream)
     let limits = ReadLimits {
         messages: usize::MAX,
         bytes: CHUNK_BYTES,
+        bound: None,
     };
     let messages = match s.sub.next(&s.topic, limits, s.heartbeat, &s.stop).await {
         Ok(m) => m,

@@ -170,6 +170,11 @@ impl LazyFile {
         lf
     }
 
+    /// The file's path.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Closes the pinned descriptor; later uses go through the cache.
     pub(crate) fn unpin(&self) {
         *self.pinned.write().unwrap_or_else(|e| e.into_inner()) = None;

@@ -35,6 +35,7 @@ use std::sync::{Arc, RwLock};
 
 use super::files::LazyFile;
 use super::is_no_space;
+use crate::fault::{self, Op};
 
 /// Bytes of one index entry.
 pub const INDEX_ENTRY_BYTES: u64 = 16;
@@ -115,6 +116,7 @@ impl Index {
     /// Creates an empty index for `entries` entries, replacing any file at
     /// `path`. The file is sparse: no page is written (nor read) here.
     pub fn create(path: &Path, entries: u32) -> io::Result<Index> {
+        fault::check(Op::Open, path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -271,7 +273,9 @@ impl Index {
         {
             e.encode(out);
         }
-        self.file.get()?.write_all_at(&b, Self::at(from))
+        let file = self.file.get()?;
+        fault::check(Op::Write, self.file.path())?;
+        file.write_all_at(&b, Self::at(from))
     }
 
     /// Makes the file hold `entries`, then `marker` (when there is room), then
@@ -360,7 +364,9 @@ impl Index {
 
     /// fsyncs the file.
     pub fn sync(&self) -> io::Result<()> {
-        self.file.get()?.sync_data()
+        let file = self.file.get()?;
+        fault::check(Op::Sync, self.file.path())?;
+        file.sync_data()
     }
 
     /// How many leading entries are in use, found by binary search for the

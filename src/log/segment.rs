@@ -28,6 +28,7 @@ use std::time::SystemTime;
 use super::files::LazyFile;
 use super::index::{INDEX_ENTRY_BYTES, Index, IndexEntry};
 use super::{LogError, io_error};
+use crate::fault::{self, Op};
 
 /// Bytes of the data file's header.
 pub const SEGMENT_HEADER_BYTES: u64 = 16;
@@ -99,15 +100,19 @@ impl Segment {
         base: u64,
         index_entries: u32,
     ) -> Result<Segment, LogError> {
-        let data = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(data_path)
+        let data = fault::check(Op::Open, data_path)
+            .and_then(|()| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(data_path)
+            })
             .map_err(io_error(data_path))?;
         let created = unix_now();
-        data.write_all_at(&header_bytes(created), 0)
+        fault::check(Op::Write, data_path)
+            .and_then(|()| data.write_all_at(&header_bytes(created), 0))
             .map_err(io_error(data_path))?;
         let index = Index::create(index_path, index_entries).map_err(io_error(index_path))?;
         let seg = Segment::assemble(
@@ -258,8 +263,9 @@ impl Segment {
 
     /// Writes `bytes` at `pos` of the data file (past the published end).
     pub(crate) fn write_at(&self, bytes: &[u8], pos: u64) -> Result<(), LogError> {
-        self.data_file()?
-            .write_all_at(bytes, pos)
+        let file = self.data_file()?;
+        fault::check(Op::Write, &self.data_path)
+            .and_then(|()| file.write_all_at(bytes, pos))
             .map_err(io_error(&self.data_path))
     }
 
@@ -304,8 +310,9 @@ impl Segment {
 
     /// fsyncs the data file and the index.
     pub fn sync(&self) -> Result<(), LogError> {
-        self.data_file()?
-            .sync_data()
+        let file = self.data_file()?;
+        fault::check(Op::Sync, &self.data_path)
+            .and_then(|()| file.sync_data())
             .map_err(io_error(&self.data_path))?;
         self.index.sync().map_err(io_error(&self.index_path))
     }

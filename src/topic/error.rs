@@ -62,12 +62,28 @@ pub enum TopicError {
     /// nothing of it is readable, and the topic goes on.
     #[error("the writer panicked on this publish's group")]
     Panicked,
+    /// The next message does not fit a scan's [`ReadBound`](super::ReadBound)
+    /// (`needed` bytes, framing included): nothing was handed out and the
+    /// scanner did not move.
+    #[error("the next message needs {needed} bytes, over the read's bound")]
+    OverBound { needed: usize },
     /// Blocking work panicked or was cancelled on the blocking pool.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
 }
 
 impl TopicError {
+    /// Whether this is a full disk (or quota): a refused write, or a
+    /// settings or scanner file that could not be written for lack of space.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            TopicError::Write(e) => e.is_no_space(),
+            TopicError::Log(e) => e.is_no_space(),
+            TopicError::Io { source, .. } => crate::log::is_no_space(source),
+            _ => false,
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
         move |source| TopicError::Io {

@@ -104,6 +104,54 @@ pub struct ReadLimits {
     pub messages: usize,
     /// Most payload bytes; the first message is returned whatever its size.
     pub bytes: usize,
+    /// A hard bound on top of these, the first message included (room a
+    /// scan reserved in a shared budget); `None`: none.
+    pub bound: Option<ReadBound>,
+}
+
+/// A hard bound on what one scan hands out: the messages' payloads plus
+/// `per_message` bytes each (the caller's framing) stay within `bytes`.
+/// Messages past it are left for the next scan, so the scanner moves only
+/// past what is handed out; if not even the first fits, the scan fails with
+/// [`TopicError::OverBound`] and the scanner stays.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadBound {
+    /// Most bytes, framing included.
+    pub bytes: usize,
+    /// Framing bytes counted per message.
+    pub per_message: usize,
+}
+
+impl ReadBound {
+    /// What `m` takes of the bound.
+    pub fn cost(&self, m: &Message) -> usize {
+        m.payload.len().saturating_add(self.per_message)
+    }
+
+    /// Cuts `messages` (read from `at`, the reader stopping at `after`) to
+    /// the longest prefix within the bound; returns the offset after what
+    /// is kept.
+    fn cut(&self, messages: &mut Vec<Message>, after: u64) -> Result<u64, TopicError> {
+        let mut used = 0usize;
+        let kept = messages
+            .iter()
+            .take_while(|m| {
+                used = used.saturating_add(self.cost(m));
+                used <= self.bytes
+            })
+            .count();
+        match messages.get(kept) {
+            None => Ok(after),
+            Some(first) if kept == 0 => Err(TopicError::OverBound {
+                needed: self.cost(first),
+            }),
+            Some(cut) => {
+                let next = cut.offset;
+                messages.truncate(kept);
+                Ok(next)
+            }
+        }
+    }
 }
 
 /// A topic. See the module docs.
@@ -423,6 +471,12 @@ impl Topic {
                             None => continue,
                         },
                     };
+                // Past the bound, the rest is left for the next scan (a
+                // parked reader that read past it is replaced then).
+                let (mut messages, mut after) = (messages, after);
+                if let Some(bound) = limits.bound {
+                    after = bound.cut(&mut messages, after)?;
+                }
                 if after != at && !entry.advance(at, after) {
                     // Another request on this scanner took these first.
                     continue;
@@ -434,6 +488,31 @@ impl Topic {
             }
             if !self.wait_appended(&mut appended, deadline, stop).await? {
                 return Ok(Vec::new());
+            }
+        }
+    }
+
+    /// Waits up to `wait` (or until `stop`) until `entry` has a message to
+    /// read, reading nothing; `Ok(false)` at the deadline. For a scan that
+    /// reserves room for its answer before it reads.
+    pub async fn wait_readable(
+        &self,
+        entry: &Arc<ScannerEntry>,
+        wait: Duration,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<bool, TopicError> {
+        let deadline = deadline_after(wait);
+        let mut appended = self.log.subscribe();
+        entry.touch();
+        let _done = TouchOnDrop(entry);
+        loop {
+            // Seen before looking: an append after this wakes the wait.
+            appended.borrow_and_update();
+            if entry.next() < self.log.next_offset() {
+                return Ok(true);
+            }
+            if !self.wait_appended(&mut appended, deadline, stop).await? {
+                return Ok(false);
             }
         }
     }

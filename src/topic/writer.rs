@@ -475,6 +475,7 @@ impl Shared {
         {
             panic!("test hook: a panic in the drain");
         }
+        crate::fault::panic_point(log.dir());
         log.flush()?;
         Ok(first)
     }

@@ -237,6 +237,20 @@ pub async fn spawn_netlog_with<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Netlo
     Launch::new().dir(dir).args(args).start().await
 }
 
+/// [`spawn_netlog_with`] with environment variables set for the child
+/// (e.g. `NETLOG_FAULTS`, the fault seam's rules file).
+pub async fn spawn_netlog_env<S: AsRef<OsStr>>(
+    dir: &Path,
+    args: &[S],
+    envs: &[(&str, &Path)],
+) -> NetlogProcess {
+    let mut launch = Launch::new().dir(dir).args(args);
+    for (key, value) in envs {
+        launch = launch.env(key, value);
+    }
+    launch.start().await
+}
+
 /// How to start the real `netlog` binary: the one launcher of the tests.
 ///
 /// The broker binds `127.0.0.1:0` (by `-listen`, or by the config file's

@@ -20,6 +20,7 @@ mod codec_trust;
 mod config;
 mod config_hostile;
 mod extensions;
+mod faults;
 mod fuzz_http;
 mod http_api;
 mod limits;
