@@ -44,8 +44,11 @@
 //! **Panics.** Each group's work runs under `catch_unwind`: a panic (a bug,
 //! in the broker or a codec) fails that group's publishes with
 //! [`TopicError::Panicked`] (a 500), drops what the group staged in the
-//! log, is logged once with its message, and the drain goes on with the
-//! next group, so the topic keeps serving.
+//! log, is logged once with its message and location, and the drain goes on
+//! with the next group, so the topic keeps serving. "Once": while a group
+//! runs, the process's panic hook (wrapped the first time a writer is made)
+//! only notes where a panic happened, rather than printing it as well; any
+//! other panic is printed as before.
 //!
 //! **Validation** runs in the drain too, once per group: the messages of
 //! every job go to the plugin in one call, jobs holding a rejected message are
@@ -61,7 +64,6 @@
 
 use std::collections::VecDeque;
 use std::mem::Discriminant;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -159,6 +161,7 @@ impl Writer {
         settings: Settings,
         hooks: Arc<ArcSwap<Hooks>>,
     ) -> Writer {
+        quiet_panics::install();
         Writer {
             shared: Arc::new(Shared {
                 topic: topic.to_string(),
@@ -320,13 +323,14 @@ impl Shared {
     /// `catch_unwind` (see the module docs): a panic drops the group's jobs
     /// unanswered (their publishers get `Panicked`) and what it staged.
     fn process(&self, jobs: Vec<Job>, plain: &mut Vec<u8>) {
-        let work = catch_unwind(AssertUnwindSafe(|| self.group(jobs, plain)));
-        if let Err(cause) = work {
+        let work = quiet_panics::catch(|| self.group(jobs, plain));
+        if let Err((cause, at)) = work {
             self.log.discard_staged();
             *plain = Vec::new();
             tracing::error!(
                 topic = %self.topic,
                 cause = panic_text(cause.as_ref()),
+                at = at.as_deref().unwrap_or("unknown"),
                 "writer panicked: the group's publishes failed; the topic goes on"
             );
         }
@@ -506,6 +510,51 @@ impl Drop for ResetDraining<'_> {
             lock(&self.shared.queue).draining = false;
             self.shared.idle.notify_all();
         }
+    }
+}
+
+/// Panics the writer catches and logs itself, kept out of the process's
+/// panic output so that each is reported once.
+mod quiet_panics {
+    use std::cell::{Cell, RefCell};
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::Once;
+
+    thread_local! {
+        /// Whether this thread is inside [`catch`].
+        static CATCHING: Cell<bool> = const { Cell::new(false) };
+        /// Where the last panic inside [`catch`] happened.
+        static WHERE: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    /// Wraps the process's panic hook, once: inside [`catch`] a panic's
+    /// location is noted; anywhere else the previous hook runs.
+    pub(super) fn install() {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if CATCHING.with(Cell::get) {
+                    let at = info
+                        .location()
+                        .map(|l| format!("{}:{}", l.file(), l.line()));
+                    WHERE.with(|w| *w.borrow_mut() = at);
+                } else {
+                    previous(info);
+                }
+            }));
+        });
+    }
+
+    /// A panic's payload and location.
+    pub(super) type Caught = (Box<dyn std::any::Any + Send>, Option<String>);
+
+    /// Runs `work`, catching a panic without printing it.
+    pub(super) fn catch<T>(work: impl FnOnce() -> T) -> Result<T, Caught> {
+        let outer = CATCHING.with(|c| c.replace(true));
+        let result = catch_unwind(AssertUnwindSafe(work));
+        CATCHING.with(|c| c.set(outer));
+        result.map_err(|cause| (cause, WHERE.with(|w| w.borrow_mut().take())))
     }
 }
 

@@ -306,6 +306,12 @@ async fn a_panic_in_the_drain_fails_its_group_only() {
         log.contains("writer panicked") && log.contains("injected fault: a panic in the drain"),
         "the panic is logged with its cause:\n{log}"
     );
+    let panics = log.matches("writer panicked: the group").count();
+    assert_eq!(
+        log.matches("injected fault: a panic in the drain").count(),
+        panics,
+        "each panic is logged once, not printed by the panic hook as well:\n{log}"
+    );
     f.healthy(3).await;
     f.restart(false).await;
     f.verify().await;
