@@ -50,6 +50,7 @@ use crate::config::{
     Config, HookSetting, OnError, PluginDecl, Settings, SettingsError, SettingsInput, Strictness,
     check_topic_name, resolve_settings,
 };
+use crate::lock::Recover;
 use crate::log::LogOptions;
 use crate::message::Codecs;
 use crate::plugin::{HostOptions, Limits, Plugin, PluginError, PluginHost, PluginKind};
@@ -185,12 +186,8 @@ struct Reserved<'a> {
 
 impl Drop for Reserved<'_> {
     fn drop(&mut self) {
-        lock(self.busy).remove(&self.name);
+        self.busy.lock().recover().remove(&self.name);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Broker {
@@ -505,30 +502,19 @@ impl Broker {
     }
 
     fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
-        self.topics.write().unwrap_or_else(|e| e.into_inner())
+        self.topics.write().recover()
     }
 
     /// Sorted topic names.
     pub fn topic_names(&self) -> Vec<String> {
-        let mut names: Vec<_> = self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let mut names: Vec<_> = self.topics.read().recover().keys().cloned().collect();
         names.sort();
         names
     }
 
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
-        let found = self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned();
+        let found = self.topics.read().recover().get(name).cloned();
         // Every topic held has a valid name: only a miss needs the check,
         // to say which of the two errors it is.
         found.ok_or_else(|| match check_topic_name(name) {
@@ -540,7 +526,7 @@ impl Broker {
     /// Reserves `name` for a create or delete; `TopicExists` while another
     /// one runs.
     fn reserve(&self, name: &str) -> Result<Reserved<'_>, BrokerError> {
-        if !lock(&self.busy).insert(name.to_string()) {
+        if !self.busy.lock().recover().insert(name.to_string()) {
             return Err(BrokerError::TopicExists);
         }
         Ok(Reserved {
@@ -598,7 +584,7 @@ impl Broker {
         input: SettingsInput,
     ) -> Result<Arc<Topic>, BrokerError> {
         check_topic_name(name).map_err(BrokerError::InvalidName)?;
-        let _no_reload = self.reloading.read().unwrap_or_else(|e| e.into_inner());
+        let _no_reload = self.reloading.read().recover();
         let config = self.config();
         let settings = resolve_settings(
             input,
@@ -669,12 +655,7 @@ impl Broker {
 
     /// Every topic.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.topics.read().recover().values().cloned().collect()
     }
 
     /// One pass of the segment monitor over every topic. Blocking.

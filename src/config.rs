@@ -332,21 +332,6 @@ fn bindable(listen: &str) -> String {
     }
 }
 
-/// What kind of file `meta` describes, for messages.
-fn file_kind(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    match () {
-        _ if t.is_file() => "a regular file",
-        _ if t.is_dir() => "a directory",
-        _ if t.is_fifo() => "a FIFO",
-        _ if t.is_socket() => "a socket",
-        _ if t.is_char_device() => "a character device",
-        _ if t.is_block_device() => "a block device",
-        _ => "not a file",
-    }
-}
-
 /// Checks that `path` is a regular file of at most `limit` bytes, from its
 /// metadata (symbolic links followed), without opening it. Returns its size.
 pub(crate) fn check_regular_file(path: &Path, limit: u64) -> Result<u64, ConfigError> {
@@ -354,55 +339,24 @@ pub(crate) fn check_regular_file(path: &Path, limit: u64) -> Result<u64, ConfigE
         path: path.to_path_buf(),
         source,
     })?;
-    check_meta(path, &meta, limit)
+    crate::bounded::check(&meta, limit).map_err(|e| unfit(path, limit, e))
 }
 
-fn check_meta(path: &Path, meta: &std::fs::Metadata, limit: u64) -> Result<u64, ConfigError> {
-    if !meta.is_file() {
-        return Err(ConfigError::NotAFile {
-            path: path.to_path_buf(),
-            kind: file_kind(meta),
-        });
-    }
-    if meta.len() > limit {
-        return Err(ConfigError::TooLarge {
-            path: path.to_path_buf(),
-            size: meta.len(),
-            limit,
-        });
-    }
-    Ok(meta.len())
-}
-
-/// Reads a regular file of at most `limit` bytes. The metadata is checked
-/// before opening (opening a FIFO for reading blocks until a writer comes);
-/// the open is non-blocking in case the path was swapped in between, and
-/// the opened file is checked again; the read stops at `limit + 1` bytes in
-/// case the file grew.
+/// Reads a regular file of at most `limit` bytes, without blocking on a
+/// FIFO or reading past the limit (see `bounded`).
 pub(crate) fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, ConfigError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    check_regular_file(path, limit)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io)?;
-    let size = check_meta(path, &file.metadata().map_err(io)?, limit)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() as u64 > limit {
-        return Err(ConfigError::TooLarge {
-            path: path.to_path_buf(),
-            size: bytes.len() as u64,
-            limit,
-        });
+    crate::bounded::read_regular_file(path, limit).map_err(|e| unfit(path, limit, e))
+}
+
+/// The config error for a file `bounded` refused.
+fn unfit(path: &Path, limit: u64, e: crate::bounded::Unfit) -> ConfigError {
+    use crate::bounded::Unfit;
+    let path = path.to_path_buf();
+    match e {
+        Unfit::Io(source) => ConfigError::Read { path, source },
+        Unfit::NotAFile(kind) => ConfigError::NotAFile { path, kind },
+        Unfit::TooLarge(size) => ConfigError::TooLarge { path, size, limit },
     }
-    Ok(bytes)
 }
 
 /// A listen address: `host:port` or netlog's `:port`.

@@ -14,8 +14,13 @@
 //! Calls and imports flow one way, top to bottom, with no cycle:
 //!
 //! ```text
-//! http  ->  broker  ->  topic  ->  { config, log, plugin }  ->  { message, duration, durable, rate_limit }
+//! http -> broker -> { topic, token } -> config -> { log, plugin }
+//!      -> { durable, rate_limit } -> { message, duration, histogram, lock, fault, encode, bounded }
 //! ```
+//!
+//! A module uses only modules to its right; `tests/layers.rs` checks this,
+//! and that no two files of one directory use each other, even around a
+//! cycle.
 //!
 //! - [`http`]: the HTTP API (axum), one file per resource. It talks to the
 //!   [`broker`] to find, create and delete topics, and to a [`topic::Topic`]
@@ -48,6 +53,9 @@
 //! - `fault`: the fault seam of the write path, for tests (compiled to
 //!   nothing without the `fault-injection` feature).
 //! - [`duration`]: netlog's grammar for durations, sizes and offsets.
+//! - `bounded`: reading a file an operator names, within a bound.
+//! - `encode`: hex and base64, one copy each.
+//! - `lock`: the one way a std lock is taken, poisoned or not.
 //! - `rate_limit`: one line per kind per interval for failures that repeat
 //!   per request (a full disk, a refused write), with a count of the rest.
 //! - [`token`]: `netlog token new` and `netlog token hash`, for `[[auth.tokens]]`.
@@ -63,13 +71,16 @@
 //! in `http/mod.rs`. The broker changes only if the feature needs a loop over
 //! all topics.
 
+pub(crate) mod bounded;
 pub mod broker;
 pub mod config;
 pub(crate) mod durable;
 pub mod duration;
+pub(crate) mod encode;
 pub(crate) mod fault;
 pub mod histogram;
 pub(crate) mod http;
+pub(crate) mod lock;
 pub mod log;
 pub mod message;
 pub mod plugin;

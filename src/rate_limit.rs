@@ -15,6 +15,7 @@
 //! per kind seen, at most [`MAX_KINDS`] kinds (past that the windows start
 //! over, which lets one more line of each kind through, never more).
 
+use crate::lock::Recover;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -55,7 +56,7 @@ impl<K: Hash + Eq> LineLimit<K> {
 
     /// [`allow`](Self::allow) at the instant `now`.
     pub(crate) fn allow_at(&self, kind: K, now: Instant) -> Option<u64> {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut windows = self.windows.lock().recover();
         let windows = windows.get_or_insert_with(HashMap::new);
         if windows.len() >= MAX_KINDS && !windows.contains_key(&kind) {
             windows.clear();
@@ -81,7 +82,7 @@ impl<K: Hash + Eq> LineLimit<K> {
     /// Lines held back for `kind` since the last one let through.
     #[cfg(test)]
     pub(crate) fn suppressed(&self, kind: &K) -> u64 {
-        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let windows = self.windows.lock().recover();
         windows
             .as_ref()
             .and_then(|w| w.get(kind))

@@ -1,19 +1,24 @@
 //! The layering rule of `src/lib.rs`, checked on the source: imports flow one
-//! way, `http -> broker -> topic -> {config, log, plugin} -> {message,
-//! duration}`, and the HTTP layer never reaches the log or a plugin, nor runs
-//! blocking work itself.
+//! way, `http -> broker -> {topic, token} -> config -> {log, plugin} ->
+//! {durable, rate_limit} -> {message, duration, histogram, lock, fault}`;
+//! the HTTP layer never reaches the log or a plugin, nor runs blocking work
+//! itself; no two sibling modules use each other, directly or around a
+//! cycle, re-exports of a parent included; and every route pattern is
+//! written once.
 
 use std::path::{Path, PathBuf};
 
-/// Each module's tier: a module may use modules of lower tiers only (and,
-/// within tier 2, config may use the constants and types of log and plugin).
+/// Each module's tier: a module may use modules of lower tiers only. The
+/// same table as the diagram in `src/lib.rs`.
 fn tier(module: &str) -> Option<u8> {
     Some(match module {
-        "http" => 5,
-        "broker" => 4,
-        "topic" => 3,
-        "config" | "log" | "plugin" => 2,
-        "message" | "duration" | "histogram" => 1,
+        "http" => 6,
+        "broker" => 5,
+        "topic" | "token" => 4,
+        "config" => 3,
+        "log" | "plugin" => 2,
+        "durable" | "rate_limit" => 1,
+        "message" | "duration" | "histogram" | "lock" | "fault" | "encode" | "bounded" => 0,
         _ => return None,
     })
 }
@@ -74,8 +79,7 @@ fn crate_refs(text: &str) -> Vec<String> {
     refs
 }
 
-/// No module imports one of a higher tier, nor one of its own tier except
-/// config using log and plugin.
+/// No module imports one of a higher tier, nor one of its own tier.
 #[test]
 fn imports_flow_one_way() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -84,14 +88,17 @@ fn imports_flow_one_way() {
     let mut wrong = Vec::new();
     for file in &files {
         let from = module_of(&src, file);
+        if from == "lib" || from == "main" {
+            continue;
+        }
         let Some(from_tier) = tier(&from) else {
+            wrong.push(format!("{}: module {from} has no tier", file.display()));
             continue;
         };
         let text = std::fs::read_to_string(file).unwrap();
         for to in crate_refs(&text) {
             let Some(to_tier) = tier(&to) else { continue };
-            let sideways_ok = from == "config" && (to == "log" || to == "plugin");
-            if to != from && (to_tier > from_tier || (to_tier == from_tier && !sideways_ok)) {
+            if to != from && to_tier >= from_tier {
                 wrong.push(format!("{} uses crate::{to}", file.display()));
             }
         }

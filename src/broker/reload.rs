@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use super::{Broker, BrokerError, Plugins, Reserved, View, remove_topic_files};
 use crate::config::{Config, Settings, SettingsInput, Strictness, resolve_settings};
+use crate::lock::Recover;
 use crate::log::LogOptions;
 use crate::topic::{Hooks, Topic};
 
@@ -90,7 +91,7 @@ impl Broker {
     /// Applies `new` all or nothing (see the module docs). One reload runs
     /// at a time. Blocking.
     pub fn reload(&self, new: Config) -> Result<ReloadReport, BrokerError> {
-        let _one = self.reloading.write().unwrap_or_else(|e| e.into_inner());
+        let _one = self.reloading.write().recover();
         let old = self.config();
         let mut plan = Plan::default();
         let new = keep_start_only(&old, new, &mut plan.report.needs_restart);

@@ -213,11 +213,7 @@ pub fn secret_digest(secret: &[u8]) -> [u8; SHA256_BYTES] {
 
 /// Lower-case hex of a digest, as written in `sha256`.
 pub fn digest_hex(digest: &[u8; SHA256_BYTES]) -> String {
-    use std::fmt::Write;
-    digest.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::encode::hex(digest)
 }
 
 /// Parses `sha256`: exactly 64 hex digits, either case.

@@ -105,26 +105,7 @@ fn need<'a>(method: &Method, route: Route, topic: &'a str) -> Need<'a> {
 fn first_segment(path: &str) -> Cow<'_, str> {
     let rest = path.strip_prefix('/').unwrap_or(path);
     let segment = rest.split('/').next().unwrap_or("");
-    if !segment.contains('%') {
-        return Cow::Borrowed(segment);
-    }
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy()
 }
 
 /// Who is calling.
@@ -198,16 +179,16 @@ fn identify(rights: &AuthConfig, headers: &HeaderMap) -> Result<Caller, ApiError
 
 /// What the check lets through.
 #[derive(Debug, PartialEq, Eq)]
-enum Verdict {
+enum Admission {
     Pass,
     /// `GET /` for this caller: pass, then cut the answer to what it may see.
     List(Caller),
 }
 
 /// Decides one request against `rights`, which declare at least one token.
-fn decide(rights: &AuthConfig, need: Need, headers: &HeaderMap) -> Result<Verdict, ApiError> {
+fn decide(rights: &AuthConfig, need: Need, headers: &HeaderMap) -> Result<Admission, ApiError> {
     if need == Need::Nothing || (need == Need::Metrics && rights.public_metrics) {
-        return Ok(Verdict::Pass);
+        return Ok(Admission::Pass);
     }
     let caller = identify(rights, headers)?;
     let (own, anyone) = (caller.grants(rights), &rights.anonymous);
@@ -220,8 +201,8 @@ fn decide(rights: &AuthConfig, need: Need, headers: &HeaderMap) -> Result<Verdic
     };
     if allowed {
         return Ok(match need {
-            Need::List => Verdict::List(caller),
-            _ => Verdict::Pass,
+            Need::List => Admission::List(caller),
+            _ => Admission::Pass,
         });
     }
     let what = match need {
@@ -264,8 +245,8 @@ impl Gate {
         let topic = first_segment(request.uri().path());
         let need = need(request.method(), route, &topic);
         match decide(&rights, need, request.headers()) {
-            Ok(Verdict::Pass) => Check::Pass,
-            Ok(Verdict::List(caller)) => Check::List(ListFilter {
+            Ok(Admission::Pass) => Check::Pass,
+            Ok(Admission::List(caller)) => Check::List(ListFilter {
                 rights: Guard::into_inner(rights),
                 caller,
             }),
@@ -489,11 +470,11 @@ mod tests {
         );
         assert_eq!(
             decide(&r, Need::Produce("orders.eu"), &bearer("p-secret")).ok(),
-            Some(Verdict::Pass)
+            Some(Admission::Pass)
         );
         assert_eq!(
             decide(&r, Need::Consume("public"), &HeaderMap::new()).ok(),
-            Some(Verdict::Pass)
+            Some(Admission::Pass)
         );
     }
 
@@ -503,13 +484,13 @@ mod tests {
         let mut r = rights();
         assert_eq!(
             decide(&r, Need::Nothing, &bearer("nope")).ok(),
-            Some(Verdict::Pass)
+            Some(Admission::Pass)
         );
         assert!(decide(&r, Need::Metrics, &bearer("p-secret")).is_err());
         r.public_metrics = true;
         assert_eq!(
             decide(&r, Need::Metrics, &HeaderMap::new()).ok(),
-            Some(Verdict::Pass)
+            Some(Admission::Pass)
         );
     }
 
@@ -528,7 +509,7 @@ mod tests {
         let mut more = rights();
         more.tokens[0].grants.consume = patterns(&["orders.*"]);
         gate.swap(&more);
-        assert_eq!(check(&gate).ok(), Some(Verdict::Pass));
+        assert_eq!(check(&gate).ok(), Some(Admission::Pass));
         gate.swap(&AuthConfig::default());
         assert!(!gate.enabled());
     }

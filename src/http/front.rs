@@ -39,7 +39,7 @@ use super::origin::{self, Origins};
 use super::routes::{Listener, Route, classify};
 
 /// What a front holds; shared by every connection of its listener.
-struct Shared {
+struct FrontState {
     listener: Listener,
     origins: Option<Origins>,
     gate: Gate,
@@ -50,7 +50,7 @@ struct Shared {
 #[derive(Clone)]
 pub(crate) struct Front<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<FrontState>,
 }
 
 impl<S> Front<S> {
@@ -66,7 +66,7 @@ impl<S> Front<S> {
     ) -> Front<S> {
         Front {
             inner,
-            shared: Arc::new(Shared {
+            shared: Arc::new(FrontState {
                 listener,
                 origins,
                 gate,
@@ -100,8 +100,8 @@ where
         if let (Some(origins), Some(origin)) = (&shared.origins, req.headers().get(header::ORIGIN))
         {
             match origins.check(origin, req.method(), req.headers()) {
-                origin::Verdict::Pass => cors = Some(origin.clone()),
-                origin::Verdict::Answer(answer) => return counted(answer),
+                origin::OriginCheck::Pass => cors = Some(origin.clone()),
+                origin::OriginCheck::Answer(answer) => return counted(answer),
             }
         }
         let mut req = req;

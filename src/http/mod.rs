@@ -57,10 +57,10 @@ use crate::topic::Topic;
 /// What every handler can reach: one pointer, so the per-request clone
 /// axum makes for each `State` extractor is one atomic increment.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<AppServices>);
 
 /// What an [`AppState`] points to.
-pub struct Shared {
+pub struct AppServices {
     /// The topics.
     pub broker: Arc<Broker>,
     /// Becomes `true` when the server shuts down; long waits end early.
@@ -85,7 +85,7 @@ impl AppState {
     ) -> AppState {
         let server = &broker.config().server;
         let answers = answers::AnswerBudget::new(server.answer_budget, server.answer_budget_wait);
-        AppState(Arc::new(Shared {
+        AppState(Arc::new(AppServices {
             answers: Arc::new(answers),
             broker,
             shutdown,
@@ -97,9 +97,9 @@ impl AppState {
 }
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
+    type Target = AppServices;
 
-    fn deref(&self) -> &Shared {
+    fn deref(&self) -> &AppServices {
         &self.0
     }
 }

@@ -38,7 +38,7 @@ pub(crate) struct Origins {
 }
 
 /// What the guard makes of a request that carries an `Origin`.
-pub(crate) enum Verdict {
+pub(crate) enum OriginCheck {
     /// Go on; the answer gets the CORS headers ([`decorate`]).
     Pass,
     /// Answer this instead: a 403, or the 204 to a preflight.
@@ -65,7 +65,7 @@ impl Origins {
         origin: &HeaderValue,
         method: &Method,
         headers: &HeaderMap,
-    ) -> Verdict {
+    ) -> OriginCheck {
         let text = origin.to_str().unwrap_or_default();
         if !self.allows(text) {
             tracing::debug!(origin = text, "request from a web origin not allowed");
@@ -74,11 +74,11 @@ impl Origins {
             }
             .into_response();
             vary(answer.headers_mut());
-            return Verdict::Answer(answer);
+            return OriginCheck::Answer(answer);
         }
         if method != Method::OPTIONS || !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         {
-            return Verdict::Pass;
+            return OriginCheck::Pass;
         }
         let mut answer = Response::new(axum::body::Body::empty());
         *answer.status_mut() = StatusCode::NO_CONTENT;
@@ -97,7 +97,7 @@ impl Origins {
         );
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         vary(h);
-        Verdict::Answer(answer)
+        OriginCheck::Answer(answer)
     }
 }
 

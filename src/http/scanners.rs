@@ -339,55 +339,11 @@ fn ndjson_body(messages: &[Message]) -> Vec<u8> {
                     "{{\"offset\":{},\"crc32\":{},\"message_base64\":\"",
                     m.offset, m.crc
                 );
-                base64_into(&mut out, &m.payload);
+                crate::encode::base64_into(&mut out, &m.payload);
                 out.extend_from_slice(b"\"}");
             }
         }
         out.push(b'\n');
     }
     out
-}
-
-/// Standard base64 with padding (RFC 4648, section 4), appended to `out`.
-pub(super) fn base64_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    out.reserve(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]);
-            } else {
-                out.push(b'=');
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::base64_into;
-
-    /// The RFC 4648 test vectors.
-    #[test]
-    fn base64_matches_the_rfc() {
-        for (plain, coded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            let mut out = Vec::new();
-            base64_into(&mut out, plain.as_bytes());
-            assert_eq!(out, coded.as_bytes());
-        }
-    }
 }

@@ -56,6 +56,7 @@ use axum::response::IntoResponse;
 use super::ApiError;
 use super::tls::Tls;
 use crate::config::ServerOptions;
+use crate::lock::Recover;
 
 /// Share of the descriptor limit that connections may use; the rest is for
 /// topic files, plugins and the answers to refused connections.
@@ -99,7 +100,7 @@ pub(crate) async fn serve(
         tls = tls.is_some(),
         "connection limits"
     );
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ListenerState {
         budget: Arc::new(Budget::new(opts.body_budget, opts.body_budget_wait)),
         router,
         opts,
@@ -177,7 +178,7 @@ enum Phase {
 }
 
 /// What every connection task shares.
-struct Shared {
+struct ListenerState {
     router: super::App,
     opts: ServerOptions,
     tls: Option<Arc<Tls>>,
@@ -201,12 +202,12 @@ struct Registry {
     displaced: usize,
 }
 
-impl Shared {
+impl ListenerState {
     /// Registers a new connection; at the cap, displaces the oldest one with
     /// no request in flight, or else sheds the oldest one waiting in long
     /// polls; `None` if every one is busy otherwise.
     fn admit(&self) -> Option<Arc<Conn>> {
-        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reg = self.registry.lock().recover();
         if reg.open.len() - reg.displaced >= self.cap {
             if let Some(victim) = reg.open.values().find(|c| c.displace()) {
                 tracing::debug!(
@@ -228,7 +229,7 @@ impl Shared {
     }
 
     fn forget(&self, conn: &Conn) {
-        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reg = self.registry.lock().recover();
         if reg.open.remove(&conn.id).is_some() && conn.was_displaced() {
             reg.displaced -= 1;
         }
@@ -238,7 +239,7 @@ impl Shared {
 
 /// Unregisters its connection when the connection task ends.
 struct Registered {
-    shared: Arc<Shared>,
+    shared: Arc<ListenerState>,
     conn: Arc<Conn>,
 }
 
@@ -251,7 +252,7 @@ impl Drop for Registered {
 /// Serves one connection: the TLS handshake if any, then HTTP/1.1 under the
 /// watchdog.
 async fn connection(
-    shared: Arc<Shared>,
+    shared: Arc<ListenerState>,
     conn: Arc<Conn>,
     stream: TcpStream,
     phase: watch::Receiver<Phase>,
@@ -284,7 +285,7 @@ async fn connection(
 /// Runs hyper on `stream` until it ends, the watchdog fires, the connection
 /// is displaced, or shutdown closes it.
 async fn drive<S>(
-    shared: Arc<Shared>,
+    shared: Arc<ListenerState>,
     conn: Arc<Conn>,
     stream: S,
     mut phase: watch::Receiver<Phase>,
@@ -346,7 +347,7 @@ async fn drive<S>(
 /// its answer is done, and fixes up the answer.
 #[derive(Clone)]
 struct ConnService {
-    shared: Arc<Shared>,
+    shared: Arc<ListenerState>,
     conn: Arc<Conn>,
 }
 
@@ -453,7 +454,7 @@ fn too_many_connections() -> Vec<u8> {
 
 /// Answers a refused connection on a task of its own, or just closes it when
 /// too many are being answered already.
-fn refuse(shared: &Shared, stream: TcpStream, answer: Vec<u8>) {
+fn refuse(shared: &ListenerState, stream: TcpStream, answer: Vec<u8>) {
     if let Ok(permit) = shared.refusing.clone().try_acquire_owned() {
         tokio::spawn(async move {
             answer_and_close(stream, &answer).await;

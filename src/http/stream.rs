@@ -151,9 +151,7 @@ pub fn write_event(buf: &mut Vec<u8>, m: &Message) {
         }
         _ => {
             let _ = write!(buf, "event: binary\nid: {}\ndata: ", m.offset);
-            for b in m.payload.iter() {
-                let _ = write!(buf, "{b:02x}");
-            }
+            crate::encode::hex_into(buf, &m.payload);
             buf.push(b'\n');
         }
     }

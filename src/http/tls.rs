@@ -95,17 +95,16 @@ impl Tls {
 }
 
 fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
-    let read = |source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(read)?;
-    if !meta.is_file() || meta.len() > MAX_PEM_BYTES {
-        return Err(TlsError::NotPemFile {
+    use crate::bounded::Unfit;
+    crate::bounded::read_regular_file(path, MAX_PEM_BYTES).map_err(|e| match e {
+        Unfit::Io(source) => TlsError::Read {
             path: path.to_path_buf(),
-        });
-    }
-    std::fs::read(path).map_err(read)
+            source,
+        },
+        Unfit::NotAFile(_) | Unfit::TooLarge(_) => TlsError::NotPemFile {
+            path: path.to_path_buf(),
+        },
+    })
 }
 
 fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {

@@ -21,6 +21,7 @@
 //! deleted) takes its descriptor out of the cache, so the space of a removed
 //! file is freed once the last reader lets go.
 
+use crate::lock::Recover;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -132,7 +133,7 @@ impl Cache {
 }
 
 fn lock_cache() -> std::sync::MutexGuard<'static, Cache> {
-    CACHE.lock().unwrap_or_else(|e| e.into_inner())
+    CACHE.lock().recover()
 }
 
 /// A segment file that is open while pinned, or opened on demand through the
@@ -177,22 +178,19 @@ impl LazyFile {
 
     /// Closes the pinned descriptor; later uses go through the cache.
     pub(crate) fn unpin(&self) {
-        *self.pinned.write().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.pinned.write().recover() = None;
     }
 
     /// Whether the file is pinned open.
     #[cfg(test)]
     pub(crate) fn is_pinned(&self) -> bool {
-        self.pinned
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.pinned.read().recover().is_some()
     }
 
     /// The open file: the pinned one, a cached one, or freshly opened
     /// (read-only) into the cache.
     pub(crate) fn get(&self) -> io::Result<Arc<File>> {
-        if let Some(f) = &*self.pinned.read().unwrap_or_else(|e| e.into_inner()) {
+        if let Some(f) = &*self.pinned.read().recover() {
             return Ok(f.clone());
         }
         if let Some(f) = lock_cache().touch(self.id) {

@@ -36,6 +36,7 @@ use std::sync::{Arc, RwLock};
 use super::files::LazyFile;
 use super::is_no_space;
 use crate::fault::{self, Op};
+use crate::lock::Recover;
 
 /// Bytes of one index entry.
 pub const INDEX_ENTRY_BYTES: u64 = 16;
@@ -176,7 +177,7 @@ impl Index {
     }
 
     fn held(&self) -> Option<Arc<Held>> {
-        self.held.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.held.read().recover().clone()
     }
 
     fn read_one(&self, file: &File, held: Option<&Held>, i: usize) -> io::Result<IndexEntry> {
@@ -256,7 +257,7 @@ impl Index {
     pub fn write(&self, from: usize, entries: &[IndexEntry]) -> io::Result<()> {
         if let Some(h) = self.held() {
             self.write_raw(h.from, &h.entries)?;
-            *self.held.write().unwrap_or_else(|e| e.into_inner()) = None;
+            *self.held.write().recover() = None;
         }
         self.write_raw(from, entries)
     }
@@ -318,8 +319,7 @@ impl Index {
         run.resize(to - from, IndexEntry::default());
         match self.write(from, &run) {
             Err(e) if is_no_space(&e) => {
-                *self.held.write().unwrap_or_else(|e| e.into_inner()) =
-                    Some(Arc::new(Held { from, entries: run }));
+                *self.held.write().recover() = Some(Arc::new(Held { from, entries: run }));
                 done.held = true;
                 Ok(done)
             }

@@ -74,7 +74,7 @@ mod segment;
 mod tail;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -94,6 +94,7 @@ pub use tail::{
     set_tail_cache_limits, tail_cache_bytes,
 };
 
+use crate::lock::Recover;
 use crate::message::{self, Codecs, FormatError, HEADER_BYTES, Header};
 use crate::rate_limit::LineLimit;
 use index::IndexEntry;
@@ -326,10 +327,6 @@ pub struct Log {
     inner: Arc<Inner>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Log {
     /// Opens the log in `dir`, creating it if needed, and recovers every
     /// segment (see `recovery.rs`).
@@ -507,7 +504,7 @@ impl Log {
                 limit: MAX_ENTRY_BYTES,
             });
         }
-        let mut w = lock(&self.inner.writer);
+        let mut w = self.inner.writer.lock().recover();
         let room = w.active.index.capacity() - 1;
         let full = w.active.entries() + w.pending.len() >= room;
         if full || w.next_rel.checked_add(count).is_none() {
@@ -532,7 +529,7 @@ impl Log {
     /// Writes staged entries, publishes them to readers, fsyncs per policy and
     /// wakes waiting scanners.
     pub fn flush(&self) -> Result<(), LogError> {
-        let mut w = lock(&self.inner.writer);
+        let mut w = self.inner.writer.lock().recover();
         self.flush_locked(&mut w)
     }
 
@@ -694,7 +691,7 @@ impl Log {
     /// staging and flushing. Nothing staged was visible, so nothing visible
     /// changes; the next append takes the next unpublished offset.
     pub(crate) fn discard_staged(&self) {
-        lock(&self.inner.writer).drop_staged();
+        self.inner.writer.lock().recover().drop_staged();
     }
 
     /// Logs a full disk, at most once per [`NO_SPACE_LOG_INTERVAL`], with the
@@ -726,7 +723,7 @@ impl Log {
 
     /// Flushes and fsyncs the active segment, whatever the policy.
     pub fn sync(&self) -> Result<(), LogError> {
-        let mut w = lock(&self.inner.writer);
+        let mut w = self.inner.writer.lock().recover();
         self.flush_locked(&mut w)?;
         self.sync_locked(&mut w)
     }
@@ -740,14 +737,14 @@ impl Log {
             return Ok(());
         }
         let (segment, generation) = {
-            let w = lock(&self.inner.writer);
+            let w = self.inner.writer.lock().recover();
             if w.synced == w.generation {
                 return Ok(());
             }
             (w.active.clone(), w.generation)
         };
         self.fsync(&segment)?;
-        let mut w = lock(&self.inner.writer);
+        let mut w = self.inner.writer.lock().recover();
         // Everything up to `generation` was in `segment` or in segments
         // fsynced when they rolled; later writes stay unsynced.
         w.synced = w.synced.max(generation);
@@ -757,7 +754,7 @@ impl Log {
     /// Seals the active segment and starts a new one at the next offset; an
     /// empty active segment stays as it is.
     pub fn roll(&self) -> Result<(), LogError> {
-        let mut w = lock(&self.inner.writer);
+        let mut w = self.inner.writer.lock().recover();
         self.roll_locked(&mut w).map_err(|e| self.noted(e))
     }
 
@@ -777,11 +774,7 @@ impl Log {
         )?);
         // List the new segment before sealing the old one: a sealed segment
         // without a successor made `reader(next_offset)` fail meanwhile.
-        self.inner
-            .segments
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(seg.clone());
+        self.inner.segments.write().recover().push(seg.clone());
         w.active.seal();
         w.buf_start = seg.data_len();
         w.next_rel = 1;
@@ -793,11 +786,7 @@ impl Log {
     /// Deletes the oldest segment unless it is the active one; returns its base.
     pub fn trim_oldest(&self) -> Result<Option<u64>, LogError> {
         let seg = {
-            let mut segs = self
-                .inner
-                .segments
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut segs = self.inner.segments.write().recover();
             if segs.len() <= 1 {
                 return Ok(None);
             }
@@ -808,20 +797,12 @@ impl Log {
     }
 
     pub(crate) fn segment_list(&self) -> Vec<Arc<Segment>> {
-        self.inner
-            .segments
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.segments.read().recover().clone()
     }
 
     /// The segment holding `offset`, or the first one after it.
     pub(crate) fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
-        let segs = self
-            .inner
-            .segments
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let segs = self.inner.segments.read().recover();
         let i = segs.partition_point(|s| s.base <= offset);
         match i.checked_sub(1).map(|j| &segs[j]) {
             Some(s) if offset < s.next_offset() || !s.is_sealed() => Some(s.clone()),
@@ -834,7 +815,7 @@ impl Log {
         self.inner
             .segments
             .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .recover()
             .first()
             .map_or(0, |s| s.base)
     }
@@ -920,7 +901,7 @@ impl Log {
     /// Segments whose index was rebuilt from their data: (base offset,
     /// entries rebuilt).
     pub(crate) fn rebuilt_indexes(&self) -> Vec<(u64, usize)> {
-        lock(&self.inner.rebuilt).clone()
+        self.inner.rebuilt.lock().recover().clone()
     }
 
     /// Runs recovery's full walk on the sealed segment `seg` (its sample
@@ -957,11 +938,7 @@ impl Log {
         fresh.seal();
         let fresh = Arc::new(fresh);
         {
-            let mut segments = self
-                .inner
-                .segments
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut segments = self.inner.segments.write().recover();
             match segments.iter_mut().find(|s| Arc::ptr_eq(s, seg)) {
                 Some(slot) => *slot = fresh.clone(),
                 // Trimmed meanwhile.
@@ -980,7 +957,11 @@ impl Log {
             ?repair,
             "index disagreed with the data: rebuilt from the data"
         );
-        lock(&self.inner.rebuilt).push((seg.base, repair.index_rebuilt));
+        self.inner
+            .rebuilt
+            .lock()
+            .recover()
+            .push((seg.base, repair.index_rebuilt));
         Ok(Some(fresh))
     }
 

@@ -505,7 +505,7 @@ struct Walked {
 
 /// What the bytes of one chain entry are; see the module docs.
 #[derive(Debug, PartialEq, Eq)]
-enum Verdict {
+enum EntryState {
     Good,
     IndexWrong,
     Damaged,
@@ -513,20 +513,20 @@ enum Verdict {
 }
 
 /// Judges the entry `e` whose extent the chain ends at `next`.
-fn judge(file: &SegmentFile<'_>, e: IndexEntry, next: IndexEntry) -> Verdict {
+fn judge(file: &SegmentFile<'_>, e: IndexEntry, next: IndexEntry) -> EntryState {
     let space = next.pos - e.pos;
     let count = next.rel - e.rel;
     let Some((header, payload)) = read_verified(file.data, e.pos, file.len) else {
         return if next.pos > file.len {
-            Verdict::Torn
+            EntryState::Torn
         } else {
-            Verdict::Damaged
+            EntryState::Damaged
         };
     };
     let zero = header.compver == 0 && header.crc == 0 && header.length == 0;
     if header.total_len() as u64 != space {
         if !zero {
-            return Verdict::IndexWrong;
+            return EntryState::IndexWrong;
         }
         // Zeros are what unwritten pages look like: a message only where the
         // index names exactly its nine bytes. Unless verified messages start
@@ -537,23 +537,23 @@ fn judge(file: &SegmentFile<'_>, e: IndexEntry, next: IndexEntry) -> Verdict {
         // long zero-filled region.
         let (run_end, followed) = zero_run(file.data, e.pos, next.pos, file.len);
         return if followed && run_end < next.pos {
-            Verdict::IndexWrong
+            EntryState::IndexWrong
         } else {
-            Verdict::Damaged
+            EntryState::Damaged
         };
     }
     let counted = match header.compression() {
         message::PLAIN => Ok(1),
         // A plugin's answer cannot outvote the index; it is not even asked.
-        c if c >= message::FIRST_PLUGIN_CODEC => return Verdict::Good,
+        c if c >= message::FIRST_PLUGIN_CODEC => return EntryState::Good,
         _ => entry_count(header, &payload, file.codecs),
     };
     match counted {
-        Ok(n) if n == count => Verdict::Good,
-        Ok(_) => Verdict::IndexWrong,
+        Ok(n) if n == count => EntryState::Good,
+        Ok(_) => EntryState::IndexWrong,
         // A built-in set that passed its CRC but does not unpack was written
         // so: the index's count stands, reads report it.
-        Err(_) => Verdict::Good,
+        Err(_) => EntryState::Good,
     }
 }
 
@@ -579,14 +579,14 @@ fn walk_index(file: &SegmentFile<'_>, chain: &[IndexEntry]) -> Walked {
             break;
         };
         match judge(file, *e, next) {
-            Verdict::Good => {
+            EntryState::Good => {
                 walked.damaged += pending.len();
                 walked.entries.append(&mut pending);
                 walked.entries.push(*e);
                 (walked.end, walked.next_rel) = (next.pos, next.rel);
             }
-            Verdict::Damaged => pending.push(*e),
-            Verdict::IndexWrong => {
+            EntryState::Damaged => pending.push(*e),
+            EntryState::IndexWrong => {
                 // A verified message starts here, which confirms the extent
                 // of the damaged entries before it; from here on the data
                 // is the truth.
@@ -595,7 +595,7 @@ fn walk_index(file: &SegmentFile<'_>, chain: &[IndexEntry]) -> Walked {
                 (walked.end, walked.next_rel) = (e.pos, e.rel);
                 return walked;
             }
-            Verdict::Torn => {
+            EntryState::Torn => {
                 torn = true;
                 break;
             }

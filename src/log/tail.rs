@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 
 use super::reader::Message;
+use crate::lock::Recover;
 
 /// Default bound of one log's tail cache: 2 MiB of payload and overhead.
 pub const TAIL_CACHE_BYTES: usize = 2 << 20;
@@ -182,7 +183,7 @@ impl TailCache {
     /// flush is not cacheable) empties it at `next`, the log's new end.
     pub(crate) fn extend(&self, fill: Option<Fill>, next: u64) {
         let per_log = PER_LOG.load(Ordering::Relaxed);
-        let mut run = self.run.write().unwrap_or_else(|e| e.into_inner());
+        let mut run = self.run.write().recover();
         let mut fill = match fill {
             Some(f) if per_log > 0 => f,
             _ => return run.clear(next),
@@ -221,7 +222,7 @@ impl TailCache {
     /// reaches `max_bytes` of payload; `None` when the cache does not hold
     /// `offset`.
     pub(crate) fn read(&self, offset: u64, max: usize, max_bytes: usize) -> Option<Vec<Message>> {
-        let run = self.run.read().unwrap_or_else(|e| e.into_inner());
+        let run = self.run.read().recover();
         if offset < run.start || offset >= run.end {
             return None;
         }
@@ -247,14 +248,14 @@ impl TailCache {
     /// Whether the cache holds `offset`.
     #[cfg(test)]
     fn holds(&self, offset: u64) -> bool {
-        let run = self.run.read().unwrap_or_else(|e| e.into_inner());
+        let run = self.run.read().recover();
         offset >= run.start && offset < run.end
     }
 }
 
 impl Drop for TailCache {
     fn drop(&mut self) {
-        let run = self.run.get_mut().unwrap_or_else(|e| e.into_inner());
+        let run = self.run.get_mut().recover();
         TOTAL.fetch_sub(run.bytes, Ordering::Relaxed);
     }
 }

@@ -102,12 +102,7 @@ fn key(engine: &Engine, wasm: &[u8]) -> String {
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hasher.0.update((wasm.len() as u64).to_le_bytes());
     hasher.0.update(wasm);
-    hasher
-        .0
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::encode::hex(&hasher.0.finalize())
 }
 
 /// Feeds what a `Hash` impl writes into SHA-256, so wasmtime's compatibility

@@ -27,6 +27,7 @@
 //! shared by all its instances, so a plugin cannot reset its budget by
 //! trapping and getting a fresh instance.
 
+use crate::lock::Recover;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -120,7 +121,7 @@ impl GuestLog {
     /// Takes a token if there is one. Returns whether the line may be
     /// written, and a count of suppressed lines to report now, if one is due.
     fn admit(&self, now: Instant) -> (bool, Option<u64>) {
-        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = self.bucket.lock().recover();
         let elapsed = now.saturating_duration_since(b.refilled).as_secs_f64();
         b.tokens = (b.tokens + elapsed * LINES_PER_SECOND).min(BURST_LINES);
         b.refilled = now;
@@ -149,7 +150,7 @@ impl GuestLog {
 
 impl Drop for GuestLog {
     fn drop(&mut self) {
-        let bucket = self.bucket.get_mut().unwrap_or_else(|e| e.into_inner());
+        let bucket = self.bucket.get_mut().recover();
         let suppressed = std::mem::take(&mut bucket.suppressed);
         if suppressed > 0 {
             self.summarize(suppressed);

@@ -38,12 +38,12 @@ const LAYER_COMPONENT: u16 = 1;
 /// Loads plugins. Holds the one engine and linker of the process and the
 /// thread that advances the epoch.
 pub struct PluginHost {
-    shared: Arc<Shared>,
+    shared: Arc<Runtime>,
 }
 
 /// What the host and every plugin loaded from it share. The epoch ticker
 /// stops when the last of them is dropped.
-pub(crate) struct Shared {
+pub(crate) struct Runtime {
     pub(crate) engine: Engine,
     linker: Linker<StoreData>,
     cache: Option<CodeCache>,
@@ -62,7 +62,7 @@ pub struct Plugin {
     from_cache: bool,
     limits: Limits,
     pub(crate) pre: WorldPre,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Runtime>,
 }
 
 /// The pre-linked component, typed by its world.
@@ -96,7 +96,7 @@ impl PluginHost {
             source: Box::new(e),
         })?;
         Ok(PluginHost {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Runtime {
                 engine,
                 linker,
                 cache,
@@ -387,43 +387,20 @@ impl Drop for Ticker {
 /// one byte past the limit, so `/dev/zero`, a FIFO or a file that grows
 /// cannot hang or exhaust the caller.
 pub fn read_component(name: &str, path: &Path) -> Result<Vec<u8>, PluginError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
+    use crate::bounded::Unfit;
     let io = |source| PluginError::Io {
         plugin: name.to_string(),
         path: path.to_path_buf(),
         source,
     };
     let unfit = |what: String| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
-    let fits = |meta: &std::fs::Metadata| {
-        if !meta.is_file() {
-            return Err(unfit("not a regular file".into()));
-        }
-        if meta.len() > MAX_COMPONENT_BYTES {
-            return Err(unfit(format!(
-                "{} bytes, more than the {MAX_COMPONENT_BYTES} a component may have",
-                meta.len()
-            )));
-        }
-        Ok(meta.len())
-    };
-    fits(&std::fs::metadata(path).map_err(io)?)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io)?;
-    let size = fits(&file.metadata().map_err(io)?)?;
-    let mut wasm = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(MAX_COMPONENT_BYTES + 1)
-        .read_to_end(&mut wasm)
-        .map_err(io)?;
-    if wasm.len() as u64 > MAX_COMPONENT_BYTES {
-        return Err(unfit(format!(
-            "grew past the {MAX_COMPONENT_BYTES} bytes a component may have"
-        )));
-    }
-    Ok(wasm)
+    crate::bounded::read_regular_file(path, MAX_COMPONENT_BYTES).map_err(|e| match e {
+        Unfit::Io(source) => io(source),
+        Unfit::NotAFile(kind) => unfit(format!("not a regular file ({kind})")),
+        Unfit::TooLarge(size) => unfit(format!(
+            "{size} bytes, more than the {MAX_COMPONENT_BYTES} a component may have"
+        )),
+    })
 }
 
 #[cfg(test)]

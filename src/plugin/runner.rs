@@ -24,6 +24,7 @@ use super::host::{Plugin, WorldPre};
 use super::sandbox::StoreData;
 use super::{PluginError, PluginKind};
 use crate::histogram::{Histogram, HistogramSnapshot};
+use crate::lock::Recover;
 
 /// Idle instances kept per bound hook.
 pub(crate) const MAX_IDLE_INSTANCES: usize = 4;
@@ -180,7 +181,7 @@ impl<W: World> Runner<W> {
     ) -> Result<R, PluginError> {
         let started = Instant::now();
         bump(&self.counters.calls, 1);
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let idle = self.idle.lock().recover().pop();
         let live = match idle {
             Some(live) => Ok(live),
             None => self.spawn(),
@@ -305,7 +306,7 @@ impl<W: World> Runner<W> {
     }
 
     fn put_back(&self, live: Live<W::Bindings>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.lock().recover();
         if idle.len() < MAX_IDLE_INSTANCES {
             idle.push(live);
         }

@@ -38,6 +38,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 use super::Limits;
 use super::bindings::validator::netlog::plugin::host;
 use super::guest_log::{self, GUEST_TARGET, GuestLog, Level};
+use crate::lock::Recover;
 
 /// Bytes of guest stdout (and, separately, stderr) kept between two calls;
 /// the rest is dropped and reported as dropped.
@@ -320,7 +321,7 @@ struct CaptureBuf {
 
 impl Capture {
     fn lock(&self) -> MutexGuard<'_, CaptureBuf> {
-        self.buf.lock().unwrap_or_else(|e| e.into_inner())
+        self.buf.lock().recover()
     }
 
     fn append(&self, data: &[u8]) {

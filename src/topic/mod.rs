@@ -42,8 +42,8 @@ mod stats;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -58,6 +58,7 @@ pub use writer::{Batch, GROUP_BYTES, QUEUE_JOBS};
 
 use crate::config::{OnError, Settings};
 use crate::duration::OffsetSpec;
+use crate::lock::Recover;
 pub use crate::log::{CheckError, CheckKind, LogError, Message, SegmentInfo};
 use crate::log::{Log, LogOptions, Reader};
 pub use crate::plugin::CallStats;
@@ -528,7 +529,7 @@ impl Topic {
     ) -> Result<Option<(Vec<Message>, u64)>, TopicError> {
         let mut out = Vec::new();
         let step = {
-            let mut parked = lock(&entry.parked);
+            let mut parked = entry.parked.lock().recover();
             if parked.out {
                 ParkedStep::Wait(entry.returned.notified())
             } else if entry.next() != at {
@@ -897,10 +898,6 @@ fn read_some(
         }
     }
     Ok(true)
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Writes a file so that a crash leaves either the old or the new content,

@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::{TopicError, lock, write_atomic};
+use super::{TopicError, write_atomic};
+use crate::lock::Recover;
 use crate::log::{Log, Reader};
 
 /// Folder of persistent scanner files in a topic directory.
@@ -122,7 +123,7 @@ impl ScannerEntry {
     /// Gives the reader back after a read from disk, and wakes the requests
     /// waiting for it.
     pub(super) fn give_back(&self, reader: Option<Reader>) {
-        let mut parked = lock(&self.parked);
+        let mut parked = self.parked.lock().recover();
         parked.reader = reader;
         parked.out = false;
         drop(parked);
@@ -176,14 +177,16 @@ impl Scanners {
         if persistent && !loaded {
             self.save(&entry)?;
         }
-        lock(&self.map).insert(id, entry.clone());
+        self.map.lock().recover().insert(id, entry.clone());
         Ok(entry)
     }
 
     /// Looks up a scanner by its id's text.
     pub(crate) fn get(&self, id: &str) -> Result<Arc<ScannerEntry>, TopicError> {
         let id = Uuid::parse_str(id).map_err(|_| TopicError::ScannerNotFound)?;
-        lock(&self.map)
+        self.map
+            .lock()
+            .recover()
             .get(&id)
             .cloned()
             .ok_or(TopicError::ScannerNotFound)
@@ -191,12 +194,12 @@ impl Scanners {
 
     /// How many scanners there are.
     pub(crate) fn len(&self) -> usize {
-        lock(&self.map).len()
+        self.map.lock().recover().len()
     }
 
     /// Every scanner, sorted by id.
     pub(crate) fn all(&self) -> Vec<Arc<ScannerEntry>> {
-        let mut all: Vec<_> = lock(&self.map).values().cloned().collect();
+        let mut all: Vec<_> = self.map.lock().recover().values().cloned().collect();
         all.sort_by_key(|s| s.id);
         all
     }
@@ -205,7 +208,7 @@ impl Scanners {
     /// are in all: a partial selection, so topic info over 100k scanners
     /// sorts only what it lists.
     pub(crate) fn first(&self, limit: usize) -> (Vec<Arc<ScannerEntry>>, usize) {
-        let mut some: Vec<_> = lock(&self.map).values().cloned().collect();
+        let mut some: Vec<_> = self.map.lock().recover().values().cloned().collect();
         let total = some.len();
         if limit < total {
             some.select_nth_unstable_by_key(limit, |s| s.id);
@@ -220,7 +223,7 @@ impl Scanners {
     pub(crate) fn expire_idle(&self) -> Vec<Uuid> {
         let ttl = IDLE_TTL_MS.load(Ordering::Relaxed);
         let now = now_ms();
-        let mut map = lock(&self.map);
+        let mut map = self.map.lock().recover();
         let idle: Vec<Uuid> = map
             .values()
             .filter(|s| {
@@ -237,7 +240,7 @@ impl Scanners {
     /// Removes a scanner, and its file.
     pub(crate) fn remove(&self, id: &str) -> Result<(), TopicError> {
         let entry = self.get(id)?;
-        lock(&self.map).remove(&entry.id);
+        self.map.lock().recover().remove(&entry.id);
         if entry.persistent {
             let path = self.path(&entry.id);
             match std::fs::remove_file(&path) {
@@ -263,7 +266,10 @@ impl Scanners {
 
     /// Saves every persistent scanner that moved since it was last saved.
     pub(crate) fn save_moved(&self) -> Result<(), TopicError> {
-        let moved: Vec<_> = lock(&self.map)
+        let moved: Vec<_> = self
+            .map
+            .lock()
+            .recover()
             .values()
             .filter(|s| s.persistent && s.saved.load(Ordering::Acquire) != s.next())
             .cloned()

@@ -71,8 +71,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::{Hooks, TopicError, lock};
+use super::{Hooks, TopicError};
 use crate::config::{OnError, Settings};
+use crate::lock::Recover;
 use crate::log::{Log, LogError};
 use crate::message::{self, PLAIN, SET_NONE};
 use crate::plugin::{Validator, Verdict};
@@ -138,11 +139,11 @@ struct Queue {
 
 /// The write side of one topic. See the module docs.
 pub(crate) struct Writer {
-    shared: Arc<Shared>,
+    shared: Arc<WriterState>,
     room: Arc<Semaphore>,
 }
 
-struct Shared {
+struct WriterState {
     topic: String,
     log: Log,
     settings: Settings,
@@ -163,7 +164,7 @@ impl Writer {
     ) -> Writer {
         quiet_panics::install();
         Writer {
-            shared: Arc::new(Shared {
+            shared: Arc::new(WriterState {
                 topic: topic.to_string(),
                 log,
                 settings,
@@ -191,7 +192,7 @@ impl Writer {
             .map_err(|_| closed())?;
         let (reply, answer) = oneshot::channel();
         let starts_drain = {
-            let mut q = lock(&self.shared.queue);
+            let mut q = self.shared.queue.lock().recover();
             if q.closed {
                 return Err(closed());
             }
@@ -228,7 +229,7 @@ impl Writer {
     pub(crate) fn abandon(&self, error: impl Fn() -> TopicError) {
         self.room.close();
         let queued: Vec<Job> = {
-            let mut q = lock(&self.shared.queue);
+            let mut q = self.shared.queue.lock().recover();
             q.closed = true;
             q.jobs.drain(..).collect()
         };
@@ -241,21 +242,21 @@ impl Writer {
     /// Takes no more jobs and waits until every queued one is written.
     pub(crate) fn close(&self) {
         self.room.close();
-        let mut q = lock(&self.shared.queue);
+        let mut q = self.shared.queue.lock().recover();
         q.closed = true;
         while q.draining {
-            q = self.shared.idle.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = self.shared.idle.wait(q).recover();
         }
         // Jobs queued after the last drain ended (none should be) fail.
         q.jobs.clear();
     }
 }
 
-impl Shared {
+impl WriterState {
     /// The next group, or `None` (and the drain is over) when the queue is
     /// empty.
     fn next_group(&self) -> Option<Vec<Job>> {
-        let mut q = lock(&self.queue);
+        let mut q = self.queue.lock().recover();
         if q.jobs.is_empty() {
             q.draining = false;
             self.idle.notify_all();
@@ -266,7 +267,7 @@ impl Shared {
 
     /// Whether jobs wait; if none do, the drain is over.
     fn more(&self) -> bool {
-        let mut q = lock(&self.queue);
+        let mut q = self.queue.lock().recover();
         if q.jobs.is_empty() {
             q.draining = false;
             self.idle.notify_all();
@@ -490,13 +491,13 @@ impl Shared {
 /// not stay "draining" with nobody draining: the next publish starts one,
 /// and `close` does not wait forever.
 struct ResetDraining<'a> {
-    shared: &'a Shared,
+    shared: &'a WriterState,
     /// The drain ended as it should (the queue empty, or handed over).
     finished: bool,
 }
 
 impl<'a> ResetDraining<'a> {
-    fn new(shared: &'a Shared) -> Self {
+    fn new(shared: &'a WriterState) -> Self {
         ResetDraining {
             shared,
             finished: false,
@@ -507,7 +508,7 @@ impl<'a> ResetDraining<'a> {
 impl Drop for ResetDraining<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            lock(&self.shared.queue).draining = false;
+            self.shared.queue.lock().recover().draining = false;
             self.shared.idle.notify_all();
         }
     }
@@ -571,12 +572,12 @@ fn panic_text(cause: &(dyn std::any::Any + Send)) -> &str {
 /// drain panicked on its group.
 fn answered(
     reply: Result<Result<u64, TopicError>, oneshot::error::RecvError>,
-    shared: &Shared,
+    shared: &WriterState,
     closed: impl Fn() -> TopicError,
 ) -> Result<u64, TopicError> {
     match reply {
         Ok(answer) => answer,
-        Err(_) if !lock(&shared.queue).closed => Err(TopicError::Panicked),
+        Err(_) if !shared.queue.lock().recover().closed => Err(TopicError::Panicked),
         Err(_) => Err(closed()),
     }
 }
@@ -692,7 +693,7 @@ pub(super) mod tests {
         );
         // The drain ends (it is not left "draining" after the panics).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while lock(&writer.shared.queue).draining {
+        while writer.shared.queue.lock().recover().draining {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the drain never ended"

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::lock::Recover;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -63,7 +64,7 @@ pub(crate) struct RequestCtx {
 
 impl RequestCtx {
     fn hold(&self, permit: OwnedSemaphorePermit) {
-        let mut held = self.permits.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = self.permits.lock().recover();
         match held.as_mut() {
             Some(p) => p.merge(permit),
             None => *held = Some(permit),
@@ -72,10 +73,7 @@ impl RequestCtx {
 
     /// Gives the body's bytes back to the budget (when the answer is done).
     pub(crate) fn release(&self) {
-        self.permits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.permits.lock().recover().take();
     }
 
     fn fail(&self, outcome: Outcome) {

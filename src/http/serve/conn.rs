@@ -23,6 +23,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::config::ServerOptions;
+use crate::lock::Recover;
 
 /// One connection's activity, which its watchdog reads.
 pub(crate) struct Conn {
@@ -59,7 +60,7 @@ impl Conn {
     }
 
     fn activity(&self) -> std::sync::MutexGuard<'_, Activity> {
-        self.activity.lock().unwrap_or_else(|p| p.into_inner())
+        self.activity.lock().recover()
     }
 
     pub(super) fn begin(&self) {
