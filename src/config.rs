@@ -27,7 +27,7 @@ use std::time::Duration;
 use crate::duration::{parse_duration, parse_size};
 use crate::log::FsyncPolicy;
 
-pub use crate::plugin::{
+use crate::plugin::{
     DEFAULT_MEMORY_BYTES as DEFAULT_PLUGIN_MEMORY, DEFAULT_TIME_PER_CALL as DEFAULT_PLUGIN_TIME,
     MIN_MEMORY_BYTES as MIN_PLUGIN_MEMORY,
 };

@@ -59,6 +59,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+/// One message as read back from a log: its offset, its stored (and
+/// verified) CRC-32 and its bytes. Every layer above the log hands
+/// messages on in this shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Its offset.
+    pub offset: u64,
+    /// Its stored (and verified) CRC-32.
+    pub crc: u32,
+    /// Its bytes.
+    pub payload: Bytes,
+}
+
 /// Bytes of the header in front of every payload.
 pub const HEADER_BYTES: usize = 9;
 /// The only message format version netlog writes (high nibble of `compver`).

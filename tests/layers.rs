@@ -391,3 +391,34 @@ fn route_patterns_are_written_once() {
         twice.join("\n")
     );
 }
+
+/// A module re-exports only what its own files define: no `pub use
+/// crate::...` outside `lib.rs`, so a layer cannot hand a lower layer's
+/// types up past the layering (as `topic` once did with the log's errors).
+#[test]
+fn modules_reexport_only_their_own_items() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for file in &files {
+        if file.ends_with("lib.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_start();
+            let public = ["pub use ", "pub(crate) use ", "pub(super) use "]
+                .iter()
+                .find_map(|p| line.strip_prefix(p));
+            if public.is_some_and(|rest| rest.starts_with("crate::")) {
+                wrong.push(format!("{}:{}: {line}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "re-exports of other modules' items:\n{}",
+        wrong.join("\n")
+    );
+}

@@ -33,7 +33,8 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::message::HEADER_BYTES;
-use crate::topic::{Message, ReadBound};
+use crate::message::Message;
+use crate::topic::ReadBound;
 
 /// Bytes of binary framing per message of a batch answer: its 8-byte offset
 /// and netlog's 9-byte header.

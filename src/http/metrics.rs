@@ -35,7 +35,7 @@ use super::routes::{Route, UNMATCHED};
 use super::{ApiError, AppState};
 use crate::broker::Broker;
 use crate::histogram::HistogramSnapshot;
-use crate::topic::{CallStats, PluginStats, PublishRoute, Topic, TopicError, TopicGauges};
+use crate::topic::{PluginStats, PublishRoute, Topic, TopicError, TopicGauges};
 
 /// Status codes are 100 to 599.
 const FIRST_CODE: u16 = 100;
@@ -322,22 +322,6 @@ fn encode_topics(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
     )
 }
 
-/// Failures of a plugin by kind (see `CallStats`: traps include memory and
-/// fuel stops, errors include everything).
-fn failures(s: &CallStats) -> [(&'static str, u64); 5] {
-    let trap = s.traps.saturating_sub(s.memory_limits);
-    let error = s
-        .errors
-        .saturating_sub(s.traps + s.timeouts + s.bad_answers);
-    [
-        ("trap", trap),
-        ("timeout", s.timeouts),
-        ("memory", s.memory_limits),
-        ("error", error),
-        ("bad_answer", s.bad_answers),
-    ]
-}
-
 fn encode_plugins(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
     use MetricType::{Counter, Gauge};
     let plugins = || {
@@ -374,7 +358,8 @@ fn encode_plugins(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
         "Failed plugin calls, by kind (trap, timeout, memory, error, bad_answer).",
         Counter,
         plugins().flat_map(|(l, s)| {
-            failures(s).map(|(kind, n)| ([l[0], l[1], l[2], ("kind", kind)], n as f64))
+            s.failures_by_kind()
+                .map(|(kind, n)| ([l[0], l[1], l[2], ("kind", kind)], n as f64))
         }),
     )?;
     histograms(

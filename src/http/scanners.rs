@@ -37,8 +37,9 @@ use super::serve::LongPoll;
 use super::topics::truthy;
 use super::{ApiError, AppState, Params, Path};
 use crate::duration::{parse_duration, parse_size};
+use crate::message::Message;
 use crate::message::{self, PLAIN};
-use crate::topic::{Message, ReadLimits, ScannerEntry, Topic, TopicError};
+use crate::topic::{ReadLimits, ScannerEntry, Topic, TopicError};
 
 /// How long a scan waits when `wait` is not given (netlog's default).
 pub const DEFAULT_WAIT: Duration = Duration::from_millis(5);

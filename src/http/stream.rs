@@ -29,7 +29,8 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::{ApiError, AppState, Params, Path};
-use crate::topic::{Message, ReadLimits, Subscription, Topic, TopicError};
+use crate::message::Message;
+use crate::topic::{ReadLimits, Subscription, Topic, TopicError};
 
 /// Largest chunk of events written at once.
 pub const CHUNK_BYTES: usize = 64 * 1024;

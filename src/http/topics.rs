@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, Body, Params, Path, ok_message, rfc3339};
-use crate::topic::{CallStats, HookInfo};
+use crate::topic::HookInfo;
 
 /// Most scanners listed by topic info (`scanner_count` gives them all):
 /// 1,000.
@@ -68,13 +68,14 @@ pub async fn topic_info(
             )
         })
         .collect();
-    let stats = |s: &CallStats| {
+    let stats = |h: &HookInfo| {
+        let s = &h.stats;
         json!({"calls": s.calls, "errors": s.errors, "traps": s.traps, "timeouts": s.timeouts,
                "rejected": s.rejected, "instances": s.instances,
                "mean_call_us": s.mean_call_time().map(|d| d.as_micros() as u64)})
     };
     let hook = |h: &HookInfo| {
-        let mut v = json!({"plugin": h.plugin, "stats": stats(&h.stats)});
+        let mut v = json!({"plugin": h.plugin, "stats": stats(h)});
         if let Some(on_error) = h.on_error {
             v["on_error"] = json!(on_error);
         }

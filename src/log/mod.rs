@@ -86,7 +86,7 @@ pub use files::{
     set_open_file_limit,
 };
 pub use index::{DEFAULT_INDEX_ENTRIES, INDEX_ENTRY_BYTES};
-pub use reader::{Message, Reader};
+pub use reader::Reader;
 pub use scanner::Scanner;
 pub use segment::SEGMENT_HEADER_BYTES;
 pub use tail::{
@@ -95,7 +95,7 @@ pub use tail::{
 };
 
 use crate::lock::Recover;
-use crate::message::{self, Codecs, FormatError, HEADER_BYTES, Header};
+use crate::message::{self, Codecs, FormatError, HEADER_BYTES, Header, Message};
 use crate::rate_limit::LineLimit;
 use index::IndexEntry;
 use segment::{Segment, unix_now};

@@ -44,7 +44,7 @@ use bytes::Bytes;
 use super::index::IndexEntry;
 use super::segment::Segment;
 use super::{Log, LogError, io_error};
-use crate::message::{FormatError, HEADER_BYTES, Header, MAX_PAYLOAD_BYTES, SET_NONE};
+use crate::message::{FormatError, HEADER_BYTES, Header, MAX_PAYLOAD_BYTES, Message, SET_NONE};
 
 /// Bytes read from a data file at a time.
 pub const CHUNK_BYTES: usize = 256 * 1024;
@@ -74,17 +74,6 @@ impl Stop {
             Stop::NeedIo => LogError::InvalidEntry("read stopped for I/O it was allowed"),
         }
     }
-}
-
-/// One message read from the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    /// Its offset.
-    pub offset: u64,
-    /// Its stored (and verified) CRC-32.
-    pub crc: u32,
-    /// Its bytes.
-    pub payload: Bytes,
 }
 
 /// Inner messages of a set not handed out yet.

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::LogError;
-use super::reader::{Message, Reader};
+use super::reader::Reader;
+use crate::message::Message;
 
 /// A waiting reader. See the module docs.
 pub struct Scanner {

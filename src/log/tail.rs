@@ -37,8 +37,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
-use super::reader::Message;
 use crate::lock::Recover;
+use crate::message::Message;
 
 /// Default bound of one log's tail cache: 2 MiB of payload and overhead.
 pub const TAIL_CACHE_BYTES: usize = 2 << 20;

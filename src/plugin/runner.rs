@@ -84,6 +84,24 @@ pub struct CallStats {
 }
 
 impl CallStats {
+    /// Failed calls by kind, each counted once: a trap that was a memory
+    /// or fuel stop counts as `memory`, and `error` is what no other kind
+    /// explains (the counters overlap: `traps` includes memory stops,
+    /// `errors` includes everything).
+    pub fn failures_by_kind(&self) -> [(&'static str, u64); 5] {
+        let trap = self.traps.saturating_sub(self.memory_limits);
+        let error = self
+            .errors
+            .saturating_sub(self.traps + self.timeouts + self.bad_answers);
+        [
+            ("trap", trap),
+            ("timeout", self.timeouts),
+            ("memory", self.memory_limits),
+            ("error", error),
+            ("bad_answer", self.bad_answers),
+        ]
+    }
+
     /// Mean time per call, if there was any call.
     pub fn mean_call_time(&self) -> Option<Duration> {
         (self.calls > 0).then(|| Duration::from_nanos(self.busy_ns / self.calls))

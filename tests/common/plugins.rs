@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use netlog::config::{Config, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIME, PluginDecl};
+use netlog::config::{Config, PluginDecl};
+use netlog::plugin::{
+    DEFAULT_MEMORY_BYTES as DEFAULT_PLUGIN_MEMORY, DEFAULT_TIME_PER_CALL as DEFAULT_PLUGIN_TIME,
+};
 use netlog::plugin::{HostOptions, Limits, Plugin, PluginHost};
 
 use super::{Api, expect_json, test_config};
