@@ -15,8 +15,9 @@
 //! checks against the real routers: a route without parameters matches its
 //! path exactly and wins over one with parameters; a `{param}` matches one
 //! segment, which may be empty only if more of the path follows. Matching
-//! allocates nothing: a path is compared segment by segment with each of at
-//! most [`Route::ALL`]'s patterns.
+//! allocates nothing: the patterns are cut into segments once, and a path
+//! is compared with the fixed patterns, then cut once and compared segment
+//! by segment with the others.
 
 use axum::http::Method;
 
@@ -208,47 +209,79 @@ impl Route {
         };
         self.spec().1 & bit != 0
     }
-
-    /// Whether `path` matches this route's pattern (see the module docs).
-    fn matches(self, path: &str) -> bool {
-        let pattern = self.pattern();
-        if !pattern.contains('{') {
-            return pattern == path;
-        }
-        let (Some(mut want), Some(mut got)) = (
-            pattern.strip_prefix('/').map(|p| p.split('/')),
-            path.strip_prefix('/').map(|p| p.split('/')),
-        ) else {
-            return false;
-        };
-        loop {
-            match (want.next(), got.next()) {
-                (None, None) => return true,
-                (Some(w), Some(g)) => {
-                    let last = want.clone().next().is_none();
-                    let fits = if w.starts_with('{') {
-                        !(g.is_empty() && last)
-                    } else {
-                        w == g
-                    };
-                    if !fits {
-                        return false;
-                    }
-                }
-                _ => return false,
-            }
-        }
-    }
 }
 
+/// One route's pattern, cut into segments once: `None` is a `{param}`.
+struct Compiled {
+    route: Route,
+    /// The whole pattern, for a route without parameters.
+    fixed: Option<&'static str>,
+    segments: Vec<Option<&'static str>>,
+}
+
+/// Most segments a pattern has (`/{topic}/payload/{offset}`).
+const MAX_SEGMENTS: usize = 3;
+
+/// The patterns of [`Route::ALL`], cut once.
+static COMPILED: std::sync::LazyLock<Vec<Compiled>> = std::sync::LazyLock::new(|| {
+    Route::ALL
+        .iter()
+        .map(|&route| {
+            let pattern = route.pattern();
+            let segments: Vec<Option<&'static str>> = match pattern.strip_prefix('/') {
+                Some("") | None => Vec::new(),
+                Some(rest) => rest
+                    .split('/')
+                    .map(|s| (!s.starts_with('{')).then_some(s))
+                    .collect(),
+            };
+            Compiled {
+                route,
+                fixed: segments.iter().all(Option::is_some).then_some(pattern),
+                segments,
+            }
+        })
+        .collect()
+});
+
 /// The metric row of the route the router will match `path` with on
-/// `listener`, or [`UNMATCHED`].
+/// `listener`, or [`UNMATCHED`]: a route without parameters by equality
+/// first, then the others segment by segment (see the module docs).
 pub(crate) fn classify(listener: Listener, path: &str) -> usize {
-    let ours = || Route::ALL.iter().filter(|r| r.listener() == listener);
-    let fixed = ours().find(|r| !r.pattern().contains('{') && r.matches(path));
-    fixed
-        .or_else(|| ours().find(|r| r.pattern().contains('{') && r.matches(path)))
-        .map_or(UNMATCHED, |r| r.row())
+    let table = &*COMPILED;
+    let ours = |c: &&Compiled| c.route.listener() == listener;
+    if let Some(c) = table.iter().filter(ours).find(|c| c.fixed == Some(path)) {
+        return c.route.row();
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return UNMATCHED;
+    };
+    let mut got = [""; MAX_SEGMENTS];
+    let mut n = 0;
+    for segment in rest.split('/') {
+        if n == MAX_SEGMENTS {
+            return UNMATCHED;
+        }
+        got[n] = segment;
+        n += 1;
+    }
+    let got = &got[..n];
+    table
+        .iter()
+        .filter(ours)
+        .filter(|c| c.fixed.is_none() && c.segments.len() == n)
+        .find(|c| {
+            c.segments
+                .iter()
+                .zip(got)
+                .enumerate()
+                .all(|(i, (want, g))| match want {
+                    Some(literal) => literal == g,
+                    // A parameter may be empty only if more of the path follows.
+                    None => !g.is_empty() || i + 1 < n,
+                })
+        })
+        .map_or(UNMATCHED, |c| c.route.row())
 }
 
 /// Every route with its methods and listener, for tests that compare the
