@@ -109,7 +109,11 @@ fi
 stage "lint the broker (cargo clippy --all-targets -- -D warnings)"
 cargo clippy --all-targets -- -D warnings
 
-stage "test the broker (cargo test)"
-cargo test
+# The examples and benches are compiled by clippy above (--all-targets);
+# a plain `cargo test` would link each of them again, with wasmtime, for no
+# test. So: the library, binary and integration tests, then the doc tests.
+stage "test the broker (cargo test --lib --bins --tests, then --doc)"
+cargo test --lib --bins --tests
+cargo test --doc
 report_skips
 stage "all tests passed"

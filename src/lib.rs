@@ -18,7 +18,7 @@
 //!      -> { durable, rate_limit } -> { message, duration, histogram, lock, fault, encode, bounded }
 //! ```
 //!
-//! A module uses only modules to its right; `tests/layers.rs` checks this,
+//! A module uses only modules to its right; `tests/it/layers.rs` checks this,
 //! and that no two files of one directory use each other, even around a
 //! cycle.
 //!

@@ -8,12 +8,10 @@
 //! it fails here; a live broker confirms that every route of the table and
 //! of the document is really served.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Map, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
