@@ -114,16 +114,16 @@ async fn unless_shed<T: Default>(
     let Some(Extension(long_poll)) = long_poll.filter(|_| wait >= SHEDDABLE_WAIT) else {
         return Ok(work(state.shutdown.clone()).await?);
     };
-    let (_waiting, mut shed) = long_poll.waiting();
-    // Shutdown or shed, whichever comes first, ends the wait.
-    let (stop_tx, stop) = watch::channel(*state.shutdown.borrow());
+    // The connection's own signal is the stop: a shed (made before the
+    // request that displaced this poll is even read) is seen at once, so the
+    // poll gets its empty answer rather than what that request publishes.
+    // Shutdown ends the waits through the same signal.
+    let (_waiting, stop) = long_poll.waiting();
     let mut shutdown = state.shutdown.clone();
+    let ender = long_poll.clone();
     let forward = tokio::spawn(async move {
-        tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => {}
-            _ = shed.wait_for(|s| *s) => {}
-        }
-        let _ = stop_tx.send(true);
+        let _ = shutdown.wait_for(|s| *s).await;
+        ender.end_waits();
     });
     let done = work(stop).await;
     forward.abort();

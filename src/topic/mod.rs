@@ -491,6 +491,11 @@ impl Topic {
             if !self.wait_appended(&mut appended, deadline, stop).await? {
                 return Ok(Vec::new());
             }
+            // Stopped and appended at once: the stop wins, so a wait that
+            // was ended (a shed long poll) reads nothing more.
+            if *stop.borrow() {
+                return Err(TopicError::ShuttingDown);
+            }
         }
     }
 

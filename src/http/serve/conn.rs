@@ -153,6 +153,12 @@ impl Conn {
 pub(crate) struct LongPoll(pub(super) Arc<Conn>);
 
 impl LongPoll {
+    /// Ends the connection's long-poll waits now (at shutdown), without
+    /// shedding it.
+    pub(crate) fn end_waits(&self) {
+        self.0.shed.send_replace(true);
+    }
+
     /// Marks the request as waiting in a long poll until the guard drops,
     /// and gives the signal that becomes `true` when the connection is shed
     /// (see the module docs).
