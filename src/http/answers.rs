@@ -24,16 +24,15 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::message::HEADER_BYTES;
-use crate::message::Message;
+use super::budget::ByteBudget;
+use crate::message::{HEADER_BYTES, Message};
 use crate::topic::ReadBound;
 
 /// Bytes of binary framing per message of a batch answer: its 8-byte offset
@@ -41,11 +40,7 @@ use crate::topic::ReadBound;
 pub(crate) const FRAME_BYTES: usize = 8 + HEADER_BYTES;
 
 /// The process-wide budget of answer bytes in flight (see the module docs).
-pub(crate) struct AnswerBudget {
-    permits: Arc<Semaphore>,
-    total: usize,
-    wait: Duration,
-}
+pub(crate) struct AnswerBudget(ByteBudget);
 
 /// Room held in the [`AnswerBudget`], given back when dropped.
 pub(crate) struct Grant {
@@ -55,47 +50,34 @@ pub(crate) struct Grant {
 }
 
 impl AnswerBudget {
-    /// A budget of `bytes` (at most `u32::MAX`: one reservation must be
-    /// able to take it all), where a scan waits at most `wait` for room.
+    /// A budget of `bytes` (at most `u32::MAX`, so that one reservation can
+    /// take it all; `[server] answer_budget` is at most 2 GiB), where a scan
+    /// waits at most `wait` for room.
     pub(crate) fn new(bytes: u64, wait: Duration) -> AnswerBudget {
-        let total = usize::try_from(bytes.clamp(1, u64::from(u32::MAX))).unwrap_or(1);
-        AnswerBudget {
-            permits: Arc::new(Semaphore::new(total)),
-            total,
-            wait,
-        }
+        AnswerBudget(ByteBudget::new(bytes.min(u64::from(u32::MAX)), wait))
     }
 
     /// Bytes reserved by answers now.
     pub(crate) fn in_flight(&self) -> usize {
-        self.total.saturating_sub(self.permits.available_permits())
+        self.0.in_flight()
     }
 
     /// Reserves `want` bytes (at most the whole budget), waiting up to the
     /// budget's wait; past it, whatever is free if `partial`. `None` when
     /// nothing (or, without `partial`, not all of it) could be had.
     pub(crate) async fn reserve(&self, want: usize, partial: bool) -> Option<Grant> {
-        let want = want.clamp(1, self.total);
-        let n = u32::try_from(want).unwrap_or(u32::MAX);
-        let sem = &self.permits;
-        let permit = match sem.clone().try_acquire_many_owned(n) {
-            Ok(p) => Some(p),
-            Err(_) => tokio::time::timeout(self.wait, sem.clone().acquire_many_owned(n))
-                .await
-                .ok()
-                .and_then(Result::ok),
+        let budget = &self.0;
+        let permit = match budget.try_take(want) {
+            Some(p) => Some(p),
+            None => budget.take_within(want, budget.wait()).await,
         };
         let permit = match permit {
             Some(p) => p,
-            None if partial => {
-                let free = sem.available_permits().min(want);
-                let free = u32::try_from(free).ok().filter(|f| *f > 0)?;
-                sem.clone().try_acquire_many_owned(free).ok()?
-            }
+            None if partial => budget.take_free(want)?,
             None => return None,
         };
         Some(Grant {
-            whole: permit.num_permits() == self.total,
+            whole: permit.num_permits() == budget.total(),
             permit,
         })
     }

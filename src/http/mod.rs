@@ -19,6 +19,7 @@
 pub mod admin;
 mod answers;
 pub mod auth;
+mod budget;
 mod check;
 mod error;
 pub(crate) mod front;

@@ -47,10 +47,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use self::body::{BoundedBody, Budget, Outcome, Rate, RequestCtx};
+use self::body::{BoundedBody, Outcome, Rate, RequestCtx};
 use self::conn::Conn;
 pub(crate) use self::conn::LongPoll;
 use self::io::Tracked;
+use super::budget::ByteBudget;
 use axum::response::IntoResponse;
 
 use super::ApiError;
@@ -101,7 +102,7 @@ pub(crate) async fn serve(
         "connection limits"
     );
     let shared = Arc::new(ListenerState {
-        budget: Arc::new(Budget::new(opts.body_budget, opts.body_budget_wait)),
+        budget: Arc::new(ByteBudget::new(opts.body_budget, opts.body_budget_wait)),
         router,
         opts,
         tls,
@@ -182,7 +183,7 @@ struct ListenerState {
     router: super::App,
     opts: ServerOptions,
     tls: Option<Arc<Tls>>,
-    budget: Arc<Budget>,
+    budget: Arc<ByteBudget>,
     /// Connections served at once.
     cap: usize,
     /// Shutdown has begun: answers carry `Connection: close`.

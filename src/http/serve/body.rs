@@ -26,7 +26,9 @@ use std::time::Duration;
 use crate::lock::Recover;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::http::budget::ByteBudget;
 use tokio::time::{Instant, Sleep};
 
 /// Why a request body was cut short by this layer.
@@ -90,27 +92,6 @@ impl RequestCtx {
     }
 }
 
-/// The process-wide budget of body bytes in memory.
-pub(crate) struct Budget {
-    permits: Arc<Semaphore>,
-    total: usize,
-    wait: Duration,
-}
-
-impl Budget {
-    /// A budget of `bytes`, where a frame waits at most `wait` for room.
-    pub(crate) fn new(bytes: u64, wait: Duration) -> Budget {
-        let total = usize::try_from(bytes)
-            .unwrap_or(usize::MAX)
-            .clamp(1, Semaphore::MAX_PERMITS);
-        Budget {
-            permits: Arc::new(Semaphore::new(total)),
-            total,
-            wait,
-        }
-    }
-}
-
 /// The rate rule's two settings.
 #[derive(Clone, Copy)]
 pub(crate) struct Rate {
@@ -126,7 +107,7 @@ type Acquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>
 pub(crate) struct BoundedBody {
     inner: Incoming,
     ctx: Arc<RequestCtx>,
-    budget: Arc<Budget>,
+    budget: Arc<ByteBudget>,
     rate: Rate,
     /// The start, moved later by the time spent waiting for the budget.
     start: Instant,
@@ -145,7 +126,7 @@ impl BoundedBody {
     pub(crate) fn new(
         inner: Incoming,
         ctx: Arc<RequestCtx>,
-        budget: Arc<Budget>,
+        budget: Arc<ByteBudget>,
         rate: Rate,
     ) -> Self {
         let start = Instant::now();
@@ -190,19 +171,12 @@ impl BoundedBody {
         self.received += len as u64;
         self.last_data = Instant::now();
         self.push_deadline();
-        let want = len.min(self.budget.total).min(u32::MAX as usize) as u32;
-        if let Ok(permit) = self.budget.permits.clone().try_acquire_many_owned(want) {
+        if let Some(permit) = self.budget.try_take(len) {
             self.ctx.hold(permit);
             return Some(frame);
         }
-        let permits = self.budget.permits.clone();
-        let wait = self.budget.wait.saturating_sub(self.waited);
-        let acquire: Acquire = Box::pin(async move {
-            tokio::time::timeout(wait, permits.acquire_many_owned(want))
-                .await
-                .ok()
-                .and_then(Result::ok)
-        });
+        let wait = self.budget.wait().saturating_sub(self.waited);
+        let acquire: Acquire = Box::pin(self.budget.take_within(len, wait));
         self.waiting = Some((frame, acquire, Instant::now()));
         None
     }
