@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use axum::http::{HeaderMap, HeaderValue, Method, Request, header};
+use axum::http::{HeaderMap, HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
@@ -70,33 +70,6 @@ impl Gate {
     #[cfg(test)]
     fn enabled(&self) -> bool {
         self.rights.load().enabled()
-    }
-}
-
-/// What a request needs, from its route and method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Need<'a> {
-    Nothing,
-    /// `GET /`: some right; the answer is filtered.
-    List,
-    Produce(&'a str),
-    Consume(&'a str),
-    /// `admin`; the action as it reads in a refusal, and its topic if any.
-    Admin(&'static str, Option<&'a str>),
-    /// `admin` unless metrics are public.
-    Metrics,
-}
-
-/// The rights table of the module docs, for `route` (whose right is in the
-/// route table) on `topic`.
-fn need<'a>(method: &Method, route: Route, topic: &'a str) -> Need<'a> {
-    match route.right(method) {
-        Right::Nothing => Need::Nothing,
-        Right::List => Need::List,
-        Right::Produce => Need::Produce(topic),
-        Right::Consume => Need::Consume(topic),
-        Right::Admin(action, about_topic) => Need::Admin(action, about_topic.then_some(topic)),
-        Right::Metrics => Need::Metrics,
     }
 }
 
@@ -186,32 +159,39 @@ enum Admission {
 }
 
 /// Decides one request against `rights`, which declare at least one token.
-fn decide(rights: &AuthConfig, need: Need, headers: &HeaderMap) -> Result<Admission, ApiError> {
-    if need == Need::Nothing || (need == Need::Metrics && rights.public_metrics) {
+/// `need` is the route's right (the table of the module docs, from
+/// [`Route::right`]); `topic` the topic it is about, if the right names one.
+fn decide(
+    rights: &AuthConfig,
+    need: Right,
+    topic: &str,
+    headers: &HeaderMap,
+) -> Result<Admission, ApiError> {
+    if need == Right::Nothing || (need == Right::Metrics && rights.public_metrics) {
         return Ok(Admission::Pass);
     }
     let caller = identify(rights, headers)?;
     let (own, anyone) = (caller.grants(rights), &rights.anonymous);
     let allowed = match need {
-        Need::Nothing => true,
-        Need::List => caller != Caller::Anonymous || !anyone.is_empty(),
-        Need::Produce(topic) => own.may_produce(topic) || anyone.may_produce(topic),
-        Need::Consume(topic) => own.may_consume(topic) || anyone.may_consume(topic),
-        Need::Admin(..) | Need::Metrics => own.admin,
+        Right::Nothing => true,
+        Right::List => caller != Caller::Anonymous || !anyone.is_empty(),
+        Right::Produce => own.may_produce(topic) || anyone.may_produce(topic),
+        Right::Consume => own.may_consume(topic) || anyone.may_consume(topic),
+        Right::Admin(..) | Right::Metrics => own.admin,
     };
     if allowed {
         return Ok(match need {
-            Need::List => Admission::List(caller),
+            Right::List => Admission::List(caller),
             _ => Admission::Pass,
         });
     }
     let what = match need {
-        Need::Produce(topic) => format!("produce to {topic}"),
-        Need::Consume(topic) => format!("consume from {topic}"),
-        Need::Admin(action, Some(topic)) => format!("{action} {topic}"),
-        Need::Admin(action, None) => action.to_string(),
-        Need::Metrics => "read metrics".into(),
-        Need::List | Need::Nothing => "list topics".into(),
+        Right::Produce => format!("produce to {topic}"),
+        Right::Consume => format!("consume from {topic}"),
+        Right::Admin(action, true) => format!("{action} {topic}"),
+        Right::Admin(action, false) => action.to_string(),
+        Right::Metrics => "read metrics".into(),
+        Right::List | Right::Nothing => "list topics".into(),
     };
     Err(match caller {
         Caller::Anonymous => ApiError::Unauthorized {
@@ -243,8 +223,12 @@ impl Gate {
             return Check::Pass;
         }
         let topic = first_segment(request.uri().path());
-        let need = need(request.method(), route, &topic);
-        match decide(&rights, need, request.headers()) {
+        match decide(
+            &rights,
+            route.right(request.method()),
+            &topic,
+            request.headers(),
+        ) {
             Ok(Admission::Pass) => Check::Pass,
             Ok(Admission::List(caller)) => Check::List(ListFilter {
                 rights: Guard::into_inner(rights),
@@ -294,6 +278,7 @@ fn exposed(addr: SocketAddr, config: &AuthConfig) -> bool {
 mod tests {
     use super::*;
     use crate::config::auth::{TokenConfig, TopicPattern};
+    use axum::http::Method;
 
     fn patterns(list: &[&str]) -> Vec<TopicPattern> {
         list.iter()
@@ -346,37 +331,25 @@ mod tests {
     /// Each route asks for the right the spec gives it.
     #[test]
     fn routes_need_their_rights() {
-        use Need::*;
+        use Right::*;
         let (get, post, delete) = (&Method::GET, &Method::POST, &Method::DELETE);
-        assert_eq!(need(post, Route::PayloadWrite, "o"), Produce("o"));
-        assert_eq!(need(post, Route::Messages, "o"), Produce("o"));
-        assert_eq!(need(get, Route::PayloadRead, "o"), Consume("o"));
-        assert_eq!(need(post, Route::Scanner, "o"), Consume("o"));
-        assert_eq!(need(delete, Route::Scanner, "o"), Consume("o"));
-        assert_eq!(need(get, Route::Scan, "o"), Consume("o"));
-        assert_eq!(need(get, Route::Stream, "o"), Consume("o"));
-        assert_eq!(need(get, Route::Topic, "o"), Consume("o"));
-        assert_eq!(
-            need(post, Route::Topic, "o"),
-            Admin("create topic", Some("o"))
-        );
-        assert_eq!(
-            need(delete, Route::Topic, "o"),
-            Admin("delete topic", Some("o"))
-        );
-        assert_eq!(
-            need(get, Route::Check, "o"),
-            Admin("check topic", Some("o"))
-        );
-        assert_eq!(need(get, Route::Sync, "o"), Admin("sync topic", Some("o")));
+        assert_eq!(Route::PayloadWrite.right(post), Produce);
+        assert_eq!(Route::Messages.right(post), Produce);
+        assert_eq!(Route::PayloadRead.right(get), Consume);
+        assert_eq!(Route::Scanner.right(post), Consume);
+        assert_eq!(Route::Scanner.right(delete), Consume);
+        assert_eq!(Route::Scan.right(get), Consume);
+        assert_eq!(Route::Stream.right(get), Consume);
+        assert_eq!(Route::Topic.right(get), Consume);
+        assert_eq!(Route::Topic.right(post), Admin("create topic", true));
+        assert_eq!(Route::Topic.right(delete), Admin("delete topic", true));
+        assert_eq!(Route::Check.right(get), Admin("check topic", true));
+        assert_eq!(Route::Sync.right(get), Admin("sync topic", true));
         for reload in [Route::Reload, Route::AdminReload] {
-            assert_eq!(
-                need(post, reload, "_reload"),
-                Admin("reload the config", None)
-            );
+            assert_eq!(reload.right(post), Admin("reload the config", false));
         }
         for metrics in [Route::Metrics, Route::AdminMetrics] {
-            assert_eq!(need(get, metrics, "_metrics"), Metrics);
+            assert_eq!(metrics.right(get), Metrics);
         }
         for free in [
             Route::Health,
@@ -384,9 +357,9 @@ mod tests {
             Route::AdminHealth,
             Route::AdminReady,
         ] {
-            assert_eq!(need(get, free, "_health"), Nothing);
+            assert_eq!(free.right(get), Nothing);
         }
-        assert_eq!(need(get, Route::TopicList, ""), List);
+        assert_eq!(Route::TopicList.right(get), List);
     }
 
     /// The topic is the path's first segment, percent-decoded like axum does.
@@ -446,17 +419,18 @@ mod tests {
     #[test]
     fn refusals_name_caller_and_action() {
         let r = rights();
-        let e = decide(&r, Need::Consume("orders.eu"), &bearer("p-secret")).expect_err("403");
+        let e = decide(&r, Right::Consume, "orders.eu", &bearer("p-secret")).expect_err("403");
         assert!(matches!(e, ApiError::Forbidden { .. }));
         assert_eq!(reason(e), "producer may not consume from orders.eu");
         let e = decide(
             &r,
-            Need::Admin("delete topic", Some("orders.eu")),
+            Right::Admin("delete topic", true),
+            "orders.eu",
             &bearer("p-secret"),
         )
         .expect_err("403");
         assert_eq!(reason(e), "producer may not delete topic orders.eu");
-        let e = decide(&r, Need::Produce("public"), &HeaderMap::new()).expect_err("401");
+        let e = decide(&r, Right::Produce, "public", &HeaderMap::new()).expect_err("401");
         assert!(matches!(
             e,
             ApiError::Unauthorized {
@@ -469,11 +443,11 @@ mod tests {
             "no token given, and anonymous callers may not produce to public"
         );
         assert_eq!(
-            decide(&r, Need::Produce("orders.eu"), &bearer("p-secret")).ok(),
+            decide(&r, Right::Produce, "orders.eu", &bearer("p-secret")).ok(),
             Some(Admission::Pass)
         );
         assert_eq!(
-            decide(&r, Need::Consume("public"), &HeaderMap::new()).ok(),
+            decide(&r, Right::Consume, "public", &HeaderMap::new()).ok(),
             Some(Admission::Pass)
         );
     }
@@ -483,13 +457,13 @@ mod tests {
     fn health_is_open_and_metrics_follow_public_metrics() {
         let mut r = rights();
         assert_eq!(
-            decide(&r, Need::Nothing, &bearer("nope")).ok(),
+            decide(&r, Right::Nothing, "", &bearer("nope")).ok(),
             Some(Admission::Pass)
         );
-        assert!(decide(&r, Need::Metrics, &bearer("p-secret")).is_err());
+        assert!(decide(&r, Right::Metrics, "", &bearer("p-secret")).is_err());
         r.public_metrics = true;
         assert_eq!(
-            decide(&r, Need::Metrics, &HeaderMap::new()).ok(),
+            decide(&r, Right::Metrics, "", &HeaderMap::new()).ok(),
             Some(Admission::Pass)
         );
     }
@@ -501,7 +475,8 @@ mod tests {
         let check = |gate: &Gate| {
             decide(
                 &gate.rights.load(),
-                Need::Consume("orders.x"),
+                Right::Consume,
+                "orders.x",
                 &bearer("p-secret"),
             )
         };
