@@ -386,14 +386,9 @@ impl From<TopicError> for ApiError {
             Some(StorageFault::OffsetNotFound) => return ApiError::OffsetNotFound,
             Some(StorageFault::NoSpace) => return ApiError::InsufficientStorage,
             Some(StorageFault::Codec { codec, detail }) => {
-                let detail = if detail.is_empty() {
-                    chain(&e)
-                } else {
-                    detail.to_string()
-                };
                 return ApiError::CodecFailed {
                     codec: codec.to_string(),
-                    detail,
+                    detail: detail.map_or_else(|| chain(&e), str::to_string),
                 };
             }
             Some(StorageFault::Corrupt { offset }) => {

@@ -107,8 +107,12 @@ pub enum StorageFault<'a> {
     /// The stored message at `offset` fails its checksum or framing.
     Corrupt { offset: u64 },
     /// A codec (`codec`, or `"unknown"` for a compression value no codec
-    /// handles) failed on stored data.
-    Codec { codec: &'a str, detail: &'a str },
+    /// handles) failed on stored data; `detail` is the codec's own reason,
+    /// when it gave one (else the error's text says it all).
+    Codec {
+        codec: &'a str,
+        detail: Option<&'a str>,
+    },
     /// Anything else: an internal error, whose chain goes to the log.
     Other,
 }
@@ -130,14 +134,14 @@ impl TopicError {
                 ..
             } => StorageFault::Codec {
                 codec: &c.codec,
-                detail: &c.reason,
+                detail: Some(&c.reason),
             },
             LogError::Corrupt {
                 source: FormatError::UnknownCodec(_),
                 ..
             } => StorageFault::Codec {
                 codec: "unknown",
-                detail: "",
+                detail: None,
             },
             LogError::Corrupt { offset, .. } => StorageFault::Corrupt { offset: *offset },
             _ => StorageFault::Other,
