@@ -28,6 +28,8 @@ pub(super) struct File {
     topics: BTreeMap<String, Topic>,
     #[serde(default)]
     auth: super::auth::AuthFile,
+    #[serde(default)]
+    groups: super::GroupLimits,
 }
 
 #[derive(Deserialize, Default)]
@@ -215,6 +217,10 @@ impl File {
             cfg.topics.insert(name, input);
         }
         cfg.auth = self.auth.resolve(path)?;
+        self.groups
+            .check()
+            .map_err(|why| at.err("groups", "", why))?;
+        cfg.groups = self.groups;
         Ok(cfg)
     }
 }

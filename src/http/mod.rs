@@ -23,6 +23,7 @@ mod budget;
 mod check;
 mod error;
 pub(crate) mod front;
+mod groups;
 pub mod health;
 mod hot;
 mod messages;
@@ -152,6 +153,16 @@ fn handlers(route: Route) -> MethodRouter<AppState> {
         Route::Scan => get(scanners::scan),
         Route::Stream => get(stream::stream),
         Route::Check => get(check::check),
+        Route::GroupList => get(groups::groups_list),
+        Route::Group => get(groups::group_info)
+            .post(groups::group_create)
+            .delete(groups::group_delete),
+        Route::GroupReceive => post(groups::group_receive),
+        Route::GroupAck => post(groups::group_ack),
+        Route::GroupNack => post(groups::group_nack),
+        Route::GroupExtend => post(groups::group_extend),
+        Route::GroupReject => post(groups::group_reject),
+        Route::GroupSeek => post(groups::group_seek),
         Route::Metrics | Route::AdminMetrics => get(metrics::metrics_get),
         Route::Health | Route::AdminHealth => get(health::health_get),
         Route::Ready | Route::AdminReady => get(health::ready_get),
