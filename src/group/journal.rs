@@ -17,6 +17,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::state::Change;
 
@@ -28,7 +29,8 @@ pub(crate) const COMPACT_BYTES: u64 = 64 << 20;
 /// The open journal of one group.
 pub(crate) struct Journal {
     path: PathBuf,
-    file: File,
+    /// Shared with the fsync that follows a write outside the group's lock.
+    file: Arc<File>,
     len: u64,
     /// fsync after every write (the broker's `fsync = "always"`).
     sync: bool,
@@ -59,6 +61,7 @@ fn encode(change: &Change, out: &mut Vec<u8>) {
         Change::Lost { offset } => (8, offset, 0, 0, 0),
         Change::Release { offset, deliveries } => (9, offset, deliveries, 0, 0),
         Change::Seek { to, generation } => (10, to, 0, generation, 0),
+        Change::Skip { to } => (11, to, 0, 0, 0),
     };
     let mut rec = [0u8; RECORD];
     rec[4] = kind;
@@ -105,6 +108,7 @@ fn decode(rec: &[u8]) -> Option<Change> {
             to: offset,
             generation,
         },
+        11 => Change::Skip { to: offset },
         _ => return None,
     })
 }
@@ -137,7 +141,7 @@ impl Journal {
         Ok(Opened {
             journal: Journal {
                 path: path.to_path_buf(),
-                file,
+                file: Arc::new(file),
                 len: good as u64,
                 sync,
             },
@@ -146,7 +150,8 @@ impl Journal {
         })
     }
 
-    /// Appends `changes` in one write (fsynced under `fsync = "always"`).
+    /// Appends `changes` in one `write`. Under `fsync = "always"` the
+    /// caller fsyncs through [`Journal::to_sync`] after releasing its lock.
     pub(crate) fn append(&mut self, changes: &[Change]) -> std::io::Result<()> {
         if changes.is_empty() {
             return Ok(());
@@ -155,17 +160,19 @@ impl Journal {
         for c in changes {
             encode(c, &mut buf);
         }
-        if let Err(e) = self.file.write_all(&buf) {
+        if let Err(e) = (&*self.file).write_all(&buf) {
             // A short write leaves a torn record; cut it so the next append
             // starts on a record boundary.
             let _ = self.file.set_len(self.len);
             return Err(e);
         }
-        if self.sync {
-            self.file.sync_data()?;
-        }
         self.len += buf.len() as u64;
         Ok(())
+    }
+
+    /// The file to fsync after a write, under `fsync = "always"`.
+    pub(crate) fn to_sync(&self) -> Option<Arc<File>> {
+        self.sync.then(|| self.file.clone())
     }
 
     /// Its size in bytes.
@@ -190,7 +197,7 @@ impl Journal {
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.file = Arc::new(OpenOptions::new().append(true).open(&self.path)?);
         self.len = buf.len() as u64;
         Ok(())
     }
@@ -234,6 +241,7 @@ mod tests {
                 to: 12,
                 generation: 3,
             },
+            Change::Skip { to: 13 },
         ]
     }
 

@@ -6,10 +6,12 @@
 //! A [`Group`] belongs to one topic. Its bookkeeping is a [`state::State`]
 //! under a mutex, and every change goes to its journal (`journal.rs`) in
 //! the same critical section, before the answer that depends on it; the
-//! journal is a `write` to the page cache (fsynced only under
-//! `fsync = "always"`), so a killed broker loses nothing it answered. The
-//! mutex is held for that write and for in-memory work only: messages are
-//! read, and dead letters published, outside it.
+//! journal is a `write` to the page cache, so a killed broker loses nothing
+//! it answered. The mutex is held for that one `write` (a page-cache copy of
+//! 32 bytes a change) and for in-memory work only: the fsync of
+//! `fsync = "always"` runs after it is released, on the blocking pool and
+//! before the answer ([`Group::durable`]), and messages are read, and dead
+//! letters published, outside it.
 //!
 //! A lease carries everything needed to settle it (offset, delivery count,
 //! generation, and the group's random tag), so any connection, or any front
@@ -298,6 +300,23 @@ struct Inner {
     rules: Rules,
     /// When the parked dead letters were last tried.
     parked_tried: Option<Instant>,
+    /// Settles by operation and result, for the metrics.
+    settles: BTreeMap<(&'static str, &'static str), u64>,
+    /// Dead-letter writes that failed.
+    dead_letter_failures: u64,
+    /// Receives that ended empty: nothing available, `max_pending` reached.
+    empty: [u64; 2],
+}
+
+/// What the metrics read of one group (`GET /_metrics`).
+pub struct GroupMetrics {
+    pub topic: String,
+    pub group: String,
+    pub info: GroupInfo,
+    pub settles: Vec<((&'static str, &'static str), u64)>,
+    pub dead_lettered: [(&'static str, u64); 2],
+    pub dead_letter_failures: u64,
+    pub empty: [(&'static str, u64); 2],
 }
 
 /// One consumer group. See the module docs.
@@ -366,6 +385,9 @@ impl Group {
                 settings: stored.settings,
                 rules,
                 parked_tried: None,
+                settles: BTreeMap::new(),
+                dead_letter_failures: 0,
+                empty: [0; 2],
             }),
             freed: Notify::new(),
             waiting: AtomicUsize::new(0),
@@ -402,6 +424,7 @@ impl Group {
             appended.borrow_and_update();
             let (got, why) = self.pick(&req)?;
             if !got.is_empty() {
+                self.durable().await?;
                 let out = self.fetch(got, req.max_bytes).await?;
                 if !out.is_empty() {
                     return Ok(out);
@@ -442,10 +465,15 @@ impl Group {
             .unwrap_or(inner.rules.lease_time)
             .min(inner.rules.max_lease_time);
         let now = Instant::now();
+        if let Some(change) = inner.state.skip_to(self.topic.log().oldest_offset()) {
+            Self::journal(inner, &[change])?;
+        }
         let got = inner.state.deliver(req.max, end, lease, now, &inner.rules);
         if got.is_empty() {
             let [leased, waiting, parked] = inner.state.pending_by_state();
-            let why = if inner.state.pending_len() >= inner.rules.max_pending {
+            let full = inner.state.pending_len() >= inner.rules.max_pending;
+            inner.empty[usize::from(full)] += 1;
+            let why = if full {
                 format!("max_pending reached: {} pending", inner.state.pending_len())
             } else if leased + waiting + parked > 0 {
                 format!("nothing available: {leased} leased, {waiting} waiting")
@@ -483,6 +511,7 @@ impl Group {
         let mut out = Vec::with_capacity(leases.len());
         let mut back = Vec::new();
         let mut lost = Vec::new();
+        let mut damaged = Vec::new();
         let mut bytes = 0usize;
         let lease_ms = |l: &Lease| -> u64 {
             let inner = self.inner.lock().recover();
@@ -520,20 +549,26 @@ impl Group {
                     });
                 }
                 Ok(None) => lost.push(lease.offset),
+                Err(e) if is_damage(&e) => {
+                    tracing::error!(topic = self.topic.name(), group = %self.name, offset = lease.offset, error = %crate::topic::ErrorChain(&e), "a damaged message was set aside by the group");
+                    damaged.push(lease.offset);
+                }
                 Err(e) => {
                     back.push(lease.offset);
                     back.extend(out.iter().map(|d: &Delivered| d.message.offset));
-                    self.hand_back(&back, &lost);
+                    self.hand_back(&back, &lost, &damaged);
                     return Err(e.into());
                 }
             }
         }
-        self.hand_back(&back, &lost);
+        self.hand_back(&back, &lost, &damaged);
         Ok(out)
     }
 
-    fn hand_back(&self, back: &[u64], lost: &[u64]) {
-        if back.is_empty() && lost.is_empty() {
+    /// Gives back what was picked but not answered (`back`), and settles
+    /// what retention removed (`lost`) and what fails its checksum.
+    fn hand_back(&self, back: &[u64], lost: &[u64], damaged: &[u64]) {
+        if back.is_empty() && lost.is_empty() && damaged.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -544,6 +579,9 @@ impl Group {
         }
         for &o in lost {
             changes.extend(inner.state.lost(o));
+        }
+        for &o in damaged {
+            changes.extend(inner.state.damaged(o));
         }
         if let Err(e) = Self::journal(&mut inner, &changes) {
             tracing::error!(topic = self.topic.name(), group = %self.name, error = %e, "group journal write failed");
@@ -593,6 +631,13 @@ impl Group {
                 freed += 1;
             }
             changes.extend(change);
+            let op_label = match op {
+                Op::Ack => "ack",
+                Op::Nack => "nack",
+                Op::Extend => "extend",
+                Op::Reject => "reject",
+            };
+            *inner.settles.entry((op_label, outcome.word())).or_default() += 1;
             out.push(Settled {
                 lease: item.lease.clone(),
                 result: outcome.word(),
@@ -677,6 +722,7 @@ impl Group {
                     }
                 }
                 Err(e) => {
+                    self.inner.lock().recover().dead_letter_failures += 1;
                     tracing::warn!(topic = self.topic.name(), group = %self.name, offset, error = %e, "dead letter parked: the write failed; retried every 10 s");
                 }
             }
@@ -692,6 +738,19 @@ impl Group {
         inner.journal.sync()?;
         drop(inner);
         self.freed.notify_waiters();
+        Ok(())
+    }
+
+    /// Under `fsync = "always"`, fsyncs the journal (on the blocking pool,
+    /// with no lock held); a no-op otherwise. Called before an answer that
+    /// depends on a change.
+    pub async fn durable(&self) -> Result<(), GroupError> {
+        let Some(file) = self.inner.lock().recover().journal.to_sync() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(std::io::Error::other)??;
         Ok(())
     }
 
@@ -731,6 +790,28 @@ impl Group {
                 }),
             waiting_receives: self.waiting.load(Ordering::Relaxed),
             counters: s.counters.clone(),
+        }
+    }
+
+    /// What the metrics show of this group.
+    pub fn metrics(&self) -> GroupMetrics {
+        let info = self.info();
+        let inner = self.inner.lock().recover();
+        let c = &inner.state.counters;
+        GroupMetrics {
+            topic: self.topic.name().to_string(),
+            group: self.name.clone(),
+            settles: inner.settles.iter().map(|(k, v)| (*k, *v)).collect(),
+            dead_lettered: [
+                (state::Reason::MaxDeliveries.label(), c.dead_max_deliveries),
+                (state::Reason::Rejected.label(), c.dead_rejected),
+            ],
+            dead_letter_failures: inner.dead_letter_failures,
+            empty: [
+                ("nothing_available", inner.empty[0]),
+                ("max_pending", inner.empty[1]),
+            ],
+            info,
         }
     }
 
@@ -870,7 +951,7 @@ impl Registry {
     }
 
     /// Every group.
-    fn all(&self) -> Vec<Arc<Group>> {
+    pub fn all(&self) -> Vec<Arc<Group>> {
         self.groups
             .read()
             .recover()
@@ -1054,6 +1135,16 @@ impl Registry {
             }
         }
     }
+}
+
+/// Whether `e` says the stored message is damaged (checksum, framing or
+/// codec), rather than that reading failed.
+fn is_damage(e: &TopicError) -> bool {
+    use crate::topic::StorageFault;
+    matches!(
+        e.storage_fault(),
+        Some(StorageFault::Corrupt { .. } | StorageFault::Codec { .. })
+    )
 }
 
 /// Resolves an offset spec against `topic` without an async context.

@@ -160,6 +160,29 @@ pub(crate) struct Counters {
     pub(crate) dead_lettered: u64,
     pub(crate) dropped: u64,
     pub(crate) lost_to_retention: u64,
+    /// Messages that failed their checksum, set aside.
+    pub(crate) damaged: u64,
+    /// Dead letters by reason (`dead_lettered` is their sum).
+    #[serde(skip)]
+    pub(crate) dead_max_deliveries: u64,
+    #[serde(skip)]
+    pub(crate) dead_rejected: u64,
+}
+
+/// Why a message is dead-lettered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    MaxDeliveries,
+    Rejected,
+}
+
+impl Reason {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Reason::MaxDeliveries => "max_deliveries",
+            Reason::Rejected => "rejected",
+        }
+    }
 }
 
 /// What settles and deliveries may do, from the group's settings.
@@ -200,6 +223,8 @@ pub(crate) struct State {
     pending: BTreeMap<u64, Entry>,
     timers: BTreeSet<(Instant, u64)>,
     ready: BTreeSet<u64>,
+    /// Why each parked entry is parked (rejected; else out of deliveries).
+    reasons: BTreeMap<u64, Reason>,
     pub(crate) counters: Counters,
 }
 
@@ -248,6 +273,10 @@ pub(crate) enum Change {
     Seek {
         to: u64,
         generation: u32,
+    },
+    /// Retention removed everything below `to` before it was delivered.
+    Skip {
+        to: u64,
     },
 }
 
@@ -505,7 +534,7 @@ impl State {
         }
         self.counters.nacked += 1;
         if rules.exhausted(lease.deliveries) {
-            return self.fail(offset, rules);
+            return self.fail(offset, rules, Reason::MaxDeliveries);
         }
         let delay = delay.unwrap_or_else(|| rules.backoff(lease.deliveries));
         self.wait(offset, now + delay, now);
@@ -563,13 +592,14 @@ impl State {
             };
             return (outcome, None);
         }
-        self.fail(lease.offset, rules)
+        self.fail(lease.offset, rules, Reason::Rejected)
     }
 
     /// A delivery that will never succeed: parked for the dead-letter
     /// write, or dropped when there is no dead-letter topic.
-    fn fail(&mut self, offset: u64, rules: &Rules) -> (Outcome, Option<Change>) {
+    fn fail(&mut self, offset: u64, rules: &Rules, reason: Reason) -> (Outcome, Option<Change>) {
         if rules.dead_letter {
+            self.reasons.insert(offset, reason);
             if let Some(mut entry) = self.pending.remove(&offset) {
                 self.clear_timer(offset, &entry);
                 entry.state = Pend::Parked;
@@ -587,6 +617,14 @@ impl State {
     pub(crate) fn dead(&mut self, offset: u64) -> Option<Change> {
         self.remove(offset)?;
         self.counters.dead_lettered += 1;
+        match self
+            .reasons
+            .remove(&offset)
+            .unwrap_or(Reason::MaxDeliveries)
+        {
+            Reason::MaxDeliveries => self.counters.dead_max_deliveries += 1,
+            Reason::Rejected => self.counters.dead_rejected += 1,
+        }
         Some(Change::Dead { offset })
     }
 
@@ -604,6 +642,25 @@ impl State {
         self.remove(offset)?;
         self.counters.lost_to_retention += 1;
         Some(Change::Lost { offset })
+    }
+
+    /// Retention removed everything below `oldest`: undelivered offsets
+    /// below it are lost, and delivery goes on from it.
+    pub(crate) fn skip_to(&mut self, oldest: u64) -> Option<Change> {
+        if self.next >= oldest {
+            return None;
+        }
+        self.counters.lost_to_retention += oldest - self.next;
+        self.next = oldest;
+        Some(Change::Skip { to: oldest })
+    }
+
+    /// `offset` fails its checksum: set aside (counted), so one damaged
+    /// message never stops the group.
+    pub(crate) fn damaged(&mut self, offset: u64) -> Option<Change> {
+        self.remove(offset)?;
+        self.counters.damaged += 1;
+        Some(Change::Drop { offset })
     }
 
     /// Clears everything pending and starts over at `to`, in a new
@@ -721,6 +778,7 @@ impl State {
                 }
                 self.wait(offset, now, now);
             }
+            Change::Skip { to } => self.next = self.next.max(to),
             Change::Seek { to, generation } => {
                 self.pending.clear();
                 self.timers.clear();

@@ -273,6 +273,7 @@ async fn settle(
         }
     };
     let results = g.settle(op, &items)?;
+    g.durable().await?;
     let dead: Vec<u64> = results
         .iter()
         .filter(|r| r.result == "dead_lettered")

@@ -127,6 +127,26 @@ async fn receive_and_ack_with_every_wrong_lease() {
     assert_eq!(info["counters"]["acked"], 2);
     let list = json_of(api.get("/orders/groups").await).await;
     assert_eq!(list, json!(["billing", "other"]));
+    let labels = [("topic", "orders"), ("group", "billing")];
+    assert_eq!(
+        metric(&api, "netlog_group_backlog_messages", &labels).await,
+        Some(1.0)
+    );
+    let acked = [
+        ("topic", "orders"),
+        ("group", "billing"),
+        ("op", "ack"),
+        ("result", "acked"),
+    ];
+    assert_eq!(
+        metric(&api, "netlog_group_settles_total", &acked).await,
+        Some(2.0)
+    );
+    let first = [("topic", "orders"), ("group", "billing"), ("kind", "first")];
+    assert_eq!(
+        metric(&api, "netlog_group_deliveries_total", &first).await,
+        Some(2.0)
+    );
 }
 
 /// A lease that runs out is delivered again with nobody polling in
@@ -355,4 +375,44 @@ async fn a_kill_loses_no_ack_and_no_delivery() {
     assert_eq!(seen, ["6", "7", "8", "9"]);
     let info = json_of(api.get("/k/groups/g").await).await;
     assert_eq!(info["ack_floor"], 6);
+}
+
+/// A message that fails its checksum is set aside (counted) and the group
+/// goes on past it: one damaged message never stops a group.
+#[tokio::test]
+async fn a_damaged_message_does_not_stop_the_group() {
+    let dir = data_dir();
+    let mut netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    api.create_topic("d").await;
+    api.post("/d/groups/g", r#"{"from":"oldest"}"#).await;
+    for m in ["first", "DAMAGE-ME-PLEASE", "third"] {
+        api.post("/d/payload", m).await;
+    }
+    api.get("/d/sync").await;
+    netlog.terminate().await;
+    let mut hit = false;
+    for entry in std::fs::read_dir(dir.path().join("d")).expect("topic dir") {
+        let path = entry.expect("entry").path();
+        let Ok(mut bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        if let Some(at) = bytes.windows(16).position(|w| w == b"DAMAGE-ME-PLEASE") {
+            bytes[at + 3] ^= 0x20;
+            std::fs::write(&path, &bytes).expect("write");
+            hit = true;
+        }
+    }
+    assert!(hit, "the payload was found in a data file");
+    let netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let r = receive(&api, "/d/groups/g/receive?wait=1s").await;
+        assert_eq!(r.status(), 200);
+        seen.push(r.text().await.expect("body"));
+    }
+    assert_eq!(seen, ["first", "third"]);
+    let info = json_of(api.get("/d/groups/g").await).await;
+    assert_eq!(info["counters"]["damaged"], 1);
 }
