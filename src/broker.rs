@@ -699,6 +699,22 @@ impl Broker {
         .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
     }
 
+    /// Changes the settings of consumer group `name` of `topic`.
+    pub(crate) async fn update_group(
+        self: &Arc<Self>,
+        topic: String,
+        name: String,
+        body: bytes::Bytes,
+    ) -> Result<(), crate::group::GroupError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let resolve = broker.resolver();
+            broker.groups.update(&topic, &name, &body, &resolve)
+        })
+        .await
+        .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
+    }
+
     /// Deletes consumer group `name` of `topic`.
     pub(crate) async fn delete_group(
         self: &Arc<Self>,

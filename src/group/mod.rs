@@ -65,6 +65,12 @@ pub const MAX_SETTLE: usize = 10_000;
 pub const MAX_RECEIVE: usize = 1000;
 /// Longest group name.
 pub const MAX_NAME: usize = 64;
+/// Most consumer labels a group remembers.
+pub const MAX_CONSUMERS: usize = 1024;
+/// A consumer label not seen for this long (1 h) is forgotten.
+pub const CONSUMER_IDLE: Duration = Duration::from_secs(3600);
+/// Most entries one pending listing returns.
+pub const MAX_LISTING: usize = 10_000;
 
 use crate::config::GroupLimits as Limits;
 
@@ -238,6 +244,8 @@ pub struct Delivered {
 
 /// What a receive asks for.
 pub struct ReceiveRequest {
+    /// The caller's label (`consumer=`), remembered in the group's info.
+    pub consumer: Option<String>,
     pub max: usize,
     pub max_bytes: usize,
     pub wait: Duration,
@@ -283,6 +291,8 @@ pub struct GroupInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oldest_unacked: Option<Oldest>,
     pub waiting_receives: usize,
+    /// Consumer labels seen, with seconds since each was last seen.
+    pub consumers: BTreeMap<String, u64>,
     pub counters: state::Counters,
 }
 
@@ -306,6 +316,9 @@ struct Inner {
     dead_letter_failures: u64,
     /// Receives that ended empty: nothing available, `max_pending` reached.
     empty: [u64; 2],
+    /// Consumer labels seen on receives, with when (at most
+    /// [`MAX_CONSUMERS`]; idle ones go after [`CONSUMER_IDLE`]).
+    consumers: HashMap<String, Instant>,
 }
 
 /// What the metrics read of one group (`GET /_metrics`).
@@ -388,6 +401,7 @@ impl Group {
                 settles: BTreeMap::new(),
                 dead_letter_failures: 0,
                 empty: [0; 2],
+                consumers: HashMap::new(),
             }),
             freed: Notify::new(),
             waiting: AtomicUsize::new(0),
@@ -465,6 +479,9 @@ impl Group {
             .unwrap_or(inner.rules.lease_time)
             .min(inner.rules.max_lease_time);
         let now = Instant::now();
+        if let Some(c) = &req.consumer {
+            seen(&mut inner.consumers, c, now);
+        }
         if let Some(change) = inner.state.skip_to(self.topic.log().oldest_offset()) {
             Self::journal(inner, &[change])?;
         }
@@ -741,6 +758,95 @@ impl Group {
         Ok(())
     }
 
+    /// Changes the settings from a JSON body of the create fields but
+    /// `from` and `ordering` (blocking: `group.json` is rewritten).
+    /// `others_pending` is the sum of the other groups' `max_pending`.
+    fn update(
+        &self,
+        body: &[u8],
+        resolve: &Resolver,
+        limits: Limits,
+        others_pending: u64,
+    ) -> Result<(), GroupError> {
+        let input: CreateBody = serde_json::from_slice(body)
+            .map_err(|e| GroupError::Invalid(format!("group settings: {e}")))?;
+        if input.from.is_some() || input.ordering.is_some() {
+            return Err(GroupError::Invalid(
+                "from and ordering are set when a group is created; seek moves a group".into(),
+            ));
+        }
+        let mut inner = self.inner.lock().recover();
+        let old = inner.settings.clone();
+        let settings = Settings {
+            lease_time: input.lease_time.unwrap_or(old.lease_time),
+            max_lease_time: input.max_lease_time.unwrap_or(old.max_lease_time),
+            max_deliveries: input.max_deliveries.unwrap_or(old.max_deliveries),
+            dead_letter: input.dead_letter.or(old.dead_letter),
+            backoff: input.backoff.unwrap_or(old.backoff),
+            max_pending: input.max_pending.unwrap_or(old.max_pending),
+            max_waiting: input.max_waiting.unwrap_or(old.max_waiting),
+            ordering: old.ordering,
+        };
+        let rules = settings.rules()?;
+        check_dead_letter(&settings, &self.topic, resolve)?;
+        if others_pending + settings.max_pending as u64 > limits.max_pending_total {
+            return Err(GroupError::Limit(format!(
+                "max_pending {} would take the groups' total over [groups] max_pending_total ({})",
+                settings.max_pending, limits.max_pending_total
+            )));
+        }
+        let stored = Stored {
+            settings: settings.clone(),
+            tag: self.tag.clone(),
+            generation: inner.state.generation,
+            clean: false,
+        };
+        store(&self.dir, &stored)?;
+        inner.settings = settings;
+        inner.rules = rules;
+        drop(inner);
+        // A larger max_pending may free messages for waiting receives.
+        self.freed.notify_waiters();
+        Ok(())
+    }
+
+    /// Pending entries from offset `from`, at most `max`, of `state` if
+    /// given (`leased`, `waiting`, `parked`): one JSON line each.
+    pub fn pending_lines(&self, from: u64, max: usize, state: Option<&str>) -> Vec<u8> {
+        let now = Instant::now();
+        let inner = self.inner.lock().recover();
+        let mut out = Vec::new();
+        let mut from = from;
+        let mut n = 0;
+        // Filtering by state may skip entries: read in pages until `max`.
+        while n < max {
+            let page = inner.state.pending_from(from, 1024);
+            let Some(last) = page.last().map(|(o, _)| *o) else {
+                break;
+            };
+            for (offset, e) in page {
+                if n == max {
+                    break;
+                }
+                if state.is_some_and(|s| s != e.state.name()) {
+                    continue;
+                }
+                let line = serde_json::json!({
+                    "offset": offset,
+                    "state": e.state.name(),
+                    "deliveries": e.deliveries,
+                    "generation": e.generation,
+                    "in_ms": e.at.saturating_duration_since(now).as_millis() as u64,
+                });
+                out.extend_from_slice(line.to_string().as_bytes());
+                out.push(b'\n');
+                n += 1;
+            }
+            from = last + 1;
+        }
+        out
+    }
+
     /// Under `fsync = "always"`, fsyncs the journal (on the blocking pool,
     /// with no lock held); a no-op otherwise. Called before an answer that
     /// depends on a change.
@@ -789,6 +895,11 @@ impl Group {
                     })
                 }),
             waiting_receives: self.waiting.load(Ordering::Relaxed),
+            consumers: inner
+                .consumers
+                .iter()
+                .map(|(name, at)| (name.clone(), at.elapsed().as_secs()))
+                .collect(),
             counters: s.counters.clone(),
         }
     }
@@ -1001,18 +1112,7 @@ impl Registry {
             ordering: input.ordering.unwrap_or(d.ordering),
         };
         let rules = settings.rules()?;
-        if let Some(dlq) = &settings.dead_letter {
-            if dlq == topic.name() {
-                return Err(GroupError::Invalid(
-                    "dead_letter must be another topic".into(),
-                ));
-            }
-            if resolve(dlq).is_none() {
-                return Err(GroupError::Invalid(format!(
-                    "dead_letter topic {dlq:?} not found"
-                )));
-            }
-        }
+        check_dead_letter(&settings, topic, resolve)?;
         let from = match input.from.as_deref() {
             None => topic.next_offset(),
             Some(text) => {
@@ -1076,6 +1176,25 @@ impl Registry {
         Ok(group)
     }
 
+    /// Changes the settings of group `name` of `topic` (blocking).
+    pub fn update(
+        &self,
+        topic: &str,
+        name: &str,
+        body: &[u8],
+        resolve: &Resolver,
+    ) -> Result<(), GroupError> {
+        let group = self.get(topic, name)?;
+        let limits = *self.limits.read().recover();
+        let others: u64 = self
+            .all()
+            .iter()
+            .filter(|g| !Arc::ptr_eq(g, &group))
+            .map(|g| g.inner.lock().recover().rules.max_pending as u64)
+            .sum();
+        group.update(body, resolve, limits, others)
+    }
+
     /// Deletes group `name` of `topic` (blocking): waiting receives end
     /// with 404, its files go.
     pub fn delete(&self, topic: &str, name: &str) -> Result<(), GroupError> {
@@ -1135,6 +1254,49 @@ impl Registry {
             }
         }
     }
+}
+
+/// The dead-letter topic of `settings` exists and is not `topic`.
+fn check_dead_letter(
+    settings: &Settings,
+    topic: &Topic,
+    resolve: &Resolver,
+) -> Result<(), GroupError> {
+    let Some(dlq) = &settings.dead_letter else {
+        return Ok(());
+    };
+    if dlq == topic.name() {
+        return Err(GroupError::Invalid(
+            "dead_letter must be another topic".into(),
+        ));
+    }
+    if resolve(dlq).is_none() {
+        return Err(GroupError::Invalid(format!(
+            "dead_letter topic {dlq:?} not found"
+        )));
+    }
+    Ok(())
+}
+
+/// Notes that consumer `name` was seen at `now`, forgetting idle ones and,
+/// when full, the one seen longest ago.
+fn seen(consumers: &mut HashMap<String, Instant>, name: &str, now: Instant) {
+    if let Some(at) = consumers.get_mut(name) {
+        *at = now;
+        return;
+    }
+    if consumers.len() >= MAX_CONSUMERS {
+        consumers.retain(|_, at| now.duration_since(*at) < CONSUMER_IDLE);
+    }
+    if consumers.len() >= MAX_CONSUMERS
+        && let Some(oldest) = consumers
+            .iter()
+            .min_by_key(|(_, at)| **at)
+            .map(|(n, _)| n.clone())
+    {
+        consumers.remove(&oldest);
+    }
+    consumers.insert(name.to_string(), now);
 }
 
 /// Whether `e` says the stored message is damaged (checksum, framing or

@@ -25,7 +25,8 @@ use super::scanners::{DEFAULT_WAIT, MAX_WAIT};
 use super::{ApiError, AppState, Body, Params, Path};
 use crate::duration::{parse_duration, parse_size};
 use crate::group::{
-    Delivered, Group, GroupError, MAX_RECEIVE, MAX_SETTLE, Op, ReceiveRequest, SettleItem,
+    Delivered, Group, GroupError, MAX_LISTING, MAX_RECEIVE, MAX_SETTLE, Op, ReceiveRequest,
+    SettleItem,
 };
 use crate::message::{self, PLAIN};
 
@@ -127,6 +128,7 @@ pub async fn group_receive(
         ));
     }
     let req = ReceiveRequest {
+        consumer: params.get("consumer").map(str::to_string),
         max: max.unwrap_or(1),
         max_bytes,
         wait,
@@ -371,4 +373,55 @@ pub async fn group_seek(
     let to = super::resolve_offset(&t, to).await?;
     state.broker.seek_group(g.clone(), to).await?;
     Ok(axum::Json(g.info()).into_response())
+}
+
+/// `PATCH /{topic}/groups/{group}`: changes settings (all but `from` and
+/// `ordering`); answers the group's info.
+pub async fn group_patch(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let g = group(&state, &topic, &name)?;
+    state.broker.update_group(topic, name, body).await?;
+    Ok(axum::Json(g.info()).into_response())
+}
+
+/// `GET /{topic}/groups/{group}/pending?from=O&max=N&state=S`: ndjson, one
+/// line per pending entry (`max` default 100, at most 10,000).
+pub async fn group_pending(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let g = group(&state, &topic, &name)?;
+    let from = match params.get("from") {
+        None => 0,
+        Some(f) => f
+            .parse::<u64>()
+            .map_err(|_| ApiError::InvalidOffset(format!("from: {f:?} is not an offset")))?,
+    };
+    let max = match params.get("max") {
+        None => 100,
+        Some(m) => m
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LISTING).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("max must be 1 to {MAX_LISTING}")))?,
+    };
+    let wanted = params.get("state");
+    if let Some(s) = wanted
+        && !["leased", "waiting", "parked"].contains(&s)
+    {
+        return Err(ApiError::BadRequest(
+            "state must be leased, waiting or parked".into(),
+        ));
+    }
+    let body = g.pending_lines(from, max, wanted);
+    let mut answer = Response::new(axum::body::Body::from(body));
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(answer)
 }

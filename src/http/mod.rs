@@ -156,7 +156,9 @@ fn handlers(route: Route) -> MethodRouter<AppState> {
         Route::GroupList => get(groups::groups_list),
         Route::Group => get(groups::group_info)
             .post(groups::group_create)
-            .delete(groups::group_delete),
+            .delete(groups::group_delete)
+            .patch(groups::group_patch),
+        Route::GroupPending => get(groups::group_pending),
         Route::GroupReceive => post(groups::group_receive),
         Route::GroupAck => post(groups::group_ack),
         Route::GroupNack => post(groups::group_nack),

@@ -35,6 +35,7 @@ pub enum Listener {
 const GET: u8 = 1;
 const POST: u8 = 2;
 const DELETE: u8 = 4;
+const PATCH: u8 = 8;
 
 /// One route of one listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +76,8 @@ pub enum Route {
     GroupReject,
     /// `POST /{topic}/groups/{group}/seek?to=X`.
     GroupSeek,
+    /// `GET /{topic}/groups/{group}/pending?from=O&max=N&state=S`.
+    GroupPending,
     /// `GET /_metrics`.
     Metrics,
     /// `GET /_health`.
@@ -116,7 +119,7 @@ pub(crate) const UNMATCHED: usize = Route::ALL.len();
 
 impl Route {
     /// Every route, in the order of their metric rows.
-    pub const ALL: [Route; 26] = [
+    pub const ALL: [Route; 27] = [
         Route::TopicList,
         Route::Topic,
         Route::PayloadWrite,
@@ -135,6 +138,7 @@ impl Route {
         Route::GroupExtend,
         Route::GroupReject,
         Route::GroupSeek,
+        Route::GroupPending,
         Route::Metrics,
         Route::Health,
         Route::Ready,
@@ -162,6 +166,7 @@ impl Route {
             (GET, Method::GET),
             (POST, Method::POST),
             (DELETE, Method::DELETE),
+            (PATCH, Method::PATCH),
         ]
         .into_iter()
         .filter(|(bit, _)| bits & bit != 0)
@@ -184,7 +189,8 @@ impl Route {
             Route::Stream => ("/{topic}/stream", GET, Main),
             Route::Check => ("/{topic}/check", GET, Main),
             Route::GroupList => ("/{topic}/groups", GET, Main),
-            Route::Group => ("/{topic}/groups/{group}", GET | POST | DELETE, Main),
+            Route::Group => ("/{topic}/groups/{group}", GET | POST | DELETE | PATCH, Main),
+            Route::GroupPending => ("/{topic}/groups/{group}/pending", GET, Main),
             Route::GroupReceive => ("/{topic}/groups/{group}/receive", POST, Main),
             Route::GroupAck => ("/{topic}/groups/{group}/ack", POST, Main),
             Route::GroupNack => ("/{topic}/groups/{group}/nack", POST, Main),
@@ -218,6 +224,7 @@ impl Route {
             }
             Route::Group if method == Method::POST => Right::Admin("create group", true),
             Route::Group if method == Method::DELETE => Right::Admin("delete group", true),
+            Route::Group if method == Method::PATCH => Right::Admin("change group", true),
             Route::GroupSeek => Right::Admin("seek group", true),
             Route::GroupList
             | Route::Group
@@ -225,7 +232,8 @@ impl Route {
             | Route::GroupAck
             | Route::GroupNack
             | Route::GroupExtend
-            | Route::GroupReject => Right::Consume,
+            | Route::GroupReject
+            | Route::GroupPending => Right::Consume,
             Route::Sync => Right::Admin("sync topic", true),
             Route::Check => Right::Admin("check topic", true),
         }
@@ -247,6 +255,7 @@ impl Route {
             Method::GET | Method::HEAD => GET,
             Method::POST => POST,
             Method::DELETE => DELETE,
+            Method::PATCH => PATCH,
             _ => 0,
         };
         self.spec().1 & bit != 0

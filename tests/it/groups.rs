@@ -142,10 +142,49 @@ async fn receive_and_ack_with_every_wrong_lease() {
         metric(&api, "netlog_group_settles_total", &acked).await,
         Some(2.0)
     );
+    // Settings change in place; from and ordering do not.
+    let patched = json_of(
+        api.http
+            .patch(api.url("/orders/groups/billing"))
+            .body(r#"{"lease_time":"2m","max_waiting":7}"#)
+            .send()
+            .await
+            .expect("patch"),
+    )
+    .await;
+    assert_eq!(patched["settings"]["lease_time"], "2m");
+    assert_eq!(patched["settings"]["max_waiting"], 7);
+    let refused = api
+        .http
+        .patch(api.url("/orders/groups/billing"))
+        .body(r#"{"from":"oldest"}"#)
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(refused.status(), 400);
+    // Pending entries, by state; the topic's info shows its groups.
+    let held = lease_of(&receive(&api, "/orders/groups/billing/receive?consumer=worker-1").await);
+    let lines = api
+        .get("/orders/groups/billing/pending?state=leased")
+        .await
+        .text()
+        .await
+        .expect("body");
+    let pending: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(pending.len(), 1, "{lines}");
+    assert_eq!(pending[0]["offset"], 2);
+    assert!(held.starts_with("2.1."));
+    let info = json_of(api.get("/orders").await).await;
+    assert_eq!(info["groups"]["billing"]["pending"]["leased"], 1);
+    let billing = json_of(api.get("/orders/groups/billing").await).await;
+    assert!(billing["consumers"]["worker-1"].is_u64(), "{billing}");
     let first = [("topic", "orders"), ("group", "billing"), ("kind", "first")];
     assert_eq!(
         metric(&api, "netlog_group_deliveries_total", &first).await,
-        Some(2.0)
+        Some(3.0)
     );
 }
 
