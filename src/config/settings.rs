@@ -73,6 +73,22 @@ pub const MIN_SEGMENT_SIZE: u64 = 4096;
 /// kept as written (group commit stays bounded by its byte budget).
 pub const MAX_BATCH_NUM_MESSAGES: usize = 1_000_000;
 
+/// Which message formats a topic takes (`message_format`): `v0` refuses
+/// keys, headers, timestamps and idempotency keys, so Go netlog can still
+/// read the topic; `v1` is recorded before the first v1 message is written
+/// (a build that does not know the field then refuses the topic rather than
+/// cutting its log at the first v1 message). Unset: v1 allowed, none yet.
+/// Set in a topic's settings (`POST /{topic}` body, `[topics.*]`) or in
+/// `[defaults]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageFormat {
+    /// netlog's format only.
+    V0,
+    /// v1 messages allowed, and (once recorded) present.
+    V1,
+}
+
 /// What a hook does when its plugin traps, times out or errs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,6 +165,9 @@ pub struct Settings {
         skip_serializing_if = "is_default_min_segment_age"
     )]
     pub min_segment_age: Duration,
+    /// `v0`, `v1` or unset (see [`MessageFormat`]). Default unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_format: Option<MessageFormat>,
 }
 
 fn default_min_segment_bytes() -> u64 {
@@ -180,6 +199,7 @@ impl Default for Settings {
             codecs: BTreeMap::new(),
             min_segment_bytes: DEFAULT_MIN_SEGMENT_BYTES,
             min_segment_age: DEFAULT_MIN_SEGMENT_AGE,
+            message_format: None,
         }
     }
 }
@@ -243,6 +263,8 @@ pub struct SettingsInput {
     pub min_segment_bytes: Option<RawValue>,
     /// Extension: or least age.
     pub min_segment_age: Option<RawValue>,
+    /// Extension: `v0` or `v1` (see [`MessageFormat`]).
+    pub message_format: Option<MessageFormat>,
 }
 
 /// Why settings were refused: the key and what is wrong with its value.
@@ -310,6 +332,7 @@ pub fn resolve(
         },
         min_segment_age: duration(input.min_segment_age.as_ref(), "min_segment_age")?
             .unwrap_or(defaults.min_segment_age),
+        message_format: input.message_format.or(defaults.message_format),
     };
     if let Some(h) = &s.retention
         && h.on_error.is_some()

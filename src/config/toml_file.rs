@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{
     Config, ConfigError, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIME, HookSetting,
-    MAX_PLUGIN_FILE_BYTES, OnError, PluginDecl, RawValue, SettingsInput, Strictness,
+    MAX_PLUGIN_FILE_BYTES, MessageFormat, OnError, PluginDecl, RawValue, SettingsInput, Strictness,
     check_regular_file, check_topic_name, plugin_memory, plugin_time, resolve_settings,
 };
 
@@ -72,6 +72,7 @@ struct Topic {
     retention: Option<Hook>,
     min_segment_bytes: Option<RawValue>,
     min_segment_age: Option<RawValue>,
+    message_format: Option<MessageFormat>,
 }
 
 #[derive(Deserialize)]
@@ -262,6 +263,7 @@ impl Topic {
             codecs: None,
             min_segment_bytes: self.min_segment_bytes,
             min_segment_age: self.min_segment_age,
+            message_format: self.message_format,
         })
     }
 }

@@ -60,6 +60,10 @@ pub enum ApiError {
     Checksum { offset: u64, detail: String },
     #[error("resource busy")]
     Busy(String),
+    /// A v1 record that does not parse though its CRC passes.
+    #[error("format error")]
+    Format { offset: u64, detail: String },
+
     #[error("payload too large")]
     TooLarge { limit: u64 },
     #[error("rejected by validator")]
@@ -149,9 +153,10 @@ impl ApiError {
     pub(crate) fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            Unknown(_) | InvalidDir(_) | Checksum { .. } | CodecFailed { .. } => {
+            Unknown(_) | InvalidDir(_) | Checksum { .. } | CodecFailed { .. } | Format { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+
             BadRequest(_)
             | InvalidOffset(_)
             | InvalidDuration(_)
@@ -203,6 +208,15 @@ impl ApiError {
             | Busy(r)
             | Unauthorized { reason: r, .. }
             | Forbidden { reason: r } => body.reason = Some(Cow::Borrowed(r)),
+            Format { offset, .. } => {
+                body.offset = Some(*offset);
+                body.reason = Some(Cow::Owned(format!(
+                    "the stored message at offset {offset} passes its checksum but its \
+                     v1 record does not parse; GET /<topic>/check lists it; a scanner or \
+                     stream opened from offset {} reads on",
+                    offset.saturating_add(1)
+                )));
+            }
             RequestTimeout(r) | ServerBusy(r) => body.reason = Some(Cow::Borrowed(r)),
             TooLarge { limit } => {
                 body.reason = Some(Cow::Owned(format!("the body is over {limit} bytes")));
@@ -276,7 +290,7 @@ impl ApiError {
                     tracing::error!(codec, detail, suppressed, "read failed in a codec");
                 }
             }
-            Checksum { detail, .. } => {
+            Checksum { detail, .. } | Format { detail, .. } => {
                 if let Some(suppressed) = repeated("checksum", detail) {
                     tracing::error!(status, detail, suppressed, "request failed");
                 }
@@ -406,6 +420,7 @@ impl From<TopicError> for ApiError {
             TopicError::Deleted => ApiError::TopicNotFound,
             TopicError::ShuttingDown => ApiError::ShuttingDown,
             TopicError::ScannerNotFound => ApiError::ScannerNotFound,
+            e @ TopicError::V0Only => ApiError::BadRequest(e.to_string()),
             TopicError::Busy { scanners } => ApiError::Busy(format!(
                 "{scanners} scanner(s) attached: delete them, or delete the topic with ?force=true"
             )),
