@@ -6,7 +6,10 @@
 //! CRC-checked here: a bad CRC or a truncated frame refuses the whole request,
 //! naming the frame. `application/x-ndjson` is one message per line (a final
 //! newline does not make an empty message; empty lines are skipped). Either
-//! way the messages become one entry in the log: all or nothing.
+//! way the messages become one entry in the log: all or nothing. With
+//! `?envelope=true`, each ndjson line is an envelope carrying a key, headers
+//! and a timestamp beside the message (`envelope.rs`); binary frames may be
+//! v1 (`0x10`) as stored, without the broker's idempotency section.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -14,26 +17,44 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{ApiError, AppState, Body, Path};
+use super::envelope::{self, View};
+use super::{ApiError, AppState, Body, Params, Path};
 use crate::message::{self, FormatError, PLAIN};
 use crate::topic::Batch;
 
 /// Most messages one batch request may carry.
 pub const MAX_BATCH_MESSAGES: usize = 1_000_000;
 
-/// `POST /{topic}/payload`: one message, the body's bytes.
+/// `POST /{topic}/payload`: one message, the body's bytes; with `Netlog-*`
+/// headers, a v1 message whose value is the body (see `envelope.rs`).
 pub async fn payload_write(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    if body.is_empty() {
-        return Err(ApiError::BadRequest(
-            "empty body: nothing to publish".into(),
-        ));
-    }
-    let offset = topic.publish(Batch::One(body)).await?;
+    let batch = match envelope::record_from_headers(&headers)? {
+        None if body.is_empty() => {
+            return Err(ApiError::BadRequest(
+                "empty body: nothing to publish".into(),
+            ));
+        }
+        None => Batch::One(body),
+        Some(mut record) => {
+            record.value = body;
+            let mut frame = Vec::with_capacity(record.encoded_len() + message::HEADER_BYTES);
+            record
+                .encode_frame(&mut frame)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            topic.allow_v1().await?;
+            Batch::Framed {
+                plain: Bytes::from(frame),
+                count: 1,
+            }
+        }
+    };
+    let offset = topic.publish(batch).await?;
     // The hottest answer of all: formatted directly, no JSON map per request.
     Ok((
         StatusCode::CREATED,
@@ -51,27 +72,14 @@ pub async fn payload_read(
     let topic = state.broker.topic(&name)?;
     let offset = super::resolve_offset(&topic, &offset).await?;
     let m = topic.read(offset).await?.ok_or(ApiError::OffsetNotFound)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (
-                header::HeaderName::from_static("x-offset"),
-                m.offset.to_string(),
-            ),
-            (
-                header::HeaderName::from_static("x-crc32"),
-                m.crc.to_string(),
-            ),
-        ],
-        m.payload,
-    )
-        .into_response())
+    Ok(View::of(&m)?.single_answer())
 }
 
 /// `POST /{topic}/messages`: many messages, all or nothing.
 pub async fn messages_publish(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    params: Params,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
@@ -80,7 +88,13 @@ pub async fn messages_publish(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let ndjson = content_type.is_some_and(|v| v.starts_with("application/x-ndjson"));
-    let (plain, count) = if ndjson {
+    let envelopes = ndjson && params.get("envelope").is_some_and(super::topics::truthy);
+    let mut v1 = false;
+    let (plain, count) = if envelopes {
+        let (plain, count, any_v1) = envelope::envelope_lines(&body)?;
+        v1 = any_v1;
+        (plain, count)
+    } else if ndjson {
         frame_lines(&body)
     } else {
         let count = check_frames(&body).map_err(|e| match e {
@@ -92,6 +106,7 @@ pub async fn messages_publish(
             )),
             other => other,
         })?;
+        v1 = envelope::check_v1_frames(&body)?;
         (body.clone(), count)
     };
     if count == 0 {
@@ -101,6 +116,9 @@ pub async fn messages_publish(
         return Err(ApiError::BadRequest(format!(
             "{count} messages in one request, over the limit of {MAX_BATCH_MESSAGES}"
         )));
+    }
+    if v1 {
+        topic.allow_v1().await?;
     }
     let first = topic
         .publish(Batch::Framed {

@@ -21,6 +21,7 @@ mod answers;
 pub mod auth;
 mod budget;
 mod check;
+mod envelope;
 mod error;
 pub(crate) mod front;
 pub mod health;

@@ -100,7 +100,7 @@ pub async fn topic_info(
             json!(info.compression_refused_sets),
         );
     }
-    Ok(axum::Json(json!({
+    let mut info_json = json!({
         "name": info.name,
         "path": info.dir,
         "disk_size": info.segments.iter().map(|s| s.disk_size).sum::<u64>(),
@@ -113,8 +113,13 @@ pub async fn topic_info(
         "settings": settings,
         "compression": settings.compression_name(),
         "hooks": hooks,
-    }))
-    .into_response())
+    });
+    // Once the topic holds v1 (or is held to v0); absent on a topic that
+    // never saw either, as before.
+    if let Some(format) = settings.message_format {
+        info_json["message_format"] = json!(format);
+    }
+    Ok(axum::Json(info_json).into_response())
 }
 
 /// `DELETE /{topic}?force=true`: deletes a topic; 409 with scanners attached

@@ -27,6 +27,7 @@ mod layers;
 mod limits;
 mod log_format;
 mod log_props;
+mod messages_v1;
 mod metrics;
 mod netlog_layout;
 mod no_panic;
