@@ -73,6 +73,8 @@ struct Topic {
     min_segment_bytes: Option<RawValue>,
     min_segment_age: Option<RawValue>,
     message_format: Option<MessageFormat>,
+    dedup_window: Option<RawValue>,
+    dedup_max_keys: Option<RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -264,6 +266,8 @@ impl Topic {
             min_segment_bytes: self.min_segment_bytes,
             min_segment_age: self.min_segment_age,
             message_format: self.message_format,
+            dedup_window: self.dedup_window,
+            dedup_max_keys: self.dedup_max_keys,
         })
     }
 }

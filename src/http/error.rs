@@ -63,6 +63,12 @@ pub enum ApiError {
     /// A v1 record that does not parse though its CRC passes.
     #[error("format error")]
     Format { offset: u64, detail: String },
+    /// An `Idempotency-Key` recorded for a request with other messages.
+    #[error("idempotency key reused")]
+    IdempotencyReused(String),
+    /// An `Idempotency-Key` whose first request is still being written.
+    #[error("idempotency key in use")]
+    IdempotencyInUse,
 
     #[error("payload too large")]
     TooLarge { limit: u64 },
@@ -166,7 +172,8 @@ impl ApiError {
             EndOfTopic | TopicNotFound | ScannerNotFound | OffsetNotFound | NoRoute => {
                 StatusCode::NOT_FOUND
             }
-            Busy(_) => StatusCode::CONFLICT,
+            Busy(_) | IdempotencyInUse => StatusCode::CONFLICT,
+            IdempotencyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PluginFailed { .. }
@@ -207,7 +214,13 @@ impl ApiError {
             | NotReady(r)
             | Busy(r)
             | Unauthorized { reason: r, .. }
+            | IdempotencyReused(r)
             | Forbidden { reason: r } => body.reason = Some(Cow::Borrowed(r)),
+            IdempotencyInUse => {
+                body.reason = Some(Cow::Borrowed(
+                    "a request with this key is being written; retry once it is answered",
+                ));
+            }
             Format { offset, .. } => {
                 body.offset = Some(*offset);
                 body.reason = Some(Cow::Owned(format!(

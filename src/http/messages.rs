@@ -20,7 +20,8 @@ use serde_json::json;
 use super::envelope::{self, View};
 use super::{ApiError, AppState, Body, Params, Path};
 use crate::message::{self, FormatError, PLAIN};
-use crate::topic::Batch;
+use crate::record::{Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, Record};
+use crate::topic::{Batch, Lookup, Ticket, Topic, fingerprint};
 
 /// Most messages one batch request may carry.
 pub const MAX_BATCH_MESSAGES: usize = 1_000_000;
@@ -34,7 +35,31 @@ pub async fn payload_write(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    let batch = match envelope::record_from_headers(&headers)? {
+    let record = envelope::record_from_headers(&headers)?;
+    if let Some(key) = idempotency_key(&headers)? {
+        let frames = match record {
+            None if body.is_empty() => {
+                return Err(ApiError::BadRequest(
+                    "empty body: nothing to publish".into(),
+                ));
+            }
+            None => {
+                let mut frame = Vec::with_capacity(body.len() + message::HEADER_BYTES);
+                message::encode(&mut frame, PLAIN, &body);
+                frame
+            }
+            Some(mut record) => {
+                record.value = body;
+                v1_frame(&record)?
+            }
+        };
+        let (offset, _, duplicate) = publish_once(&topic, key, frames, 1).await?;
+        return Ok(published(
+            format!("{{\"offset\":{offset}{}}}", duplicate_field(duplicate)),
+            duplicate,
+        ));
+    }
+    let batch = match record {
         None if body.is_empty() => {
             return Err(ApiError::BadRequest(
                 "empty body: nothing to publish".into(),
@@ -43,10 +68,7 @@ pub async fn payload_write(
         None => Batch::One(body),
         Some(mut record) => {
             record.value = body;
-            let mut frame = Vec::with_capacity(record.encoded_len() + message::HEADER_BYTES);
-            record
-                .encode_frame(&mut frame)
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let frame = v1_frame(&record)?;
             topic.allow_v1().await?;
             Batch::Framed {
                 plain: Bytes::from(frame),
@@ -117,6 +139,15 @@ pub async fn messages_publish(
             "{count} messages in one request, over the limit of {MAX_BATCH_MESSAGES}"
         )));
     }
+    if let Some(key) = idempotency_key(&headers)? {
+        let (first, count, duplicate) =
+            publish_once(&topic, key, plain.to_vec(), count as u32).await?;
+        let body = format!(
+            "{{\"count\":{count}{},\"first_offset\":{first}}}",
+            duplicate_field(duplicate)
+        );
+        return Ok(published(body, duplicate));
+    }
     if v1 {
         topic.allow_v1().await?;
     }
@@ -131,6 +162,118 @@ pub async fn messages_publish(
         axum::Json(json!({ "first_offset": first, "count": count })),
     )
         .into_response())
+}
+
+/// The v1 frame of `record`; a bound broken is a 400.
+fn v1_frame(record: &Record) -> Result<Vec<u8>, ApiError> {
+    let mut frame = Vec::with_capacity(record.encoded_len() + message::HEADER_BYTES);
+    record
+        .encode_frame(&mut frame)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(frame)
+}
+
+/// The request's `Idempotency-Key`: 1 to 255 bytes of 0x21-0x7E.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<Bytes>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if values.next().is_some()
+        || bytes.is_empty()
+        || bytes.len() > MAX_IDEMPOTENCY_KEY_BYTES
+        || !bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Idempotency-Key: one value of 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ASCII \
+             characters (0x21-0x7E)"
+        )));
+    }
+    Ok(Some(Bytes::copy_from_slice(bytes)))
+}
+
+/// Publishes `frames` (`count` messages back to back, validated) at most
+/// once per `key` within the topic's window (see `topic/dedup.rs`):
+/// returns the first offset, the count, and whether it is a replay.
+async fn publish_once(
+    topic: &Topic,
+    key: Bytes,
+    frames: Vec<u8>,
+    count: u32,
+) -> Result<(u64, u32, bool), ApiError> {
+    let ticket = match topic.dedup().begin(key, fingerprint(&frames)) {
+        Ok(ticket) => ticket,
+        Err(Lookup::Replay { first, count }) => return Ok((first, count, true)),
+        Err(Lookup::InFlight) => return Err(ApiError::IdempotencyInUse),
+        Err(Lookup::Conflict { first }) => {
+            return Err(ApiError::IdempotencyReused(format!(
+                "this Idempotency-Key was used within the window for other messages, \
+                 written at offset {first}"
+            )));
+        }
+    };
+    let plain = with_idempotency(&frames, &ticket, count)?;
+    topic.allow_v1().await?;
+    let first = topic
+        .publish(Batch::Framed {
+            plain: Bytes::from(plain),
+            count,
+        })
+        .await?;
+    ticket.done(first, count);
+    Ok((first, count, false))
+}
+
+/// `frames` with the idempotency section in the first message (made v1 if
+/// it was v0).
+fn with_idempotency(frames: &[u8], ticket: &Ticket, count: u32) -> Result<Vec<u8>, ApiError> {
+    let (header, payload) =
+        message::decode(frames).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let payload = Bytes::copy_from_slice(payload);
+    let mut record = match crate::record::Record::of(&crate::message::Message {
+        offset: 0,
+        crc: header.crc,
+        payload: payload.clone(),
+        format: header.format(),
+    }) {
+        Ok(Some(r)) => r,
+        Ok(None) => Record {
+            value: payload,
+            ..Record::default()
+        },
+        Err(e) => return Err(ApiError::BadRequest(e.to_string())),
+    };
+    record.idempotency = Some(Idempotency {
+        key: ticket.key().clone(),
+        request_count: count,
+        fingerprint: ticket.fingerprint(),
+    });
+    let mut out = v1_frame(&record)?;
+    out.extend_from_slice(&frames[header.total_len()..]);
+    Ok(out)
+}
+
+/// `,"duplicate":true` for a replay.
+fn duplicate_field(duplicate: bool) -> &'static str {
+    if duplicate { ",\"duplicate\":true" } else { "" }
+}
+
+/// A publish's `201` with `body`; a replay adds `Idempotent-Replayed`.
+fn published(body: String, duplicate: bool) -> Response {
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if duplicate {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
 }
 
 /// Verifies binary frames; the error names the first bad one.

@@ -35,6 +35,7 @@
 //! at once, streams end, and a publish that was on its way gets the same
 //! error as any request on a topic that does not exist.
 
+mod dedup;
 mod error;
 mod retention;
 mod scanners;
@@ -51,6 +52,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+pub use dedup::{Dedup, Lookup, Ticket, fingerprint};
 pub use error::{StorageFault, TopicError};
 pub use scanners::{READERS_DIR, ScannerEntry, set_scanner_idle_ttl};
 pub use stats::{PluginStats, PublishRoute, TopicGauges, TopicStats};
@@ -71,6 +73,47 @@ pub(crate) use writer::ErrorChain;
 
 /// Name of the settings file in a topic directory.
 pub const SETTINGS_FILE: &str = "settings.json";
+
+/// Rebuilds `dedup` from the idempotency sections of the messages written
+/// within its window (by the index's time). Their window is counted from
+/// now: a restart may lengthen a key's window, never shorten it. A read
+/// error stops the replay with a warning (the keys found so far are kept).
+/// Blocking.
+fn rebuild_dedup(topic: &str, log: &Log, dedup: &Dedup) {
+    let since = SystemTime::now()
+        .checked_sub(dedup.window())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let from = log.offset_at(since).max(log.oldest_offset());
+    if from >= log.next_offset() {
+        return;
+    }
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut reader = match log.reader(log.existing_offset(from)) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(topic, error = %e, "idempotency keys not rebuilt");
+            return;
+        }
+    };
+    loop {
+        match reader.next() {
+            Ok(Some(m)) => {
+                if let Ok(Some(r)) = crate::record::Record::of(&m)
+                    && let Some(i) = r.idempotency
+                {
+                    dedup.recover(i.key, i.fingerprint, m.offset, i.request_count, now);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "idempotency keys rebuilt up to a read error");
+                break;
+            }
+        }
+    }
+}
 
 /// Adds `"message_format":"v1"` to the settings file at `path` as it is on
 /// disk (a reload may have just rewritten it), under the settings file's
@@ -207,6 +250,8 @@ pub struct Topic {
     v1_recorded: Arc<AtomicBool>,
     /// Serialises the writers of `settings.json`: the guard and a reload.
     settings_file: Arc<std::sync::Mutex<()>>,
+    /// Recent idempotency keys (`dedup.rs`).
+    dedup: Arc<Dedup>,
 }
 
 /// Facts about a topic for `GET /{topic}`.
@@ -269,6 +314,10 @@ impl Topic {
         let hooks = Arc::new(ArcSwap::from_pointee(hooks));
         let writer = Writer::new(name, log.clone(), settings.clone(), hooks.clone());
         let v1 = settings.message_format == Some(MessageFormat::V1);
+        let dedup = Arc::new(Dedup::new(settings.dedup_window, settings.dedup_max_keys));
+        if v1 {
+            rebuild_dedup(name, &log, &dedup);
+        }
         let topic = Arc::new(Topic {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -283,6 +332,7 @@ impl Topic {
             stats: TopicStats::default(),
             v1_recorded: Arc::new(AtomicBool::new(v1)),
             settings_file: Arc::default(),
+            dedup,
         });
         topic.scanners.load(name, &topic.log)?;
         Ok(topic)
@@ -336,6 +386,11 @@ impl Topic {
         let settings = self.with_format(settings.clone());
         let json = serde_json::to_vec_pretty(&settings).expect("settings serialize");
         write_atomic(&self.dir.join(SETTINGS_FILE), &json)
+    }
+
+    /// The topic's idempotency keys.
+    pub fn dedup(&self) -> &Arc<Dedup> {
+        &self.dedup
     }
 
     /// `settings` with `message_format` v1 if the topic recorded it.
