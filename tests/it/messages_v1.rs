@@ -648,3 +648,45 @@ async fn damaged_but_crc_valid_record_is_kept_and_reported() {
     assert_eq!(r.status(), 200);
     broker.stop().await;
 }
+
+/// A validator built against `netlog:plugin@0.1.x` keeps loading and sees a
+/// v1 message's value as its payload (not the stored record), in single
+/// publishes and in envelope batches.
+#[tokio::test]
+async fn old_validators_see_the_value() {
+    let dir = data_dir();
+    let broker = crate::common::spawn_broker_with(crate::common::config_with(
+        dir.path(),
+        vec![crate::common::declare("json", "json_validator.wasm")],
+    ));
+    let api = broker.api();
+    let hook = json!({"validation": {"plugin": "json", "config": {"required": ["id"]}}});
+    api.create_topic_with("v", &hook).await;
+    let http = reqwest::Client::new();
+    let post = |body: &'static str| {
+        http.post(api.url("/v/payload"))
+            .header("Netlog-Key", "k")
+            .header("Netlog-Header-Trace-Id", "t")
+            .body(body)
+            .send()
+    };
+    expect_json(post(r#"{"id":1}"#).await.unwrap(), 201).await;
+    expect_error(
+        post(r#"{"no":1}"#).await.unwrap(),
+        422,
+        "rejected by validator",
+    )
+    .await;
+    let r = http
+        .post(api.url("/v/messages?envelope=true"))
+        .header("content-type", "application/x-ndjson")
+        .body(
+            "{\"message\":\"{\\\"id\\\":2}\",\"key\":\"a\"}\n{\"message\":\"{}\",\"key\":\"b\"}\n",
+        )
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(r, 422, "rejected by validator").await;
+    assert_eq!(body["index"], 1);
+    broker.stop().await;
+}
