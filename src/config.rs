@@ -33,10 +33,12 @@ use crate::plugin::{
 };
 pub use server::*;
 pub use settings::{
-    DEFAULT_BATCH_INTERVAL, DEFAULT_BATCH_NUM_MESSAGES, DEFAULT_MIN_SEGMENT_AGE,
-    DEFAULT_MIN_SEGMENT_BYTES, DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_SIZE, HookSetting,
-    MIN_ROLL_AGE_FLOOR, MIN_SEGMENT_AGE, MIN_SEGMENT_SIZE, OnError, RawValue, Settings,
-    SettingsError, SettingsInput, Strictness, check_topic_name, resolve as resolve_settings,
+    DEFAULT_BATCH_INTERVAL, DEFAULT_BATCH_NUM_MESSAGES, DEFAULT_DEDUP_MAX_KEYS,
+    DEFAULT_DEDUP_WINDOW, DEFAULT_MIN_SEGMENT_AGE, DEFAULT_MIN_SEGMENT_BYTES, DEFAULT_SEGMENT_AGE,
+    DEFAULT_SEGMENT_SIZE, HookSetting, MAX_DEDUP_MAX_KEYS, MAX_DEDUP_WINDOW, MIN_DEDUP_WINDOW,
+    MIN_ROLL_AGE_FLOOR, MIN_SEGMENT_AGE, MIN_SEGMENT_SIZE, MessageFormat, OnError, RawValue,
+    Settings, SettingsError, SettingsInput, Strictness, check_topic_name,
+    resolve as resolve_settings,
 };
 
 /// A configuration error, naming where it is.

@@ -48,6 +48,8 @@
 //!   components that validate, compress and retain a topic's messages.
 //! - [`message`]: the message format (compver, CRC-32, length, payload),
 //!   message sets and the codecs that compress them.
+//! - [`record`]: the v1 record inside a `0x10` message: timestamp, key,
+//!   headers, idempotency section and value.
 //! - `durable`: atomic, fsynced file replacement and directory fsync, the
 //!   one way a change a restart depends on reaches the disk.
 //! - `fault`: the fault seam of the write path, for tests (compiled to
@@ -86,6 +88,7 @@ pub mod log;
 pub mod message;
 pub mod plugin;
 pub(crate) mod rate_limit;
+pub mod record;
 pub mod token;
 pub mod topic;
 

@@ -4,7 +4,7 @@
 //! big-endian:
 //!
 //! ```text
-//! offset 0  compver  u8    low nibble: compression; high nibble: format version (0)
+//! offset 0  compver  u8    low nibble: compression; high nibble: format version (0 or 1)
 //! offset 1  crc32    u32   CRC-32 (IEEE) of the payload
 //! offset 5  length   u32   payload length in bytes
 //! offset 9  payload  [length]u8
@@ -16,6 +16,12 @@
 //! transformed by a codec plugin (4..=15). A set of N messages occupies N
 //! consecutive offsets in the log. Sets never nest: every message inside a set
 //! is plain, with its own CRC.
+//!
+//! Format version 1 exists only as a plain message (`compver` `0x10`): its
+//! payload is a *record* carrying a timestamp, key and headers beside the
+//! value (see `record.rs`). `0x11`..=`0x1F` are invalid, and a set keeps
+//! format 0 in its own `compver`; the messages inside may be v0 or v1.
+//! This module checks frames only; what a record holds is `record.rs`'s.
 //!
 //! Decompression goes through a [`Codecs`] table, one per topic, so that the
 //! values 4..=15 can be bound to codec plugins and old data stays readable.
@@ -68,14 +74,19 @@ pub struct Message {
     pub offset: u64,
     /// Its stored (and verified) CRC-32.
     pub crc: u32,
-    /// Its bytes.
+    /// Its bytes: a v0 message's value, or a v1 message's record.
     pub payload: Bytes,
+    /// Its format version: 0, or 1 for a record (see `record.rs`).
+    pub format: u8,
 }
 
 /// Bytes of the header in front of every payload.
 pub const HEADER_BYTES: usize = 9;
-/// The only message format version netlog writes (high nibble of `compver`).
+/// The message format version netlog writes (high nibble of `compver`);
+/// version 1 is `record.rs`'s, valid on plain messages only.
 pub const FORMAT_VERSION: u8 = 0;
+/// The record format version (high nibble of `compver` of a v1 message).
+pub const FORMAT_RECORD: u8 = 1;
 /// Compression value of a plain message.
 pub const PLAIN: u8 = 0;
 /// Compression value of an uncompressed message set.
@@ -114,6 +125,9 @@ pub enum FormatError {
     /// A format version this build does not know.
     #[error("unknown message format version {0}")]
     Version(u8),
+    /// Format 1 with a compression other than 0 (`0x11`..=`0x1F`).
+    #[error("format 1 is valid on plain messages only (compver {0:#04x})")]
+    RecordSet(u8),
     /// A set inside a set, or a set where a plain message was required.
     #[error("a message set may only hold plain messages (found compression {0})")]
     NestedSet(u8),
@@ -175,10 +189,18 @@ impl Header {
         HEADER_BYTES + self.length as usize
     }
 
+    /// The format version nibble.
+    pub fn format(&self) -> u8 {
+        self.compver >> 4
+    }
+
     /// Checks the format version and the payload's CRC.
     pub fn verify(&self, payload: &[u8]) -> Result<(), FormatError> {
-        if self.compver >> 4 != FORMAT_VERSION {
-            return Err(FormatError::Version(self.compver >> 4));
+        match self.format() {
+            FORMAT_VERSION => {}
+            FORMAT_RECORD if !self.is_set() => {}
+            FORMAT_RECORD => return Err(FormatError::RecordSet(self.compver)),
+            v => return Err(FormatError::Version(v)),
         }
         let actual = crc32fast::hash(payload);
         if actual != self.crc {
@@ -193,8 +215,13 @@ impl Header {
 
 /// Appends one message (header and payload) to `out`.
 pub fn encode(out: &mut Vec<u8>, compression: u8, payload: &[u8]) {
+    encode_with(out, (FORMAT_VERSION << 4) | (compression & 0x0f), payload)
+}
+
+/// Appends one message with the whole `compver` byte given.
+pub fn encode_with(out: &mut Vec<u8>, compver: u8, payload: &[u8]) {
     out.reserve(HEADER_BYTES + payload.len());
-    out.push((FORMAT_VERSION << 4) | (compression & 0x0f));
+    out.push(compver);
     out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     out.extend_from_slice(payload);
@@ -219,18 +246,23 @@ pub fn decode(buf: &[u8]) -> Result<(Header, &[u8]), FormatError> {
 
 /// Iterates over plain messages stored back to back (a set's payload, or a
 /// batch-publish body), verifying each CRC. Yields the payload slices.
-pub fn plain_messages(buf: &[u8]) -> PlainMessages<'_> {
+pub fn plain_messages(buf: &[u8]) -> impl Iterator<Item = Result<&[u8], FormatError>> {
+    plain_frames(buf).map(|m| m.map(|(_, payload)| payload))
+}
+
+/// [`plain_messages`] with each message's header (its format version).
+pub fn plain_frames(buf: &[u8]) -> PlainMessages<'_> {
     PlainMessages { buf, pos: 0 }
 }
 
-/// Iterator returned by [`plain_messages`].
+/// Iterator returned by [`plain_frames`].
 pub struct PlainMessages<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Iterator for PlainMessages<'a> {
-    type Item = Result<&'a [u8], FormatError>;
+    type Item = Result<(Header, &'a [u8]), FormatError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.pos >= self.buf.len() {
@@ -241,7 +273,7 @@ impl<'a> Iterator for PlainMessages<'a> {
                 return Err(FormatError::NestedSet(header.compression()));
             }
             self.pos += header.total_len();
-            Ok(payload)
+            Ok((header, payload))
         });
         if item.is_err() {
             self.pos = self.buf.len();

@@ -115,6 +115,10 @@ struct Args {
     /// its scenario runs (with --compare-token).
     #[arg(long, value_name = "SECS")]
     compare_scrape: Option<f64>,
+    /// Single publishes as v1 messages: a `Netlog-Key` and 3
+    /// `Netlog-Header-*` on every request.
+    #[arg(long)]
+    v1: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
@@ -395,6 +399,11 @@ async fn throughput_scenario(
         topic: topic.clone(),
         payload: throughput::payload(args.size).into(),
         batch,
+        headers: if args.v1 {
+            throughput::v1_headers()
+        } else {
+            Vec::new()
+        },
     });
     let progress = Progress::start(scenario.name().to_string(), counters.clone());
     let cpu = stats::process_cpu();

@@ -80,6 +80,18 @@ pub struct Publisher {
     pub topic: Arc<str>,
     pub payload: Arc<[u8]>,
     pub batch: Option<u64>,
+    /// Extra headers of a single publish (`--v1`).
+    pub headers: Vec<(&'static str, &'static str)>,
+}
+
+/// A v1 message's headers: a key and 3 message headers.
+pub fn v1_headers() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Netlog-Key", "order-42"),
+        ("Netlog-Header-Trace-Id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("Netlog-Header-Source", "checkout"),
+        ("Netlog-Header-Content-Type", "application/json"),
+    ]
 }
 
 impl Publisher {
@@ -88,7 +100,7 @@ impl Publisher {
             None => target.request(
                 "POST",
                 &format!("/{}/payload", self.topic),
-                &[],
+                &self.headers,
                 &self.payload,
             ),
             Some(_) => {
@@ -165,6 +177,7 @@ pub async fn prefill(
         topic: topic.clone(),
         payload: payload(size).into(),
         batch: Some(PREFILL_BATCH),
+        headers: Vec::new(),
     });
     let _progress = Progress::start(format!("prefill {topic}"), counters.clone());
     run_tasks(

@@ -108,7 +108,7 @@ pub struct ServerOptions {
     pub tls_key: Option<PathBuf>,
     /// `tail_cache`: bytes of the messages each topic wrote last that it
     /// keeps in memory for consumers near the end (the bytes of its
-    /// flushes plus 12 bytes per message; see the log's `tail.rs`). Default 2MiB; 0 turns the
+    /// flushes plus 16 bytes per message; see the log's `tail.rs`). Default 2MiB; 0 turns the
     /// cache off; at most `tail_cache_total`.
     pub tail_cache: u64,
     /// `tail_cache_total`: bytes of every topic's tail cache together; past

@@ -73,6 +73,34 @@ pub const MIN_SEGMENT_SIZE: u64 = 4096;
 /// kept as written (group commit stays bounded by its byte budget).
 pub const MAX_BATCH_NUM_MESSAGES: usize = 1_000_000;
 
+/// Default `dedup_window`: an `Idempotency-Key` is remembered for 2 minutes
+/// after its request was answered.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(120);
+/// Shortest `dedup_window`: 1 s.
+pub const MIN_DEDUP_WINDOW: Duration = Duration::from_secs(1);
+/// Longest `dedup_window`: 7 days.
+pub const MAX_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+/// Default `dedup_max_keys`: most idempotency keys a topic remembers.
+pub const DEFAULT_DEDUP_MAX_KEYS: usize = 100_000;
+/// Largest `dedup_max_keys`: 10 million.
+pub const MAX_DEDUP_MAX_KEYS: usize = 10_000_000;
+
+/// Which message formats a topic takes (`message_format`): `v0` refuses
+/// keys, headers, timestamps and idempotency keys, so Go netlog can still
+/// read the topic; `v1` is recorded before the first v1 message is written
+/// (a build that does not know the field then refuses the topic rather than
+/// cutting its log at the first v1 message). Unset: v1 allowed, none yet.
+/// Set in a topic's settings (`POST /{topic}` body, `[topics.*]`) or in
+/// `[defaults]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageFormat {
+    /// netlog's format only.
+    V0,
+    /// v1 messages allowed, and (once recorded) present.
+    V1,
+}
+
 /// What a hook does when its plugin traps, times out or errs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,6 +177,40 @@ pub struct Settings {
         skip_serializing_if = "is_default_min_segment_age"
     )]
     pub min_segment_age: Duration,
+    /// `v0`, `v1` or unset (see [`MessageFormat`]). Default unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_format: Option<MessageFormat>,
+    /// How long an `Idempotency-Key` is remembered after its request was
+    /// answered. Default 2 min; 1 s to 7 days.
+    #[serde(
+        default = "default_dedup_window",
+        with = "duration_text",
+        skip_serializing_if = "is_default_dedup_window"
+    )]
+    pub dedup_window: Duration,
+    /// Most idempotency keys remembered; past it the soonest-expiring one is
+    /// forgotten. Default 100,000; 1 to 10,000,000.
+    #[serde(
+        default = "default_dedup_max_keys",
+        skip_serializing_if = "is_default_dedup_max_keys"
+    )]
+    pub dedup_max_keys: usize,
+}
+
+fn default_dedup_window() -> Duration {
+    DEFAULT_DEDUP_WINDOW
+}
+
+fn is_default_dedup_window(d: &Duration) -> bool {
+    *d == DEFAULT_DEDUP_WINDOW
+}
+
+fn default_dedup_max_keys() -> usize {
+    DEFAULT_DEDUP_MAX_KEYS
+}
+
+fn is_default_dedup_max_keys(n: &usize) -> bool {
+    *n == DEFAULT_DEDUP_MAX_KEYS
 }
 
 fn default_min_segment_bytes() -> u64 {
@@ -180,6 +242,9 @@ impl Default for Settings {
             codecs: BTreeMap::new(),
             min_segment_bytes: DEFAULT_MIN_SEGMENT_BYTES,
             min_segment_age: DEFAULT_MIN_SEGMENT_AGE,
+            message_format: None,
+            dedup_window: DEFAULT_DEDUP_WINDOW,
+            dedup_max_keys: DEFAULT_DEDUP_MAX_KEYS,
         }
     }
 }
@@ -243,6 +308,12 @@ pub struct SettingsInput {
     pub min_segment_bytes: Option<RawValue>,
     /// Extension: or least age.
     pub min_segment_age: Option<RawValue>,
+    /// Extension: `v0` or `v1` (see [`MessageFormat`]).
+    pub message_format: Option<MessageFormat>,
+    /// Extension: how long idempotency keys are remembered.
+    pub dedup_window: Option<RawValue>,
+    /// Extension: most idempotency keys remembered.
+    pub dedup_max_keys: Option<RawValue>,
 }
 
 /// Why settings were refused: the key and what is wrong with its value.
@@ -310,6 +381,11 @@ pub fn resolve(
         },
         min_segment_age: duration(input.min_segment_age.as_ref(), "min_segment_age")?
             .unwrap_or(defaults.min_segment_age),
+        message_format: input.message_format.or(defaults.message_format),
+        dedup_window: duration(input.dedup_window.as_ref(), "dedup_window")?
+            .unwrap_or(defaults.dedup_window),
+        dedup_max_keys: count(input.dedup_max_keys.as_ref(), "dedup_max_keys")?
+            .unwrap_or(defaults.dedup_max_keys),
     };
     if let Some(h) = &s.retention
         && h.on_error.is_some()
@@ -358,6 +434,18 @@ pub fn resolve(
 
 /// The extensions' floors, which netlog never had: refused.
 fn check_floors(s: &Settings) -> Result<(), SettingsError> {
+    if !(MIN_DEDUP_WINDOW..=MAX_DEDUP_WINDOW).contains(&s.dedup_window) {
+        return Err(SettingsError::new(
+            "dedup_window",
+            format!("{} is outside 1s to 7day", format_duration(s.dedup_window)),
+        ));
+    }
+    if s.dedup_max_keys > MAX_DEDUP_MAX_KEYS {
+        return Err(SettingsError::new(
+            "dedup_max_keys",
+            format!("{} is over {MAX_DEDUP_MAX_KEYS}", s.dedup_max_keys),
+        ));
+    }
     if s.min_segment_age < MIN_ROLL_AGE_FLOOR {
         return Err(SettingsError::new(
             "min_segment_age",

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{
     Config, ConfigError, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIME, HookSetting,
-    MAX_PLUGIN_FILE_BYTES, OnError, PluginDecl, RawValue, SettingsInput, Strictness,
+    MAX_PLUGIN_FILE_BYTES, MessageFormat, OnError, PluginDecl, RawValue, SettingsInput, Strictness,
     check_regular_file, check_topic_name, plugin_memory, plugin_time, resolve_settings,
 };
 
@@ -74,6 +74,9 @@ struct Topic {
     retention: Option<Hook>,
     min_segment_bytes: Option<RawValue>,
     min_segment_age: Option<RawValue>,
+    message_format: Option<MessageFormat>,
+    dedup_window: Option<RawValue>,
+    dedup_max_keys: Option<RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +271,9 @@ impl Topic {
             codecs: None,
             min_segment_bytes: self.min_segment_bytes,
             min_segment_age: self.min_segment_age,
+            message_format: self.message_format,
+            dedup_window: self.dedup_window,
+            dedup_max_keys: self.dedup_max_keys,
         })
     }
 }

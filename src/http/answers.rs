@@ -164,6 +164,7 @@ mod tests {
             offset: 0,
             crc: 0,
             payload: Bytes::from(vec![0u8; len]),
+            format: 0,
         }
     }
 

@@ -77,6 +77,16 @@ pub enum ApiError {
     Checksum { offset: u64, detail: String },
     #[error("resource busy")]
     Busy(String),
+    /// A v1 record that does not parse though its CRC passes.
+    #[error("format error")]
+    Format { offset: u64, detail: String },
+    /// An `Idempotency-Key` recorded for a request with other messages.
+    #[error("idempotency key reused")]
+    IdempotencyReused(String),
+    /// An `Idempotency-Key` whose first request is still being written.
+    #[error("idempotency key in use")]
+    IdempotencyInUse,
+
     #[error("payload too large")]
     TooLarge { limit: u64 },
     #[error("rejected by validator")]
@@ -166,9 +176,10 @@ impl ApiError {
     pub(crate) fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            Unknown(_) | InvalidDir(_) | Checksum { .. } | CodecFailed { .. } => {
+            Unknown(_) | InvalidDir(_) | Checksum { .. } | CodecFailed { .. } | Format { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+
             BadRequest(_)
             | InvalidOffset(_)
             | InvalidDuration(_)
@@ -179,7 +190,8 @@ impl ApiError {
             | ReloadRefused { .. } => StatusCode::BAD_REQUEST,
             EndOfTopic | NothingToReceive(_) | TopicNotFound | ScannerNotFound | OffsetNotFound
             | GroupNotFound | LeaseNotFound | NoRoute => StatusCode::NOT_FOUND,
-            Busy(_) | LeaseExpired(_) => StatusCode::CONFLICT,
+            Busy(_) | LeaseExpired(_) | IdempotencyInUse => StatusCode::CONFLICT,
+            IdempotencyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             TooManyWaiting(_) => StatusCode::TOO_MANY_REQUESTS,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -225,7 +237,22 @@ impl ApiError {
             | LeaseExpired(r)
             | TooManyWaiting(r)
             | Unauthorized { reason: r, .. }
+            | IdempotencyReused(r)
             | Forbidden { reason: r } => body.reason = Some(Cow::Borrowed(r)),
+            IdempotencyInUse => {
+                body.reason = Some(Cow::Borrowed(
+                    "a request with this key is being written; retry once it is answered",
+                ));
+            }
+            Format { offset, .. } => {
+                body.offset = Some(*offset);
+                body.reason = Some(Cow::Owned(format!(
+                    "the stored message at offset {offset} passes its checksum but its \
+                     v1 record does not parse; GET /<topic>/check lists it; a scanner or \
+                     stream opened from offset {} reads on",
+                    offset.saturating_add(1)
+                )));
+            }
             RequestTimeout(r) | ServerBusy(r) => body.reason = Some(Cow::Borrowed(r)),
             TooLarge { limit } => {
                 body.reason = Some(Cow::Owned(format!("the body is over {limit} bytes")));
@@ -299,7 +326,7 @@ impl ApiError {
                     tracing::error!(codec, detail, suppressed, "read failed in a codec");
                 }
             }
-            Checksum { detail, .. } => {
+            Checksum { detail, .. } | Format { detail, .. } => {
                 if let Some(suppressed) = repeated("checksum", detail) {
                     tracing::error!(status, detail, suppressed, "request failed");
                 }
@@ -452,6 +479,7 @@ impl From<TopicError> for ApiError {
             TopicError::Deleted => ApiError::TopicNotFound,
             TopicError::ShuttingDown => ApiError::ShuttingDown,
             TopicError::ScannerNotFound => ApiError::ScannerNotFound,
+            e @ TopicError::V0Only => ApiError::BadRequest(e.to_string()),
             TopicError::Busy { scanners } => ApiError::Busy(format!(
                 "{scanners} scanner(s) attached: delete them, or delete the topic with ?force=true"
             )),

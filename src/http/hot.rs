@@ -20,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use axum::Extension;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Body as _;
@@ -55,8 +55,9 @@ pub(crate) fn serve(route: Route, req: Request, state: &AppState) -> HotFuture {
     let state = state.clone();
     match route {
         Route::PayloadWrite => Box::pin(async move {
-            let answer = match Body::from_request(req, &state).await {
-                Ok(body) => messages::payload_write(State(state), Path(name), body)
+            let (parts, body) = req.into_parts();
+            let answer = match Body::read(&parts.headers, body, &state).await {
+                Ok(body) => messages::payload_write(State(state), Path(name), parts.headers, body)
                     .await
                     .into_response(),
                 Err(e) => e.into_response(),

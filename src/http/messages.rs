@@ -6,7 +6,10 @@
 //! CRC-checked here: a bad CRC or a truncated frame refuses the whole request,
 //! naming the frame. `application/x-ndjson` is one message per line (a final
 //! newline does not make an empty message; empty lines are skipped). Either
-//! way the messages become one entry in the log: all or nothing.
+//! way the messages become one entry in the log: all or nothing. With
+//! `?envelope=true`, each ndjson line is an envelope carrying a key, headers
+//! and a timestamp beside the message (`envelope.rs`); binary frames may be
+//! v1 (`0x10`) as stored, without the broker's idempotency section.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -14,26 +17,66 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{ApiError, AppState, Body, Path};
+use super::envelope::{self, View};
+use super::{ApiError, AppState, Body, Params, Path};
 use crate::message::{self, FormatError, PLAIN};
-use crate::topic::Batch;
+use crate::record::{Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, Record};
+use crate::topic::{Batch, Lookup, Ticket, Topic, fingerprint};
 
 /// Most messages one batch request may carry.
 pub const MAX_BATCH_MESSAGES: usize = 1_000_000;
 
-/// `POST /{topic}/payload`: one message, the body's bytes.
+/// `POST /{topic}/payload`: one message, the body's bytes; with `Netlog-*`
+/// headers, a v1 message whose value is the body (see `envelope.rs`).
 pub async fn payload_write(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
-    if body.is_empty() {
-        return Err(ApiError::BadRequest(
-            "empty body: nothing to publish".into(),
+    let record = envelope::record_from_headers(&headers)?;
+    if let Some(key) = idempotency_key(&headers)? {
+        let frames = match record {
+            None if body.is_empty() => {
+                return Err(ApiError::BadRequest(
+                    "empty body: nothing to publish".into(),
+                ));
+            }
+            None => {
+                let mut frame = Vec::with_capacity(body.len() + message::HEADER_BYTES);
+                message::encode(&mut frame, PLAIN, &body);
+                frame
+            }
+            Some(mut record) => {
+                record.value = body;
+                v1_frame(&record)?
+            }
+        };
+        let (offset, _, duplicate) = publish_once(&topic, key, frames, 1).await?;
+        return Ok(published(
+            format!("{{\"offset\":{offset}{}}}", duplicate_field(duplicate)),
+            duplicate,
         ));
     }
-    let offset = topic.publish(Batch::One(body)).await?;
+    let batch = match record {
+        None if body.is_empty() => {
+            return Err(ApiError::BadRequest(
+                "empty body: nothing to publish".into(),
+            ));
+        }
+        None => Batch::One(body),
+        Some(mut record) => {
+            record.value = body;
+            let frame = v1_frame(&record)?;
+            topic.allow_v1().await?;
+            Batch::Framed {
+                plain: Bytes::from(frame),
+                count: 1,
+            }
+        }
+    };
+    let offset = topic.publish(batch).await?;
     // The hottest answer of all: formatted and assembled directly, no JSON
     // map or header tuple per request.
     let mut answer = Response::new(axum::body::Body::from(format!("{{\"offset\":{offset}}}")));
@@ -53,27 +96,14 @@ pub async fn payload_read(
     let topic = state.broker.topic(&name)?;
     let offset = super::resolve_offset(&topic, &offset).await?;
     let m = topic.read(offset).await?.ok_or(ApiError::OffsetNotFound)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (
-                header::HeaderName::from_static("x-offset"),
-                m.offset.to_string(),
-            ),
-            (
-                header::HeaderName::from_static("x-crc32"),
-                m.crc.to_string(),
-            ),
-        ],
-        m.payload,
-    )
-        .into_response())
+    Ok(View::of(&m)?.single_answer())
 }
 
 /// `POST /{topic}/messages`: many messages, all or nothing.
 pub async fn messages_publish(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    params: Params,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
@@ -82,7 +112,13 @@ pub async fn messages_publish(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let ndjson = content_type.is_some_and(|v| v.starts_with("application/x-ndjson"));
-    let (plain, count) = if ndjson {
+    let envelopes = ndjson && params.get("envelope").is_some_and(super::topics::truthy);
+    let mut v1 = false;
+    let (plain, count) = if envelopes {
+        let (plain, count, any_v1) = envelope::envelope_lines(&body)?;
+        v1 = any_v1;
+        (plain, count)
+    } else if ndjson {
         frame_lines(&body)
     } else {
         let count = check_frames(&body).map_err(|e| match e {
@@ -94,6 +130,7 @@ pub async fn messages_publish(
             )),
             other => other,
         })?;
+        v1 = envelope::check_v1_frames(&body)?;
         (body.clone(), count)
     };
     if count == 0 {
@@ -103,6 +140,18 @@ pub async fn messages_publish(
         return Err(ApiError::BadRequest(format!(
             "{count} messages in one request, over the limit of {MAX_BATCH_MESSAGES}"
         )));
+    }
+    if let Some(key) = idempotency_key(&headers)? {
+        let (first, count, duplicate) =
+            publish_once(&topic, key, plain.to_vec(), count as u32).await?;
+        let body = format!(
+            "{{\"count\":{count}{},\"first_offset\":{first}}}",
+            duplicate_field(duplicate)
+        );
+        return Ok(published(body, duplicate));
+    }
+    if v1 {
+        topic.allow_v1().await?;
     }
     let first = topic
         .publish(Batch::Framed {
@@ -115,6 +164,118 @@ pub async fn messages_publish(
         axum::Json(json!({ "first_offset": first, "count": count })),
     )
         .into_response())
+}
+
+/// The v1 frame of `record`; a bound broken is a 400.
+fn v1_frame(record: &Record) -> Result<Vec<u8>, ApiError> {
+    let mut frame = Vec::with_capacity(record.encoded_len() + message::HEADER_BYTES);
+    record
+        .encode_frame(&mut frame)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(frame)
+}
+
+/// The request's `Idempotency-Key`: 1 to 255 bytes of 0x21-0x7E.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<Bytes>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if values.next().is_some()
+        || bytes.is_empty()
+        || bytes.len() > MAX_IDEMPOTENCY_KEY_BYTES
+        || !bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Idempotency-Key: one value of 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ASCII \
+             characters (0x21-0x7E)"
+        )));
+    }
+    Ok(Some(Bytes::copy_from_slice(bytes)))
+}
+
+/// Publishes `frames` (`count` messages back to back, validated) at most
+/// once per `key` within the topic's window (see `topic/dedup.rs`):
+/// returns the first offset, the count, and whether it is a replay.
+async fn publish_once(
+    topic: &Topic,
+    key: Bytes,
+    frames: Vec<u8>,
+    count: u32,
+) -> Result<(u64, u32, bool), ApiError> {
+    let ticket = match topic.dedup().begin(key, fingerprint(&frames)) {
+        Ok(ticket) => ticket,
+        Err(Lookup::Replay { first, count }) => return Ok((first, count, true)),
+        Err(Lookup::InFlight) => return Err(ApiError::IdempotencyInUse),
+        Err(Lookup::Conflict { first }) => {
+            return Err(ApiError::IdempotencyReused(format!(
+                "this Idempotency-Key was used within the window for other messages, \
+                 written at offset {first}"
+            )));
+        }
+    };
+    let plain = with_idempotency(&frames, &ticket, count)?;
+    topic.allow_v1().await?;
+    let first = topic
+        .publish(Batch::Framed {
+            plain: Bytes::from(plain),
+            count,
+        })
+        .await?;
+    ticket.done(first, count);
+    Ok((first, count, false))
+}
+
+/// `frames` with the idempotency section in the first message (made v1 if
+/// it was v0).
+fn with_idempotency(frames: &[u8], ticket: &Ticket, count: u32) -> Result<Vec<u8>, ApiError> {
+    let (header, payload) =
+        message::decode(frames).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let payload = Bytes::copy_from_slice(payload);
+    let mut record = match crate::record::Record::of(&crate::message::Message {
+        offset: 0,
+        crc: header.crc,
+        payload: payload.clone(),
+        format: header.format(),
+    }) {
+        Ok(Some(r)) => r,
+        Ok(None) => Record {
+            value: payload,
+            ..Record::default()
+        },
+        Err(e) => return Err(ApiError::BadRequest(e.to_string())),
+    };
+    record.idempotency = Some(Idempotency {
+        key: ticket.key().clone(),
+        request_count: count,
+        fingerprint: ticket.fingerprint(),
+    });
+    let mut out = v1_frame(&record)?;
+    out.extend_from_slice(&frames[header.total_len()..]);
+    Ok(out)
+}
+
+/// `,"duplicate":true` for a replay.
+fn duplicate_field(duplicate: bool) -> &'static str {
+    if duplicate { ",\"duplicate\":true" } else { "" }
+}
+
+/// A publish's `201` with `body`; a replay adds `Idempotent-Replayed`.
+fn published(body: String, duplicate: bool) -> Response {
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if duplicate {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
 }
 
 /// Verifies binary frames; the error names the first bad one.

@@ -327,6 +327,56 @@ fn encode_topics(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
                 )
             })
         }),
+    )?;
+    encode_dedup(enc, rows)
+}
+
+/// The idempotency families (`topic/dedup.rs`).
+fn encode_dedup(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
+    use MetricType::{Counter, Gauge};
+    let per_topic = |f: fn(&TopicRow) -> f64| {
+        rows.iter()
+            .map(move |r| ([("topic", r.topic.name())], f(r)))
+    };
+    family(
+        enc,
+        "netlog_dedup_keys",
+        "Idempotency keys remembered.",
+        Gauge,
+        per_topic(|r| r.topic.dedup().keys() as f64),
+    )?;
+    family(
+        enc,
+        "netlog_dedup_hits",
+        "Retries answered with the original answer.",
+        Counter,
+        per_topic(|r| r.topic.dedup().hits() as f64),
+    )?;
+    family(
+        enc,
+        "netlog_dedup_conflicts",
+        "Idempotency keys refused: reused for other messages (payload) or in flight.",
+        Counter,
+        rows.iter().flat_map(|r| {
+            let (payload, in_flight) = r.topic.dedup().conflicts();
+            [
+                (
+                    [("topic", r.topic.name()), ("kind", "payload")],
+                    payload as f64,
+                ),
+                (
+                    [("topic", r.topic.name()), ("kind", "in_flight")],
+                    in_flight as f64,
+                ),
+            ]
+        }),
+    )?;
+    family(
+        enc,
+        "netlog_dedup_evicted",
+        "Idempotency keys forgotten at dedup_max_keys before their window ended.",
+        Counter,
+        per_topic(|r| r.topic.dedup().evicted() as f64),
     )
 }
 

@@ -21,6 +21,7 @@ mod answers;
 pub mod auth;
 mod budget;
 mod check;
+mod envelope;
 mod error;
 pub(crate) mod front;
 mod groups;
@@ -46,7 +47,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{StatusCode, header, request::Parts};
+use axum::http::{HeaderMap, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use bytes::Bytes;
@@ -228,16 +229,28 @@ impl FromRequest<AppState> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        Body::read(&parts.headers, body, state).await
+    }
+}
+
+impl Body {
+    /// The body of a request whose head is `headers`: 413 at once when its
+    /// declared length is over `max_body`, and when its bytes pass it.
+    pub(crate) async fn read(
+        headers: &HeaderMap,
+        body: axum::body::Body,
+        state: &AppState,
+    ) -> Result<Body, ApiError> {
         let limit = state.broker.config().max_body;
-        let declared = req
-            .headers()
+        let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
             return Err(ApiError::TooLarge { limit });
         }
-        read_body(req.into_body(), limit).await.map(Body)
+        read_body(body, limit).await.map(Body)
     }
 }
 

@@ -7,7 +7,10 @@
 //! anything else gives the binary framing, each message as its 8-byte
 //! big-endian offset followed by the message in netlog's framing (compver,
 //! CRC-32, length, payload). Headers `X-Offset` (first offset) and `X-Count`
-//! come with both.
+//! come with both. A v1 message's ndjson line adds `key`/`key_base64`,
+//! `timestamp` and `headers`/`headers_base64` (`envelope.rs`); in the
+//! binary framing it comes as a v0 frame of its value unless the scan asks
+//! `format=1`, which gives every message as stored.
 //!
 //! A batch is bounded by count (`max`, at most [`MAX_SCAN_BATCH`]) and by
 //! payload bytes (`max_bytes`, default [`DEFAULT_SCAN_BYTES`], at most
@@ -33,6 +36,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::answers::{BudgetedBody, FRAME_BYTES, Grant};
+use super::envelope::View;
 use super::serve::LongPoll;
 use super::topics::truthy;
 use super::{ApiError, AppState, Params, Path};
@@ -253,7 +257,8 @@ pub async fn scan(
         let Some((messages, grant)) = scanned else {
             return Err(ApiError::EndOfTopic);
         };
-        return Ok(batch_answer(&messages, grant, &headers));
+        let format1 = params.get("format").is_some_and(|f| f == "1");
+        return batch_answer(&messages, grant, &headers, format1);
     }
     let messages = unless_shed(&state, wait, long_poll, async |stop| {
         topic.scan(&entry, limits, wait, &stop).await
@@ -262,39 +267,38 @@ pub async fn scan(
     let Some(first) = messages.first() else {
         return Err(ApiError::EndOfTopic);
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (
-                header::HeaderName::from_static("x-offset"),
-                first.offset.to_string(),
-            ),
-            (
-                header::HeaderName::from_static("x-crc32"),
-                first.crc.to_string(),
-            ),
-        ],
-        first.payload.clone(),
-    )
-        .into_response())
+    Ok(View::of(first)?.single_answer())
 }
 
 /// A batch scan's answer, its body holding the answer's room in the budget
-/// until it is sent or dropped.
-fn batch_answer(messages: &[Message], grant: Grant, headers: &HeaderMap) -> Response {
+/// until it is sent or dropped. v1 messages come as v0 frames of their
+/// value in the binary framing, unless `format1` (then as stored).
+fn batch_answer(
+    messages: &[Message],
+    grant: Grant,
+    headers: &HeaderMap,
+    format1: bool,
+) -> Result<Response, ApiError> {
     let Some(first) = messages.first() else {
-        return ApiError::EndOfTopic.into_response();
+        return Err(ApiError::EndOfTopic);
     };
+    // The topic hands out a damaged record alone (see `Topic::scan`).
+    let views = messages
+        .iter()
+        .map(View::of)
+        .collect::<Result<Vec<_>, _>>()?;
     let ndjson = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-ndjson"));
     let (content_type, body) = if ndjson {
-        ("application/x-ndjson", ndjson_body(messages))
-    } else {
+        ("application/x-ndjson", ndjson_body(&views))
+    } else if format1 {
         ("application/octet-stream", binary_body(messages))
+    } else {
+        ("application/octet-stream", binary_values(&views))
     };
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, content_type.to_string()),
             (
@@ -308,42 +312,37 @@ fn batch_answer(messages: &[Message], grant: Grant, headers: &HeaderMap) -> Resp
         ],
         axum::body::Body::new(BudgetedBody::new(body, grant)),
     )
-        .into_response()
+        .into_response())
 }
 
-/// Offset-prefixed netlog frames, back to back.
+/// Offset-prefixed netlog frames as stored (v1 ones with `compver`
+/// `0x10`), back to back.
 pub(super) fn binary_body(messages: &[Message]) -> Vec<u8> {
     let size: usize = messages.iter().map(|m| FRAME_BYTES + m.payload.len()).sum();
     let mut out = Vec::with_capacity(size);
     for m in messages {
         out.extend_from_slice(&m.offset.to_be_bytes());
-        message::encode(&mut out, PLAIN, &m.payload);
+        message::encode_with(&mut out, m.format << 4 | PLAIN, &m.payload);
     }
     out
 }
 
-fn ndjson_body(messages: &[Message]) -> Vec<u8> {
-    use std::io::Write;
-    let size: usize = messages.iter().map(|m| 64 + m.payload.len() * 4 / 3).sum();
+/// Offset-prefixed v0 frames of the messages' values, back to back.
+fn binary_values(views: &[View]) -> Vec<u8> {
+    let size: usize = views.iter().map(|v| FRAME_BYTES + v.value.len()).sum();
     let mut out = Vec::with_capacity(size);
-    for m in messages {
-        match std::str::from_utf8(&m.payload) {
-            Ok(text) => {
-                let line = json!({"offset": m.offset, "crc32": m.crc, "message": text});
-                serde_json::to_writer(&mut out, &line).expect("JSON to memory");
-            }
-            // Base64 straight into the answer: no intermediate string, so a
-            // large binary message costs about its encoded size once.
-            Err(_) => {
-                let _ = write!(
-                    out,
-                    "{{\"offset\":{},\"crc32\":{},\"message_base64\":\"",
-                    m.offset, m.crc
-                );
-                crate::encode::base64_into(&mut out, &m.payload);
-                out.extend_from_slice(b"\"}");
-            }
-        }
+    for v in views {
+        out.extend_from_slice(&v.offset.to_be_bytes());
+        message::encode(&mut out, PLAIN, &v.value);
+    }
+    out
+}
+
+fn ndjson_body(views: &[View]) -> Vec<u8> {
+    let size: usize = views.iter().map(|v| 64 + v.value.len() * 4 / 3).sum();
+    let mut out = Vec::with_capacity(size);
+    for v in views {
+        v.ndjson_line(&mut out);
         out.push(b'\n');
     }
     out

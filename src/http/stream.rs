@@ -8,7 +8,11 @@
 //! A comment line (`: keep-alive`) goes out after every `heartbeat` (default
 //! 15 s, `heartbeat=` to change, 10 ms to 10 min) of silence so proxies keep
 //! the connection. A stream ends at shutdown and when its topic is deleted.
-//! A read error (a damaged message) ends it too, after one `event: error`
+//! With `envelope=true` each event's `data` is the message's ndjson line
+//! (as a batch scan gives it: key, headers and timestamp of a v1 message);
+//! without, it is the value, v0 or v1 alike.
+//! A read error (a damaged message, or a v1 record that does not parse)
+//! ends it too, after one `event: error`
 //! whose `data` is the API's error JSON, with the damaged message's
 //! `offset`: reconnecting with `Last-Event-ID` would meet the same damage.
 //!
@@ -28,8 +32,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use std::io::Write;
+
+use super::envelope::View;
 use super::{ApiError, AppState, Params, Path};
-use crate::message::Message;
 use crate::topic::{ReadLimits, Subscription, Topic, TopicError};
 
 /// Largest chunk of events written at once.
@@ -49,6 +55,8 @@ struct Stream {
     heartbeat: Duration,
     /// A read failed and its `error` event went out: the next call ends.
     ended: bool,
+    /// `envelope=true`: each event's data is the message's ndjson line.
+    envelope: bool,
     /// Counts the stream in `netlog_streams` while it is open.
     _open: super::metrics::OpenGuard,
 }
@@ -83,6 +91,7 @@ pub async fn stream(
         stop: state.shutdown.clone(),
         heartbeat,
         ended: false,
+        envelope: params.get("envelope").is_some_and(super::topics::truthy),
         _open: super::metrics::OpenGuard::stream(&state.metrics),
     };
     let hello =
@@ -133,17 +142,36 @@ async fn next_chunk(mut s: Stream) -> Option<(Result<Bytes, Infallible>, Stream)
     let size: usize = messages.iter().map(|m| m.payload.len() * 2 + 64).sum();
     let mut buf = Vec::with_capacity(size);
     for m in &messages {
-        write_event(&mut buf, m);
+        match View::of(m) {
+            Ok(v) if s.envelope => write_envelope(&mut buf, &v),
+            Ok(v) => write_event(&mut buf, v.offset, &v.value),
+            // A damaged record ends the stream as a damaged message does,
+            // after the events before it.
+            Err(e) => {
+                tracing::error!(topic = %s.topic.name(), offset = m.offset, "stream ended by a record that does not parse");
+                let _ = write!(buf, "event: error\ndata: {}\n\n", e.body().to_json());
+                s.ended = true;
+                break;
+            }
+        }
     }
     Some((Ok(Bytes::from(buf)), s))
 }
 
-/// Appends one SSE event for `m`.
-pub fn write_event(buf: &mut Vec<u8>, m: &Message) {
-    use std::io::Write;
-    match std::str::from_utf8(&m.payload) {
+/// Appends one SSE event whose data is `v`'s ndjson line (one line: JSON
+/// escapes every line break).
+fn write_envelope(buf: &mut Vec<u8>, v: &View) {
+    let _ = write!(buf, "id: {}\ndata: ", v.offset);
+    v.ndjson_line(buf);
+    buf.extend_from_slice(b"\n\n");
+}
+
+/// Appends one SSE event for the message at `offset` whose value is
+/// `payload`.
+pub fn write_event(buf: &mut Vec<u8>, offset: u64, payload: &[u8]) {
+    match std::str::from_utf8(payload) {
         Ok(text) if !text.contains('\r') => {
-            let _ = writeln!(buf, "id: {}", m.offset);
+            let _ = writeln!(buf, "id: {}", offset);
             for line in text.split('\n') {
                 buf.extend_from_slice(b"data: ");
                 buf.extend_from_slice(line.as_bytes());
@@ -151,8 +179,8 @@ pub fn write_event(buf: &mut Vec<u8>, m: &Message) {
             }
         }
         _ => {
-            let _ = write!(buf, "event: binary\nid: {}\ndata: ", m.offset);
-            crate::encode::hex_into(buf, &m.payload);
+            let _ = write!(buf, "event: binary\nid: {}\ndata: ", offset);
+            crate::encode::hex_into(buf, payload);
             buf.push(b'\n');
         }
     }

@@ -132,6 +132,11 @@ pub async fn topic_info(
     if !groups.is_empty() {
         answer["groups"] = json!(groups);
     }
+    // Once the topic holds v1 (or is held to v0); absent on a topic that
+    // never saw either, as before.
+    if let Some(format) = settings.message_format {
+        answer["message_format"] = json!(format);
+    }
     Ok(axum::Json(answer).into_response())
 }
 

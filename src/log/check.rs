@@ -19,6 +19,11 @@
 //!   of messages than the index recorded at write time. The disk is fine;
 //!   the codec is to blame. `expected` is the count the index recorded,
 //!   `actual` the count decoded (0 when nothing decoded).
+//! - `format` (beyond netlog): a v1 message whose CRC passes but whose
+//!   record does not parse (reserved flag bits, a section past the end, a
+//!   bound broken; see `record.rs`). Recovery keeps it and reads of it fail
+//!   at its offset; the messages after it stay readable. `odelta` is its
+//!   position inside a set; `expected` and `actual` are 0.
 //! - `hole` (beyond netlog): offsets no segment holds, between two segments
 //!   (a sealed segment lost its tail). `offset` is the first missing offset,
 //!   `expected` the offset where messages resume, `actual` how many are
@@ -40,7 +45,14 @@ use serde::Serialize;
 
 use super::segment::Segment;
 use super::{Log, LogError};
-use crate::message::{FormatError, HEADER_BYTES, Header, SET_NONE, plain_messages};
+use crate::message::{FORMAT_RECORD, FormatError, HEADER_BYTES, Header, SET_NONE, plain_frames};
+use crate::record::Record;
+
+/// Whether a plain message's payload is a v1 record that does not parse.
+fn bad_record(header: &Header, payload: &[u8]) -> bool {
+    header.format() == FORMAT_RECORD
+        && Record::parse(&bytes::Bytes::copy_from_slice(payload)).is_err()
+}
 
 /// What kind of problem a check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -54,6 +66,8 @@ pub enum CheckKind {
     Unknown,
     /// A codec failed on a set whose bytes are intact (see the module docs).
     Codec,
+    /// A v1 record that does not parse though its CRC passes.
+    Format,
     /// Offsets missing between two segments.
     Hole,
     /// A segment's index rebuilt from its data (see the module docs).
@@ -228,9 +242,15 @@ fn check_entry(
         ));
         return;
     }
+    if header.format() > FORMAT_RECORD || (header.format() == FORMAT_RECORD && header.is_set()) {
+        out.push(problem(0, CheckKind::Unknown, 0, 0));
+        return;
+    }
     if !header.is_set() {
         if count != 1 {
             out.push(problem(0, CheckKind::Unknown, 1, u64::from(count)));
+        } else if bad_record(&header, payload) {
+            out.push(problem(0, CheckKind::Format, 0, 0));
         }
         return;
     }
@@ -267,9 +287,12 @@ fn check_entry(
         }
     };
     let mut seen = 0u32;
-    for (k, m) in plain_messages(&plain).enumerate() {
+    for (k, m) in plain_frames(&plain).enumerate() {
         seen += 1;
         match m {
+            Ok((h, payload)) if bad_record(&h, payload) => {
+                out.push(problem(k as u64, CheckKind::Format, 0, 0))
+            }
             Ok(_) => {}
             Err(FormatError::Checksum { expected, actual }) => out.push(problem(
                 k as u64,

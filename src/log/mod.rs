@@ -605,7 +605,7 @@ impl Log {
                 let len = until.checked_sub(at + HEADER_BYTES)?;
                 blocks
                     .last_mut()?
-                    .push(at + HEADER_BYTES, len, header.crc)?;
+                    .push(at + HEADER_BYTES, len, header.crc, header.format())?;
                 if count != 1 {
                     return None;
                 }
@@ -635,7 +635,7 @@ impl Log {
                 if h.is_set() || stop > plain_end {
                     return None;
                 }
-                block.push(pos + HEADER_BYTES, h.length as usize, h.crc)?;
+                block.push(pos + HEADER_BYTES, h.length as usize, h.crc, h.format())?;
                 pos = stop;
                 n += 1;
             }

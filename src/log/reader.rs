@@ -290,6 +290,7 @@ impl Reader {
                 offset: self.next,
                 crc: header.crc,
                 payload,
+                format: header.format(),
             };
             self.entry += 1;
             self.next += 1;
@@ -338,6 +339,7 @@ impl Reader {
                     offset: self.next,
                     crc: header.crc,
                     payload,
+                    format: header.format(),
                 };
                 self.next += 1;
                 Ok(Some(m))

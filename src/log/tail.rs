@@ -45,8 +45,9 @@ pub const TAIL_CACHE_BYTES: usize = 2 << 20;
 /// Default bound of every tail cache of the process together: 128 MiB.
 pub const TAIL_CACHE_TOTAL_BYTES: usize = 128 << 20;
 /// Bytes counted per cached message on top of the bytes it shares (its
-/// position, length and CRC), and per flush for its bookkeeping.
-pub const MESSAGE_OVERHEAD: usize = 12;
+/// position, length, CRC and format, padded), and per flush for its
+/// bookkeeping.
+pub const MESSAGE_OVERHEAD: usize = 16;
 const BLOCK_OVERHEAD: usize = 64;
 
 static PER_LOG: AtomicUsize = AtomicUsize::new(TAIL_CACHE_BYTES);
@@ -83,7 +84,7 @@ pub(crate) fn cacheable(len: usize) -> bool {
 pub(crate) struct Block {
     data: Bytes,
     /// `(position, length, crc)` of each message's payload in `data`.
-    msgs: Vec<(u32, u32, u32)>,
+    msgs: Vec<(u32, u32, u32, u8)>,
 }
 
 impl Block {
@@ -97,13 +98,17 @@ impl Block {
 
     /// Adds the message whose payload is `data[at..at + len]`; `None` if it
     /// lies outside `data`.
-    pub(crate) fn push(&mut self, at: usize, len: usize, crc: u32) -> Option<()> {
+    pub(crate) fn push(&mut self, at: usize, len: usize, crc: u32, format: u8) -> Option<()> {
         let end = at.checked_add(len)?;
         if end > self.data.len() {
             return None;
         }
-        self.msgs
-            .push((u32::try_from(at).ok()?, u32::try_from(len).ok()?, crc));
+        self.msgs.push((
+            u32::try_from(at).ok()?,
+            u32::try_from(len).ok()?,
+            crc,
+            format,
+        ));
         Some(())
     }
 
@@ -116,12 +121,13 @@ impl Block {
     }
 
     fn message(&self, i: usize, offset: u64) -> Message {
-        let (at, len, crc) = self.msgs[i];
+        let (at, len, crc, format) = self.msgs[i];
         let at = at as usize;
         Message {
             offset,
             crc,
             payload: self.data.slice(at..at + len as usize),
+            format,
         }
     }
 }
@@ -269,7 +275,7 @@ mod tests {
         let mut block = Block::new(data);
         let mut at = 0;
         for p in payloads {
-            block.push(at, p.len(), crc32fast::hash(p)).unwrap();
+            block.push(at, p.len(), crc32fast::hash(p), 0).unwrap();
             at += p.len();
         }
         Some(Fill {

@@ -24,6 +24,12 @@ pub enum TopicError {
     /// No scanner of that id (or the id is not a UUID).
     #[error("scanner not found")]
     ScannerNotFound,
+    /// A v1 message (key, headers, timestamp, idempotency key) for a topic
+    /// whose `message_format` is `v0`.
+    #[error(
+        "this topic's message_format is v0: keys, headers, timestamps and idempotency keys are refused so Go netlog can still read it"
+    )]
+    V0Only,
     /// Deleting the topic needs `force`: consumers are attached.
     #[error("topic has {scanners} scanner(s) attached")]
     Busy { scanners: usize },

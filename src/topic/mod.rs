@@ -35,6 +35,7 @@
 //! at once, streams end, and a publish that was on its way gets the same
 //! error as any request on a topic that does not exist.
 
+mod dedup;
 mod error;
 mod retention;
 mod scanners;
@@ -43,7 +44,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -51,12 +52,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+pub use dedup::{Dedup, Lookup, Ticket, fingerprint};
 pub use error::{StorageFault, TopicError};
 pub use scanners::{READERS_DIR, ScannerEntry, set_scanner_idle_ttl};
 pub use stats::{PluginStats, PublishRoute, TopicGauges, TopicStats};
 pub use writer::{Batch, GROUP_BYTES, QUEUE_JOBS};
 
-use crate::config::{OnError, Settings};
+use crate::config::{MessageFormat, OnError, Settings};
 use crate::duration::OffsetSpec;
 use crate::lock::Recover;
 use crate::log::{CheckError, SegmentInfo};
@@ -71,6 +73,75 @@ pub(crate) use writer::ErrorChain;
 
 /// Name of the settings file in a topic directory.
 pub const SETTINGS_FILE: &str = "settings.json";
+
+/// Rebuilds `dedup` from the idempotency sections of the messages written
+/// within its window (by the index's time). Their window is counted from
+/// now: a restart may lengthen a key's window, never shorten it. A read
+/// error stops the replay with a warning (the keys found so far are kept).
+/// Blocking.
+fn rebuild_dedup(topic: &str, log: &Log, dedup: &Dedup) {
+    let since = SystemTime::now()
+        .checked_sub(dedup.window())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let from = log.offset_at(since).max(log.oldest_offset());
+    if from >= log.next_offset() {
+        return;
+    }
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut reader = match log.reader(log.existing_offset(from)) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(topic, error = %e, "idempotency keys not rebuilt");
+            return;
+        }
+    };
+    loop {
+        match reader.next() {
+            Ok(Some(m)) => {
+                if let Ok(Some(r)) = crate::record::Record::of(&m)
+                    && let Some(i) = r.idempotency
+                {
+                    dedup.recover(i.key, i.fingerprint, m.offset, i.request_count, now);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "idempotency keys rebuilt up to a read error");
+                break;
+            }
+        }
+    }
+}
+
+/// Adds `"message_format":"v1"` to the settings file at `path` as it is on
+/// disk (a reload may have just rewritten it), under the settings file's
+/// lock. Blocking.
+fn record_v1(
+    file: &std::sync::Mutex<()>,
+    recorded: &AtomicBool,
+    path: &Path,
+) -> Result<(), TopicError> {
+    let _file = file.lock().recover();
+    if recorded.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => b"{}".to_vec(),
+        Err(e) => return Err(TopicError::io(path)(e)),
+    };
+    let mut json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| {
+            TopicError::io(path)(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })?;
+    json.insert("message_format".into(), "v1".into());
+    let bytes = serde_json::to_vec_pretty(&json).expect("settings serialize");
+    write_atomic(path, &bytes)?;
+    recorded.store(true, Ordering::Release);
+    Ok(())
+}
 
 /// Runs blocking work on the blocking pool and awaits it: the one place the
 /// blocking rule (see the module docs) is applied.
@@ -174,6 +245,13 @@ pub struct Topic {
     messages_out: AtomicU64,
     /// Publish counters (`stats.rs`).
     stats: TopicStats,
+    /// `"message_format":"v1"` is in `settings.json` (the downgrade guard,
+    /// see [`Topic::allow_v1`]).
+    v1_recorded: Arc<AtomicBool>,
+    /// Serialises the writers of `settings.json`: the guard and a reload.
+    settings_file: Arc<std::sync::Mutex<()>>,
+    /// Recent idempotency keys (`dedup.rs`).
+    dedup: Arc<Dedup>,
 }
 
 /// Facts about a topic for `GET /{topic}`.
@@ -235,6 +313,11 @@ impl Topic {
         let log = Log::open(dir, log_opts)?;
         let hooks = Arc::new(ArcSwap::from_pointee(hooks));
         let writer = Writer::new(name, log.clone(), settings.clone(), hooks.clone());
+        let v1 = settings.message_format == Some(MessageFormat::V1);
+        let dedup = Arc::new(Dedup::new(settings.dedup_window, settings.dedup_max_keys));
+        if v1 {
+            rebuild_dedup(name, &log, &dedup);
+        }
         let topic = Arc::new(Topic {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -247,6 +330,9 @@ impl Topic {
             heavy: tokio::sync::Mutex::new(()),
             messages_out: AtomicU64::new(0),
             stats: TopicStats::default(),
+            v1_recorded: Arc::new(AtomicBool::new(v1)),
+            settings_file: Arc::default(),
+            dedup,
         });
         topic.scanners.load(name, &topic.log)?;
         Ok(topic)
@@ -289,14 +375,50 @@ impl Topic {
     /// [`Topic::store_settings`].
     pub(crate) fn replace_hooks(&self, settings: Settings, hooks: Hooks) {
         self.hooks.store(Arc::new(hooks));
-        self.settings.store(Arc::new(settings));
+        self.settings.store(Arc::new(self.with_format(settings)));
     }
 
     /// Writes `settings` to the topic's `settings.json` atomically (the file
-    /// only; see [`Topic::replace_hooks`]). Blocking.
+    /// only; see [`Topic::replace_hooks`]), keeping the downgrade guard's
+    /// field once it is recorded. Blocking.
     pub(crate) fn store_settings(&self, settings: &Settings) -> Result<(), TopicError> {
-        let json = serde_json::to_vec_pretty(settings).expect("settings serialize");
+        let _file = self.settings_file.lock().recover();
+        let settings = self.with_format(settings.clone());
+        let json = serde_json::to_vec_pretty(&settings).expect("settings serialize");
         write_atomic(&self.dir.join(SETTINGS_FILE), &json)
+    }
+
+    /// The topic's idempotency keys.
+    pub fn dedup(&self) -> &Arc<Dedup> {
+        &self.dedup
+    }
+
+    /// `settings` with `message_format` v1 if the topic recorded it.
+    fn with_format(&self, mut settings: Settings) -> Settings {
+        if self.v1_recorded.load(Ordering::Acquire) {
+            settings.message_format = Some(MessageFormat::V1);
+        }
+        settings
+    }
+
+    /// Makes sure the topic may take v1 messages: refuses a `v0` topic
+    /// ([`TopicError::V0Only`]), and before the first v1 message records
+    /// `"message_format":"v1"` in `settings.json` (atomic replace, fsync).
+    /// A build that does not know the field refuses the topic instead of
+    /// cutting its log at the first v1 message, which it would take for a
+    /// torn tail. Costs an atomic load once recorded.
+    pub async fn allow_v1(&self) -> Result<(), TopicError> {
+        if self.v1_recorded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if self.settings.load().message_format == Some(MessageFormat::V0) {
+            return Err(TopicError::V0Only);
+        }
+        let (file, recorded) = (self.settings_file.clone(), self.v1_recorded.clone());
+        let path = self.dir.join(SETTINGS_FILE);
+        blocking(move || record_v1(&file, &recorded, &path)).await?;
+        self.settings.rcu(|s| self.with_format(Settings::clone(s)));
+        Ok(())
     }
 
     /// The offset the next message will get.
@@ -479,6 +601,7 @@ impl Topic {
                 if let Some(bound) = limits.bound {
                     after = bound.cut(&mut messages, after)?;
                 }
+                after = cut_damaged(&mut messages, after);
                 if after != at && !entry.advance(at, after) {
                     // Another request on this scanner took these first.
                     continue;
@@ -904,6 +1027,28 @@ fn read_some(
         }
     }
     Ok(true)
+}
+
+/// Cuts `messages` (the reader stopping at `after`) so that a v1 message
+/// whose record does not parse is alone in its answer (which reports it at
+/// its offset, and the scanner reads on after it): the messages before it
+/// are handed out first. Returns the offset after what is kept.
+fn cut_damaged(messages: &mut Vec<Message>, after: u64) -> u64 {
+    let damaged = messages
+        .iter()
+        .position(|m| crate::record::Record::of(m).is_err());
+    match damaged {
+        None => after,
+        Some(0) => {
+            messages.truncate(1);
+            messages[0].offset + 1
+        }
+        Some(i) => {
+            let next = messages[i].offset;
+            messages.truncate(i);
+            next
+        }
+    }
 }
 
 /// Writes a file so that a crash leaves either the old or the new content,

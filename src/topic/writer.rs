@@ -280,7 +280,8 @@ impl WriterState {
     /// docs).
     fn can_write_inline(&self, jobs: &[Job]) -> bool {
         let bytes: usize = jobs.iter().map(|j| j.batch.bytes()).sum();
-        jobs.iter().all(|j| matches!(j.batch, Batch::One(_)))
+        jobs.iter()
+            .all(|j| matches!(j.batch, Batch::One(_) | Batch::Framed { count: 1, .. }))
             && bytes <= INLINE_BYTES
             && matches!(self.settings.compression_type, PLAIN | SET_NONE)
             && self.hooks.load().validator.is_none()
@@ -607,15 +608,28 @@ fn run_validator(
     validator: &Validator,
     jobs: &[Job],
 ) -> Result<Vec<Verdict>, crate::plugin::PluginError> {
-    let mut messages: Vec<&[u8]> = Vec::new();
+    // A v1 message is validated by its value (`netlog:plugin@0.1.x` sees
+    // the value as its payload).
+    let mut values: Vec<Bytes> = Vec::new();
     for job in jobs {
         match &job.batch {
-            Batch::One(p) => messages.push(p),
+            Batch::One(p) => values.push(p.clone()),
             Batch::Framed { plain, .. } => {
-                messages.extend(message::plain_messages(plain).filter_map(Result::ok))
+                for (header, payload) in message::plain_frames(plain).filter_map(Result::ok) {
+                    let payload = plain.slice_ref(payload);
+                    if header.format() == message::FORMAT_RECORD {
+                        // Checked when the request was parsed.
+                        if let Ok(r) = crate::record::Record::parse(&payload) {
+                            values.push(r.value);
+                        }
+                    } else {
+                        values.push(payload);
+                    }
+                }
             }
         }
     }
+    let messages: Vec<&[u8]> = values.iter().map(|v| &v[..]).collect();
     let expected: usize = jobs.iter().map(|j| j.batch.count() as usize).sum();
     let verdicts = validator.validate(&messages)?;
     // The host checks the count; frames are verified before they are

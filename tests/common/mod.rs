@@ -269,9 +269,17 @@ pub struct Launch {
     ulimit: Option<String>,
     listen_from_config: bool,
     log: Option<PathBuf>,
+    binary: Option<PathBuf>,
 }
 
 impl Launch {
+    /// Runs `path` rather than this build's binary (a previous build, to
+    /// record golden answers or check a downgrade).
+    pub fn binary(mut self, path: &Path) -> Launch {
+        self.binary = Some(path.to_path_buf());
+        self
+    }
+
     /// `netlog -listen 127.0.0.1:0`, its log in a temporary file.
     pub fn new() -> Launch {
         Launch::default()
@@ -343,15 +351,19 @@ impl Launch {
             args.push(OsString::from("127.0.0.1:0"));
         }
         args.extend(self.args);
+        let exe = self
+            .binary
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_netlog")));
         let mut command = match &self.ulimit {
             Some(limit) => {
                 let mut bash = Command::new("bash");
                 bash.arg("-c")
                     .arg(format!("ulimit {limit} && exec \"$0\" \"$@\""))
-                    .arg(env!("CARGO_BIN_EXE_netlog"));
+                    .arg(&exe);
                 bash
             }
-            None => Command::new(env!("CARGO_BIN_EXE_netlog")),
+            None => Command::new(&exe),
         };
         command.args(&args).env_remove("RUST_LOG");
         for (key, value) in &self.envs {

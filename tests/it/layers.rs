@@ -18,7 +18,7 @@ fn tier(module: &str) -> Option<u8> {
         "topic" | "token" => 4,
         "config" => 3,
         "log" | "plugin" => 2,
-        "durable" | "rate_limit" => 1,
+        "durable" | "rate_limit" | "record" => 1,
         "message" | "duration" | "histogram" | "lock" | "fault" | "encode" | "bounded" => 0,
         _ => return None,
     })

@@ -137,6 +137,7 @@ fn settings_input() -> impl Strategy<Value = SettingsInput> {
                     codecs,
                     min_segment_bytes: msb,
                     min_segment_age: msa,
+                    ..SettingsInput::default()
                 }
             },
         )
