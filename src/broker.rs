@@ -229,6 +229,11 @@ impl Broker {
         for topic in broker.topics() {
             broker.groups.load(&topic, sync);
         }
+        if !broker.groups.all().is_empty() {
+            // Reading and compacting the journals peaks at several times
+            // their final state; give the freed part back to the system.
+            crate::log::files::release_free_memory();
+        }
         for (name, input) in config.topics.clone() {
             if broker.topic(&name).is_err() {
                 broker.create_topic(&name, input)?;

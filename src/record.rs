@@ -141,16 +141,14 @@ fn name_char(c: u8) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&c)
 }
 
-/// Checks one header name: length, characters, not reserved.
+/// Checks one header name: length and characters. Reserved names pass:
+/// the broker writes them (dead letters), and they are read back.
 pub fn check_header_name(name: &str) -> Result<(), RecordError> {
     if name.is_empty() || name.len() > MAX_HEADER_NAME_BYTES {
         return Err(RecordError::NameLength(name.len()));
     }
     if !name.bytes().all(name_char) {
         return Err(RecordError::NameChars(name.to_string()));
-    }
-    if name.starts_with(RESERVED_HEADER_PREFIX) {
-        return Err(RecordError::ReservedName(name.to_string()));
     }
     Ok(())
 }
@@ -181,6 +179,20 @@ impl Record {
             f |= FLAG_IDEMPOTENCY;
         }
         f
+    }
+
+    /// [`Record::check`], and no header name the broker reserves: what a
+    /// client may send.
+    pub fn check_input(&self) -> Result<(), RecordError> {
+        self.check()?;
+        match self
+            .headers
+            .iter()
+            .find(|(n, _)| n.starts_with(RESERVED_HEADER_PREFIX))
+        {
+            Some((name, _)) => Err(RecordError::ReservedName(name.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Checks every bound of the module docs.
@@ -436,7 +448,7 @@ mod tests {
     }
 
     /// 64 headers are taken, 65 refused; 128-byte names taken, 129 refused;
-    /// uppercase, duplicate and `netlog-` names refused.
+    /// uppercase and duplicate names refused, `netlog-` ones from clients.
     #[test]
     fn header_bounds() {
         let with = |headers: Vec<(String, Bytes)>| {
@@ -459,8 +471,15 @@ mod tests {
             with(named("Trace")),
             Err(RecordError::NameChars(_))
         ));
+        // The broker's own names: stored and read back, never taken from a
+        // client.
+        assert_eq!(with(named("netlog-x")), Ok(()));
         assert!(matches!(
-            with(named("netlog-x")),
+            Record {
+                headers: named("netlog-x"),
+                ..Record::default()
+            }
+            .check_input(),
             Err(RecordError::ReservedName(_))
         ));
         let twice = vec![("a".into(), Bytes::new()), ("a".into(), Bytes::new())];

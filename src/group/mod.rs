@@ -33,6 +33,7 @@
 //! memory), `max_waiting` receives, and the broker-wide `[groups]` limits
 //! on groups per topic, groups in all and pending entries in all.
 
+mod clock;
 pub(crate) mod journal;
 pub(crate) mod state;
 
@@ -42,6 +43,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use clock::Tick;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -49,7 +52,9 @@ use tokio::time::Instant;
 use crate::duration::parse_duration;
 use crate::lock::Recover;
 use crate::message::Message;
+use crate::record::{Idempotency, Record};
 use crate::topic::{Batch, Topic, TopicError};
+use crate::topic::{Lookup, fingerprint};
 use journal::Journal;
 use state::{Change, Lease, Outcome, Pend, Rules, State};
 
@@ -309,7 +314,7 @@ struct Inner {
     settings: Settings,
     rules: Rules,
     /// When the parked dead letters were last tried.
-    parked_tried: Option<Instant>,
+    parked_tried: Option<Tick>,
     /// Settles by operation and result, for the metrics.
     settles: BTreeMap<(&'static str, &'static str), u64>,
     /// Dead-letter writes that failed.
@@ -318,7 +323,7 @@ struct Inner {
     empty: [u64; 2],
     /// Consumer labels seen on receives, with when (at most
     /// [`MAX_CONSUMERS`]; idle ones go after [`CONSUMER_IDLE`]).
-    consumers: HashMap<String, Instant>,
+    consumers: HashMap<String, Tick>,
 }
 
 /// What the metrics read of one group (`GET /_metrics`).
@@ -327,7 +332,7 @@ pub struct GroupMetrics {
     pub group: String,
     pub info: GroupInfo,
     pub settles: Vec<((&'static str, &'static str), u64)>,
-    pub dead_lettered: [(&'static str, u64); 2],
+    pub dead_lettered: [(&'static str, u64); 3],
     pub dead_letter_failures: u64,
     pub empty: [(&'static str, u64); 2],
 }
@@ -364,7 +369,7 @@ impl Group {
         if !stored.clean {
             stored.generation = stored.generation.saturating_add(1);
         }
-        let now = Instant::now();
+        let now = Tick::now();
         let mut state = State::new(0, stored.generation);
         for change in opened.changes {
             state.replay(change, now);
@@ -478,7 +483,7 @@ impl Group {
             .lease_time
             .unwrap_or(inner.rules.lease_time)
             .min(inner.rules.max_lease_time);
-        let now = Instant::now();
+        let now = Tick::now();
         if let Some(c) = &req.consumer {
             seen(&mut inner.consumers, c, now);
         }
@@ -538,15 +543,20 @@ impl Group {
                 .first()
                 .filter(|(o, _)| *o == l.offset)
                 .map_or(0, |(_, e)| {
-                    e.at.saturating_duration_since(Instant::now()).as_millis() as u64
+                    e.at.saturating_duration_since(Tick::now()).as_millis() as u64
                 })
         };
+        let mut read = self.prefetch(&leases, max_bytes).await;
         for lease in leases {
             if !out.is_empty() && bytes >= max_bytes {
                 back.push(lease.offset);
                 continue;
             }
-            match self.topic.read(lease.offset).await {
+            let message = match read.remove(&lease.offset) {
+                Some(m) => Ok(Some(m)),
+                None => self.topic.read(lease.offset).await,
+            };
+            match message {
                 Ok(Some(message)) => {
                     if !out.is_empty() && bytes + message.payload.len() > max_bytes {
                         back.push(lease.offset);
@@ -567,8 +577,9 @@ impl Group {
                 }
                 Ok(None) => lost.push(lease.offset),
                 Err(e) if is_damage(&e) => {
-                    tracing::error!(topic = self.topic.name(), group = %self.name, offset = lease.offset, error = %crate::topic::ErrorChain(&e), "a damaged message was set aside by the group");
-                    damaged.push(lease.offset);
+                    let error = crate::topic::ErrorChain(&e).to_string();
+                    tracing::error!(topic = self.topic.name(), group = %self.name, offset = lease.offset, %error, "a damaged message was set aside by the group");
+                    damaged.push((lease.offset, error));
                 }
                 Err(e) => {
                     back.push(lease.offset);
@@ -582,14 +593,46 @@ impl Group {
         Ok(out)
     }
 
+    /// The messages of `leases` read in runs of consecutive offsets, one
+    /// reader per run, up to about `max_bytes`: what a receive of many
+    /// needs, without a trip to the blocking pool per message. What a run
+    /// could not read (a damaged message, an error) is left out, for
+    /// [`Group::fetch`] to read alone and judge.
+    async fn prefetch(&self, leases: &[Lease], max_bytes: usize) -> HashMap<u64, Message> {
+        let mut read = HashMap::with_capacity(leases.len());
+        if leases.len() < 2 {
+            return read;
+        }
+        let (mut i, mut bytes) = (0, 0usize);
+        while i < leases.len() && bytes < max_bytes {
+            let from = leases[i].offset;
+            let mut n = 1;
+            while i + n < leases.len() && leases[i + n].offset == from + n as u64 {
+                n += 1;
+            }
+            i += n;
+            let Ok(run) = self.topic.read_run(from, n, max_bytes - bytes).await else {
+                continue;
+            };
+            for m in run {
+                if m.offset < from + n as u64 {
+                    bytes += m.payload.len();
+                    read.insert(m.offset, m);
+                }
+            }
+        }
+        read
+    }
+
     /// Gives back what was picked but not answered (`back`), and settles
     /// what retention removed (`lost`) and what fails its checksum.
-    fn hand_back(&self, back: &[u64], lost: &[u64], damaged: &[u64]) {
+    fn hand_back(&self, back: &[u64], lost: &[u64], damaged: &[(u64, String)]) {
         if back.is_empty() && lost.is_empty() && damaged.is_empty() {
             return;
         }
-        let now = Instant::now();
-        let mut inner = self.inner.lock().recover();
+        let now = Tick::now();
+        let mut guard = self.inner.lock().recover();
+        let inner = &mut *guard;
         let mut changes = Vec::new();
         for &o in back {
             changes.extend(inner.state.release(o, now));
@@ -597,13 +640,13 @@ impl Group {
         for &o in lost {
             changes.extend(inner.state.lost(o));
         }
-        for &o in damaged {
-            changes.extend(inner.state.damaged(o));
+        for (o, error) in damaged {
+            changes.extend(inner.state.damaged(*o, &inner.rules, error));
         }
-        if let Err(e) = Self::journal(&mut inner, &changes) {
+        if let Err(e) = Self::journal(inner, &changes) {
             tracing::error!(topic = self.topic.name(), group = %self.name, error = %e, "group journal write failed");
         }
-        drop(inner);
+        drop(guard);
         for _ in 0..back.len() {
             self.freed.notify_one();
         }
@@ -611,8 +654,14 @@ impl Group {
 
     /// Settles `items` with `op`, in order, with one journal write. The
     /// caller dead-letters what comes back as `dead_lettered`.
-    pub fn settle(&self, op: Op, items: &[SettleItem]) -> Result<Vec<Settled>, GroupError> {
-        let now = Instant::now();
+    /// A reject's `error` goes into its dead letters' `netlog-dlq-error`.
+    pub fn settle(
+        &self,
+        op: Op,
+        items: &[SettleItem],
+        error: Option<&str>,
+    ) -> Result<Vec<Settled>, GroupError> {
+        let now = Tick::now();
         let mut inner = self.inner.lock().recover();
         let inner = &mut *inner;
         let mut changes = Vec::new();
@@ -639,7 +688,7 @@ impl Group {
                         let t = item.time.unwrap_or(rules.lease_time);
                         inner.state.extend(&lease, t, now, rules)
                     }
-                    Op::Reject => inner.state.reject(&lease, rules),
+                    Op::Reject => inner.state.reject(&lease, rules, error),
                 }
             };
             if matches!(change, Some(Change::Ack { .. } | Change::Drop { .. }))
@@ -682,7 +731,7 @@ impl Group {
     /// Moves what is due (expired leases); returns the offsets to
     /// dead-letter now (new ones, and parked ones due for a retry).
     fn tick(&self) -> Vec<u64> {
-        let now = Instant::now();
+        let now = Tick::now();
         let mut inner = self.inner.lock().recover();
         let inner = &mut *inner;
         let (mut dead, freed) = inner.state.tick(now, &inner.rules);
@@ -720,16 +769,7 @@ impl Group {
         for &offset in offsets {
             let written = match resolve(&target) {
                 None => Err(format!("dead-letter topic {target:?} not found")),
-                Some(dlq) => match self.topic.read(offset).await {
-                    Ok(Some(m)) => dlq
-                        .publish(Batch::One(m.payload))
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                    // Gone from the topic: nothing to set aside.
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e.to_string()),
-                },
+                Some(dlq) => self.write_letter(&dlq, offset).await,
             };
             match written {
                 Ok(()) => {
@@ -744,6 +784,103 @@ impl Group {
                 }
             }
         }
+    }
+
+    /// Appends the dead letter of `offset` to `dlq`: a v1 message with the
+    /// original value, key, timestamp and headers plus the `netlog-dlq-*`
+    /// headers, written at most once (its idempotency key is made of the
+    /// group's tag and the offset, so a retry after a crash between the
+    /// write and the journal is a replay), past the DLQ's validator and
+    /// through its codec. A DLQ held to `message_format = "v0"` gets the
+    /// bare value. A message gone from the topic leaves nothing to write.
+    async fn write_letter(&self, dlq: &Topic, offset: u64) -> Result<(), String> {
+        let (reason, error, deliveries) = {
+            let inner = self.inner.lock().recover();
+            let (reason, error) = inner.state.reason(offset);
+            let deliveries = inner
+                .state
+                .pending_from(offset, 1)
+                .first()
+                .filter(|(o, _)| *o == offset)
+                .map_or(0, |(_, e)| e.deliveries);
+            (reason, error.map(str::to_string), deliveries)
+        };
+        let mut record = if reason == state::Reason::Damaged {
+            Record::default()
+        } else {
+            match self.topic.read(offset).await {
+                Ok(Some(m)) => match Record::of(&m) {
+                    Ok(Some(r)) => r,
+                    _ => Record {
+                        value: m.payload,
+                        ..Record::default()
+                    },
+                },
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(crate::topic::ErrorChain(&e).to_string()),
+            }
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut add = |name: &str, value: String| {
+            record.headers.retain(|(n, _)| n != name);
+            record
+                .headers
+                .push((name.to_string(), Bytes::from(value.into_bytes())));
+        };
+        add("netlog-dlq-topic", self.topic.name().to_string());
+        add("netlog-dlq-group", self.name.clone());
+        add("netlog-dlq-offset", offset.to_string());
+        add("netlog-dlq-deliveries", deliveries.to_string());
+        add("netlog-dlq-reason", reason.label().to_string());
+        if let Some(error) = error {
+            add("netlog-dlq-error", error);
+        }
+        add("netlog-dlq-time", now_ms.to_string());
+        record.idempotency = None;
+        let fail = |e: TopicError| crate::topic::ErrorChain(&e).to_string();
+        match dlq.allow_v1().await {
+            Ok(()) => {}
+            Err(TopicError::V0Only) => {
+                return dlq
+                    .publish_trusted(Batch::One(record.value))
+                    .await
+                    .map(|_| ())
+                    .map_err(fail);
+            }
+            Err(e) => return Err(fail(e)),
+        }
+        let mut frame = Vec::new();
+        record
+            .encode_frame(&mut frame)
+            .map_err(|e| format!("the letter does not encode: {e}"))?;
+        let key = Bytes::from(format!("netlog-dlq.{}.{}.{offset}", self.name, self.tag));
+        let ticket = match dlq.dedup().begin(key, fingerprint(&frame)) {
+            Ok(ticket) => ticket,
+            // Written before (the journal did not say so yet): done. Its
+            // time differs, so a second try is a conflict, not a replay.
+            Err(Lookup::Replay { .. } | Lookup::Conflict { .. }) => return Ok(()),
+            Err(Lookup::InFlight) => return Err("this letter is being written".into()),
+        };
+        record.idempotency = Some(Idempotency {
+            key: ticket.key().clone(),
+            request_count: 1,
+            fingerprint: ticket.fingerprint(),
+        });
+        frame.clear();
+        record
+            .encode_frame(&mut frame)
+            .map_err(|e| format!("the letter does not encode: {e}"))?;
+        let first = dlq
+            .publish_trusted(Batch::Framed {
+                plain: Bytes::from(frame),
+                count: 1,
+            })
+            .await
+            .map_err(fail)?;
+        ticket.done(first, 1);
+        Ok(())
     }
 
     /// Clears everything pending and starts over at `to`: leases issued
@@ -813,7 +950,7 @@ impl Group {
     /// Pending entries from offset `from`, at most `max`, of `state` if
     /// given (`leased`, `waiting`, `parked`): one JSON line each.
     pub fn pending_lines(&self, from: u64, max: usize, state: Option<&str>) -> Vec<u8> {
-        let now = Instant::now();
+        let now = Tick::now();
         let inner = self.inner.lock().recover();
         let mut out = Vec::new();
         let mut from = from;
@@ -916,6 +1053,7 @@ impl Group {
             dead_lettered: [
                 (state::Reason::MaxDeliveries.label(), c.dead_max_deliveries),
                 (state::Reason::Rejected.label(), c.dead_rejected),
+                (state::Reason::Damaged.label(), c.dead_damaged),
             ],
             dead_letter_failures: inner.dead_letter_failures,
             empty: [
@@ -934,7 +1072,7 @@ impl Group {
     /// Compacts the journal and marks a clean stop (at shutdown). Blocking.
     fn close(&self) -> Result<(), GroupError> {
         let mut inner = self.inner.lock().recover();
-        let snapshot = inner.state.snapshot(Instant::now());
+        let snapshot = inner.state.snapshot(Tick::now());
         inner.journal.rewrite(&snapshot)?;
         let stored = Stored {
             settings: inner.settings.clone(),
@@ -950,7 +1088,7 @@ impl Group {
     fn compact_if_due(&self) -> Result<(), GroupError> {
         let mut inner = self.inner.lock().recover();
         if inner.journal.len() > journal::COMPACT_BYTES {
-            let snapshot = inner.state.snapshot(Instant::now());
+            let snapshot = inner.state.snapshot(Tick::now());
             inner.journal.rewrite(&snapshot)?;
         }
         Ok(())
@@ -1161,7 +1299,7 @@ impl Registry {
         };
         let mut opened = Journal::open(&dir.join("journal"), sync)?;
         let state = State::new(from, 1);
-        opened.journal.rewrite(&state.snapshot(Instant::now()))?;
+        opened.journal.rewrite(&state.snapshot(Tick::now()))?;
         store(&dir, &stored)?;
         let group = Arc::new(Group::made(
             name.to_string(),
@@ -1280,7 +1418,7 @@ fn check_dead_letter(
 
 /// Notes that consumer `name` was seen at `now`, forgetting idle ones and,
 /// when full, the one seen longest ago.
-fn seen(consumers: &mut HashMap<String, Instant>, name: &str, now: Instant) {
+fn seen(consumers: &mut HashMap<String, Tick>, name: &str, now: Tick) {
     if let Some(at) = consumers.get_mut(name) {
         *at = now;
         return;

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use super::clock::Tick;
 
 /// Longest lease text accepted (the spec's bound on the opaque string).
 pub(crate) const MAX_LEASE_LEN: usize = 512;
@@ -105,9 +105,9 @@ pub(crate) struct Entry {
     pub(crate) generation: u32,
     pub(crate) state: Pend,
     /// The deadline (leased) or the time it becomes available (waiting).
-    pub(crate) at: Instant,
+    pub(crate) at: Tick,
     /// When the current delivery was made (for `max_lease_time`).
-    pub(crate) since: Instant,
+    pub(crate) since: Tick,
 }
 
 /// What happened to one settled lease (the `result` of the answer).
@@ -167,6 +167,8 @@ pub(crate) struct Counters {
     pub(crate) dead_max_deliveries: u64,
     #[serde(skip)]
     pub(crate) dead_rejected: u64,
+    #[serde(skip)]
+    pub(crate) dead_damaged: u64,
 }
 
 /// Why a message is dead-lettered.
@@ -174,6 +176,8 @@ pub(crate) struct Counters {
 pub(crate) enum Reason {
     MaxDeliveries,
     Rejected,
+    /// It fails its checksum: the letter carries no value.
+    Damaged,
 }
 
 impl Reason {
@@ -181,6 +185,7 @@ impl Reason {
         match self {
             Reason::MaxDeliveries => "max_deliveries",
             Reason::Rejected => "rejected",
+            Reason::Damaged => "damaged",
         }
     }
 }
@@ -221,10 +226,12 @@ pub(crate) struct State {
     /// Leases of a generation below this were issued before a seek.
     pub(crate) seek_generation: u32,
     pending: BTreeMap<u64, Entry>,
-    timers: BTreeSet<(Instant, u64)>,
+    timers: BTreeSet<(Tick, u64)>,
     ready: BTreeSet<u64>,
-    /// Why each parked entry is parked (rejected; else out of deliveries).
-    reasons: BTreeMap<u64, Reason>,
+    /// Why each parked entry is parked (rejected, damaged; else out of
+    /// deliveries), with the error text to carry, if any. In memory only:
+    /// after a restart a parked entry's letter says `max_deliveries`.
+    reasons: BTreeMap<u64, (Reason, Option<Box<str>>)>,
     pub(crate) counters: Counters,
 }
 
@@ -309,7 +316,7 @@ impl State {
     }
 
     /// The lowest pending offset and when its current delivery was made.
-    pub(crate) fn oldest_pending(&self) -> Option<(u64, Instant)> {
+    pub(crate) fn oldest_pending(&self) -> Option<(u64, Tick)> {
         self.pending.iter().next().map(|(o, e)| (*o, e.since))
     }
 
@@ -322,7 +329,7 @@ impl State {
             .collect()
     }
 
-    fn set_timer(&mut self, offset: u64, at: Instant) {
+    fn set_timer(&mut self, offset: u64, at: Tick) {
         self.timers.insert((at, offset));
     }
 
@@ -338,7 +345,7 @@ impl State {
     }
 
     /// Puts `offset` back to waiting, available at `at`.
-    fn wait(&mut self, offset: u64, at: Instant, now: Instant) {
+    fn wait(&mut self, offset: u64, at: Tick, now: Tick) {
         let Some(mut entry) = self.pending.remove(&offset) else {
             return;
         };
@@ -357,7 +364,7 @@ impl State {
     /// waiting after their backoff, or to be dead-lettered when out of
     /// deliveries: returned), waiting entries whose time came become ready.
     /// Returns the offsets to dead-letter and how many became available.
-    pub(crate) fn tick(&mut self, now: Instant, rules: &Rules) -> (Vec<u64>, usize) {
+    pub(crate) fn tick(&mut self, now: Tick, rules: &Rules) -> (Vec<u64>, usize) {
         let mut dead = Vec::new();
         let mut freed = 0;
         while let Some(&(at, offset)) = self.timers.first() {
@@ -405,7 +412,7 @@ impl State {
         max: usize,
         end: u64,
         lease: Duration,
-        now: Instant,
+        now: Tick,
         rules: &Rules,
     ) -> Vec<(Lease, Change)> {
         self.tick(now, rules);
@@ -467,7 +474,7 @@ impl State {
 
     /// Hands back a delivery that was never answered (cut by a byte bound):
     /// its count goes back and it is available at once.
-    pub(crate) fn release(&mut self, offset: u64, now: Instant) -> Option<Change> {
+    pub(crate) fn release(&mut self, offset: u64, now: Tick) -> Option<Change> {
         let entry = self.pending.get_mut(&offset)?;
         entry.deliveries = entry.deliveries.saturating_sub(1);
         let deliveries = entry.deliveries;
@@ -521,7 +528,7 @@ impl State {
         &mut self,
         lease: &Lease,
         delay: Option<Duration>,
-        now: Instant,
+        now: Tick,
         rules: &Rules,
     ) -> (Outcome, Option<Change>) {
         let offset = lease.offset;
@@ -534,7 +541,7 @@ impl State {
         }
         self.counters.nacked += 1;
         if rules.exhausted(lease.deliveries) {
-            return self.fail(offset, rules, Reason::MaxDeliveries);
+            return self.fail(offset, rules, Reason::MaxDeliveries, None);
         }
         let delay = delay.unwrap_or_else(|| rules.backoff(lease.deliveries));
         self.wait(offset, now + delay, now);
@@ -549,7 +556,7 @@ impl State {
         &mut self,
         lease: &Lease,
         lease_time: Duration,
-        now: Instant,
+        now: Tick,
         rules: &Rules,
     ) -> (Outcome, Option<Change>) {
         let offset = lease.offset;
@@ -584,7 +591,12 @@ impl State {
     }
 
     /// Rejects `lease`: dead-lettered (by the caller) or dropped.
-    pub(crate) fn reject(&mut self, lease: &Lease, rules: &Rules) -> (Outcome, Option<Change>) {
+    pub(crate) fn reject(
+        &mut self,
+        lease: &Lease,
+        rules: &Rules,
+        error: Option<&str>,
+    ) -> (Outcome, Option<Change>) {
         if let Err(outcome) = self.current(lease) {
             let outcome = match outcome {
                 Outcome::Done => Outcome::Expired(None),
@@ -592,14 +604,20 @@ impl State {
             };
             return (outcome, None);
         }
-        self.fail(lease.offset, rules, Reason::Rejected)
+        self.fail(lease.offset, rules, Reason::Rejected, error)
     }
 
     /// A delivery that will never succeed: parked for the dead-letter
     /// write, or dropped when there is no dead-letter topic.
-    fn fail(&mut self, offset: u64, rules: &Rules, reason: Reason) -> (Outcome, Option<Change>) {
+    fn fail(
+        &mut self,
+        offset: u64,
+        rules: &Rules,
+        reason: Reason,
+        error: Option<&str>,
+    ) -> (Outcome, Option<Change>) {
         if rules.dead_letter {
-            self.reasons.insert(offset, reason);
+            self.reasons.insert(offset, (reason, error.map(Box::from)));
             if let Some(mut entry) = self.pending.remove(&offset) {
                 self.clear_timer(offset, &entry);
                 entry.state = Pend::Parked;
@@ -617,15 +635,19 @@ impl State {
     pub(crate) fn dead(&mut self, offset: u64) -> Option<Change> {
         self.remove(offset)?;
         self.counters.dead_lettered += 1;
-        match self
-            .reasons
-            .remove(&offset)
-            .unwrap_or(Reason::MaxDeliveries)
-        {
-            Reason::MaxDeliveries => self.counters.dead_max_deliveries += 1,
-            Reason::Rejected => self.counters.dead_rejected += 1,
+        match self.reasons.remove(&offset).map(|(r, _)| r) {
+            None | Some(Reason::MaxDeliveries) => self.counters.dead_max_deliveries += 1,
+            Some(Reason::Rejected) => self.counters.dead_rejected += 1,
+            Some(Reason::Damaged) => self.counters.dead_damaged += 1,
         }
         Some(Change::Dead { offset })
+    }
+
+    /// Why `offset` is parked, and the error text its letter carries.
+    pub(crate) fn reason(&self, offset: u64) -> (Reason, Option<&str>) {
+        self.reasons
+            .get(&offset)
+            .map_or((Reason::MaxDeliveries, None), |(r, e)| (*r, e.as_deref()))
     }
 
     /// Offsets parked for a dead-letter write.
@@ -655,12 +677,15 @@ impl State {
         Some(Change::Skip { to: oldest })
     }
 
-    /// `offset` fails its checksum: set aside (counted), so one damaged
-    /// message never stops the group.
-    pub(crate) fn damaged(&mut self, offset: u64) -> Option<Change> {
-        self.remove(offset)?;
+    /// `offset` fails its checksum (`error` says how): set aside (counted),
+    /// so one damaged message never stops the group; dead-lettered as
+    /// `damaged` when the group has a dead-letter topic.
+    pub(crate) fn damaged(&mut self, offset: u64, rules: &Rules, error: &str) -> Option<Change> {
+        if !self.pending.contains_key(&offset) {
+            return None;
+        }
         self.counters.damaged += 1;
-        Some(Change::Drop { offset })
+        self.fail(offset, rules, Reason::Damaged, Some(error)).1
     }
 
     /// Clears everything pending and starts over at `to`, in a new
@@ -681,7 +706,7 @@ impl State {
     /// The changes that rebuild this state from nothing: a base, then each
     /// pending entry as a delivery (leases keep at most their own length),
     /// and the waiting and parked ones as what put them there.
-    pub(crate) fn snapshot(&self, now: Instant) -> Vec<Change> {
+    pub(crate) fn snapshot(&self, now: Tick) -> Vec<Change> {
         let mut out = vec![Change::Base { next: self.next }];
         if self.seek_generation > 0 {
             out.push(Change::Seek {
@@ -713,7 +738,7 @@ impl State {
     }
 
     /// Applies a journal record at start-up (`now` is the restart).
-    pub(crate) fn replay(&mut self, change: Change, now: Instant) {
+    pub(crate) fn replay(&mut self, change: Change, now: Tick) {
         let ms = Duration::from_millis;
         match change {
             Change::Base { next } => {
@@ -834,7 +859,7 @@ mod tests {
 
     #[test]
     fn ack_is_once_then_done_and_a_superseded_lease_acks_late() {
-        let (r, now) = (rules(), Instant::now());
+        let (r, now) = (rules(), Tick::now());
         let mut s = State::new(0, 1);
         let got = s.deliver(2, 10, r.lease_time, now, &r);
         assert_eq!(got.len(), 2);
@@ -855,7 +880,7 @@ mod tests {
 
     #[test]
     fn an_ack_after_expiry_but_before_redelivery_counts() {
-        let (r, now) = (rules(), Instant::now());
+        let (r, now) = (rules(), Tick::now());
         let mut s = State::new(5, 1);
         let got = s.deliver(1, 10, r.lease_time, now, &r);
         s.tick(now + Duration::from_secs(40), &r);
@@ -866,7 +891,7 @@ mod tests {
 
     #[test]
     fn unknown_and_future_leases_are_not_found() {
-        let (r, now) = (rules(), Instant::now());
+        let (r, now) = (rules(), Tick::now());
         let mut s = State::new(0, 1);
         s.deliver(1, 10, r.lease_time, now, &r);
         let never = Lease::parse("7.1.1.ff").expect("lease");
@@ -879,7 +904,7 @@ mod tests {
     fn nack_waits_for_its_delay_and_the_backoff() {
         let mut r = rules();
         r.backoff = vec![Duration::from_secs(1), Duration::from_secs(10)];
-        let now = Instant::now();
+        let now = Tick::now();
         let mut s = State::new(0, 1);
         let got = s.deliver(1, 1, r.lease_time, now, &r);
         assert_eq!(s.nack(&lease(&got[0]), None, now, &r).0, Outcome::Nacked);
@@ -906,7 +931,7 @@ mod tests {
         let mut r = rules();
         r.max_deliveries = 2;
         r.dead_letter = true;
-        let now = Instant::now();
+        let now = Tick::now();
         let mut s = State::new(0, 1);
         let one = s.deliver(1, 1, r.lease_time, now, &r);
         assert_eq!(
@@ -926,13 +951,13 @@ mod tests {
         r.dead_letter = false;
         let mut s = State::new(0, 1);
         let one = s.deliver(1, 1, r.lease_time, now, &r);
-        assert_eq!(s.reject(&lease(&one[0]), &r).0, Outcome::Dropped);
+        assert_eq!(s.reject(&lease(&one[0]), &r, None).0, Outcome::Dropped);
         assert_eq!(s.counters.dropped, 1);
     }
 
     #[test]
     fn extend_is_clamped_by_max_lease_time() {
-        let (r, now) = (rules(), Instant::now());
+        let (r, now) = (rules(), Tick::now());
         let mut s = State::new(0, 1);
         let got = s.deliver(1, 1, r.lease_time, now, &r);
         let l = lease(&got[0]);
@@ -957,7 +982,7 @@ mod tests {
     fn max_pending_holds_new_deliveries() {
         let mut r = rules();
         r.max_pending = 2;
-        let now = Instant::now();
+        let now = Tick::now();
         let mut s = State::new(0, 1);
         let got = s.deliver(10, 100, r.lease_time, now, &r);
         assert_eq!(got.len(), 2);
@@ -968,7 +993,7 @@ mod tests {
 
     #[test]
     fn seek_makes_older_leases_expire() {
-        let (r, now) = (rules(), Instant::now());
+        let (r, now) = (rules(), Tick::now());
         let mut s = State::new(0, 1);
         let got = s.deliver(3, 10, r.lease_time, now, &r);
         s.seek(1);
@@ -983,12 +1008,12 @@ mod tests {
         let mut r = rules();
         r.dead_letter = true;
         r.max_deliveries = 1;
-        let now = Instant::now();
+        let now = Tick::now();
         let mut s = State::new(3, 1);
         let got = s.deliver(5, 20, r.lease_time, now, &r);
         s.ack(&lease(&got[0]));
         s.nack(&lease(&got[1]), Some(Duration::from_secs(5)), now, &r);
-        s.reject(&lease(&got[2]), &r);
+        s.reject(&lease(&got[2]), &r, None);
         let mut back = State::new(0, 1);
         for change in s.snapshot(now) {
             back.replay(change, now);
@@ -1003,7 +1028,7 @@ mod tests {
     fn a_million_pending_entries_stay_cheap() {
         let mut r = rules();
         r.max_pending = 1_000_000;
-        let now = Instant::now();
+        let now = Tick::now();
         let mut s = State::new(0, 1);
         let got = s.deliver(1_000_000, 2_000_000, r.lease_time, now, &r);
         assert_eq!(got.len(), 1_000_000);

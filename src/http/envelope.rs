@@ -231,7 +231,7 @@ pub(crate) fn record_from_headers(headers: &HeaderMap) -> Result<Option<Record>,
     if !any {
         return Ok(None);
     }
-    r.check().map_err(record_error)?;
+    r.check_input().map_err(record_error)?;
     Ok(Some(r))
 }
 
@@ -416,7 +416,7 @@ fn envelope_record(line: &[u8]) -> Result<Record, String> {
             "an envelope needs message or message_base64 (or a key, headers or a timestamp)".into(),
         );
     }
-    r.check().map_err(|e| e.to_string())?;
+    r.check_input().map_err(|e| e.to_string())?;
     Ok(r)
 }
 
@@ -458,6 +458,7 @@ pub(crate) fn check_v1_frames(body: &[u8]) -> Result<bool, ApiError> {
         }
         v1 = true;
         let r = Record::parse(&Bytes::copy_from_slice(payload))
+            .and_then(|r| r.check_input().map(|()| r))
             .map_err(|e| ApiError::BadRequest(format!("frame {i}: {e}")))?;
         if r.idempotency.is_some() {
             return Err(ApiError::BadRequest(format!(

@@ -222,6 +222,9 @@ struct SettleBody {
     reason: Option<String>,
 }
 
+/// The longest `reason` a reject carries into its dead letters.
+const MAX_REASON: usize = 1024;
+
 async fn settle(
     state: AppState,
     topic: String,
@@ -243,6 +246,7 @@ async fn settle(
         .transpose()
     };
     let single = params.get("lease").map(str::to_string);
+    let mut reason = params.get("reason").map(str::to_string);
     let (items, batch) = match single {
         Some(lease) => {
             let t = time(params.get(time_field).filter(|_| !time_field.is_empty()))?;
@@ -265,7 +269,9 @@ async fn settle(
                 Op::Extend => time(parsed.lease_time.as_deref())?,
                 _ => None,
             };
-            let _ = parsed.reason;
+            if parsed.reason.is_some() {
+                reason = parsed.reason;
+            }
             let items = parsed
                 .leases
                 .into_iter()
@@ -274,7 +280,15 @@ async fn settle(
             (items, true)
         }
     };
-    let results = g.settle(op, &items)?;
+    if let Some(r) = &reason
+        && r.len() > MAX_REASON
+    {
+        return Err(ApiError::BadRequest(format!(
+            "reason: at most {MAX_REASON} bytes, not {}",
+            r.len()
+        )));
+    }
+    let results = g.settle(op, &items, reason.as_deref().filter(|_| op == Op::Reject))?;
     g.durable().await?;
     let dead: Vec<u64> = results
         .iter()

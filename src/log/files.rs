@@ -54,6 +54,17 @@ pub fn cached_open_files() -> usize {
     lock_cache().open.len()
 }
 
+/// Hands the heap's free pages back to the system (glibc keeps what a
+/// burst of allocations freed, and RSS with it); a no-op elsewhere.
+pub(crate) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no
+    // pointer and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Raises the soft limit on open descriptors to the hard limit (and, where
 /// the process may, the hard limit to the kernel's `fs.nr_open`); returns the
 /// old and new soft limits. A broker with thousands of topics needs one

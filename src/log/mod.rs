@@ -65,7 +65,7 @@
 //! ```
 
 mod check;
-mod files;
+pub(crate) mod files;
 mod index;
 mod reader;
 pub mod recovery;

@@ -438,6 +438,17 @@ impl Topic {
     /// Appends `batch` through group commit (validating it first, if the
     /// topic has a validator); returns its first offset once it is readable.
     pub async fn publish(&self, batch: Batch) -> Result<u64, TopicError> {
+        self.append(batch, false).await
+    }
+
+    /// Appends `batch` as [`Topic::publish`] does but without the
+    /// validator: for what the broker writes itself (dead letters), which a
+    /// validator of the topic's producers has no say over.
+    pub(crate) async fn publish_trusted(&self, batch: Batch) -> Result<u64, TopicError> {
+        self.append(batch, true).await
+    }
+
+    async fn append(&self, batch: Batch, trusted: bool) -> Result<u64, TopicError> {
         if let Some((plugin, reason)) = &self.hooks.load().unavailable {
             return Err(TopicError::PluginUnavailable {
                 plugin: plugin.clone(),
@@ -449,7 +460,10 @@ impl Topic {
         }
         let (started, route) = (std::time::Instant::now(), batch.route());
         let (count, bytes) = (u64::from(batch.count()), batch.payload_bytes());
-        let offset = self.writer.publish(batch, || self.closed_error()).await?;
+        let offset = self
+            .writer
+            .publish(batch, trusted, || self.closed_error())
+            .await?;
         self.stats.published(route, count, bytes, started.elapsed());
         Ok(offset)
     }
@@ -503,6 +517,43 @@ impl Topic {
             self.count_out(1);
         }
         Ok(m)
+    }
+
+    /// The messages from `from` on, at most `max` and `max_bytes` of payload
+    /// (at least one), with one reader: for a consumer that takes a run of
+    /// offsets at once (a consumer group's receive). From the tail cache
+    /// when it holds them, else in one trip to the blocking pool. Offsets
+    /// the log no longer holds are passed over; the caller matches by
+    /// offset.
+    pub async fn read_run(
+        &self,
+        from: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, TopicError> {
+        let run = match self.log.read_cached(from, max, max_bytes) {
+            Some(run) if !run.is_empty() => run,
+            _ => {
+                let log = self.log.clone();
+                blocking(move || {
+                    let mut reader = log.reader(from)?;
+                    let (mut run, mut bytes) = (Vec::new(), 0usize);
+                    while run.len() < max && (run.is_empty() || bytes < max_bytes) {
+                        match reader.next()? {
+                            Some(m) => {
+                                bytes += m.payload.len();
+                                run.push(m);
+                            }
+                            None => break,
+                        }
+                    }
+                    Ok::<_, TopicError>(run)
+                })
+                .await?
+            }
+        };
+        self.count_out(run.len());
+        Ok(run)
     }
 
     /// Opens a scanner at `from`.

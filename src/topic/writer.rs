@@ -123,6 +123,9 @@ type Reply = oneshot::Sender<Result<u64, TopicError>>;
 
 struct Job {
     batch: Batch,
+    /// Written by the broker itself (a dead letter): the validator is
+    /// skipped.
+    trusted: bool,
     reply: Reply,
     /// Its place in the queue, given back once answered.
     _permit: OwnedSemaphorePermit,
@@ -178,10 +181,12 @@ impl Writer {
     }
 
     /// Queues `batch`; answers with its first offset once written. `closed`
-    /// is the error for a writer that no longer takes jobs.
+    /// is the error for a writer that no longer takes jobs; a `trusted`
+    /// batch skips the validator.
     pub(crate) async fn publish(
         &self,
         batch: Batch,
+        trusted: bool,
         closed: impl Fn() -> TopicError,
     ) -> Result<u64, TopicError> {
         let permit = self
@@ -198,6 +203,7 @@ impl Writer {
             }
             q.jobs.push_back(Job {
                 batch,
+                trusted,
                 reply,
                 _permit: permit,
             });
@@ -344,6 +350,14 @@ impl WriterState {
         // even if a reload swaps in another meanwhile.
         let hooks = self.hooks.load_full();
         let jobs = match &hooks.validator {
+            Some(v) if jobs.iter().any(|j| j.trusted) => {
+                let (mut kept, checked): (Vec<Job>, Vec<Job>) =
+                    jobs.into_iter().partition(|j| j.trusted);
+                if !checked.is_empty() {
+                    kept.extend(self.validate(v, hooks.on_error, checked));
+                }
+                kept
+            }
             Some(v) => self.validate(v, hooks.on_error, jobs),
             None => jobs,
         };
@@ -688,12 +702,18 @@ pub(super) mod tests {
         );
         let closed = || TopicError::ShuttingDown;
         let one = |p: &'static [u8]| Batch::One(Bytes::from_static(p));
-        assert_eq!(writer.publish(one(b"before"), closed).await.unwrap(), 0);
+        assert_eq!(
+            writer.publish(one(b"before"), false, closed).await.unwrap(),
+            0
+        );
         for _ in 0..3 {
-            let failed = writer.publish(one(PANIC_HOOK), closed).await;
+            let failed = writer.publish(one(PANIC_HOOK), false, closed).await;
             assert!(matches!(failed, Err(TopicError::Panicked)), "{failed:?}");
         }
-        assert_eq!(writer.publish(one(b"after"), closed).await.unwrap(), 1);
+        assert_eq!(
+            writer.publish(one(b"after"), false, closed).await.unwrap(),
+            1
+        );
         let mut r = log.reader(0).unwrap();
         let got: Vec<(u64, Bytes)> = std::iter::from_fn(|| r.next().unwrap())
             .map(|m| (m.offset, m.payload))

@@ -282,8 +282,19 @@ async fn dead_letters_and_deletes() {
         )
         .await;
     assert_eq!(made.status(), 201);
-    api.post("/in/payload", "poison").await;
+    let keyed = api
+        .http
+        .post(api.url("/in/payload"))
+        .header("Netlog-Key", "order-42")
+        .header("Netlog-Header-Trace-Id", "abc123")
+        .header("Netlog-Timestamp", "1767323045678")
+        .body("poison")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(keyed.status(), 201);
     api.post("/in/payload", "fine").await;
+    api.post("/in/payload", "refused").await;
     let poison = lease_of(&receive(&api, "/in/groups/g/receive").await);
     let nacked = json_of(
         api.post_empty(&format!("/in/groups/g/nack?lease={poison}"))
@@ -291,13 +302,74 @@ async fn dead_letters_and_deletes() {
     )
     .await;
     assert_eq!(nacked["result"], "dead_lettered");
+    // The letter: the original value, key, timestamp and headers, and the
+    // broker's netlog-dlq-* headers.
     let dead = api.get("/dlq/payload/0").await;
     assert_eq!(dead.status(), 200);
+    let h = |name: &str| {
+        dead.headers()
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII").to_string())
+    };
+    assert_eq!(h("netlog-key").as_deref(), Some("order-42"));
+    assert_eq!(h("netlog-timestamp").as_deref(), Some("1767323045678"));
+    assert_eq!(h("netlog-header-trace-id").as_deref(), Some("abc123"));
+    assert_eq!(h("netlog-header-netlog-dlq-topic").as_deref(), Some("in"));
+    assert_eq!(h("netlog-header-netlog-dlq-group").as_deref(), Some("g"));
+    assert_eq!(h("netlog-header-netlog-dlq-offset").as_deref(), Some("0"));
+    assert_eq!(
+        h("netlog-header-netlog-dlq-deliveries").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        h("netlog-header-netlog-dlq-reason").as_deref(),
+        Some("max_deliveries")
+    );
+    assert!(h("netlog-header-netlog-dlq-time").is_some_and(|t| t.parse::<u64>().is_ok()));
     assert_eq!(dead.text().await.expect("body"), "poison");
     let fine = receive(&api, "/in/groups/g/receive").await;
     assert_eq!(fine.text().await.expect("body"), "fine");
+    // A reject carries its reason; a client cannot forge the broker's names.
+    let refused = lease_of(&receive(&api, "/in/groups/g/receive").await);
+    let rejected = json_of(
+        api.post_empty(&format!(
+            "/in/groups/g/reject?lease={refused}&reason=bad%20schema"
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(rejected["result"], "dead_lettered");
+    let letter = api.get("/dlq/payload/1").await;
+    assert_eq!(letter.status(), 200);
+    let value = |name: &str| {
+        letter
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII").to_string())
+    };
+    assert_eq!(
+        value("netlog-header-netlog-dlq-reason").as_deref(),
+        Some("rejected")
+    );
+    assert_eq!(
+        value("netlog-header-netlog-dlq-error").as_deref(),
+        Some("bad%20schema")
+    );
+    assert_eq!(
+        value("netlog-header-netlog-dlq-offset").as_deref(),
+        Some("2")
+    );
+    let forged = api
+        .http
+        .post(api.url("/dlq/payload"))
+        .header("Netlog-Header-Netlog-Dlq-Topic", "in")
+        .body("forged")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(forged.status(), 400);
     let info = json_of(api.get("/in/groups/g").await).await;
-    assert_eq!(info["counters"]["dead_lettered"], 1);
+    assert_eq!(info["counters"]["dead_lettered"], 2);
 
     assert_eq!(
         api.delete("/dlq").await.status(),
@@ -424,7 +496,12 @@ async fn a_damaged_message_does_not_stop_the_group() {
     let mut netlog = spawn_netlog(dir.path()).await;
     let api = netlog.api();
     api.create_topic("d").await;
+    api.create_topic("dlq").await;
     api.post("/d/groups/g", r#"{"from":"oldest"}"#).await;
+    let with_letters = api
+        .post("/d/groups/h", r#"{"from":"oldest","dead_letter":"dlq"}"#)
+        .await;
+    assert_eq!(with_letters.status(), 201);
     for m in ["first", "DAMAGE-ME-PLEASE", "third"] {
         api.post("/d/payload", m).await;
     }
@@ -454,4 +531,148 @@ async fn a_damaged_message_does_not_stop_the_group() {
     assert_eq!(seen, ["first", "third"]);
     let info = json_of(api.get("/d/groups/g").await).await;
     assert_eq!(info["counters"]["damaged"], 1);
+    assert_eq!(info["counters"]["dropped"], 1, "no dead-letter topic");
+    // With a dead-letter topic, the damaged message becomes a letter with
+    // no value, saying why.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let r = receive(&api, "/d/groups/h/receive?wait=1s").await;
+        assert_eq!(r.status(), 200);
+        seen.push(r.text().await.expect("body"));
+    }
+    assert_eq!(seen, ["first", "third"]);
+    let letter = eventually("the damaged letter", Duration::from_secs(15), || async {
+        let r = api.get("/dlq/payload/0").await;
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        letter.headers()["netlog-header-netlog-dlq-reason"],
+        "damaged"
+    );
+    assert_eq!(letter.headers()["netlog-header-netlog-dlq-offset"], "1");
+    assert!(
+        letter
+            .headers()
+            .contains_key("netlog-header-netlog-dlq-error")
+    );
+    assert_eq!(letter.text().await.expect("body"), "");
+    let info = json_of(api.get("/d/groups/h").await).await;
+    assert_eq!(info["counters"]["dead_lettered"], 1, "{info}");
+}
+
+/// A dead letter that cannot be written (its topic deleted) is parked: it
+/// holds the floor and is counted, and once the topic is back it is written
+/// (retried every 10 s) exactly once.
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_written_is_parked_then_written() {
+    let dir = data_dir();
+    let netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    api.create_topic("in").await;
+    api.create_topic("dlq").await;
+    let made = api
+        .post(
+            "/in/groups/g",
+            r#"{"from":"oldest","max_deliveries":3,"dead_letter":"dlq"}"#,
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    api.publish("in", "doomed").await;
+    api.publish("in", "next").await;
+    assert_eq!(api.delete("/dlq?force=true").await.status(), 200);
+    let doomed = lease_of(&receive(&api, "/in/groups/g/receive").await);
+    let rejected = json_of(
+        api.post_empty(&format!("/in/groups/g/reject?lease={doomed}"))
+            .await,
+    )
+    .await;
+    assert_eq!(rejected["result"], "dead_lettered");
+    let info = json_of(api.get("/in/groups/g").await).await;
+    assert_eq!(info["pending"]["parked"], 1, "{info}");
+    assert_eq!(info["ack_floor"], 0, "a parked letter holds the floor");
+    // Others flow meanwhile.
+    let next = receive(&api, "/in/groups/g/receive").await;
+    let lease = lease_of(&next);
+    assert_eq!(next.text().await.expect("body"), "next");
+    let acked = json_of(
+        api.post_empty(&format!("/in/groups/g/ack?lease={lease}"))
+            .await,
+    )
+    .await;
+    assert_eq!(acked["result"], "acked");
+    let metrics = api.get("/_metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("netlog_group_dead_letter_failures") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    api.create_topic("dlq").await;
+    let written = eventually(
+        "the parked letter written",
+        Duration::from_secs(25),
+        || async {
+            let info = json_of(api.get("/in/groups/g").await).await;
+            (info["pending"]["parked"] == 0).then_some(info)
+        },
+    )
+    .await;
+    assert_eq!(written["ack_floor"], 2, "{written}");
+    assert_eq!(written["counters"]["dead_lettered"], 1);
+    let letter = api.get("/dlq/payload/0").await;
+    assert_eq!(letter.status(), 200);
+    assert_eq!(
+        letter.headers()["netlog-header-netlog-dlq-reason"],
+        "rejected"
+    );
+    assert_eq!(letter.text().await.expect("body"), "doomed");
+    assert_eq!(
+        api.get("/dlq/payload/1").await.status(),
+        404,
+        "written once"
+    );
+}
+
+/// A clean stop answers waiting receives `503 shutting down` at once, and
+/// leases survive it with their remaining time: settled after the restart.
+#[tokio::test]
+async fn a_clean_stop_ends_waiting_receives_and_keeps_leases() {
+    let dir = data_dir();
+    let mut netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    api.create_topic("s").await;
+    api.post("/s/groups/g", r#"{"from":"oldest","lease_time":"1m"}"#)
+        .await;
+    api.publish("s", "held").await;
+    let held = lease_of(&receive(&api, "/s/groups/g/receive").await);
+    let waiting = {
+        let api = api.clone();
+        tokio::spawn(async move { receive(&api, "/s/groups/g/receive?wait=30s").await })
+    };
+    eventually("the receive waits", Duration::from_secs(5), || async {
+        let info = json_of(api.get("/s/groups/g").await).await;
+        (info["waiting_receives"] == 1).then_some(())
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    netlog.signal("-TERM");
+    let answer = waiting.await.expect("the waiting receive");
+    assert_eq!(answer.status(), 503);
+    let body = json_of(answer).await;
+    assert_eq!(body["error"], "netlog: shutting down", "{body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "answered at once"
+    );
+    let status = netlog.wait_exit().await;
+    assert!(status.success(), "{status}");
+    let netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    let acked = json_of(
+        api.post_empty(&format!("/s/groups/g/ack?lease={held}"))
+            .await,
+    )
+    .await;
+    assert_eq!(acked["result"], "acked", "the lease survived the stop");
 }
