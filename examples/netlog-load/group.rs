@@ -405,3 +405,121 @@ fn ids_of(reply: Reply) -> Vec<Vec<u8>> {
     }
     ids
 }
+
+/// The `group-deep` scenario's measurements: receive and ack latencies of
+/// one message at a time on a group with nothing pending, then on a group
+/// holding `pending` leases (12 h, so none expires meanwhile). On the deep
+/// group each sample first acks one held lease (so `max_pending` leaves
+/// room), then receives one more, which joins the pile: it stays at
+/// `pending`. Returns the report's notes.
+pub async fn deep(
+    target: &Target,
+    topic: &str,
+    pending: u64,
+    samples: usize,
+) -> Result<Vec<String>, String> {
+    let mut notes = Vec::new();
+    let mut link = Link::new(target.clone());
+    let one = |group: &str| format!("/{topic}/groups/{group}/receive?max=1&wait=1s");
+    let ack_path = |group: &str| format!("/{topic}/groups/{group}/ack");
+    let ms = |h: &Histogram, q: f64| h.quantile(q).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+
+    // The empty group: receive one, ack it.
+    create(
+        target,
+        topic,
+        "empty",
+        r#"{"from":"oldest","lease_time":"12h"}"#,
+    )
+    .await?;
+    let (mut rx, mut ax) = (Histogram::default(), Histogram::default());
+    for _ in 0..samples {
+        let sent = Instant::now();
+        let got = receive(&mut link, target, &one("empty")).await?;
+        rx.record(sent.elapsed());
+        let (lease, _, _) = got.into_iter().next().ok_or("empty: nothing received")?;
+        let sent = Instant::now();
+        ack_one(&mut link, target, &ack_path("empty"), lease).await?;
+        ax.record(sent.elapsed());
+    }
+
+    // The deep group: fill it with `pending` leases, 1,000 at a time.
+    create(
+        target,
+        topic,
+        "deep",
+        &format!(r#"{{"from":"oldest","lease_time":"12h","max_pending":{pending}}}"#),
+    )
+    .await?;
+    let fill = format!("/{topic}/groups/deep/receive?max=1000&wait=1s");
+    let mut held: Vec<String> = Vec::with_capacity(samples);
+    let mut leased = 0u64;
+    let started = Instant::now();
+    while leased < pending {
+        let got = receive(&mut link, target, &fill).await?;
+        if got.is_empty() {
+            return Err(format!("deep: only {leased} leased of {pending}"));
+        }
+        leased += got.len() as u64;
+        for (lease, _, _) in got {
+            if held.len() < samples {
+                held.push(lease);
+            }
+        }
+    }
+    notes.push(format!(
+        "{leased} leases taken in {:.1} s, 1,000 per receive",
+        started.elapsed().as_secs_f64()
+    ));
+    let (mut rd, mut ad) = (Histogram::default(), Histogram::default());
+    for lease in held {
+        let sent = Instant::now();
+        ack_one(&mut link, target, &ack_path("deep"), lease).await?;
+        ad.record(sent.elapsed());
+        let sent = Instant::now();
+        let got = receive(&mut link, target, &one("deep")).await?;
+        rd.record(sent.elapsed());
+        if got.is_empty() {
+            return Err("deep: nothing received after an ack".into());
+        }
+    }
+    notes.push(format!(
+        "receive of one, p50/p99 ms: empty group {:.2}/{:.2}, {pending} pending {:.2}/{:.2}",
+        ms(&rx, 0.5),
+        ms(&rx, 0.99),
+        ms(&rd, 0.5),
+        ms(&rd, 0.99)
+    ));
+    notes.push(format!(
+        "ack of one, p50/p99 ms: empty group {:.2}/{:.2}, {pending} pending {:.2}/{:.2}",
+        ms(&ax, 0.5),
+        ms(&ax, 0.99),
+        ms(&ad, 0.5),
+        ms(&ad, 0.99)
+    ));
+    Ok(notes)
+}
+
+/// Acks one lease, in a batch body of one.
+async fn ack_one(
+    link: &mut Link,
+    target: &Target,
+    path: &str,
+    lease: String,
+) -> Result<(), String> {
+    let body = serde_json::json!({ "leases": [lease] }).to_string();
+    let req = target.request(
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    let r = link
+        .roundtrip(&req)
+        .await
+        .map_err(|e| format!("ack: {e}"))?;
+    if r.status != 200 {
+        return Err(format!("ack: {}", r.describe()));
+    }
+    Ok(())
+}

@@ -115,6 +115,9 @@ struct Args {
     /// its scenario runs (with --compare-token).
     #[arg(long, value_name = "SECS")]
     compare_scrape: Option<f64>,
+    /// Leases the `group-deep` scenario holds (at most 1,000,000).
+    #[arg(long, default_value_t = 1_000_000)]
+    pending: u64,
     /// Single publishes as v1 messages: a `Netlog-Key` and 3
     /// `Netlog-Header-*` on every request.
     #[arg(long)]
@@ -131,6 +134,9 @@ enum Scenario {
     PollLatency,
     /// Workers sharing the topic through a consumer group (not in `all`).
     Group,
+    /// Receive and ack latency on a group with `--pending` leases held,
+    /// against an empty one (not in `all`).
+    GroupDeep,
     All,
 }
 
@@ -153,6 +159,7 @@ impl Scenario {
             Scenario::StreamLatency => "stream-latency",
             Scenario::PollLatency => "poll-latency",
             Scenario::Group => "group",
+            Scenario::GroupDeep => "group-deep",
             Scenario::All => "all",
         }
     }
@@ -233,7 +240,7 @@ fn check(args: &Args) -> Result<(), String> {
     if args.compare.is_some()
         && matches!(
             args.scenario,
-            Scenario::StreamLatency | Scenario::PollLatency | Scenario::Group
+            Scenario::StreamLatency | Scenario::PollLatency | Scenario::Group | Scenario::GroupDeep
         )
     {
         return Err("--compare measures the throughput scenarios only".into());
@@ -326,7 +333,7 @@ async fn run_comparison(
     for scenario in scenarios {
         if matches!(
             scenario,
-            Scenario::StreamLatency | Scenario::PollLatency | Scenario::Group
+            Scenario::StreamLatency | Scenario::PollLatency | Scenario::Group | Scenario::GroupDeep
         ) {
             continue;
         }
@@ -360,6 +367,7 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario) -> Result<Report, String> {
         Scenario::StreamLatency => latency_scenario(ctx, scenario, &topic, Subscribe::Stream).await,
         Scenario::PollLatency => latency_scenario(ctx, scenario, &topic, Subscribe::Poll).await,
         Scenario::Group => group_scenario(ctx, &topic).await,
+        Scenario::GroupDeep => group_deep_scenario(ctx, &topic).await,
         _ => throughput_scenario(ctx, scenario, &topic).await,
     };
     if !ctx.args.keep {
@@ -523,6 +531,30 @@ async fn group_scenario(ctx: &Ctx, topic: &Arc<str>) -> Result<Report, String> {
             report.notes.push(format!("Redis errors: {e}"));
         }
     }
+    Ok(report)
+}
+
+/// `group-deep`: see `group::deep`. Prefills `--pending` messages plus
+/// room for the samples.
+async fn group_deep_scenario(ctx: &Ctx, topic: &Arc<str>) -> Result<Report, String> {
+    const SAMPLES: usize = 2000;
+    let args = &ctx.args;
+    if args.pending == 0 || args.pending > 1_000_000 {
+        return Err("--pending: 1 to 1,000,000 (a group's max_pending)".into());
+    }
+    throughput::prefill(
+        &ctx.target,
+        topic,
+        args.size,
+        args.pending + 2 * SAMPLES as u64,
+    )
+    .await?;
+    let start = Instant::now();
+    let notes = group::deep(&ctx.target, topic, args.pending, SAMPLES).await?;
+    let mut report = Report::from_counters("group-deep", &Counters::default());
+    report.size = args.size;
+    report.elapsed = start.elapsed();
+    report.notes = notes;
     Ok(report)
 }
 
