@@ -190,13 +190,7 @@ impl Settings {
             return bad("max_waiting must be 1 to 100000".into());
         }
         match self.ordering.as_str() {
-            "none" => {}
-            "key" => {
-                return bad(
-                    "ordering \"key\" needs messages with keys, which this build does not store"
-                        .into(),
-                );
-            }
+            "none" | "key" => {}
             other => {
                 return bad(format!(
                     "ordering must be \"none\" or \"key\", not {other:?}"
@@ -210,6 +204,7 @@ impl Settings {
             backoff,
             max_pending: self.max_pending,
             dead_letter: self.dead_letter.is_some(),
+            by_key: self.ordering == "key",
         })
     }
 }
@@ -380,6 +375,9 @@ impl Group {
         stored.generation = state.generation;
         stored.clean = false;
         store(dir, &stored)?;
+        if rules.by_key {
+            learn_keys(&topic, &mut state);
+        }
         Ok(Group::made(name, topic, dir, stored, state, journal, rules))
     }
 
@@ -444,7 +442,8 @@ impl Group {
             let (got, why) = self.pick(&req)?;
             if !got.is_empty() {
                 self.durable().await?;
-                let out = self.fetch(got, req.max_bytes).await?;
+                let mut out = self.fetch(got, req.max_bytes).await?;
+                self.order_by_key(&mut out);
                 if !out.is_empty() {
                     return Ok(out);
                 }
@@ -492,7 +491,7 @@ impl Group {
         }
         let got = inner.state.deliver(req.max, end, lease, now, &inner.rules);
         if got.is_empty() {
-            let [leased, waiting, parked] = inner.state.pending_by_state();
+            let [leased, waiting, parked, _] = inner.state.pending_by_state();
             let full = inner.state.pending_len() >= inner.rules.max_pending;
             inner.empty[usize::from(full)] += 1;
             let why = if full {
@@ -591,6 +590,31 @@ impl Group {
         }
         self.hand_back(&back, &lost, &damaged);
         Ok(out)
+    }
+
+    /// Ordering by key: takes out of `out` each message whose key another
+    /// pending offset holds; those are handed back (journaled as released)
+    /// and blocked until the key is free.
+    fn order_by_key(&self, out: &mut Vec<Delivered>) {
+        let mut inner = self.inner.lock().recover();
+        let inner = &mut *inner;
+        if !inner.rules.by_key {
+            return;
+        }
+        let now = Tick::now();
+        let mut changes = Vec::new();
+        out.retain(|d| {
+            let offset = d.message.offset;
+            if inner.state.admit(offset, key_hash(&d.message)) {
+                return true;
+            }
+            changes.extend(inner.state.release(offset, now));
+            inner.state.block(offset);
+            false
+        });
+        if let Err(e) = Self::journal(inner, &changes) {
+            tracing::error!(topic = self.topic.name(), group = %self.name, error = %e, "group journal write failed");
+        }
     }
 
     /// The messages of `leases` read in runs of consecutive offsets, one
@@ -1002,7 +1026,7 @@ impl Group {
         let end = self.topic.next_offset();
         let inner = self.inner.lock().recover();
         let s = &inner.state;
-        let [leased, waiting, parked] = s.pending_by_state();
+        let [leased, waiting, parked, blocked] = s.pending_by_state();
         let next = s.next;
         let backlog = end.saturating_sub(next);
         GroupInfo {
@@ -1017,6 +1041,7 @@ impl Group {
                 (Pend::Leased.name(), leased),
                 (Pend::Waiting.name(), waiting),
                 (Pend::Parked.name(), parked),
+                (Pend::Blocked.name(), blocked),
             ]),
             unacked: backlog + s.pending_len() as u64,
             oldest_unacked: s
@@ -1435,6 +1460,54 @@ fn seen(consumers: &mut HashMap<String, Tick>, name: &str, now: Tick) {
         consumers.remove(&oldest);
     }
     consumers.insert(name.to_string(), now);
+}
+
+/// The hash ordering by key goes by: of the message's key, if it has one.
+fn key_hash(m: &Message) -> Option<u64> {
+    match Record::of(m) {
+        Ok(Some(Record { key: Some(key), .. })) => Some(fingerprint(&key)),
+        _ => None,
+    }
+}
+
+/// Ordering by key, when a group opens: reads the message of every pending
+/// entry, lowest offset first (runs of consecutive offsets with one
+/// reader), so the lowest pending offset of each key holds it and the
+/// others are blocked again. Blocking. A message that cannot be read has
+/// no key here; its receive judges it.
+fn learn_keys(topic: &Topic, state: &mut State) {
+    let offsets: Vec<(u64, Pend)> = state
+        .pending_from(0, usize::MAX)
+        .into_iter()
+        .map(|(o, e)| (o, e.state))
+        .collect();
+    let log = topic.log();
+    let mut i = 0;
+    while i < offsets.len() {
+        let from = offsets[i].0;
+        let mut n = 1;
+        while i + n < offsets.len() && offsets[i + n].0 == from + n as u64 {
+            n += 1;
+        }
+        let mut read = HashMap::with_capacity(n);
+        if let Ok(mut reader) = log.reader(from) {
+            while read.len() < n {
+                match reader.next() {
+                    Ok(Some(m)) if m.offset < from + n as u64 => {
+                        read.insert(m.offset, key_hash(&m));
+                    }
+                    _ => break,
+                }
+            }
+        }
+        for &(offset, pend) in &offsets[i..i + n] {
+            let key = read.get(&offset).copied().flatten();
+            if !state.admit(offset, key) && pend != Pend::Leased {
+                state.block(offset);
+            }
+        }
+        i += n;
+    }
 }
 
 /// Whether `e` says the stored message is damaged (checksum, framing or

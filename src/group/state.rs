@@ -17,7 +17,7 @@
 //! waiting entries become available, `ready` the waiting entries whose time
 //! has come.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -84,6 +84,9 @@ pub(crate) enum Pend {
     Waiting,
     /// To be dead-lettered; the write failed and is retried.
     Parked,
+    /// Ordering by key: another offset of its key is pending; it becomes
+    /// waiting when that one is done.
+    Blocked,
 }
 
 impl Pend {
@@ -92,6 +95,7 @@ impl Pend {
             Pend::Leased => "leased",
             Pend::Waiting => "waiting",
             Pend::Parked => "parked",
+            Pend::Blocked => "blocked",
         }
     }
 }
@@ -201,6 +205,8 @@ pub(crate) struct Rules {
     pub(crate) max_pending: usize,
     /// Whether failures go to a dead-letter topic (else they are dropped).
     pub(crate) dead_letter: bool,
+    /// `ordering = "key"`: one message per key pending at a time.
+    pub(crate) by_key: bool,
 }
 
 impl Rules {
@@ -228,11 +234,26 @@ pub(crate) struct State {
     pending: BTreeMap<u64, Entry>,
     timers: BTreeSet<(Tick, u64)>,
     ready: BTreeSet<u64>,
+    /// Ordering by key: who holds each key, and who waits for it.
+    keys: KeyOrder,
     /// Why each parked entry is parked (rejected, damaged; else out of
     /// deliveries), with the error text to carry, if any. In memory only:
     /// after a restart a parked entry's letter says `max_deliveries`.
     reasons: BTreeMap<u64, (Reason, Option<Box<str>>)>,
     pub(crate) counters: Counters,
+}
+
+/// Ordering by key, for the pending entries whose key is known (a key is
+/// known once its message has been read: on receive, or when the group
+/// opens). Keys are kept as 64-bit hashes; two keys sharing a hash are
+/// ordered together, which is safe. Empty for groups without it.
+#[derive(Debug, Default)]
+struct KeyOrder {
+    /// Key hash of each pending offset that has a key.
+    key_of: HashMap<u64, u64>,
+    /// Per key: the offset that holds it (the lowest pending one), and the
+    /// blocked offsets after it, lowest first.
+    lines: HashMap<u64, (u64, VecDeque<u64>)>,
 }
 
 /// A record of the journal, as the state sees it (`journal.rs` encodes it).
@@ -307,8 +328,8 @@ impl State {
     }
 
     /// Pending entries by state: leased, waiting, parked.
-    pub(crate) fn pending_by_state(&self) -> [usize; 3] {
-        let mut n = [0; 3];
+    pub(crate) fn pending_by_state(&self) -> [usize; 4] {
+        let mut n = [0; 4];
         for e in self.pending.values() {
             n[e.state as usize] += 1;
         }
@@ -341,7 +362,78 @@ impl State {
     fn remove(&mut self, offset: u64) -> Option<Entry> {
         let entry = self.pending.remove(&offset)?;
         self.clear_timer(offset, &entry);
+        self.release_key(offset);
         Some(entry)
+    }
+
+    /// `offset` (with `key`, a hash; `None`: no key) was picked for
+    /// delivery: whether it may go out. Under ordering by key it may not
+    /// while a lower offset of its key is pending; it is then blocked
+    /// (after the caller has released it) until that one is done.
+    pub(crate) fn admit(&mut self, offset: u64, key: Option<u64>) -> bool {
+        let Some(key) = key else {
+            return true;
+        };
+        self.keys.key_of.insert(offset, key);
+        match self.keys.lines.get_mut(&key) {
+            None => {
+                self.keys.lines.insert(key, (offset, VecDeque::new()));
+                true
+            }
+            Some((holder, _)) if *holder == offset => true,
+            Some((holder, queue)) => {
+                if offset < *holder {
+                    // Known late (at open, in offset order this cannot
+                    // happen; kept safe anyway): the lower one holds.
+                    queue.push_front(*holder);
+                    *holder = offset;
+                    return true;
+                }
+                if !queue.contains(&offset) {
+                    let at = queue.partition_point(|&o| o < offset);
+                    queue.insert(at, offset);
+                }
+                false
+            }
+        }
+    }
+
+    /// Marks `offset` blocked (see [`State::admit`]): out of the ready set
+    /// and the timers, until its key is free.
+    pub(crate) fn block(&mut self, offset: u64) {
+        let Some(mut entry) = self.pending.remove(&offset) else {
+            return;
+        };
+        self.clear_timer(offset, &entry);
+        self.ready.remove(&offset);
+        entry.state = Pend::Blocked;
+        self.pending.insert(offset, entry);
+    }
+
+    /// `offset` is done: if it held its key, the next blocked offset of the
+    /// key holds it now and becomes available.
+    fn release_key(&mut self, offset: u64) {
+        let Some(key) = self.keys.key_of.remove(&offset) else {
+            return;
+        };
+        let Some((holder, queue)) = self.keys.lines.get_mut(&key) else {
+            return;
+        };
+        if *holder != offset {
+            queue.retain(|&o| o != offset);
+            return;
+        }
+        while let Some(next) = queue.pop_front() {
+            if let Some(entry) = self.pending.get_mut(&next) {
+                *holder = next;
+                if entry.state == Pend::Blocked {
+                    entry.state = Pend::Waiting;
+                    self.ready.insert(next);
+                }
+                return;
+            }
+        }
+        self.keys.lines.remove(&key);
     }
 
     /// Puts `offset` back to waiting, available at `at`.
@@ -397,7 +489,7 @@ impl State {
                     self.ready.insert(offset);
                     freed += 1;
                 }
-                Pend::Parked => {}
+                Pend::Parked | Pend::Blocked => {}
             }
         }
         (dead, freed)
@@ -694,6 +786,7 @@ impl State {
         self.pending.clear();
         self.timers.clear();
         self.ready.clear();
+        self.keys = KeyOrder::default();
         self.next = to;
         self.generation = self.generation.saturating_add(1);
         self.seek_generation = self.generation;
@@ -731,6 +824,11 @@ impl State {
                 Pend::Parked => out.push(Change::Release {
                     offset,
                     deliveries: u32::MAX,
+                }),
+                // Waiting, blocked again when the group opens.
+                Pend::Blocked => out.push(Change::Nack {
+                    offset,
+                    delay_ms: 0,
                 }),
             }
         }
@@ -828,11 +926,57 @@ mod tests {
             backoff: Vec::new(),
             max_pending: 100,
             dead_letter: false,
+            by_key: false,
         }
     }
 
     fn lease(l: &(Lease, Change)) -> Lease {
         l.0.clone()
+    }
+
+    /// Key lines: the lowest pending offset of a key holds it; the others
+    /// are blocked and freed one at a time, in offset order, when the
+    /// holder is done; a nacked holder keeps its key; a seek forgets all.
+    #[test]
+    fn keys_are_held_one_offset_at_a_time() {
+        let r = Rules {
+            by_key: true,
+            ..rules()
+        };
+        let now = Tick::now();
+        let mut s = State::new(0, 0);
+        let got = s.deliver(4, 4, r.lease_time, now, &r);
+        let keys = [Some(7), Some(7), None, Some(7)];
+        for (l, key) in got.iter().zip(keys) {
+            let offset = l.0.offset;
+            if !s.admit(offset, key) {
+                s.release(offset, now);
+                s.block(offset);
+            }
+        }
+        assert_eq!(
+            s.pending_by_state(),
+            [2, 0, 0, 2],
+            "0 and 2 out; 1 and 3 blocked"
+        );
+        assert!(s.deliver(4, 4, r.lease_time, now, &r).is_empty());
+        // A nack keeps the key with offset 0.
+        let (outcome, _) = s.nack(&lease(&got[0]), Some(Duration::ZERO), now, &r);
+        assert_eq!(outcome, Outcome::Nacked);
+        let again = s.deliver(4, 4, r.lease_time, now, &r);
+        assert_eq!(again.iter().map(|l| l.0.offset).collect::<Vec<_>>(), [0]);
+        assert!(s.admit(0, Some(7)));
+        s.ack(&lease(&again[0]));
+        let next = s.deliver(4, 4, r.lease_time, now, &r);
+        assert_eq!(
+            next.iter().map(|l| l.0.offset).collect::<Vec<_>>(),
+            [1],
+            "3 still waits for 1"
+        );
+        assert!(s.admit(1, Some(7)));
+        s.seek(4);
+        assert_eq!(s.pending_by_state(), [0, 0, 0, 0]);
+        assert!(s.admit(9, Some(7)), "a seek forgets every key");
     }
 
     #[test]
@@ -884,7 +1028,7 @@ mod tests {
         let mut s = State::new(5, 1);
         let got = s.deliver(1, 10, r.lease_time, now, &r);
         s.tick(now + Duration::from_secs(40), &r);
-        assert_eq!(s.pending_by_state(), [0, 1, 0]);
+        assert_eq!(s.pending_by_state(), [0, 1, 0, 0]);
         assert_eq!(s.ack(&lease(&got[0])).0, Outcome::Acked);
         assert_eq!(s.floor(), 6);
     }
@@ -973,9 +1117,9 @@ mod tests {
         );
         // Held at most 60 s from the delivery: it expires then.
         s.tick(now + Duration::from_secs(59), &r);
-        assert_eq!(s.pending_by_state(), [1, 0, 0]);
+        assert_eq!(s.pending_by_state(), [1, 0, 0, 0]);
         s.tick(now + Duration::from_secs(60), &r);
-        assert_eq!(s.pending_by_state(), [0, 1, 0]);
+        assert_eq!(s.pending_by_state(), [0, 1, 0, 0]);
     }
 
     #[test]

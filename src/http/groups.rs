@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::envelope::View;
 use super::scanners::{DEFAULT_WAIT, MAX_WAIT};
 use super::{ApiError, AppState, Body, Params, Path};
 use crate::duration::{parse_duration, parse_size};
@@ -158,15 +159,21 @@ pub async fn group_receive(
     Ok(answer)
 }
 
+/// A delivered message as every read route shows it: the value, and for a
+/// v1 message its key, timestamp and headers (`envelope.rs`). A v1 record
+/// that does not parse is shown as stored.
+fn view_of(d: &Delivered) -> View {
+    View::of(&d.message).unwrap_or_else(|_| View {
+        offset: d.message.offset,
+        crc: d.message.crc,
+        value: d.message.payload.clone(),
+        record: None,
+    })
+}
+
 fn raw_answer(d: &Delivered) -> Response {
-    let mut answer = Response::new(axum::body::Body::from(d.message.payload.clone()));
+    let mut answer = view_of(d).single_answer();
     let h = answer.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert("x-offset", HeaderValue::from(d.message.offset));
-    h.insert("x-crc32", HeaderValue::from(d.message.crc));
     if let Ok(lease) = HeaderValue::from_str(&d.lease) {
         h.insert("netlog-lease", lease);
     }
@@ -175,30 +182,29 @@ fn raw_answer(d: &Delivered) -> Response {
     answer
 }
 
+/// One line per message: the read routes' ndjson line with the lease, the
+/// delivery count and the lease's expiry in front.
 fn ndjson_body(got: &[Delivered]) -> Vec<u8> {
+    use std::io::Write;
     let mut out = Vec::new();
+    let mut line = Vec::new();
     for d in got {
-        let mut line = json!({
-            "lease": d.lease,
-            "offset": d.message.offset,
-            "deliveries": d.deliveries,
-            "lease_expires": d.expires_ms,
-            "crc32": d.message.crc,
-        });
-        match std::str::from_utf8(&d.message.payload) {
-            Ok(text) => line["message"] = json!(text),
-            Err(_) => {
-                let mut b64 = Vec::new();
-                crate::encode::base64_into(&mut b64, &d.message.payload);
-                line["message_base64"] = json!(String::from_utf8_lossy(&b64));
-            }
-        }
-        out.extend_from_slice(line.to_string().as_bytes());
+        line.clear();
+        view_of(d).ndjson_line(&mut line);
+        // Leases are made of digits, dots and a hex tag: no escaping.
+        let _ = write!(
+            out,
+            "{{\"lease\":\"{}\",\"deliveries\":{},\"lease_expires\":{},",
+            d.lease, d.deliveries, d.expires_ms
+        );
+        out.extend_from_slice(line.strip_prefix(b"{").unwrap_or(&line));
         out.push(b'\n');
     }
     out
 }
 
+/// The binary records; a v1 message's frame carries its value (as binary
+/// batch scans give it without `format=1`).
 fn binary_body(got: &[Delivered]) -> Vec<u8> {
     let mut out = Vec::new();
     for d in got {
@@ -207,7 +213,7 @@ fn binary_body(got: &[Delivered]) -> Vec<u8> {
         out.extend_from_slice(&(d.expires_ms as i64).to_be_bytes());
         out.extend_from_slice(&(d.lease.len() as u16).to_be_bytes());
         out.extend_from_slice(d.lease.as_bytes());
-        message::encode(&mut out, PLAIN, &d.message.payload);
+        message::encode(&mut out, PLAIN, &view_of(d).value);
     }
     out
 }
@@ -425,7 +431,7 @@ pub async fn group_pending(
     };
     let wanted = params.get("state");
     if let Some(s) = wanted
-        && !["leased", "waiting", "parked"].contains(&s)
+        && !["leased", "waiting", "parked", "blocked"].contains(&s)
     {
         return Err(ApiError::BadRequest(
             "state must be leased, waiting or parked".into(),

@@ -676,3 +676,207 @@ async fn a_clean_stop_ends_waiting_receives_and_keeps_leases() {
     .await;
     assert_eq!(acked["result"], "acked", "the lease survived the stop");
 }
+
+/// Publishes `lines` (`(key, value)`) as one ndjson envelope batch.
+async fn publish_keyed(api: &Api, topic: &str, lines: &[(String, String)]) {
+    let body: String = lines
+        .iter()
+        .map(|(k, v)| json!({ "key": k, "message": v }).to_string() + "\n")
+        .collect();
+    let r = api
+        .http
+        .post(api.url(&format!("/{topic}/messages?envelope=true")))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("POST messages");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+}
+
+/// Ordering by key under 32 workers: never two messages of one key out at
+/// once, each key's messages in publish order, nacked ones first again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_ordering_holds_under_32_workers() {
+    const KEYS: usize = 20;
+    const PER_KEY: usize = 50;
+    let dir = data_dir();
+    let netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    api.create_topic("o").await;
+    let made = api
+        .post("/o/groups/g", r#"{"from":"oldest","ordering":"key"}"#)
+        .await;
+    assert_eq!(made.status(), 201);
+    let mut lines = Vec::new();
+    for seq in 0..PER_KEY {
+        for k in 0..KEYS {
+            lines.push((format!("k{k}"), format!("k{k}:{seq}")));
+        }
+    }
+    for chunk in lines.chunks(100) {
+        publish_keyed(&api, "o", chunk).await;
+    }
+    // Per key: the sequence out now (if any) and the next one expected.
+    let book = std::sync::Arc::new(std::sync::Mutex::new(vec![(None::<usize>, 0usize); KEYS]));
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut workers = Vec::new();
+    for w in 0..32usize {
+        let (api, book, acked) = (api.clone(), book.clone(), acked.clone());
+        workers.push(tokio::spawn(async move {
+            while acked.load(std::sync::atomic::Ordering::SeqCst) < KEYS * PER_KEY
+                && std::time::Instant::now() < deadline
+            {
+                let r = api
+                    .http
+                    .post(api.url("/o/groups/g/receive?max=4&wait=200ms"))
+                    .header("accept", "application/x-ndjson")
+                    .send()
+                    .await
+                    .expect("receive");
+                if r.status() == 404 {
+                    continue;
+                }
+                assert_eq!(r.status(), 200);
+                let text = r.text().await.expect("body");
+                let mut acks = Vec::new();
+                let mut nacks = Vec::new();
+                let mut mine = Vec::new();
+                for line in text.lines() {
+                    let v: Value = serde_json::from_str(line).expect("ndjson");
+                    let msg = v["message"].as_str().expect("message").to_string();
+                    let (k, seq) = msg.split_once(':').expect("k:seq");
+                    let k: usize = k[1..].parse().expect("key number");
+                    let seq: usize = seq.parse().expect("seq");
+                    let mut b = book.lock().expect("book");
+                    assert_eq!(b[k].0, None, "k{k}:{seq} out while k{k}:{:?} is", b[k].0);
+                    assert_eq!(b[k].1, seq, "k{k} out of order");
+                    b[k].0 = Some(seq);
+                    let lease = v["lease"].as_str().expect("lease").to_string();
+                    // Some first deliveries are nacked: they must come back
+                    // before the next of their key.
+                    if seq % 7 == 3 && v["deliveries"] == 1 && (w + seq).is_multiple_of(2) {
+                        nacks.push(lease);
+                    } else {
+                        acks.push(lease);
+                    }
+                    mine.push((k, seq));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                {
+                    let mut b = book.lock().expect("book");
+                    for (k, _) in &mine {
+                        b[*k].0 = None;
+                    }
+                    // Acked ones advance their key; nacked ones do not.
+                    for line in text.lines() {
+                        let v: Value = serde_json::from_str(line).expect("ndjson");
+                        let lease = v["lease"].as_str().expect("lease");
+                        if acks.iter().any(|a| a == lease) {
+                            let msg = v["message"].as_str().expect("message");
+                            let k: usize = msg.split_once(':').expect("k:seq").0[1..]
+                                .parse()
+                                .expect("key");
+                            b[k].1 += 1;
+                        }
+                    }
+                }
+                for (op, leases) in [("nack", &nacks), ("ack", &acks)] {
+                    if leases.is_empty() {
+                        continue;
+                    }
+                    let r = api
+                        .post(
+                            &format!("/o/groups/g/{op}"),
+                            json!({ "leases": leases }).to_string(),
+                        )
+                        .await;
+                    assert_eq!(r.status(), 200);
+                    let body: Value =
+                        serde_json::from_str(&r.text().await.expect("body")).expect("json");
+                    for result in body["results"].as_array().expect("results") {
+                        let want = if op == "ack" { "acked" } else { "nacked" };
+                        assert_eq!(result["result"], want, "{body}");
+                    }
+                    if op == "ack" {
+                        acked.fetch_add(leases.len(), std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("worker");
+    }
+    assert_eq!(
+        acked.load(std::sync::atomic::Ordering::SeqCst),
+        KEYS * PER_KEY,
+        "every message acked in time"
+    );
+    let info = json_of(api.get("/o/groups/g").await).await;
+    assert_eq!(info["ack_floor"], KEYS * PER_KEY, "{info}");
+    assert!(
+        book.lock()
+            .expect("book")
+            .iter()
+            .all(|(out, next)| out.is_none() && *next == PER_KEY)
+    );
+}
+
+/// Ordering by key survives a kill -9: the blocked message stays blocked
+/// while its key's leased message is out, and goes once that is acked.
+#[tokio::test]
+async fn key_ordering_survives_a_kill() {
+    let dir = data_dir();
+    let mut netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    api.create_topic("o").await;
+    let made = api
+        .post(
+            "/o/groups/g",
+            r#"{"from":"oldest","ordering":"key","lease_time":"1m"}"#,
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    let lines: Vec<(String, String)> = [("z", "z:0"), ("z", "z:1"), ("y", "y:0")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    publish_keyed(&api, "o", &lines).await;
+    let got = api
+        .http
+        .post(api.url("/o/groups/g/receive?max=10"))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("receive");
+    let text = got.text().await.expect("body");
+    let values: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson"))
+        .collect();
+    let names: Vec<&str> = values
+        .iter()
+        .map(|v| v["message"].as_str().expect("message"))
+        .collect();
+    assert_eq!(names, ["z:0", "y:0"], "z:1 waits for z:0");
+    let info = json_of(api.get("/o/groups/g").await).await;
+    assert_eq!(info["pending"]["blocked"], 1, "{info}");
+    let z0 = values[0]["lease"].as_str().expect("lease").to_string();
+    netlog.kill();
+    let netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    let info = json_of(api.get("/o/groups/g").await).await;
+    assert_eq!(
+        info["pending"]["blocked"], 1,
+        "blocked again at open: {info}"
+    );
+    let none = receive(&api, "/o/groups/g/receive?wait=300ms").await;
+    assert_eq!(none.status(), 404, "z:1 stays blocked while z:0 is out");
+    let acked = json_of(api.post_empty(&format!("/o/groups/g/ack?lease={z0}")).await).await;
+    assert_eq!(acked["result"], "acked");
+    let next = receive(&api, "/o/groups/g/receive?wait=2s").await;
+    assert_eq!(next.status(), 200);
+    assert_eq!(next.text().await.expect("body"), "z:1");
+}
