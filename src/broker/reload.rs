@@ -341,7 +341,8 @@ fn keep_start_only(old: &Config, mut new: Config, needs_restart: &mut Vec<String
         fsync,
         index_entries,
         scanner_idle_ttl,
-        log_level
+        log_level,
+        console
     );
     // Connection limits, origins and the TLS files are the listener's: the
     // certificates' content is re-read on reload, the rest takes a restart.

@@ -248,11 +248,71 @@ pub(crate) struct ListFilter {
 }
 
 impl ListFilter {
+    /// Whether the caller may do what needs `admin`.
+    pub(crate) fn admin(&self) -> bool {
+        self.caller.grants(&self.rights).admin
+    }
+
     /// Whether the caller may see topic `name`: it may produce to it or
     /// consume from it, on its own rights or anyone's.
     pub(crate) fn allows(&self, name: &str) -> bool {
         let (own, anyone) = (self.caller.grants(&self.rights), &self.rights.anonymous);
         own.may_list(name) || anyone.may_list(name)
+    }
+}
+
+/// Who a caller is and what they may do, as `GET /_whoami` tells it: never
+/// a secret, only the token's name and its patterns.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// Whether authentication is on.
+    pub(crate) auth: bool,
+    /// The token's name; `None` for an anonymous caller (or auth off).
+    pub(crate) token: Option<String>,
+    /// Whether it may do what needs `admin`.
+    pub(crate) admin: bool,
+    /// Topic patterns it may publish to (its own, then the anonymous ones).
+    pub(crate) produce: Vec<String>,
+    /// Topic patterns it may read.
+    pub(crate) consume: Vec<String>,
+}
+
+impl Gate {
+    /// The caller of a request with `headers`: with authentication off,
+    /// anyone may do anything; an `Authorization` that names no token is a
+    /// 401, as everywhere.
+    pub(crate) fn identity(&self, headers: &HeaderMap) -> Result<Identity, ApiError> {
+        let rights = self.rights.load();
+        if !rights.enabled() {
+            return Ok(Identity {
+                auth: false,
+                token: None,
+                admin: true,
+                produce: vec!["*".into()],
+                consume: vec!["*".into()],
+            });
+        }
+        let caller = identify(&rights, headers)?;
+        let (own, anyone) = (caller.grants(&rights), &rights.anonymous);
+        let patterns = |pick: fn(&Grants) -> &Vec<crate::config::auth::TopicPattern>| {
+            let mut all: Vec<String> = Vec::new();
+            for p in pick(own).iter().chain(pick(anyone)) {
+                if !all.iter().any(|a| a == p.as_str()) {
+                    all.push(p.as_str().to_string());
+                }
+            }
+            all
+        };
+        Ok(Identity {
+            auth: true,
+            token: match caller {
+                Caller::Anonymous => None,
+                Caller::Token(i) => Some(rights.tokens[i].name.clone()),
+            },
+            admin: own.admin,
+            produce: patterns(|g| &g.produce),
+            consume: patterns(|g| &g.consume),
+        })
     }
 }
 
