@@ -67,13 +67,15 @@ function renderLogin(message) {
       token.set(input.value.trim());
       input.value = '';
       try {
-        if (await refreshWho()) { location.hash = '#/topics'; route(); return; }
-        fill(out, errorBox(new Error('this token is not known to the broker')));
+        // A refused token re-renders this page with the refusal (the
+        // netlog:unauthorized event), so there is nothing more to do here.
+        if (await refreshWho()) { location.hash = '#/topics'; route(); }
       } catch (err) { fill(out, errorBox(err)); }
     },
   }, field('Token', input), h('button', { type: 'submit' }, 'Sign in'), out);
   fill(main, h('h1', {}, 'Sign in'),
-    h('p', { class: 'note' }, message || 'This broker needs a token. It is kept in this tab only (sessionStorage), never in a URL or a cookie.'),
+    message ? h('p', { class: 'error', role: 'alert' }, `✖ ${message}`) : null,
+    h('p', { class: 'note' }, 'This broker needs a token. It is kept in this tab only (sessionStorage), never in a URL or a cookie.'),
     form);
   input.focus();
 }
@@ -114,7 +116,9 @@ async function route() {
 
 window.addEventListener('netlog:unauthorized', () => {
   me = null;
-  renderLogin(token.get() ? 'The broker refused this token (401). Give another one.' : undefined);
+  const refused = token.get();
+  token.forget();
+  renderLogin(refused ? 'The broker refused this token (401). Give another one.' : undefined);
 });
 window.addEventListener('hashchange', route);
 document.getElementById('forget').addEventListener('click', () => {

@@ -38,6 +38,7 @@ export function lineChart(el, title, labels, unit = '') {
       values.forEach((v, i) => data[i + 1].push(v ?? null));
       if (data[0].length > MAX_POINTS) data.forEach((s) => s.shift());
       if (plot) plot.setData(data);
+      box.dataset.points = String(data[0].length);
       summary.textContent = `${title}: ${labels.map((l, i) => `${l} ${values[i] ?? '—'}${unit}`).join(', ')}`;
     },
     destroy() { if (plot) plot.destroy(); },

@@ -62,7 +62,7 @@ function row(topic, m) {
     h('th', { scope: 'row', class: 'num' }, num(m.offset)),
     h('td', { class: 'num' }, bytes(m.size)),
     h('td', {},
-      h('div', { class: 'toolbar' },
+      h('div', { class: 'row-tools' },
         h('span', { class: 'note' }, kind === 'text' ? 'text' : 'binary (not UTF-8)'),
         h('button', { type: 'button', onclick: show('text') }, 'Text'),
         h('button', { type: 'button', onclick: show('json') }, 'Pretty JSON'),

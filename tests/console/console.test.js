@@ -1,0 +1,304 @@
+// The web console in a real browser (Debian's chromium, playwright-core)
+// against the real netlog binary: every case of section 5 of the console
+// spec. Screenshots of every page, light and dark, go to docs/console/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import {
+  startBroker, api, launchBrowser, openPage, shotPath, pluginPath, sha256Hex, WAIT_MS,
+} from './harness.js';
+
+const ADMIN = 'admin-secret-1';
+const READER = 'reader-secret-2';
+
+let browser;
+before(async () => { browser = await launchBrowser(); });
+after(async () => { if (browser) await browser.close(); });
+
+/** Fails with the problems a page recorded, except `allowed` statuses' load errors. */
+function assertClean(problems, allowed = []) {
+  const left = problems.filter((p) => !allowed.some((s) => p.includes(`status of ${s}`)));
+  assert.deepEqual(left, [], 'console errors or CSP violations');
+}
+
+async function publish(broker, topic, body, token) {
+  const res = await api(broker, 'POST', `/${topic}/payload`, { body, token });
+  const text = await res.text();
+  assert.equal(res.status, 201, text);
+  return JSON.parse(text).offset;
+}
+
+async function createTopic(broker, topic, settings, token) {
+  const res = await api(broker, 'POST', `/${topic}`, { body: settings ? JSON.stringify(settings) : undefined, token });
+  assert.equal(res.status, 201, await res.text());
+}
+
+/** Opens `#hash` of the console and waits for `selector`. */
+async function visit(page, broker, hash, selector) {
+  await page.goto(`${broker.url}/_console/#${hash}`);
+  if (selector) await page.locator(selector).first().waitFor({ timeout: WAIT_MS });
+}
+
+test('every page loads without console errors or CSP violations, light and dark (screenshots)', async () => {
+  const broker = await startBroker(`[plugins.json]\npath = "${pluginPath('json_validator.wasm')}"\n`);
+  try {
+    await createTopic(broker, 'orders', { validation: { plugin: 'json', config: { required: ['id'] } } });
+    await createTopic(broker, 'audit');
+    await createTopic(broker, 'empty');
+    for (let i = 0; i < 30; i++) await publish(broker, 'orders', JSON.stringify({ id: i, item: `book ${i}`, qty: i % 4 + 1 }));
+    for (let i = 0; i < 5; i++) await publish(broker, 'audit', `login user${i}`);
+    const sc = await api(broker, 'POST', '/orders/scanner?from=oldest&persist=true');
+    assert.equal(sc.status, 201);
+    const pages = [
+      ['topics', '/topics', '#topics tbody tr'],
+      ['topic', '/topic/orders', 'dl.facts'],
+      ['messages', '/topic/orders/messages', '#messages tbody tr'],
+      ['tail', '/topic/orders/tail', '#tail-state'],
+      ['publish', '/topic/orders/publish', '#publish-form'],
+      ['scanners', '/topic/orders/scanners', '#scanners'],
+      ['plugins', '/topic/orders/plugins', '#plugins'],
+      ['segments', '/topic/orders/segments', '#segments'],
+      ['broker', '/broker', 'dl.facts'],
+    ];
+    // Some traffic while the pages sample, so rates and charts show it.
+    let traffic = true;
+    const publisher = (async () => {
+      for (let i = 0; traffic; i++) {
+        await publish(broker, 'orders', JSON.stringify({ id: 1000 + i, item: 'background' }));
+        if (i % 3 === 0) await publish(broker, 'audit', `event ${i}`);
+        await new Promise((ok) => setTimeout(ok, 20));
+      }
+    })();
+    for (const scheme of ['light', 'dark']) {
+      const { page, context, problems } = await openPage(browser, { colorScheme: scheme });
+      for (const [name, hash, selector] of pages) {
+        await visit(page, broker, hash, selector);
+        if (name === 'topics' || name === 'topic' || name === 'broker') {
+          // A few samples, so the rates and charts have values.
+          await page.waitForFunction(() => Number(document.querySelector('.chart')?.dataset.points) >= 4, null, { timeout: WAIT_MS });
+        }
+        if (name === 'tail') {
+          await page.locator('#tail-state', { hasText: 'live' }).waitFor({ timeout: WAIT_MS });
+          await page.locator('#tail tbody tr').nth(5).waitFor({ timeout: WAIT_MS });
+        }
+        await page.screenshot({ path: shotPath(`${name}-${scheme}`) });
+      }
+      assertClean(problems);
+      await context.close();
+    }
+    traffic = false;
+    await publisher;
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('login and forget: the token lives in sessionStorage only, a 401 asks again', async () => {
+  const broker = await startBroker(`[[auth.tokens]]\nname = "ops"\nsha256 = "${sha256Hex(ADMIN)}"\nproduce = ["*"]\nconsume = ["*"]\nadmin = true\n`);
+  try {
+    const { page, context, problems } = await openPage(browser);
+    await visit(page, broker, '/topics', '#token-input');
+    for (const scheme of ['light', 'dark']) {
+      await page.emulateMedia({ colorScheme: scheme });
+      await page.screenshot({ path: shotPath(`login-${scheme}`) });
+    }
+    // A wrong token: refused, login again.
+    await page.fill('#token-input', 'wrong');
+    await page.click('button[type=submit]');
+    await page.locator('.error').waitFor({ timeout: WAIT_MS });
+    await page.fill('#token-input', ADMIN);
+    await page.click('button[type=submit]');
+    await page.locator('#topics').waitFor({ timeout: WAIT_MS });
+    assert.match(await page.textContent('#who'), /token ops/);
+    const stored = await page.evaluate(() => ({ s: sessionStorage.getItem('netlog.token'), l: localStorage.length, c: document.cookie }));
+    assert.deepEqual(stored, { s: ADMIN, l: 0, c: '' });
+    assert.ok(!page.url().includes(ADMIN), 'the token is not in the URL');
+    await page.click('#forget');
+    await page.locator('#token-input').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('netlog.token')), null);
+    assertClean(problems, [401]);
+    await context.close();
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('a message published in the UI shows in the tail within 5 s; 100 published from outside all appear', async () => {
+  const broker = await startBroker();
+  try {
+    await createTopic(broker, 'live');
+    const { page, context, problems } = await openPage(browser);
+    const tail = await context.newPage();
+    await visit(tail, broker, '/topic/live/tail', '#tail-state');
+    await tail.locator('#tail-state', { hasText: 'live' }).waitFor({ timeout: WAIT_MS });
+    await visit(page, broker, '/topic/live/publish', '#publish-form');
+    await page.fill('#publish-body', 'hello from the form');
+    await page.click('#publish-form button[type=submit]');
+    await page.locator('#publish-result', { hasText: 'offset 0' }).waitFor({ timeout: WAIT_MS });
+    await tail.locator('#tail tbody tr', { hasText: 'hello from the form' }).waitFor({ timeout: 5000 });
+    for (let i = 0; i < 100; i++) await publish(broker, 'live', `outside ${i}`);
+    await tail.waitForFunction(() => document.querySelectorAll('#tail tbody tr').length === 101, null, { timeout: WAIT_MS });
+    const texts = await tail.$$eval('#tail tbody tr pre', (els) => els.map((e) => e.textContent));
+    for (let i = 0; i < 100; i++) assert.ok(texts.includes(`outside ${i}`), `outside ${i} is shown`);
+    assert.equal(texts[0], 'outside 99', 'newest on top');
+    // Pause, publish, resume: Last-Event-ID brings exactly the missed one.
+    await tail.click('#tail-pause');
+    await publish(broker, 'live', 'while paused');
+    await tail.click('#tail-pause');
+    await tail.locator('#tail tbody tr', { hasText: 'while paused' }).waitFor({ timeout: WAIT_MS });
+    assert.equal(await tail.locator('#tail tbody tr').count(), 102);
+    assertClean(problems);
+    await context.close();
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('hostile, binary and 1 MB payloads render as text without freezing the page', async () => {
+  const broker = await startBroker();
+  try {
+    await createTopic(broker, 'odd');
+    await publish(broker, 'odd', '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>');
+    await publish(broker, 'odd', new Uint8Array([0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28]));
+    const big = 'x'.repeat(1 << 20);
+    await publish(broker, 'odd', big);
+    const { page, context, problems } = await openPage(browser);
+    const started = Date.now();
+    await visit(page, broker, '/topic/odd/messages', '#messages tbody tr');
+    await page.waitForFunction(() => document.querySelectorAll('#messages tbody tr').length === 3, null, { timeout: WAIT_MS });
+    // The page answers at once: nothing froze it.
+    const t0 = Date.now();
+    await page.evaluate(() => 1);
+    assert.ok(Date.now() - t0 < 1000, 'the page answers within 1 s');
+    assert.ok(Date.now() - started < WAIT_MS);
+    assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no payload ran');
+    assert.equal(await page.locator('main img').count(), 0, 'no element came from a payload');
+    const rows = page.locator('#messages tbody tr');
+    assert.match(await rows.nth(0).locator('pre').textContent(), /^<img src=x onerror=/);
+    assert.match(await rows.nth(1).textContent(), /binary \(not UTF-8\)/);
+    await rows.nth(1).getByRole('button', { name: 'Hex' }).click();
+    assert.equal(await rows.nth(1).locator('pre').textContent(), 'ff fe 00 80 c3 28');
+    assert.match(await rows.nth(2).textContent(), /first 64 KiB/);
+    assert.equal((await rows.nth(2).locator('pre').textContent()).length, 64 * 1024);
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: WAIT_MS }),
+      rows.nth(2).getByRole('button', { name: /Download all/ }).click(),
+    ]);
+    assert.match(download.suggestedFilename(), /odd-2/);
+    // The same three in the tail.
+    await visit(page, broker, '/topic/odd/tail', '#tail-state');
+    const tailRows = page.locator('#tail tbody tr');
+    await publish(broker, 'odd', '<img src=y onerror="window.__pwned=3">');
+    await tailRows.first().waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+    assertClean(problems);
+    await context.close();
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('a consume-only token sees no publish form; a validator\'s 422 shows its reason; an empty topic renders', async () => {
+  const broker = await startBroker([
+    `[plugins.json]\npath = "${pluginPath('json_validator.wasm')}"\n`,
+    `[[auth.tokens]]\nname = "ops"\nsha256 = "${sha256Hex(ADMIN)}"\nproduce = ["*"]\nconsume = ["*"]\nadmin = true\n`,
+    `[[auth.tokens]]\nname = "reader"\nsha256 = "${sha256Hex(READER)}"\nconsume = ["*"]\n`,
+  ].join('\n'));
+  try {
+    await createTopic(broker, 'checked', { validation: { plugin: 'json', config: { required: ['id'] } } }, ADMIN);
+    await createTopic(broker, 'nothing', null, ADMIN);
+    const { page, context, problems } = await openPage(browser);
+    await page.goto(`${broker.url}/_console/`);
+    await page.evaluate((t) => sessionStorage.setItem('netlog.token', t), READER);
+    await visit(page, broker, '/topic/checked/publish', '#no-publish');
+    assert.equal(await page.locator('#publish-form').count(), 0);
+    await page.evaluate((t) => sessionStorage.setItem('netlog.token', t), ADMIN);
+    await page.reload();
+    await page.locator('#publish-form').waitFor({ timeout: WAIT_MS });
+    await page.fill('#publish-body', '{"no_id": true}');
+    await page.click('#publish-form button[type=submit]');
+    const error = page.locator('#publish-result .error');
+    await error.waitFor({ timeout: WAIT_MS });
+    const text = await error.textContent();
+    assert.match(text, /422/);
+    assert.match(text, /reason: .*id/);
+    assert.match(text, /plugin: json/);
+    await visit(page, broker, '/topic/nothing/messages', '#messages');
+    await page.locator('main', { hasText: 'No messages here.' }).waitFor({ timeout: WAIT_MS });
+    await visit(page, broker, '/topic/nothing', 'dl.facts');
+    assert.match(await page.textContent('main'), /empty/);
+    await visit(page, broker, '/topics', '#topics tbody tr');
+    assertClean(problems, [422]);
+    await context.close();
+  } finally {
+    await broker.stop();
+  }
+});
+
+/** A raw HTTP request with any Host header (fetch may not set one). */
+function rawGet(broker, path, headers) {
+  const [host, port] = broker.addr.split(':');
+  return new Promise((ok, fail) => {
+    const req = http.request({ host, port, path, method: 'GET', headers, timeout: WAIT_MS }, (res) => {
+      res.resume();
+      res.on('end', () => ok(res.statusCode));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', fail);
+    req.end();
+  });
+}
+
+test('a DNS-rebinding page is refused; the console\'s own origin is let through', async () => {
+  const broker = await startBroker('[server]\nallowed_hosts = ["localhost"]\n');
+  try {
+    await createTopic(broker, 'secret');
+    await publish(broker, 'secret', 'do not read');
+    const port = broker.addr.split(':')[1];
+    assert.equal(await rawGet(broker, '/secret/payload/0', { host: `evil.test:${port}` }), 403);
+    assert.equal(await rawGet(broker, '/secret/payload/0', { host: `evil.test:${port}`, origin: `http://evil.test:${port}` }), 403);
+    assert.equal(await rawGet(broker, '/_console/', { host: `evil.test:${port}` }), 403);
+    assert.equal(await rawGet(broker, '/secret/payload/0', { host: broker.addr, origin: `http://${broker.addr}` }), 200);
+    assert.equal(await rawGet(broker, '/secret/payload/0', { host: broker.addr, origin: 'http://evil.test' }), 403);
+    // And in the browser: the console's own module scripts and POSTs pass.
+    const { page, context, problems } = await openPage(browser);
+    await visit(page, broker, '/topic/secret/publish', '#publish-form');
+    await page.fill('#publish-body', 'from the console');
+    await page.click('#publish-form button[type=submit]');
+    await page.locator('#publish-result', { hasText: 'offset 1' }).waitFor({ timeout: WAIT_MS });
+    assertClean(problems);
+    await context.close();
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('the topics page of 1,000 topics renders from one request in under 1 s', async () => {
+  const broker = await startBroker();
+  try {
+    const names = Array.from({ length: 1000 }, (_, i) => `t${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < names.length; i += 50) {
+      await Promise.all(names.slice(i, i + 50).map((n) => createTopic(broker, n)));
+    }
+    const { page, context, problems } = await openPage(browser);
+    const requests = [];
+    page.on('request', (r) => requests.push(new URL(r.url()).pathname));
+    await visit(page, broker, '/topics', '#topics');
+    await page.locator('main[data-rendered="1000"]').waitFor({ timeout: WAIT_MS });
+    const took = await page.evaluate(() => {
+      const stats = performance.getEntriesByType('resource').find((e) => e.name.endsWith('/_stats'));
+      return Number(document.getElementById('main').dataset.renderedAt) - stats.startTime;
+    });
+    assert.equal(await page.locator('#topics tbody tr').count(), 1000);
+    const data = requests.filter((p) => !p.startsWith('/_console'));
+    assert.ok(data.every((p) => ['/_stats', '/_whoami', '/_ready'].includes(p)), `only the console's own calls: ${data}`);
+    assert.equal(data.filter((p) => p === '/_stats').length >= 1, true);
+    console.log(`1,000 topics rendered ${took.toFixed(0)} ms after the /_stats request started`);
+    assert.ok(took < 1000, `rendered in ${took} ms`);
+    assertClean(problems);
+    await context.close();
+  } finally {
+    await broker.stop();
+  }
+});
