@@ -61,6 +61,7 @@ function row(topic, m) {
   return h('tr', { 'data-offset': m.offset },
     h('th', { scope: 'row', class: 'num' }, num(m.offset)),
     h('td', { class: 'num' }, bytes(m.size)),
+    h('td', {}, m.time ? h('time', { datetime: m.time }, new Date(m.time).toLocaleString()) : '—'),
     h('td', {},
       h('div', { class: 'row-tools' },
         h('span', { class: 'note' }, kind === 'text' ? 'text' : 'binary (not UTF-8)'),
@@ -119,7 +120,7 @@ export function render(main, { topic, params }) {
   fill(main, topicHeader(topic, 'messages'), form, out,
     h('table', { id: 'messages' }, h('thead', {}, h('tr', {},
       h('th', { scope: 'col', class: 'num' }, 'Offset'), h('th', { scope: 'col', class: 'num' }, 'Size'),
-      h('th', { scope: 'col' }, 'Payload'))), body), more);
+      h('th', { scope: 'col' }, 'Written'), h('th', { scope: 'col' }, 'Payload'))), body), more);
   if (params.get('offset')) from.value = 'offset';
   load(start(), false);
 }

@@ -6,7 +6,9 @@
 //!
 //! The answer is ndjson, one line per message in offset order:
 //! `{"offset":N,"size":S,"text":"..."}` for a UTF-8 payload, or
-//! `{"offset":N,"size":S,"hex":"..."}` for any other, and `"truncated":true`
+//! `{"offset":N,"size":S,"hex":"..."}` for any other, with `"time"`, when
+//! it was written (RFC 3339, to the second, from the index; absent for a
+//! message the index does not hold yet), and `"truncated":true`
 //! when the payload was longer than [`PREVIEW_BYTES`] and only its first
 //! bytes are shown (the whole message is at `GET /{topic}/payload/{offset}`).
 //! `X-Next-Offset` says where the next page starts. Bounds: at most
@@ -58,8 +60,11 @@ pub async fn messages_browse(
         .next(&topic, limits, std::time::Duration::ZERO, &state.shutdown)
         .await?;
     let next = messages.last().map_or(from, |m| m.offset + 1);
+    let times = topic
+        .write_times(messages.iter().map(|m| m.offset).collect())
+        .await?;
     let mut body = Vec::new();
-    for m in &messages {
+    for (m, time) in messages.iter().zip(times) {
         let shown = &m.payload[..m.payload.len().min(PREVIEW_BYTES)];
         let mut line = json!({"offset": m.offset, "size": m.payload.len()});
         match std::str::from_utf8(shown) {
@@ -73,6 +78,9 @@ pub async fn messages_browse(
         }
         if shown.len() < m.payload.len() {
             line["truncated"] = json!(true);
+        }
+        if let Some(t) = time {
+            line["time"] = json!(super::rfc3339(t));
         }
         body.extend_from_slice(line.to_string().as_bytes());
         body.push(b'\n');

@@ -380,13 +380,18 @@ async fn browsing_reads_a_range_without_a_scanner() {
     assert_eq!(page.status(), 200);
     assert_eq!(header(&page, "x-next-offset").as_deref(), Some("2"));
     assert!(content_type(&page).starts_with("application/x-ndjson"));
-    let lines: Vec<Value> = page
+    let mut lines: Vec<Value> = page
         .text()
         .await
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    for line in &mut lines {
+        let time = line.as_object_mut().unwrap().remove("time");
+        let time = time.expect("each message's write time");
+        assert!(time.as_str().unwrap().ends_with('Z'), "RFC 3339: {time}");
+    }
     assert_eq!(
         lines,
         [
