@@ -37,7 +37,11 @@ export function lineChart(el, title, labels, unit = '') {
       data[0].push(t);
       values.forEach((v, i) => data[i + 1].push(v ?? null));
       if (data[0].length > MAX_POINTS) data.forEach((s) => s.shift());
-      if (plot) plot.setData(data);
+      if (plot) {
+        plot.setData(data);
+        // One point alone would spread the axis over years: show the last minute.
+        if (data[0].length === 1) plot.setScale('x', { min: t - 60, max: t + 1 });
+      }
       box.dataset.points = String(data[0].length);
       summary.textContent = `${title}: ${labels.map((l, i) => `${l} ${values[i] ?? '—'}${unit}`).join(', ')}`;
     },

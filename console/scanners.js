@@ -8,6 +8,10 @@ import { h, fill, errorBox } from './dom.js';
 import { num, age } from './format.js';
 import { topicHeader } from './topic.js';
 import { SAMPLE_MS } from './samples.js';
+import { lineChart } from './chart.js';
+
+/** Scanners drawn in the lag chart (the most lagging ones). */
+const CHARTED = 4;
 
 function trend(now, then) {
   if (then === undefined) return '—';
@@ -15,29 +19,53 @@ function trend(now, then) {
   return d > 0 ? `▲ +${num(d)}` : d < 0 ? `▼ ${num(d)}` : '= steady';
 }
 
+/** The age of a group's oldest unacked message, from the shapes group info may take. */
+function oldest(o) {
+  if (o === null || o === undefined) return '—';
+  if (typeof o !== 'object') return String(o);
+  const secs = o.age_seconds ?? (typeof o.age === 'number' ? o.age : null);
+  const ageText = secs !== null ? age(secs) : (o.age ?? '—');
+  return o.offset !== undefined ? `offset ${num(o.offset)}, ${ageText}` : ageText;
+}
+
+/** Consumer groups from topic info (`groups`, a list or a map by name); nothing when absent. */
 function groupsTable(groups) {
-  if (!Array.isArray(groups) && (typeof groups !== 'object' || groups === null)) return null;
+  if (groups === undefined || groups === null || typeof groups !== 'object') return null;
   const list = Array.isArray(groups) ? groups : Object.entries(groups).map(([name, g]) => ({ name, ...g }));
   return [h('h2', {}, 'Consumer groups'), list.length === 0 ? h('p', { class: 'note' }, 'No groups.') :
     h('table', { id: 'groups' }, h('thead', {}, h('tr', {},
-      h('th', { scope: 'col' }, 'Group'), h('th', { scope: 'col', class: 'num' }, 'Lag'),
-      h('th', { scope: 'col' }, 'Pending by state'), h('th', { scope: 'col', class: 'num' }, 'Oldest unacked'))),
+      h('th', { scope: 'col' }, 'Group'), h('th', { scope: 'col', class: 'num' }, 'Backlog'),
+      h('th', { scope: 'col', class: 'num' }, 'Unacked'), h('th', { scope: 'col' }, 'Pending by state'),
+      h('th', { scope: 'col' }, 'Oldest unacked'))),
     h('tbody', {}, list.map((g) => h('tr', {},
       h('th', { scope: 'row' }, String(g.name ?? g.group ?? '?')),
-      h('td', { class: 'num' }, num(g.lag)),
-      h('td', {}, Object.entries(g.pending || {}).map(([s, n]) => `${s} ${num(n)}`).join(', ') || '—'),
-      h('td', { class: 'num' }, age(g.oldest_unacked_seconds ?? g.oldest_unacked_age_seconds)))))) ];
+      h('td', { class: 'num' }, num(g.backlog ?? g.lag)),
+      h('td', { class: 'num' }, num(g.unacked)),
+      h('td', {}, Object.entries(g.pending || {}).map(([st, n]) => `${st} ${num(n)}`).join(', ') || '—'),
+      h('td', {}, oldest(g.oldest_unacked)))))) ];
 }
 
 export async function render(main, { topic }) {
   const out = h('div');
+  const charts = h('div');
   const first = new Map();
-  fill(main, topicHeader(topic, 'scanners'), out);
+  let chart = null;
+  let charted = null;
+  fill(main, topicHeader(topic, 'scanners'), out, charts);
   async function draw() {
     let info;
     try { info = await getJSON(topicPath(topic)); } catch (err) { fill(out, errorBox(err)); return; }
     const end = info.latest_offset + 1;
     const scanners = Object.values(info.scanners || {});
+    const lags = scanners.map((s) => [s.id, Math.max(0, end - s.next)]).sort((a, b) => b[1] - a[1]).slice(0, CHARTED);
+    if (!chart && lags.length) {
+      charted = lags.map(([id]) => id);
+      chart = lineChart(charts, 'Lag of the most lagging scanners (messages)', charted.map((id) => id.slice(0, 8)));
+    }
+    if (chart) {
+      const byId = new Map(lags);
+      chart.push(Date.now() / 1000, charted.map((id) => byId.get(id) ?? null));
+    }
     const rows = scanners.map((s) => {
       const lag = Math.max(0, end - s.next);
       if (!first.has(s.id)) first.set(s.id, lag);
@@ -59,5 +87,5 @@ export async function render(main, { topic }) {
   }
   await draw();
   const timer = setInterval(draw, SAMPLE_MS * 2);
-  return () => clearInterval(timer);
+  return () => { clearInterval(timer); if (chart) chart.destroy(); };
 }

@@ -31,7 +31,10 @@ function plugins(t) {
 
 function groups(t) {
   if (!Array.isArray(t.groups)) return null;
-  return t.groups.map((g) => badge(`${g.name ?? g.group ?? '?'}${g.lag !== undefined ? ` lag ${num(g.lag)}` : ''}`));
+  return t.groups.map((g) => {
+    const backlog = g.backlog ?? g.lag;
+    return badge(`${g.name ?? g.group ?? '?'}${backlog !== undefined ? ` backlog ${num(backlog)}` : ''}`);
+  });
 }
 
 export function render(main) {

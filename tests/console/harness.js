@@ -126,9 +126,13 @@ export async function openPage(browser, { colorScheme = 'light' } = {}) {
   return { page, context, problems };
 }
 
-/** Where the screenshots go: docs/console/. */
+/**
+ * Where the screenshots go: tests/console/shots/ (ignored by git), or the
+ * folder $CONSOLE_SHOTS names; `CONSOLE_SHOTS=docs/console` refreshes the
+ * committed ones that the README shows.
+ */
 export function shotPath(name) {
-  const dir = join(ROOT, 'docs', 'console');
+  const dir = resolve(ROOT, process.env.CONSOLE_SHOTS || join('tests', 'console', 'shots'));
   mkdirSync(dir, { recursive: true });
   return join(dir, `${name}.png`);
 }
