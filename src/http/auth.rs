@@ -9,11 +9,11 @@
 //! | route | needs |
 //! |---|---|
 //! | `POST /{topic}/payload`, `POST /{topic}/messages` | `produce` on the topic |
-//! | `GET /{topic}`, payload read, scanner, scan, stream | `consume` on the topic |
+//! | `GET /{topic}`, payload read, browse (`GET /{topic}/messages`), scanner, scan, stream | `consume` on the topic |
 //! | `POST`/`DELETE /{topic}`, `/{topic}/check`, `/{topic}/sync`, `/_reload` | `admin` |
 //! | `/_metrics` | `admin`, unless `[auth] public_metrics` |
-//! | `/_health`, `/_ready` | nothing |
-//! | `GET /` | any right; the list is cut to topics the caller may produce to or consume from |
+//! | `/_health`, `/_ready`, `/_whoami`, the console's files | nothing (`/_whoami` refuses an unknown token) |
+//! | `GET /`, `GET /_stats` | any right; the list is cut to topics the caller may produce to or consume from |
 //!
 //! A request without an `Authorization` header is anonymous and gets
 //! `[auth.anonymous]`'s rights; a token has its own rights plus those

@@ -286,15 +286,15 @@ test('the topics page of 1,000 topics renders from one request in under 1 s', as
     page.on('request', (r) => requests.push(new URL(r.url()).pathname));
     await visit(page, broker, '/topics', '#topics');
     await page.locator('main[data-rendered="1000"]').waitFor({ timeout: WAIT_MS });
-    const took = await page.evaluate(() => {
+    const [took, answered] = await page.evaluate(() => {
       const stats = performance.getEntriesByType('resource').find((e) => e.name.endsWith('/_stats'));
-      return Number(document.getElementById('main').dataset.renderedAt) - stats.startTime;
+      return [Number(document.getElementById('main').dataset.renderedAt) - stats.startTime, stats.responseEnd - stats.startTime];
     });
     assert.equal(await page.locator('#topics tbody tr').count(), 1000);
     const data = requests.filter((p) => !p.startsWith('/_console'));
     assert.ok(data.every((p) => ['/_stats', '/_whoami', '/_ready'].includes(p)), `only the console's own calls: ${data}`);
     assert.equal(data.filter((p) => p === '/_stats').length >= 1, true);
-    console.log(`1,000 topics rendered ${took.toFixed(0)} ms after the /_stats request started`);
+    console.log(`1,000 topics rendered ${took.toFixed(0)} ms after the /_stats request started (its answer took ${answered.toFixed(0)} ms)`);
     assert.ok(took < 1000, `rendered in ${took} ms`);
     assertClean(problems);
     await context.close();

@@ -102,7 +102,11 @@ export async function launchBrowser() {
     executablePath: chromiumPath(),
     headless: true,
     timeout: START_TIMEOUT_MS,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-extensions'],
+    // Nothing but 127.0.0.1: every other name fails to resolve, and the
+    // browser's own background services stay off.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-extensions',
+      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-default-browser-check'],
   });
 }
 
