@@ -148,6 +148,24 @@ test('a message published in the UI shows in the tail within 5 s; 100 published 
     await tail.click('#tail-pause');
     await tail.locator('#tail tbody tr', { hasText: 'while paused' }).waitFor({ timeout: WAIT_MS });
     assert.equal(await tail.locator('#tail tbody tr').count(), 102);
+    // The filter hides rows without the text, and shows them again.
+    await tail.fill('#tail-filter', 'outside 4');
+    assert.equal(await tail.locator('#tail tbody tr:not([hidden])').count(), 11);
+    await tail.fill('#tail-filter', '');
+    assert.equal(await tail.locator('#tail tbody tr:not([hidden])').count(), 102);
+    // An ndjson batch from the form: one message per line.
+    await page.check('#kind-batch');
+    await page.fill('#publish-body', '{"n":1}\n{"n":2}\n{"n":3}\n');
+    await page.click('#publish-form button[type=submit]');
+    await page.locator('#publish-result', { hasText: 'published 3 messages from offset 102' }).waitFor({ timeout: WAIT_MS });
+    await tail.locator('#tail tbody tr', { hasText: '{"n":3}' }).waitFor({ timeout: 5000 });
+    // Browsing from an offset.
+    await visit(page, broker, '/topic/live/messages', '#messages tbody tr');
+    await page.selectOption('#browse-from', 'offset');
+    await page.fill('#browse-offset', '103');
+    await page.click('form.toolbar button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#messages tbody tr')?.dataset.offset === '103', null, { timeout: WAIT_MS });
+    assert.equal(await page.locator('#messages tbody tr').count(), 2);
     assertClean(problems);
     await context.close();
   } finally {
