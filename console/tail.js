@@ -14,6 +14,8 @@ export const SHOWN_CHARS = 64 * 1024;
 /** Largest event the parser holds, in characters, before giving up on it. */
 export const MAX_EVENT_CHARS = 64 * 1024 * 1024;
 const RETRY_MS = 2000;
+/** How often queued events are drawn, in ms. */
+const FLUSH_MS = 50;
 
 /** Splits an SSE byte stream into events {id, event, data}. */
 export function sseParser(onEvent) {
@@ -54,8 +56,29 @@ export function render(main, { topic }) {
   let retry = null;
 
   const visible = (tr) => !filter.value || tr.dataset.text.includes(filter.value);
+  // Events wait here (at most MAX_ROWS: older ones could not be shown
+  // anyway) and are drawn together every FLUSH_MS, so a fast topic costs
+  // one redraw per interval, not one per message.
+  let pending = [];
+  let flushTimer = null;
 
-  function add(ev) {
+  function queue(ev) {
+    pending.push(ev);
+    if (pending.length > MAX_ROWS) pending = pending.slice(-MAX_ROWS);
+    if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
+  }
+
+  function flush() {
+    flushTimer = null;
+    const events = pending;
+    pending = [];
+    const frag = document.createDocumentFragment();
+    for (let i = events.length - 1; i >= 0; i--) frag.append(row(events[i]));
+    body.prepend(frag);
+    while (body.children.length > MAX_ROWS) body.lastElementChild.remove();
+  }
+
+  function row(ev) {
     const binary = ev.event === 'binary';
     const shown = ev.data.length > SHOWN_CHARS ? `${ev.data.slice(0, SHOWN_CHARS)}…` : ev.data;
     const tr = h('tr', {},
@@ -64,8 +87,7 @@ export function render(main, { topic }) {
       h('td', {}, h('pre', { class: 'payload' }, shown)));
     tr.dataset.text = shown;
     tr.hidden = !visible(tr);
-    body.prepend(tr);
-    while (body.children.length > MAX_ROWS) body.lastElementChild.remove();
+    return tr;
   }
 
   async function connect() {
@@ -79,7 +101,7 @@ export function render(main, { topic }) {
       const parse = sseParser((ev) => {
         if (ev.event === 'error') { fill(out, errorBox({ message: ev.data })); return; }
         if (ev.id !== null) lastId = ev.id;
-        add(ev);
+        queue(ev);
       });
       for (;;) {
         const { value, done } = await reader.read();
@@ -118,5 +140,5 @@ export function render(main, { topic }) {
       h('th', { scope: 'col', class: 'num' }, 'Offset'), h('th', { scope: 'col' }, 'Kind'),
       h('th', { scope: 'col' }, 'Payload'))), body));
   connect();
-  return () => { closed = true; clearTimeout(retry); if (controller) controller.abort(); };
+  return () => { closed = true; clearTimeout(retry); clearTimeout(flushTimer); if (controller) controller.abort(); };
 }

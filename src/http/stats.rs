@@ -33,15 +33,17 @@ pub async fn stats_get(
 ) -> Result<Response, ApiError> {
     let filter = filter.map(|f| f.0);
     let admin = filter.as_ref().is_none_or(ListFilter::admin);
+    let for_admin = admin.then(|| state.clone());
     let broker = state.broker.clone();
-    let topics = crate::topic::blocking(move || {
+    // Reading many topics, and /proc, is kept off the async workers.
+    let (topics, broker_part) = crate::topic::blocking(move || {
         let rows: Vec<Value> = broker
             .topics()
             .into_iter()
             .filter(|t| filter.as_ref().is_none_or(|f| f.allows(t.name())))
             .map(|t| topic_json(&TopicRow::read(t)))
             .collect();
-        Ok::<_, TopicError>(rows)
+        Ok::<_, TopicError>((rows, for_admin.as_ref().map(broker_json)))
     })
     .await?;
     let bounds: Vec<f64> = crate::histogram::HistogramSnapshot::default()
@@ -55,8 +57,8 @@ pub async fn stats_get(
         "publish_bounds_seconds": bounds,
         "topics": topics,
     });
-    if admin {
-        doc["broker"] = broker_json(&state);
+    if let Some(part) = broker_part {
+        doc["broker"] = part;
     }
     Ok(axum::Json(doc).into_response())
 }
