@@ -82,6 +82,11 @@ test('every page loads without console errors or CSP violations, light and dark 
           await page.locator('#tail-state', { hasText: 'live' }).waitFor({ timeout: WAIT_MS });
           await page.locator('#tail tbody tr').nth(5).waitFor({ timeout: WAIT_MS });
         }
+        // Every control has a label.
+        const unlabelled = await page.$$eval('input, select, textarea', (els) => els
+          .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+          .map((e) => `${e.tagName} ${e.id || e.name || e.type}`));
+        assert.deepEqual(unlabelled, [], `unlabelled controls on ${name}`);
         await page.screenshot({ path: shotPath(`${name}-${scheme}`) });
       }
       assertClean(problems);
