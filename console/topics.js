@@ -50,18 +50,26 @@ export function render(main) {
     chartBox, out, h('table', { id: 'topics' }, h('caption', { class: 'visually-hidden' }, 'Topics, one row each'), head, body));
   const chart = lineChart(chartBox, 'Messages per second, all visible topics', ['in', 'out']);
 
+  // The head is rebuilt only when the sort or the columns change (not on
+  // every sample), and keeps keyboard focus on the sort button used.
+  let headKey = '';
   function renderHead() {
     const hasGroups = (latest()?.doc.topics || []).some((t) => Array.isArray(t.groups));
-    const cells = COLUMNS.map(([key, label, , numeric]) => h('th', {
+    const key = `${state.sort}|${state.desc}|${hasGroups}`;
+    if (key === headKey) return hasGroups;
+    const refocus = head.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+    headKey = key;
+    const cells = COLUMNS.map(([col, label, , numeric]) => h('th', {
       class: numeric ? 'num' : null, scope: 'col',
-      'aria-sort': state.sort === key ? (state.desc ? 'descending' : 'ascending') : 'none',
+      'aria-sort': state.sort === col ? (state.desc ? 'descending' : 'ascending') : 'none',
     }, h('button', {
-      type: 'button',
-      onclick: () => { state.desc = state.sort === key ? !state.desc : numeric; state.sort = key; draw(); },
-    }, label, state.sort === key ? (state.desc ? ' ▼' : ' ▲') : '')));
+      type: 'button', 'data-key': col,
+      onclick: () => { state.desc = state.sort === col ? !state.desc : numeric; state.sort = col; draw(); },
+    }, label, state.sort === col ? (state.desc ? ' ▼' : ' ▲') : '')));
     cells.push(h('th', { scope: 'col' }, 'Plugins'));
     if (hasGroups) cells.push(h('th', { scope: 'col' }, 'Groups'));
     fill(head, h('tr', {}, cells));
+    if (refocus) head.querySelector(`button[data-key="${refocus}"]`)?.focus();
     return hasGroups;
   }
 

@@ -78,6 +78,19 @@ test('every page loads without console errors or CSP violations, light and dark 
           // A few samples, so the rates and charts have values.
           await page.waitForFunction(() => Number(document.querySelector('.chart')?.dataset.points) >= 4, null, { timeout: WAIT_MS });
         }
+        if (name === 'topics' && scheme === 'light') {
+          // Sorting from the keyboard; focus stays on the button across samples.
+          await page.focus('button[data-key="latest"]');
+          await page.keyboard.press('Enter');
+          await page.locator('th[aria-sort="descending"] button[data-key="latest"]').waitFor({ timeout: WAIT_MS });
+          assert.equal(await page.locator('#topics tbody tr th').first().textContent(), 'orders');
+          const before = await page.getAttribute('main', 'data-rendered-at');
+          await page.waitForFunction((b) => document.getElementById('main').dataset.renderedAt !== b, before, { timeout: WAIT_MS });
+          assert.equal(await page.evaluate(() => document.activeElement?.dataset.key), 'latest');
+          await page.focus('button[data-key="name"]');
+          await page.keyboard.press('Enter');
+          await page.locator('th[aria-sort="ascending"] button[data-key="name"]').waitFor({ timeout: WAIT_MS });
+        }
         if (name === 'tail') {
           await page.locator('#tail-state', { hasText: 'live' }).waitFor({ timeout: WAIT_MS });
           await page.locator('#tail tbody tr').nth(5).waitFor({ timeout: WAIT_MS });
