@@ -18,7 +18,7 @@ export async function render(main, { topic }) {
     return h('tr', {},
       h('th', { scope: 'row', class: 'num' }, num(seg.first_offset)),
       h('td', { class: 'num' }, bytes(seg.disk_size)),
-      h('td', {}, `${age(ageS)} since last write${maxAge ? ` of ${age(maxAge)}` : ''}`),
+      h('td', {}, `last write ${age(ageS)} ago${maxAge ? ` (segment_age ${age(maxAge)})` : ''}`),
       h('td', {}, fill_ === null ? '—' : [
         h('meter', { min: '0', max: '1', value: String(fill_), 'aria-label': `fill of segment ${seg.first_offset}` }),
         ` ${Math.round(fill_ * 100)}% of ${bytes(maxSize)}`]));
