@@ -100,6 +100,9 @@ pub enum BrokerError {
     /// A topic's settings name a plugin that cannot serve that hook.
     #[error("topic {topic}: {message}")]
     Hook { topic: String, message: String },
+    /// The topic has consumer groups, or is one's dead-letter topic.
+    #[error("resource busy: {0}")]
+    GroupsBusy(String),
     /// Blocking work panicked or was cancelled.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -146,6 +149,8 @@ pub struct Broker {
     /// Rate limit of the monitor's and the fsync loop's failure lines, per
     /// topic and kind (they repeat every tick while a topic fails).
     failures: LineLimit<(String, &'static str)>,
+    /// The consumer groups of every topic.
+    groups: crate::group::Registry,
     /// Held while the broker runs: the `flock` on the data directory.
     _lock: std::fs::File,
 }
@@ -209,6 +214,7 @@ impl Broker {
             host: OnceLock::new(),
             reloading: RwLock::new(()),
             failures: LineLimit::new(FAILURE_LOG_INTERVAL),
+            groups: crate::group::Registry::default(),
             _lock: lock_file,
         };
         let config = broker.config();
@@ -218,6 +224,11 @@ impl Broker {
         }
         broker.plugins.store(Arc::new(plugins));
         broker.load_topics()?;
+        broker.groups.set_limits(config.groups);
+        let sync = matches!(config.fsync, crate::log::FsyncPolicy::Always);
+        for topic in broker.topics() {
+            broker.groups.load(&topic, sync);
+        }
         for (name, input) in config.topics.clone() {
             if broker.topic(&name).is_err() {
                 broker.create_topic(&name, input)?;
@@ -644,13 +655,100 @@ impl Broker {
         if !force && scanners > 0 {
             return Err(TopicError::Busy { scanners }.into());
         }
+        if !force {
+            let groups = self.groups.names(name);
+            if !groups.is_empty() {
+                return Err(BrokerError::GroupsBusy(format!(
+                    "the topic has consumer groups ({}); delete them first or use force=true",
+                    groups.join(", ")
+                )));
+            }
+            if let Some(user) = self.groups.dead_letter_of(name) {
+                return Err(BrokerError::GroupsBusy(format!(
+                    "the topic is the dead_letter topic of group {user}; use force=true"
+                )));
+            }
+        }
         let _reserved = self.reserve(name)?;
+        self.groups.drop_topic(name);
         self.topics_mut().remove(name);
         topic.mark_deleted();
         topic.close()?;
         remove_topic_files(topic.dir());
         tracing::info!(topic = name, force, "topic deleted");
         Ok(())
+    }
+
+    /// Creates consumer group `name` on `topic` from its JSON settings.
+    pub(crate) async fn create_group(
+        self: &Arc<Self>,
+        topic: Arc<Topic>,
+        name: String,
+        body: bytes::Bytes,
+    ) -> Result<(), crate::group::GroupError> {
+        let broker = self.clone();
+        let sync = matches!(self.config().fsync, crate::log::FsyncPolicy::Always);
+        tokio::task::spawn_blocking(move || {
+            let resolve = broker.resolver();
+            broker
+                .groups
+                .create(&topic, &name, &body, sync, &resolve)
+                .map(|_| ())
+        })
+        .await
+        .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Changes the settings of consumer group `name` of `topic`.
+    pub(crate) async fn update_group(
+        self: &Arc<Self>,
+        topic: String,
+        name: String,
+        body: bytes::Bytes,
+    ) -> Result<(), crate::group::GroupError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let resolve = broker.resolver();
+            broker.groups.update(&topic, &name, &body, &resolve)
+        })
+        .await
+        .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Deletes consumer group `name` of `topic`.
+    pub(crate) async fn delete_group(
+        self: &Arc<Self>,
+        topic: String,
+        name: String,
+    ) -> Result<(), crate::group::GroupError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || broker.groups.delete(&topic, &name))
+            .await
+            .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Moves consumer group `name` of `topic` to offset `to`.
+    pub(crate) async fn seek_group(
+        &self,
+        group: Arc<crate::group::Group>,
+        to: u64,
+    ) -> Result<(), crate::group::GroupError> {
+        tokio::task::spawn_blocking(move || group.seek(to))
+            .await
+            .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
+    }
+
+    /// The consumer groups.
+    pub(crate) fn groups(&self) -> &crate::group::Registry {
+        &self.groups
+    }
+
+    /// Finds a topic by name for the groups (their dead-letter topics).
+    pub(crate) fn resolver(
+        self: &Arc<Self>,
+    ) -> impl Fn(&str) -> Option<Arc<Topic>> + Send + Sync + use<> {
+        let broker = Arc::downgrade(self);
+        move |name: &str| broker.upgrade().and_then(|b| b.topic(name).ok())
     }
 
     /// Every topic.
@@ -672,6 +770,7 @@ impl Broker {
     /// fsyncs what every topic flushed since its last sync (interval
     /// policy). Blocking.
     pub fn sync_topics(&self) {
+        self.groups.sync();
         for topic in self.topics() {
             if let Err(e) = topic.sync_if_due()
                 && let Some(suppressed) = self.failures.allow((topic.name().to_string(), "fsync"))
@@ -684,6 +783,7 @@ impl Broker {
     /// Writes everything queued, saves scanner positions and fsyncs every
     /// topic. Called once at shutdown. Blocking.
     pub fn close(&self) -> Result<(), BrokerError> {
+        self.groups.close();
         let mut first_err = None;
         for topic in self.topics() {
             if let Err(e) = topic.close() {

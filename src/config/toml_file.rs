@@ -29,6 +29,8 @@ pub(super) struct File {
     #[serde(default)]
     auth: super::auth::AuthFile,
     #[serde(default)]
+    groups: super::GroupLimits,
+    #[serde(default)]
     console: Console,
 }
 
@@ -226,6 +228,10 @@ impl File {
             cfg.topics.insert(name, input);
         }
         cfg.auth = self.auth.resolve(path)?;
+        self.groups
+            .check()
+            .map_err(|why| at.err("groups", "", why))?;
+        cfg.groups = self.groups;
         if let Some(enabled) = self.console.enabled {
             cfg.console.enabled = enabled;
         }

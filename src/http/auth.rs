@@ -393,8 +393,11 @@ mod tests {
     fn routes_need_their_rights() {
         use Right::*;
         let (get, post, delete) = (&Method::GET, &Method::POST, &Method::DELETE);
+        let patch = &Method::PATCH;
         assert_eq!(Route::PayloadWrite.right(post), Produce);
         assert_eq!(Route::Messages.right(post), Produce);
+        assert_eq!(Route::Messages.right(get), Consume);
+        assert_eq!(Route::Messages.right(&Method::HEAD), Consume);
         assert_eq!(Route::PayloadRead.right(get), Consume);
         assert_eq!(Route::Scanner.right(post), Consume);
         assert_eq!(Route::Scanner.right(delete), Consume);
@@ -405,6 +408,22 @@ mod tests {
         assert_eq!(Route::Topic.right(delete), Admin("delete topic", true));
         assert_eq!(Route::Check.right(get), Admin("check topic", true));
         assert_eq!(Route::Sync.right(get), Admin("sync topic", true));
+        assert_eq!(Route::Group.right(post), Admin("create group", true));
+        assert_eq!(Route::Group.right(delete), Admin("delete group", true));
+        assert_eq!(Route::Group.right(patch), Admin("change group", true));
+        assert_eq!(Route::GroupSeek.right(post), Admin("seek group", true));
+        assert_eq!(Route::GroupList.right(get), Consume);
+        assert_eq!(Route::Group.right(get), Consume);
+        assert_eq!(Route::GroupPending.right(get), Consume);
+        for member in [
+            Route::GroupReceive,
+            Route::GroupAck,
+            Route::GroupNack,
+            Route::GroupExtend,
+            Route::GroupReject,
+        ] {
+            assert_eq!(member.right(post), Consume);
+        }
         for reload in [Route::Reload, Route::AdminReload] {
             assert_eq!(reload.right(post), Admin("reload the config", false));
         }
@@ -416,10 +435,15 @@ mod tests {
             Route::Ready,
             Route::AdminHealth,
             Route::AdminReady,
+            Route::Console,
+            Route::ConsoleIndex,
+            Route::ConsoleFile,
+            Route::Whoami,
         ] {
             assert_eq!(free.right(get), Nothing);
         }
         assert_eq!(Route::TopicList.right(get), List);
+        assert_eq!(Route::Stats.right(get), List);
     }
 
     /// The topic is the path's first segment, percent-decoded like axum does.

@@ -23,6 +23,7 @@ mod console;
 mod extensions;
 mod faults;
 mod fuzz_http;
+mod groups;
 mod http_api;
 mod layers;
 mod limits;
