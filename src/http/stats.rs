@@ -7,7 +7,10 @@
 //! offset, segments, disk bytes, scanners and the largest persistent
 //! scanner's lag, the publish latency histogram (counts per bucket, the
 //! bounds once at the top), and per bound plugin its counters and whether
-//! it is unavailable. All are counters or gauges as of now: rates and
+//! it is unavailable; and, only for a topic that has consumer groups, each
+//! group's backlog, unacked messages, pending entries by state, oldest
+//! unacked age and consumers seen (the group's own info has the rest). All
+//! are counters or gauges as of now: rates and
 //! trends are the reader's to compute from two samples, and the broker keeps
 //! no history.
 //!
@@ -16,6 +19,8 @@
 //! memory, CPU) is there only for a caller with `admin` (anyone, with
 //! authentication off).
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -23,6 +28,7 @@ use serde_json::{Value, json};
 use super::auth::ListFilter;
 use super::metrics::{ProcessFigures, TopicRow};
 use super::{ApiError, AppState, rfc3339};
+use crate::broker::Broker;
 use crate::histogram::BUCKETS;
 use crate::topic::TopicError;
 
@@ -37,11 +43,18 @@ pub async fn stats_get(
     let broker = state.broker.clone();
     // Reading many topics, and /proc, is kept off the async workers.
     let (topics, broker_part) = crate::topic::blocking(move || {
+        let mut groups = groups_by_topic(&broker);
         let rows: Vec<Value> = broker
             .topics()
             .into_iter()
             .filter(|t| filter.as_ref().is_none_or(|f| f.allows(t.name())))
-            .map(|t| topic_json(&TopicRow::read(t)))
+            .map(|t| {
+                let mut row = topic_json(&TopicRow::read(t));
+                if let Some(list) = groups.remove(row["name"].as_str().unwrap_or_default()) {
+                    row["groups"] = Value::Array(list);
+                }
+                row
+            })
             .collect();
         Ok::<_, TopicError>((rows, for_admin.as_ref().map(broker_json)))
     })
@@ -114,6 +127,27 @@ fn topic_json(row: &TopicRow) -> Value {
         "plugins": plugins,
         "unavailable": unavailable,
     })
+}
+
+/// Each topic's consumer groups, by name, for the topics that have any.
+fn groups_by_topic(broker: &Broker) -> HashMap<String, Vec<Value>> {
+    let mut by_topic: HashMap<String, Vec<(String, Value)>> = HashMap::new();
+    for group in broker.groups().all() {
+        let i = group.info();
+        let figures = json!({
+            "name": i.name, "backlog": i.backlog, "unacked": i.unacked, "pending": i.pending,
+            "oldest_unacked_seconds": i.oldest_unacked.map(|o| o.age_seconds),
+            "consumers": i.consumers.len(),
+        });
+        by_topic.entry(i.topic).or_default().push((i.name, figures));
+    }
+    by_topic
+        .into_iter()
+        .map(|(topic, mut list)| {
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            (topic, list.into_iter().map(|(_, v)| v).collect())
+        })
+        .collect()
 }
 
 /// The broker's own figures (admin only).

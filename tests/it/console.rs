@@ -366,6 +366,45 @@ async fn whoami_and_stats_follow_rights() {
     }
 }
 
+/// `/_stats` gives a topic with consumer groups each group's backlog,
+/// pending entries by state, oldest unacked age and consumers seen; a
+/// topic without groups has no `groups` field.
+#[tokio::test]
+async fn stats_show_groups_where_they_exist() {
+    let (broker, _dir) = launch("").await;
+    let api = broker.api();
+    api.create_topic("jobs").await;
+    api.create_topic("plain").await;
+    for i in 0..5 {
+        api.publish("jobs", format!("job {i}")).await;
+    }
+    let created = api
+        .post("/jobs/groups/workers", r#"{"from":"oldest"}"#)
+        .await;
+    assert_eq!(created.status(), 201);
+    let got = api
+        .post_empty("/jobs/groups/workers/receive?max=2&consumer=w1")
+        .await;
+    assert_eq!(got.status(), 200);
+    let stats: Value =
+        serde_json::from_str(&api.get("/_stats").await.text().await.expect("text")).expect("json");
+    let topics = stats["topics"].as_array().expect("topics");
+    let of = |name: &str| topics.iter().find(|t| t["name"] == name).expect(name);
+    assert!(of("plain").get("groups").is_none(), "{stats}");
+    let groups = of("jobs")["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 1, "{stats}");
+    let g = &groups[0];
+    assert_eq!(g["name"], "workers");
+    assert_eq!(g["backlog"], 3);
+    assert_eq!(g["unacked"], 5);
+    assert_eq!(
+        g["pending"],
+        json!({"leased": 2, "waiting": 0, "parked": 0})
+    );
+    assert_eq!(g["consumers"], 1);
+    assert!(g["oldest_unacked_seconds"].as_f64().is_some(), "{g}");
+}
+
 /// `GET /{topic}/messages` reads a page as ndjson (text, hex for bytes
 /// that are not UTF-8, a cut over 64 KiB) and creates no scanner.
 #[tokio::test]
