@@ -13,6 +13,7 @@ const pages = {
   tail: () => import('./tail.js'),
   publish: () => import('./publish.js'),
   scanners: () => import('./scanners.js'),
+  groups: () => import('./groups.js'),
   plugins: () => import('./plugins.js'),
   segments: () => import('./segments.js'),
   broker: () => import('./broker.js'),

@@ -1,11 +1,10 @@
-// A topic's scanners (position, lag, lag trend) and consumer groups when
-// the broker reports them (pending by state, oldest unacked age). Read from
-// GET /{topic} every SAMPLE_MS; the trend is the change since the first
-// sample this page took.
+// A topic's scanners (position, lag, lag trend), read from GET /{topic}
+// every 2 × SAMPLE_MS; the trend is the change since the first sample this
+// page took. Consumer groups have a page of their own (groups.js).
 
 import { getJSON, topicPath } from './api.js';
 import { h, fill, errorBox } from './dom.js';
-import { num, age } from './format.js';
+import { num } from './format.js';
 import { topicHeader } from './topic.js';
 import { SAMPLE_MS } from './samples.js';
 import { lineChart } from './chart.js';
@@ -17,32 +16,6 @@ function trend(now, then) {
   if (then === undefined) return '—';
   const d = now - then;
   return d > 0 ? `▲ +${num(d)}` : d < 0 ? `▼ ${num(d)}` : '= steady';
-}
-
-/** The age of a group's oldest unacked message, from the shapes group info may take. */
-function oldest(o) {
-  if (o === null || o === undefined) return '—';
-  if (typeof o !== 'object') return String(o);
-  const secs = o.age_seconds ?? (typeof o.age === 'number' ? o.age : null);
-  const ageText = secs !== null ? age(secs) : (o.age ?? '—');
-  return o.offset !== undefined ? `offset ${num(o.offset)}, ${ageText}` : ageText;
-}
-
-/** Consumer groups from topic info (`groups`, a list or a map by name); nothing when absent. */
-function groupsTable(groups) {
-  if (groups === undefined || groups === null || typeof groups !== 'object') return null;
-  const list = Array.isArray(groups) ? groups : Object.entries(groups).map(([name, g]) => ({ name, ...g }));
-  return [h('h2', {}, 'Consumer groups'), list.length === 0 ? h('p', { class: 'note' }, 'No groups.') :
-    h('table', { id: 'groups' }, h('thead', {}, h('tr', {},
-      h('th', { scope: 'col' }, 'Group'), h('th', { scope: 'col', class: 'num' }, 'Backlog'),
-      h('th', { scope: 'col', class: 'num' }, 'Unacked'), h('th', { scope: 'col' }, 'Pending by state'),
-      h('th', { scope: 'col' }, 'Oldest unacked'))),
-    h('tbody', {}, list.map((g) => h('tr', {},
-      h('th', { scope: 'row' }, String(g.name ?? g.group ?? '?')),
-      h('td', { class: 'num' }, num(g.backlog ?? g.lag)),
-      h('td', { class: 'num' }, num(g.unacked)),
-      h('td', {}, Object.entries(g.pending || {}).map(([st, n]) => `${st} ${num(n)}`).join(', ') || '—'),
-      h('td', {}, oldest(g.oldest_unacked)))))) ];
 }
 
 export async function render(main, { topic }) {
@@ -82,8 +55,7 @@ export async function render(main, { topic }) {
       rows.length ? h('table', { id: 'scanners' }, h('thead', {}, h('tr', {},
         h('th', { scope: 'col' }, 'Scanner'), h('th', { scope: 'col' }, 'Kind'),
         h('th', { scope: 'col', class: 'num' }, 'Next offset'), h('th', { scope: 'col', class: 'num' }, 'Lag'),
-        h('th', { scope: 'col' }, 'Lag trend'))), h('tbody', {}, rows)) : h('p', { class: 'note' }, 'No scanners.'),
-      groupsTable(info.groups));
+        h('th', { scope: 'col' }, 'Lag trend'))), h('tbody', {}, rows)) : h('p', { class: 'note' }, 'No scanners.'));
   }
   await draw();
   const timer = setInterval(draw, SAMPLE_MS * 2);

@@ -9,7 +9,7 @@ import { subscribe, latest, rateOf, publishP99 } from './samples.js';
 import { lineChart } from './chart.js';
 
 const TABS = [['topic', 'Overview'], ['messages', 'Messages'], ['tail', 'Tail'], ['publish', 'Publish'],
-  ['scanners', 'Scanners & groups'], ['plugins', 'Plugins'], ['segments', 'Segments']];
+  ['scanners', 'Scanners'], ['groups', 'Groups'], ['plugins', 'Plugins'], ['segments', 'Segments']];
 
 /** The heading and tab bar of topic `name`, `current` marked. */
 export function topicHeader(name, current) {

@@ -3,7 +3,7 @@
 // broker's total message rates. No request per topic.
 
 import { h, fill, field, badge, errorBox } from './dom.js';
-import { num, bytes, rate } from './format.js';
+import { num, bytes, rate, age } from './format.js';
 import { subscribe, latest, rateOf } from './samples.js';
 import { lineChart } from './chart.js';
 
@@ -29,11 +29,17 @@ function plugins(t) {
   return out;
 }
 
+/** A topic's consumer groups (only topics with groups have them), each linked to its groups page. */
 function groups(t) {
   if (!Array.isArray(t.groups)) return null;
+  const page = `#/topic/${encodeURIComponent(t.name)}/groups`;
   return t.groups.map((g) => {
-    const backlog = g.backlog ?? g.lag;
-    return badge(`${g.name ?? g.group ?? '?'}${backlog !== undefined ? ` backlog ${num(backlog)}` : ''}`);
+    const pending = Object.values(g.pending || {}).reduce((s, n) => s + n, 0);
+    const parked = g.pending?.parked ?? 0;
+    const oldest = g.oldest_unacked_seconds;
+    const text = `${g.name}: backlog ${num(g.backlog)}, pending ${num(pending)}`
+      + `${oldest !== null && oldest !== undefined ? `, oldest ${age(oldest)}` : ''}${parked ? `, ${num(parked)} parked` : ''}`;
+    return h('a', { href: page, class: 'badge-link' }, badge(text, parked ? 'bad' : ''));
   });
 }
 

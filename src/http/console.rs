@@ -67,6 +67,7 @@ pub const FILES: &[(&str, &str, &[u8])] = &[
     js("tail.js", include_bytes!("../../console/tail.js")),
     js("publish.js", include_bytes!("../../console/publish.js")),
     js("scanners.js", include_bytes!("../../console/scanners.js")),
+    js("groups.js", include_bytes!("../../console/groups.js")),
     js("plugins.js", include_bytes!("../../console/plugins.js")),
     js("segments.js", include_bytes!("../../console/segments.js")),
     js("broker.js", include_bytes!("../../console/broker.js")),

@@ -50,6 +50,9 @@ test('every page loads without console errors or CSP violations, light and dark 
     for (let i = 0; i < 5; i++) await publish(broker, 'audit', `login user${i}`);
     const sc = await api(broker, 'POST', '/orders/scanner?from=oldest&persist=true');
     assert.equal(sc.status, 201);
+    // A consumer group with some leased messages, for the groups page.
+    assert.equal((await api(broker, 'POST', '/orders/groups/billing', { body: '{"from":"oldest"}' })).status, 201);
+    assert.equal((await api(broker, 'POST', '/orders/groups/billing/receive?max=4&consumer=worker-1')).status, 200);
     const pages = [
       ['topics', '/topics', '#topics tbody tr'],
       ['topic', '/topic/orders', 'dl.facts'],
@@ -57,6 +60,7 @@ test('every page loads without console errors or CSP violations, light and dark 
       ['tail', '/topic/orders/tail', '#tail-state'],
       ['publish', '/topic/orders/publish', '#publish-form'],
       ['scanners', '/topic/orders/scanners', '#scanners'],
+      ['groups', '/topic/orders/groups', '#groups tbody tr'],
       ['plugins', '/topic/orders/plugins', '#plugins'],
       ['segments', '/topic/orders/segments', '#segments'],
       ['broker', '/broker', 'dl.facts'],
@@ -107,6 +111,47 @@ test('every page loads without console errors or CSP violations, light and dark 
     }
     traffic = false;
     await publisher;
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('a consumer group created over HTTP shows its pending leases, consumers and backlog in the page', async () => {
+  const broker = await startBroker();
+  try {
+    await createTopic(broker, 'jobs');
+    await createTopic(broker, 'other');
+    for (let i = 0; i < 10; i++) await publish(broker, 'jobs', `job ${i}`);
+    let res = await api(broker, 'POST', '/jobs/groups/workers', { body: '{"from":"oldest","lease_time":"10m"}' });
+    assert.equal(res.status, 201, await res.text());
+    // Three received and not acked: leased to consumer w1.
+    res = await api(broker, 'POST', '/jobs/groups/workers/receive?max=3&consumer=w1', { headers: { accept: 'application/x-ndjson' } });
+    assert.equal(res.status, 200);
+    const leases = (await res.text()).trim().split('\n').map((l) => JSON.parse(l).lease);
+    assert.equal(leases.length, 3);
+    const { page, context, problems } = await openPage(browser);
+    await visit(page, broker, '/topic/jobs/groups', '#groups tbody tr');
+    const row = page.locator('#groups tbody tr[data-group="workers"]');
+    assert.match(await row.textContent(), /leased 3/);
+    assert.match(await row.textContent(), /waiting 0/);
+    assert.match(await row.locator('td').nth(0).textContent(), /^7$/, 'backlog');
+    assert.match(await row.locator('td').nth(2).textContent(), /^10$/, 'unacked');
+    assert.match(await row.textContent(), /w1 .*ago/);
+    assert.match(await row.textContent(), /offset 0/, 'the oldest unacked is offset 0');
+    // One acked from outside: the page shows two leased at its next sample.
+    res = await api(broker, 'POST', `/jobs/groups/workers/ack?lease=${encodeURIComponent(leases[0])}`);
+    assert.equal(res.status, 200, await res.text());
+    await row.locator('.pending', { hasText: 'leased 2' }).waitFor({ timeout: WAIT_MS });
+    // The topics page lists the group on its topic, and only there.
+    await visit(page, broker, '/topics', '#topics tbody tr');
+    const jobs = page.locator('#topics tbody tr', { has: page.locator('th', { hasText: /^jobs$/ }) });
+    await jobs.locator('a.badge-link', { hasText: 'workers: backlog 7, pending 2' }).waitFor({ timeout: WAIT_MS });
+    const other = page.locator('#topics tbody tr', { has: page.locator('th', { hasText: /^other$/ }) });
+    assert.equal(await other.locator('a.badge-link').count(), 0);
+    // A topic without groups says so.
+    await visit(page, broker, '/topic/other/groups', '#no-groups');
+    assertClean(problems);
+    await context.close();
   } finally {
     await broker.stop();
   }
@@ -204,9 +249,12 @@ test('hostile, binary and 1 MB payloads render as text without freezing the page
     await visit(page, broker, '/topic/odd/messages', '#messages tbody tr');
     await page.waitForFunction(() => document.querySelectorAll('#messages tbody tr').length === 3, null, { timeout: WAIT_MS });
     // The page answers at once: nothing froze it.
+    const shown = Date.now() - started;
     const t0 = Date.now();
     await page.evaluate(() => 1);
-    assert.ok(Date.now() - t0 < 1000, 'the page answers within 1 s');
+    const answered = Date.now() - t0;
+    console.log(`a 1 MiB, a non-UTF-8 and a hostile message shown ${shown} ms after navigation; the page then answered in ${answered} ms`);
+    assert.ok(answered < 1000, 'the page answers within 1 s');
     assert.ok(Date.now() - started < WAIT_MS);
     assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no payload ran');
     assert.equal(await page.locator('main img').count(), 0, 'no element came from a payload');
