@@ -3,7 +3,8 @@
 # lints (host and plugins), builds the plugins in plugins/ (Rust, Python and
 # JavaScript; build.sh installs the toolchains), runs their own tests, then
 # the broker's unit, integration and doc tests (which load the freshly built
-# components from plugins/dist). Works with and without CARGO_TARGET_DIR
+# components from plugins/dist), then the web console's browser tests
+# (tests/console, chromium installed when missing). Works with and without CARGO_TARGET_DIR
 # set. Prints a line per stage; cargo's build output is left visible, since
 # a first build takes minutes.
 #
@@ -115,5 +116,27 @@ cargo clippy --all-targets -- -D warnings
 stage "test the broker (cargo test --lib --bins --tests, then --doc)"
 cargo test --lib --bins --tests
 cargo test --doc
+
+# The web console in a real browser (tests/console): Debian's chromium
+# driven by playwright-core (pinned in package-lock.json, no browser
+# download) under node --test, against the netlog binary cargo built.
+# Installs chromium when it is missing and this runs as root.
+browser="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$browser" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  stage "install chromium (apt-get install -y chromium)"
+  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; } || true
+fi
+if [ ! -x "$browser" ]; then
+  skipped tests/console "no browser at $browser (apt-get install chromium, as root)"
+elif ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  skipped tests/console "node and npm are not installed"
+else
+  stage "install the browser tests' packages (cd tests/console && npm ci)"
+  (cd tests/console && npm ci --no-audit --no-fund)
+  cargo build --bin netlog
+  netlog_bin="$(realpath -m "${CARGO_TARGET_DIR:-target}")/debug/netlog"
+  stage "test the web console in chromium (cd tests/console && node --test)"
+  (cd tests/console && NETLOG_BIN="$netlog_bin" CHROMIUM="$browser" node --test --test-concurrency=1)
+fi
 report_skips
 stage "all tests passed"

@@ -182,6 +182,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The TOML file this config was read from, if any.
     pub config_file: Option<PathBuf>,
+    /// The web console (`[console]`).
+    pub console: ConsoleOptions,
 }
 
 /// How log lines are written (`--log-format`, `[server] log_format`).
@@ -215,6 +217,7 @@ impl Default for Config {
             admin_listen: None,
             log_format: LogFormat::default(),
             config_file: None,
+            console: ConsoleOptions::default(),
         }
     }
 }

@@ -344,11 +344,17 @@ fn keep_start_only(old: &Config, mut new: Config, needs_restart: &mut Vec<String
         scanner_idle_ttl,
         log_level
     );
-    // Connection limits, origins and the TLS files are the listener's: the
+    // Connection limits, origins, hosts and the TLS files are the listener's: the
     // certificates' content is re-read on reload, the rest takes a restart.
     if old.server != new.server {
-        needs_restart.push("server connection limits, allowed_origins or TLS files".into());
+        needs_restart
+            .push("server connection limits, allowed_origins, allowed_hosts or TLS files".into());
         new.server = old.server.clone();
+    }
+    // The console's hosts are the listener's too; `enabled` goes with them.
+    if old.console != new.console {
+        needs_restart.push("[console] enabled or hosts".into());
+        new.console = old.console.clone();
     }
     new
 }
@@ -373,5 +379,24 @@ mod tests {
         assert_eq!(needs, ["server listen", "server data_dir"]);
         assert_eq!((kept.listen, kept.data_dir), (old.listen, old.data_dir));
         assert_eq!(kept.max_body, 1);
+    }
+
+    /// The console's settings and the allowed hosts take a restart, listed.
+    #[test]
+    fn console_and_hosts_are_kept_and_listed() {
+        let old = Config::default();
+        let mut new = Config::default();
+        new.console.enabled = false;
+        new.server.allowed_hosts = vec!["broker.example".into()];
+        let mut needs = Vec::new();
+        let kept = keep_start_only(&old, new, &mut needs);
+        assert_eq!(
+            needs,
+            [
+                "server connection limits, allowed_origins, allowed_hosts or TLS files",
+                "[console] enabled or hosts"
+            ]
+        );
+        assert_eq!((kept.console, kept.server), (old.console, old.server));
     }
 }

@@ -115,6 +115,56 @@ pub struct ServerOptions {
     /// it the topic being written drops its own oldest messages. Default
     /// 128MiB.
     pub tail_cache_total: u64,
+    /// `allowed_hosts`: host names (`broker.example.com`, no port) the main
+    /// listener answers as, against DNS rebinding (see `http/hosts.rs`).
+    /// When set, a request whose `Host` names any other host is refused
+    /// with 403 before it does anything; IP literals, `localhost` and the
+    /// names of `[console] hosts` are always accepted (a rebound page
+    /// always has a DNS name of its own). Default: unset, any `Host` (as
+    /// before); `["*"]` is the same. Set it (`["localhost"]` will do on a
+    /// machine reached by IP) when authentication is off and a browser can
+    /// reach the broker.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// The web console (`[console]`), served by the main listener at
+/// `/_console/` (see `http/console.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsoleOptions {
+    /// `enabled`: serve the console's files. Default true. Its data routes
+    /// (`/_whoami`, `/_stats`) are served either way.
+    pub enabled: bool,
+    /// `hosts`: host names (no port) besides IP literals and `localhost`
+    /// that the broker answers as, whose pages are the console's own: a
+    /// request whose `Origin` is the same host and port as its `Host`, with
+    /// that host one of these, passes the origin guard. Also accepted as
+    /// `Host` (see `[server] allowed_hosts`). Default: none.
+    pub hosts: Vec<String>,
+}
+
+impl Default for ConsoleOptions {
+    fn default() -> Self {
+        ConsoleOptions {
+            enabled: true,
+            hosts: Vec::new(),
+        }
+    }
+}
+
+/// Checks one host name of `allowed_hosts` or `[console] hosts` and
+/// returns it lower case: a DNS name (letters, digits, `-`, `.`), or `*`.
+pub fn normalize_host(text: &str) -> Result<String, String> {
+    let host = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    if host == "*" {
+        return Ok(host);
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    if host.is_empty() || host.len() > 253 || !host.chars().all(ok) {
+        return Err(format!(
+            "{text:?} is not a host name (letters, digits, '-' and '.', no port)"
+        ));
+    }
+    Ok(host)
 }
 
 impl Default for ServerOptions {
@@ -135,6 +185,7 @@ impl Default for ServerOptions {
             tls_key: None,
             tail_cache: crate::log::TAIL_CACHE_BYTES as u64,
             tail_cache_total: crate::log::TAIL_CACHE_TOTAL_BYTES as u64,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -158,6 +209,7 @@ pub(super) struct ServerKeys {
     pub tls_key: Option<String>,
     pub tail_cache: Option<u64>,
     pub tail_cache_total: Option<u64>,
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// A bad key: its name and what is wrong.
@@ -245,6 +297,13 @@ impl ServerKeys {
                 .map(|origin| normalize_origin(origin))
                 .collect::<Result<_, _>>()
                 .map_err(|e| ("allowed_origins", e))?;
+        }
+        if let Some(list) = self.allowed_hosts {
+            o.allowed_hosts = list
+                .iter()
+                .map(|host| normalize_host(host))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ("allowed_hosts", e))?;
         }
         match (self.tls_cert, self.tls_key) {
             (Some(c), Some(k)) => {

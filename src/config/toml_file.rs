@@ -30,6 +30,15 @@ pub(super) struct File {
     auth: super::auth::AuthFile,
     #[serde(default)]
     groups: super::GroupLimits,
+    #[serde(default)]
+    console: Console,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Console {
+    enabled: Option<bool>,
+    hosts: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -54,6 +63,7 @@ struct Server {
     answer_budget_wait: Option<String>,
     shutdown_timeout: Option<String>,
     allowed_origins: Option<Vec<String>>,
+    allowed_hosts: Option<Vec<String>>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     tail_cache: Option<RawValue>,
@@ -157,6 +167,7 @@ impl File {
             answer_budget_wait: s.answer_budget_wait,
             shutdown_timeout: s.shutdown_timeout,
             allowed_origins: s.allowed_origins,
+            allowed_hosts: s.allowed_hosts,
             tls_cert: s.tls_cert,
             tls_key: s.tls_key,
             tail_cache: size(s.tail_cache, "tail_cache")?,
@@ -224,6 +235,16 @@ impl File {
             .check()
             .map_err(|why| at.err("groups", "", why))?;
         cfg.groups = self.groups;
+        if let Some(enabled) = self.console.enabled {
+            cfg.console.enabled = enabled;
+        }
+        if let Some(hosts) = self.console.hosts {
+            cfg.console.hosts = hosts
+                .iter()
+                .map(|h| super::normalize_host(h))
+                .collect::<Result<_, _>>()
+                .map_err(|e| at.err("console", "hosts", e))?;
+        }
         Ok(cfg)
     }
 }

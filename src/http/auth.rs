@@ -9,11 +9,11 @@
 //! | route | needs |
 //! |---|---|
 //! | `POST /{topic}/payload`, `POST /{topic}/messages` | `produce` on the topic |
-//! | `GET /{topic}`, payload read, scanner, scan, stream | `consume` on the topic |
+//! | `GET /{topic}`, payload read, browse (`GET /{topic}/messages`), scanner, scan, stream | `consume` on the topic |
 //! | `POST`/`DELETE /{topic}`, `/{topic}/check`, `/{topic}/sync`, `/_reload` | `admin` |
 //! | `/_metrics` | `admin`, unless `[auth] public_metrics` |
-//! | `/_health`, `/_ready` | nothing |
-//! | `GET /` | any right; the list is cut to topics the caller may produce to or consume from |
+//! | `/_health`, `/_ready`, `/_whoami`, the console's files | nothing (`/_whoami` refuses an unknown token) |
+//! | `GET /`, `GET /_stats` | any right; the list is cut to topics the caller may produce to or consume from |
 //!
 //! A request without an `Authorization` header is anonymous and gets
 //! `[auth.anonymous]`'s rights; a token has its own rights plus those
@@ -248,11 +248,71 @@ pub(crate) struct ListFilter {
 }
 
 impl ListFilter {
+    /// Whether the caller may do what needs `admin`.
+    pub(crate) fn admin(&self) -> bool {
+        self.caller.grants(&self.rights).admin
+    }
+
     /// Whether the caller may see topic `name`: it may produce to it or
     /// consume from it, on its own rights or anyone's.
     pub(crate) fn allows(&self, name: &str) -> bool {
         let (own, anyone) = (self.caller.grants(&self.rights), &self.rights.anonymous);
         own.may_list(name) || anyone.may_list(name)
+    }
+}
+
+/// Who a caller is and what they may do, as `GET /_whoami` tells it: never
+/// a secret, only the token's name and its patterns.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// Whether authentication is on.
+    pub(crate) auth: bool,
+    /// The token's name; `None` for an anonymous caller (or auth off).
+    pub(crate) token: Option<String>,
+    /// Whether it may do what needs `admin`.
+    pub(crate) admin: bool,
+    /// Topic patterns it may publish to (its own, then the anonymous ones).
+    pub(crate) produce: Vec<String>,
+    /// Topic patterns it may read.
+    pub(crate) consume: Vec<String>,
+}
+
+impl Gate {
+    /// The caller of a request with `headers`: with authentication off,
+    /// anyone may do anything; an `Authorization` that names no token is a
+    /// 401, as everywhere.
+    pub(crate) fn identity(&self, headers: &HeaderMap) -> Result<Identity, ApiError> {
+        let rights = self.rights.load();
+        if !rights.enabled() {
+            return Ok(Identity {
+                auth: false,
+                token: None,
+                admin: true,
+                produce: vec!["*".into()],
+                consume: vec!["*".into()],
+            });
+        }
+        let caller = identify(&rights, headers)?;
+        let (own, anyone) = (caller.grants(&rights), &rights.anonymous);
+        let patterns = |pick: fn(&Grants) -> &Vec<crate::config::auth::TopicPattern>| {
+            let mut all: Vec<String> = Vec::new();
+            for p in pick(own).iter().chain(pick(anyone)) {
+                if !all.iter().any(|a| a == p.as_str()) {
+                    all.push(p.as_str().to_string());
+                }
+            }
+            all
+        };
+        Ok(Identity {
+            auth: true,
+            token: match caller {
+                Caller::Anonymous => None,
+                Caller::Token(i) => Some(rights.tokens[i].name.clone()),
+            },
+            admin: own.admin,
+            produce: patterns(|g| &g.produce),
+            consume: patterns(|g| &g.consume),
+        })
     }
 }
 
@@ -333,8 +393,11 @@ mod tests {
     fn routes_need_their_rights() {
         use Right::*;
         let (get, post, delete) = (&Method::GET, &Method::POST, &Method::DELETE);
+        let patch = &Method::PATCH;
         assert_eq!(Route::PayloadWrite.right(post), Produce);
         assert_eq!(Route::Messages.right(post), Produce);
+        assert_eq!(Route::Messages.right(get), Consume);
+        assert_eq!(Route::Messages.right(&Method::HEAD), Consume);
         assert_eq!(Route::PayloadRead.right(get), Consume);
         assert_eq!(Route::Scanner.right(post), Consume);
         assert_eq!(Route::Scanner.right(delete), Consume);
@@ -345,6 +408,22 @@ mod tests {
         assert_eq!(Route::Topic.right(delete), Admin("delete topic", true));
         assert_eq!(Route::Check.right(get), Admin("check topic", true));
         assert_eq!(Route::Sync.right(get), Admin("sync topic", true));
+        assert_eq!(Route::Group.right(post), Admin("create group", true));
+        assert_eq!(Route::Group.right(delete), Admin("delete group", true));
+        assert_eq!(Route::Group.right(patch), Admin("change group", true));
+        assert_eq!(Route::GroupSeek.right(post), Admin("seek group", true));
+        assert_eq!(Route::GroupList.right(get), Consume);
+        assert_eq!(Route::Group.right(get), Consume);
+        assert_eq!(Route::GroupPending.right(get), Consume);
+        for member in [
+            Route::GroupReceive,
+            Route::GroupAck,
+            Route::GroupNack,
+            Route::GroupExtend,
+            Route::GroupReject,
+        ] {
+            assert_eq!(member.right(post), Consume);
+        }
         for reload in [Route::Reload, Route::AdminReload] {
             assert_eq!(reload.right(post), Admin("reload the config", false));
         }
@@ -356,10 +435,15 @@ mod tests {
             Route::Ready,
             Route::AdminHealth,
             Route::AdminReady,
+            Route::Console,
+            Route::ConsoleIndex,
+            Route::ConsoleFile,
+            Route::Whoami,
         ] {
             assert_eq!(free.right(get), Nothing);
         }
         assert_eq!(Route::TopicList.right(get), List);
+        assert_eq!(Route::Stats.right(get), List);
     }
 
     /// The topic is the path's first segment, percent-decoded like axum does.

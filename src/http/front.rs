@@ -2,11 +2,14 @@
 //! does, per request, what every route shares, before and after routing.
 //!
 //! In order: it names the request's route pattern (by reading the path, the
-//! way the router will match it); answers a browser whose `Origin` is not
-//! allowed, or a CORS preflight, itself (`origin.rs`); checks the caller's
+//! way the router will match it); on the main listener refuses a `Host` the
+//! broker does not answer as (`hosts.rs`, against DNS rebinding); answers a
+//! browser whose `Origin` is neither allowed nor the console's own
+//! (`hosts.rs`), or a CORS preflight, itself (`origin.rs`); checks the caller's
 //! rights for that route and method (`auth.rs`); then calls the router, and
 //! when the answer is ready counts it by route and status code
-//! (`metrics.rs`) and adds the CORS headers an allowed origin gets. For
+//! (`metrics.rs`) and adds the CORS headers an allowed origin gets, and
+//! `X-Content-Type-Options: nosniff` to every answer, its own too. For
 //! `GET /` with authentication on it hands the handler the caller's
 //! [`super::auth::ListFilter`] in the request's extensions, so the list is
 //! cut before it is written. No future is boxed here.
@@ -30,20 +33,22 @@ use std::task::{Context, Poll, ready};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower::Service;
 
-use super::AppState;
 use super::auth::{Check, Gate};
+use super::hosts::Hosts;
 use super::hot::{self, HotFuture};
 use super::metrics::{HttpMetrics, OpenGuard};
 use super::origin::{self, Origins};
 use super::routes::{Listener, Route, classify};
+use super::{ApiError, AppState};
 
 /// What a front holds; shared by every connection of its listener.
 struct FrontState {
     listener: Listener,
     origins: Option<Origins>,
+    hosts: Option<Hosts>,
     gate: Gate,
     metrics: Arc<HttpMetrics>,
     /// The state the hot routes (`hot.rs`) are served with, on the main
@@ -76,11 +81,21 @@ impl<S> Front<S> {
             shared: Arc::new(FrontState {
                 listener,
                 origins,
+                hosts: None,
                 gate,
                 metrics,
                 hot,
             }),
         }
+    }
+
+    /// Checks the `Host` of every request against `hosts`, and lets the
+    /// console's own origin through (see `hosts.rs`). Only on a fresh front.
+    pub(crate) fn with_hosts(mut self, hosts: Hosts) -> Front<S> {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.hosts = Some(hosts);
+        }
+        self
     }
 }
 
@@ -105,7 +120,18 @@ where
         let route = classify(shared.listener, req.uri().path());
         let counted = |answer: Response| FrontFuture::ready(answer, route, &shared.metrics);
         let mut cors = None;
+        if let Some(hosts) = &shared.hosts
+            && let Err(host) = hosts.check(req.uri(), req.headers())
+        {
+            tracing::debug!(host, "request for a host the broker does not answer as");
+            let reason = format!("host {host:?} is not in [server] allowed_hosts");
+            return counted(ApiError::Forbidden { reason }.into_response());
+        }
+        let own = |origin| {
+            (shared.hosts.as_ref()).is_some_and(|h| h.own_origin(origin, req.uri(), req.headers()))
+        };
         if let (Some(origins), Some(origin)) = (&shared.origins, req.headers().get(header::ORIGIN))
+            && !own(origin)
         {
             match origins.check(origin, req.method(), req.headers()) {
                 origin::OriginCheck::Pass => cors = Some(origin.clone()),
@@ -198,7 +224,12 @@ where
             StateProj::Hot { hot } => ready!(hot.as_mut().poll(cx)),
         };
         this.metrics.count(*this.route, answer.status());
-        Poll::Ready(Ok(origin::decorate(answer, this.cors.take())))
+        let mut answer = origin::decorate(answer, this.cors.take());
+        answer.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        Poll::Ready(Ok(answer))
     }
 }
 
@@ -304,6 +335,20 @@ mod tests {
             "/reload",
             "/metrics/x",
             "/health/",
+            "/_console",
+            "/_console/",
+            "/_console/app.js",
+            "/_console/payload",
+            "/_console/messages",
+            "/_console/payload/7",
+            "/_console//",
+            "/_whoami",
+            "/_stats",
+            "/_stats/scan",
+            "/_console/groups",
+            "/_console/groups/g",
+            "/_stats/groups",
+            "/_whoami/groups/g/ack",
         ]
         .into_iter()
         .map(String::from)

@@ -84,6 +84,27 @@ impl HttpMetrics {
     }
 }
 
+impl HttpMetrics {
+    /// Answers so far by class: `[1xx, 2xx, 3xx, 4xx, 5xx]`, for `/_stats`.
+    pub(super) fn by_class(&self) -> [u64; 5] {
+        let mut classes = [0; 5];
+        for codes in &self.requests {
+            for (c, n) in codes.iter().enumerate() {
+                classes[c / 100] += n.load(Ordering::Relaxed);
+            }
+        }
+        classes
+    }
+
+    /// Scan requests in progress and open streams, for `/_stats`.
+    pub(super) fn open(&self) -> (i64, i64) {
+        (
+            self.long_polls.load(Ordering::Relaxed),
+            self.streams.load(Ordering::Relaxed),
+        )
+    }
+}
+
 impl std::fmt::Debug for HttpMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpMetrics").finish_non_exhaustive()
@@ -164,17 +185,17 @@ impl std::fmt::Debug for Scrape {
 const NO_LABELS: [(&str, &str); 0] = [];
 
 /// What a scrape reads from one topic, read once.
-struct TopicRow {
-    topic: Arc<Topic>,
-    messages_out: u64,
-    publish: [(PublishRoute, HistogramSnapshot); 2],
-    gauges: TopicGauges,
-    lags: Vec<(String, u64)>,
-    plugins: Vec<PluginStats>,
+pub(super) struct TopicRow {
+    pub(super) topic: Arc<Topic>,
+    pub(super) messages_out: u64,
+    pub(super) publish: [(PublishRoute, HistogramSnapshot); 2],
+    pub(super) gauges: TopicGauges,
+    pub(super) lags: Vec<(String, u64)>,
+    pub(super) plugins: Vec<PluginStats>,
 }
 
 impl TopicRow {
-    fn read(topic: Arc<Topic>) -> TopicRow {
+    pub(super) fn read(topic: Arc<Topic>) -> TopicRow {
         let stats = topic.stats();
         TopicRow {
             messages_out: topic.messages_out(),
@@ -628,24 +649,60 @@ impl Scrape {
 /// every mainstream architecture).
 const USER_HZ: f64 = 100.0;
 
+/// The process's own figures, read from `/proc/self` (each `None` where
+/// it cannot be read): for `process_*` and `/_stats`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct ProcessFigures {
+    /// Resident memory, in bytes.
+    pub(super) resident_bytes: Option<u64>,
+    /// Open file descriptors.
+    pub(super) open_fds: Option<usize>,
+    /// User and system CPU time, in seconds.
+    pub(super) cpu_seconds: Option<f64>,
+}
+
+impl ProcessFigures {
+    /// Reads them now.
+    pub(super) fn read() -> ProcessFigures {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count);
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime are fields 14 and 15; `fields` starts at field 3.
+        let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok());
+        let cpu_seconds = match (ticks(14), ticks(15)) {
+            (Some(user), Some(system)) => Some((user + system) as f64 / USER_HZ),
+            _ => None,
+        };
+        ProcessFigures {
+            resident_bytes: rss_kib.map(|kib| kib * 1024),
+            open_fds,
+            cpu_seconds,
+        }
+    }
+}
+
 /// `process_*` from `/proc/self`; absent where that cannot be read.
 fn encode_process(enc: &mut Enc<'_>) -> Fmt {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-    if let Some(kib) = rss_kib {
+    let figures = ProcessFigures::read();
+    if let Some(bytes) = figures.resident_bytes {
         family(
             enc,
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
             MetricType::Gauge,
-            [(NO_LABELS, (kib * 1024) as f64)],
+            [(NO_LABELS, bytes as f64)],
         )?;
     }
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        let n = fds.count();
+    if let Some(n) = figures.open_fds {
         family(
             enc,
             "process_open_fds",
@@ -654,21 +711,13 @@ fn encode_process(enc: &mut Enc<'_>) -> Fmt {
             [(NO_LABELS, n as f64)],
         )?;
     }
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // utime and stime are fields 14 and 15; `fields` starts at field 3.
-    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok());
-    if let (Some(user), Some(system)) = (ticks(14), ticks(15)) {
+    if let Some(seconds) = figures.cpu_seconds {
         family(
             enc,
             "process_cpu_seconds",
             "User and system CPU time, in seconds.",
             MetricType::Counter,
-            [(NO_LABELS, (user + system) as f64 / USER_HZ)],
+            [(NO_LABELS, seconds)],
         )?;
     }
     Ok(())

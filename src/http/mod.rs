@@ -4,12 +4,17 @@
 //! One file per resource: `topics.rs` (list, create, info, delete),
 //! `messages.rs` (payload write and read, batch publish, sync), `scanners.rs`
 //! (scanner create and delete, scan; batch scans hold room in the answer
-//! budget of `answers.rs`), `stream.rs` (Server-Sent Events) and
-//! `check.rs` (`GET /{topic}/check`), `health.rs` (health and readiness),
-//! `reload.rs` (`POST /_reload`). `routes.rs` is the table of every route;
-//! `admin.rs` starts the admin listener. `front.rs` runs
-//! before and after the router on every request: the origin guard
-//! (`origin.rs`), rights (`auth.rs`) and request counters (`metrics.rs`). Handlers are named `<resource>_<verb>`.
+//! budget of `answers.rs`), `stream.rs` (Server-Sent Events), `groups.rs`
+//! (consumer groups), `check.rs` (`GET /{topic}/check`), `health.rs` (health
+//! and readiness), `reload.rs` (`POST /_reload`); for the web console,
+//! `console.rs` (its files, compiled in), `whoami.rs`, `stats.rs`
+//! (`GET /_stats`) and `browse.rs` (`GET /{topic}/messages`, a read that
+//! creates no scanner). `routes.rs` is the table of every route; `admin.rs`
+//! starts the admin listener. `front.rs` runs before and after the router on
+//! every request: the host check (`hosts.rs`), the origin guard
+//! (`origin.rs`), rights (`auth.rs`) and request counters (`metrics.rs`); it
+//! serves the hot routes itself (`hot.rs`). Handlers are named
+//! `<resource>_<verb>`.
 //!
 //! Every failure is an [`ApiError`], and `error.rs` alone turns errors into
 //! answers, in netlog's shape. The extractors here ([`Path`], [`Params`],
@@ -19,13 +24,16 @@
 pub mod admin;
 mod answers;
 pub mod auth;
+mod browse;
 mod budget;
 mod check;
+mod console;
 mod envelope;
 mod error;
 pub(crate) mod front;
 mod groups;
 pub mod health;
+pub(crate) mod hosts;
 mod hot;
 mod messages;
 pub mod metrics;
@@ -34,9 +42,11 @@ mod reload;
 pub mod routes;
 mod scanners;
 pub mod serve;
+mod stats;
 mod stream;
 pub mod tls;
 mod topics;
+mod whoami;
 
 pub use error::ApiError;
 pub(crate) use reload::reload_all;
@@ -112,9 +122,12 @@ impl std::ops::Deref for AppState {
 pub type App = front::Front<Router>;
 
 /// The main listener's service for `state`, letting browsers from
-/// `allowed_origins` in (see `origin.rs`).
+/// `allowed_origins` in (see `origin.rs`), and the console's own pages from
+/// the hosts the broker answers as (`hosts.rs`).
 pub fn app(state: AppState, allowed_origins: &[String]) -> App {
     let (gate, metrics) = (state.auth.clone(), state.metrics.clone());
+    let config = state.broker.config();
+    let hosts = hosts::Hosts::new(&config.server, &config.console, state.tls.is_some());
     front::Front::new(
         router(state.clone(), Listener::Main),
         Listener::Main,
@@ -123,6 +136,7 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> App {
         metrics,
         Some(state),
     )
+    .with_hosts(hosts)
 }
 
 /// The router of `listener`: every route of the table (`routes.rs`) that
@@ -148,7 +162,7 @@ fn handlers(route: Route) -> MethodRouter<AppState> {
             .delete(topics::topic_delete),
         Route::PayloadWrite => post(messages::payload_write),
         Route::PayloadRead => get(messages::payload_read),
-        Route::Messages => post(messages::messages_publish),
+        Route::Messages => get(browse::messages_browse).post(messages::messages_publish),
         Route::Sync => get(messages::topic_sync),
         Route::Scanner => post(scanners::scanner_create).delete(scanners::scanner_delete),
         Route::Scan => get(scanners::scan),
@@ -170,6 +184,11 @@ fn handlers(route: Route) -> MethodRouter<AppState> {
         Route::Health | Route::AdminHealth => get(health::health_get),
         Route::Ready | Route::AdminReady => get(health::ready_get),
         Route::Reload | Route::AdminReload => post(reload::reload_post),
+        Route::Console => get(console::console_redirect),
+        Route::ConsoleIndex => get(console::console_index),
+        Route::ConsoleFile => get(console::console_file),
+        Route::Whoami => get(whoami::whoami_get),
+        Route::Stats => get(stats::stats_get),
     }
 }
 

@@ -48,7 +48,8 @@ pub enum Route {
     PayloadWrite,
     /// `GET /{topic}/payload/{offset}`.
     PayloadRead,
-    /// `POST /{topic}/messages`: batch publish.
+    /// `/{topic}/messages`: batch publish (`POST`), and the stateless range
+    /// read the console browses with (`GET`).
     Messages,
     /// `GET /{topic}/sync`.
     Sync,
@@ -94,6 +95,16 @@ pub enum Route {
     AdminReady,
     /// `POST /reload` on the admin listener.
     AdminReload,
+    /// `GET /_console`: redirects to the console.
+    Console,
+    /// `GET /_console/`: the console's page.
+    ConsoleIndex,
+    /// `GET /_console/{file}`: the console's other files.
+    ConsoleFile,
+    /// `GET /_whoami`: who the caller is, and their rights.
+    Whoami,
+    /// `GET /_stats`: every visible topic's counters, as JSON.
+    Stats,
 }
 
 /// What a request needs, by route and method (the table of `auth.rs`).
@@ -119,7 +130,7 @@ pub(crate) const UNMATCHED: usize = Route::ALL.len();
 
 impl Route {
     /// Every route, in the order of their metric rows.
-    pub const ALL: [Route; 27] = [
+    pub const ALL: [Route; 32] = [
         Route::TopicList,
         Route::Topic,
         Route::PayloadWrite,
@@ -147,6 +158,11 @@ impl Route {
         Route::AdminHealth,
         Route::AdminReady,
         Route::AdminReload,
+        Route::Console,
+        Route::ConsoleIndex,
+        Route::ConsoleFile,
+        Route::Whoami,
+        Route::Stats,
     ];
 
     /// The pattern, in the router's syntax; also the metric label.
@@ -182,7 +198,7 @@ impl Route {
             Route::Topic => ("/{topic}", GET | POST | DELETE, Main),
             Route::PayloadWrite => ("/{topic}/payload", POST, Main),
             Route::PayloadRead => ("/{topic}/payload/{offset}", GET, Main),
-            Route::Messages => ("/{topic}/messages", POST, Main),
+            Route::Messages => ("/{topic}/messages", GET | POST, Main),
             Route::Sync => ("/{topic}/sync", GET, Main),
             Route::Scanner => ("/{topic}/scanner", POST | DELETE, Main),
             Route::Scan => ("/{topic}/scan", GET, Main),
@@ -205,6 +221,11 @@ impl Route {
             Route::AdminHealth => ("/health", GET, Admin),
             Route::AdminReady => ("/ready", GET, Admin),
             Route::AdminReload => ("/reload", POST, Admin),
+            Route::Console => ("/_console", GET, Main),
+            Route::ConsoleIndex => ("/_console/", GET, Main),
+            Route::ConsoleFile => ("/_console/{file}", GET, Main),
+            Route::Whoami => ("/_whoami", GET, Main),
+            Route::Stats => ("/_stats", GET, Main),
         }
     }
 
@@ -212,12 +233,18 @@ impl Route {
     /// route does not answer never gets here: the router answers 405.
     pub(crate) fn right(self, method: &Method) -> Right {
         match self {
-            Route::TopicList => Right::List,
+            Route::TopicList | Route::Stats => Right::List,
             Route::Health | Route::Ready | Route::AdminHealth | Route::AdminReady => Right::Nothing,
+            // The console's files are public; `/_whoami` reads the token
+            // itself, and refuses only one it does not know.
+            Route::Console | Route::ConsoleIndex | Route::ConsoleFile | Route::Whoami => {
+                Right::Nothing
+            }
             Route::Metrics | Route::AdminMetrics => Right::Metrics,
             Route::Reload | Route::AdminReload => Right::Admin("reload the config", false),
             Route::Topic if method == Method::POST => Right::Admin("create topic", true),
             Route::Topic if method == Method::DELETE => Right::Admin("delete topic", true),
+            Route::Messages if method == Method::GET || method == Method::HEAD => Right::Consume,
             Route::PayloadWrite | Route::Messages => Right::Produce,
             Route::Topic | Route::PayloadRead | Route::Scanner | Route::Scan | Route::Stream => {
                 Right::Consume
@@ -297,7 +324,10 @@ static COMPILED: std::sync::LazyLock<Vec<Compiled>> = std::sync::LazyLock::new(|
 
 /// The metric row of the route the router will match `path` with on
 /// `listener`, or [`UNMATCHED`]: a route without parameters by equality
-/// first, then the others segment by segment (see the module docs).
+/// first, then the others segment by segment (see the module docs); of
+/// two that match, the one with a literal where the other has a parameter,
+/// earliest segment first (`/_console/payload` is a console file, as the
+/// router has it, not a publish to `_console`).
 pub(crate) fn classify(listener: Listener, path: &str) -> usize {
     let table = &*COMPILED;
     let ours = |c: &&Compiled| c.route.listener() == listener;
@@ -321,7 +351,7 @@ pub(crate) fn classify(listener: Listener, path: &str) -> usize {
         .iter()
         .filter(ours)
         .filter(|c| c.fixed.is_none() && c.segments.len() == n)
-        .find(|c| {
+        .filter(|c| {
             c.segments
                 .iter()
                 .zip(got)
@@ -331,6 +361,12 @@ pub(crate) fn classify(listener: Listener, path: &str) -> usize {
                     // A parameter may be empty only if more of the path follows.
                     None => !g.is_empty() || i + 1 < n,
                 })
+        })
+        .max_by_key(|c| {
+            // Literal segments as bits, the first segment the highest.
+            c.segments
+                .iter()
+                .fold(0u32, |key, s| (key << 1) | u32::from(s.is_some()))
         })
         .map_or(UNMATCHED, |c| c.route.row())
 }

@@ -851,6 +851,19 @@ impl Log {
         self.next_offset()
     }
 
+    /// When the message at `offset` was written, to the second (from the
+    /// index entry holding it); `None` when no written entry holds it (gone,
+    /// not yet written, or still in the writer's staged batch). Reads the
+    /// index, which may touch the disk.
+    pub fn write_time(&self, offset: u64) -> Result<Option<SystemTime>, LogError> {
+        let Some(seg) = self.segment_for(offset) else {
+            return Ok(None);
+        };
+        Ok(seg
+            .locate(offset)?
+            .map(|(e, _)| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(e.ts))))
+    }
+
     /// Facts about every segment, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
         self.segment_list()

@@ -556,6 +556,24 @@ impl Topic {
         Ok(run)
     }
 
+    /// When the message at each of `offsets` was written, to the second;
+    /// `None` where the index holds none (see `Log::write_time`). Index
+    /// reads, so on the blocking pool; for the console's browsing, a page
+    /// at a time.
+    pub async fn write_times(
+        &self,
+        offsets: Vec<u64>,
+    ) -> Result<Vec<Option<SystemTime>>, TopicError> {
+        let log = self.log.clone();
+        blocking(move || {
+            offsets
+                .into_iter()
+                .map(|o| log.write_time(o).map_err(TopicError::from))
+                .collect()
+        })
+        .await
+    }
+
     /// Opens a scanner at `from`.
     pub async fn create_scanner(
         self: &Arc<Self>,

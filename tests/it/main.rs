@@ -19,6 +19,7 @@ mod broker_safety;
 mod codec_trust;
 mod config;
 mod config_hostile;
+mod console;
 mod extensions;
 mod faults;
 mod fuzz_http;

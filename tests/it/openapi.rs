@@ -368,7 +368,8 @@ async fn described_and_read_routes_are_served() {
         // which is not the router's fallback.
         let concrete = path
             .replace("{topic}", &format!("no-such-topic-{i}"))
-            .replace("{offset}", "0");
+            .replace("{offset}", "0")
+            .replace("{file}", "app.js");
         let req = api.http.request(
             method.to_uppercase().parse().expect("an HTTP method"),
             api.url(&concrete),
