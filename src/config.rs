@@ -16,6 +16,7 @@
 //! change of defaults does not change an existing topic.
 
 pub mod auth;
+mod engine;
 mod server;
 mod settings;
 mod toml_file;
@@ -31,6 +32,7 @@ use crate::plugin::{
     DEFAULT_MEMORY_BYTES as DEFAULT_PLUGIN_MEMORY, DEFAULT_TIME_PER_CALL as DEFAULT_PLUGIN_TIME,
     MIN_MEMORY_BYTES as MIN_PLUGIN_MEMORY,
 };
+pub use engine::{EngineConfig, JetStreamConfig};
 pub use server::*;
 pub use settings::{
     DEFAULT_BATCH_INTERVAL, DEFAULT_BATCH_NUM_MESSAGES, DEFAULT_MIN_SEGMENT_AGE,
@@ -178,6 +180,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The TOML file this config was read from, if any.
     pub config_file: Option<PathBuf>,
+    /// Where topics are stored (`[engine]`); start-only. Default embedded.
+    pub engine: EngineConfig,
 }
 
 /// How log lines are written (`--log-format`, `[server] log_format`).
@@ -210,6 +214,7 @@ impl Default for Config {
             admin_listen: None,
             log_format: LogFormat::default(),
             config_file: None,
+            engine: EngineConfig::default(),
         }
     }
 }

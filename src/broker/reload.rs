@@ -349,6 +349,10 @@ fn keep_start_only(old: &Config, mut new: Config, needs_restart: &mut Vec<String
         needs_restart.push("server connection limits, allowed_origins or TLS files".into());
         new.server = old.server.clone();
     }
+    if old.engine != new.engine {
+        needs_restart.push("[engine]".into());
+        new.engine = old.engine.clone();
+    }
     new
 }
 

@@ -28,6 +28,8 @@ pub(super) struct File {
     topics: BTreeMap<String, Topic>,
     #[serde(default)]
     auth: super::auth::AuthFile,
+    #[serde(default)]
+    engine: super::engine::EngineFile,
 }
 
 #[derive(Deserialize, Default)]
@@ -215,6 +217,7 @@ impl File {
             cfg.topics.insert(name, input);
         }
         cfg.auth = self.auth.resolve(path)?;
+        cfg.engine = self.engine.resolve(path)?;
         Ok(cfg)
     }
 }
