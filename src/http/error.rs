@@ -113,6 +113,14 @@ pub enum ApiError {
     /// The request head is over hyper's limits.
     #[error("request header fields too large")]
     HeaderFieldsTooLarge,
+    /// The storage engine did not answer in time; for a publish
+    /// (`publish`), whether it was stored is unknown (`"stored":"unknown"`,
+    /// with `Retry-After`).
+    #[error("engine unavailable")]
+    EngineUnavailable { reason: String, publish: bool },
+    /// A publish over a limit of the storage engine, named in the reason.
+    #[error("payload too large")]
+    OverEngineLimit(String),
 }
 
 /// netlog's error body. The fields are in alphabetical order (see the
@@ -134,6 +142,8 @@ pub(crate) struct ErrorBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<Cow<'a, str>>,
     status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<&'static str>,
 }
 
 impl ErrorBody<'_> {
@@ -162,13 +172,14 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             Busy(_) => StatusCode::CONFLICT,
-            TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            TooLarge { .. } | OverEngineLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PluginFailed { .. }
             | PluginUnavailable { .. }
             | ShuttingDown
             | NotReady(_)
             | ServerBusy(_)
+            | EngineUnavailable { .. }
             | TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
@@ -193,6 +204,7 @@ impl ApiError {
             plugin: None,
             reason: None,
             status: self.status().as_u16(),
+            stored: None,
         };
         match self {
             BadRequest(r)
@@ -200,6 +212,7 @@ impl ApiError {
             | InvalidDuration(r)
             | InvalidCompression(r)
             | NotReady(r)
+            | OverEngineLimit(r)
             | Busy(r)
             | Unauthorized { reason: r, .. }
             | Forbidden { reason: r } => body.reason = Some(Cow::Borrowed(r)),
@@ -228,6 +241,15 @@ impl ApiError {
                 body.reason = Some(Cow::Borrowed(reason));
             }
             ReloadRefused { errors } => body.errors = Some(errors),
+            // The details (which server, which error) go to the log.
+            EngineUnavailable { publish, .. } => {
+                body.reason = Some(Cow::Borrowed(
+                    "the storage engine did not answer in time; retry later",
+                ));
+                if *publish {
+                    body.stored = Some("unknown");
+                }
+            }
             CodecFailed { codec, .. } => body.codec = Some(codec),
             Checksum { offset, .. } => {
                 // The offset is what a consumer needs to go on past the
@@ -281,6 +303,11 @@ impl ApiError {
                     tracing::error!(status, detail, suppressed, "request failed");
                 }
             }
+            EngineUnavailable { reason, .. } => {
+                if let Some(suppressed) = repeated("engine", reason) {
+                    tracing::warn!(status, reason, suppressed, "engine unavailable");
+                }
+            }
             Unknown(detail) | InvalidDir(detail) => {
                 if let Some(suppressed) = repeated("unknown", detail) {
                     tracing::error!(status, detail, suppressed, "request failed");
@@ -322,6 +349,9 @@ impl IntoResponse for ApiError {
             // fails.
             ApiError::TooLarge { .. } | ApiError::ShuttingDown => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            ApiError::EngineUnavailable { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Unauthorized { invalid_token, .. } => {
                 headers.insert(
@@ -429,11 +459,16 @@ impl From<TopicError> for ApiError {
             // of space is the same full disk as a refused publish.
             e @ TopicError::Io { .. } if e.is_no_space() => ApiError::InsufficientStorage,
             TopicError::OverBound { .. } => ApiError::ServerBusy("too many answers in flight"),
+            TopicError::EngineUnavailable { reason, publish } => {
+                ApiError::EngineUnavailable { reason, publish }
+            }
+            e @ TopicError::TooLarge { .. } => ApiError::OverEngineLimit(e.to_string()),
             e @ (TopicError::Log(_)
             | TopicError::Write(_)
             | TopicError::Io { .. }
             | TopicError::Task(_)
-            | TopicError::Panicked) => ApiError::Unknown(chain(&e)),
+            | TopicError::Panicked
+            | TopicError::Engine { .. }) => ApiError::Unknown(chain(&e)),
         }
     }
 }

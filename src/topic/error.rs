@@ -70,6 +70,22 @@ pub enum TopicError {
     /// Blocking work panicked or was cancelled on the blocking pool.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The storage engine did not answer in time (JetStream: no leader, no
+    /// quorum, no connection). For a publish (`publish`), whether it was
+    /// stored is unknown: a retry with the same idempotency key is safe.
+    #[error("engine unavailable: {reason}")]
+    EngineUnavailable { reason: String, publish: bool },
+    /// A publish over a limit of the storage engine (JetStream: the
+    /// servers' `max_payload`, or the messages of one atomic batch).
+    #[error("over the engine's limit of {limit} {what}")]
+    TooLarge { limit: u64, what: &'static str },
+    /// The storage engine answered with an error.
+    #[error("engine error while {what}")]
+    Engine {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl TopicError {
