@@ -80,7 +80,7 @@ pub enum TopicError {
     #[error("over the engine's limit of {limit} {what}")]
     TooLarge { limit: u64, what: &'static str },
     /// The storage engine answered with an error.
-    #[error("engine error while {what}")]
+    #[error("engine error while {what}: {source}")]
     Engine {
         what: &'static str,
         #[source]
