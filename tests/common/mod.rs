@@ -11,7 +11,10 @@
 
 #![allow(dead_code)]
 
+mod nats;
 mod plugins;
+#[allow(unused_imports)]
+pub use nats::*;
 #[allow(unused_imports)]
 pub use plugins::*;
 

@@ -23,6 +23,7 @@ mod extensions;
 mod faults;
 mod fuzz_http;
 mod http_api;
+mod jetstream;
 mod layers;
 mod limits;
 mod log_format;
