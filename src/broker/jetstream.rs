@@ -111,6 +111,12 @@ impl Broker {
         settings: Settings,
         hooks: Hooks,
     ) -> Result<Arc<Topic>, BrokerError> {
+        if name.len() > jetstream::MAX_NAME {
+            return Err(BrokerError::InvalidName(format!(
+                "topic names are at most {} characters on the JetStream engine",
+                jetstream::MAX_NAME
+            )));
+        }
         if !block(js.create(name, &settings)).map_err(engine("creating a stream"))? {
             return Err(BrokerError::TopicExists);
         }

@@ -349,6 +349,11 @@ impl JsTopic {
         if self.is_gone() {
             return Err(TopicError::Deleted);
         }
+        // As on the log: a scanner may start at the end, not past it.
+        let (_, last) = self.bounds().await?;
+        if from > last {
+            return Err(TopicError::Log(crate::log::LogError::OffsetNotFound(from)));
+        }
         let id = Uuid::new_v4();
         let cursor = Cursor {
             next: from,
