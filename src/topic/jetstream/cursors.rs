@@ -60,7 +60,7 @@ pub(crate) struct Cursors {
 /// Whether a compare-and-set failed because the revision moved: the
 /// client's own kind, or the server's code for it (2.15 answers 10164,
 /// which async-nats 0.52 does not map).
-fn is_wrong_revision(e: &kv::UpdateError) -> bool {
+pub(crate) fn is_wrong_revision(e: &kv::UpdateError) -> bool {
     use jetstream::ErrorCode;
     if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
         return true;
@@ -197,22 +197,25 @@ impl Cursors {
     }
 
     /// Every scanner of `topic`, with its cursor, at most `max` of them
-    /// (sorted by id).
+    /// (sorted by id), and how many there are. The keys come from one
+    /// stream-info request per bucket (subjects with messages), not from a
+    /// consumer; each is then read, so deleted ones are not counted.
     pub(crate) async fn list(
         &self,
         topic: &str,
         max: usize,
     ) -> Result<(Vec<(Uuid, Cursor)>, usize), EngineError> {
-        let prefix = format!("{}.", topic.replace('.', "="));
         let mut ids = Vec::new();
-        for p in [true, false] {
-            let mut keys = match self.bucket(p).keys().await {
-                Ok(k) => k,
-                Err(e) => return Err(e.into()),
-            };
-            while let Some(k) = keys.next().await {
-                let k = k?;
-                if let Some(id) = k
+        for (p, name) in [(true, PERSISTENT_BUCKET), (false, IDLE_BUCKET)] {
+            let prefix = format!("$KV.{name}.{}.", topic.replace('.', "="));
+            let mut subjects = self
+                .bucket(p)
+                .stream
+                .info_with_subjects(format!("{prefix}*"))
+                .await?;
+            while let Some(s) = subjects.next().await {
+                let (subject, _) = s?;
+                if let Some(id) = subject
                     .strip_prefix(&prefix)
                     .and_then(|s| Uuid::parse_str(s).ok())
                 {
@@ -221,11 +224,14 @@ impl Cursors {
             }
         }
         ids.sort();
-        let count = ids.len();
         let mut out = Vec::new();
-        for (id, p) in ids.into_iter().take(max) {
+        let mut count = 0;
+        for (id, p) in ids {
             if let Some(seen) = self.get(topic, &id, Some(p)).await? {
-                out.push((id, seen.cursor));
+                count += 1;
+                if out.len() < max {
+                    out.push((id, seen.cursor));
+                }
             }
         }
         Ok((out, count))

@@ -19,6 +19,9 @@
 //! A scan moves its cursor by compare-and-set on the entry's revision, so
 //! one offset is handed out once even when two front ends scan one scanner.
 //!
+//! **Retention plugins** decide over virtual segments kept in a ledger
+//! (`ledger.rs`); their deletions are purges of the stream.
+//!
 //! **Nothing here is state.** The engine holds a connection, the topics it
 //! has seen (a cache refilled from the server on a miss) and their wake-up
 //! subscriptions; killing the process loses only requests in flight.
@@ -30,6 +33,7 @@
 //! them. Batches hold at most [`MAX_BATCH`] messages (the server's limit).
 
 mod cursors;
+mod ledger;
 mod publish;
 mod topic;
 
@@ -74,6 +78,11 @@ pub const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 /// Bytes a message's headers may take (the `Nats-Msg-Id` and batch
 /// headers), kept free under `max_payload` when checking a payload's size.
 pub const HEADER_ROOM: usize = 512;
+/// How long start-up waits for JetStream to answer and its buckets to be
+/// made (30 s): a cluster that just started may still be electing.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between two start-up tries (250 ms).
+pub const SETUP_PAUSE: Duration = Duration::from_millis(250);
 /// Longest topic name this engine takes: a stream name is at most 255
 /// bytes, and the prefix takes 3.
 pub const MAX_NAME: usize = 252;
@@ -123,6 +132,7 @@ pub(crate) struct JsEngine {
     js: jetstream::Context,
     cfg: JetStreamConfig,
     cursors: Cursors,
+    ledgers: ledger::Ledgers,
     /// The servers' `max_payload`, read at connect.
     max_payload: usize,
 }
@@ -145,16 +155,26 @@ impl JsEngine {
         }
         let mut js = jetstream::new(client.clone());
         js.set_timeout(cfg.request_timeout);
-        let account = tokio::time::timeout(cfg.request_timeout, js.query_account())
-            .await
-            .map_err(|_| {
-                format!(
-                    "nats-server {} did not answer the JetStream account request within {:?}: \
-                     is JetStream enabled?",
-                    info.version, cfg.request_timeout
-                )
-            })?
-            .map_err(|e| format!("nats-server {}: JetStream unavailable: {e}", info.version))?;
+        let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
+        let account = loop {
+            match js.query_account().await {
+                Ok(a) => break a,
+                // A cluster still electing its meta leader: ask again.
+                Err(e)
+                    if e.kind() == jetstream::context::AccountErrorKind::TimedOut
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(SETUP_PAUSE).await;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "nats-server {}: JetStream unavailable: {e}; is JetStream enabled?",
+                        info.version
+                    )
+                    .into());
+                }
+            }
+        };
         let level = account.requests.level;
         if level < MIN_API_LEVEL {
             return Err(format!(
@@ -165,7 +185,21 @@ impl JsEngine {
             )
             .into());
         }
-        let cursors = Cursors::open(&js, cfg.replicas, scanner_idle_ttl).await?;
+        let (cursors, ledgers) = loop {
+            let made = async {
+                let cursors = Cursors::open(&js, cfg.replicas, scanner_idle_ttl).await?;
+                let ledgers = ledger::Ledgers::open(&js, cfg.replicas).await?;
+                Ok::<_, EngineError>((cursors, ledgers))
+            };
+            match made.await {
+                Ok(made) => break made,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "JetStream buckets not made yet: trying again");
+                    tokio::time::sleep(SETUP_PAUSE).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         tracing::info!(
             version = %info.version,
             api_level = level,
@@ -177,6 +211,7 @@ impl JsEngine {
             js,
             cfg: cfg.clone(),
             cursors,
+            ledgers,
             max_payload: info.max_payload,
         }))
     }
@@ -292,6 +327,7 @@ impl JsEngine {
             Err(e) if e.to_string().contains("not found") => {}
             Err(e) => return Err(e.into()),
         }
+        self.ledgers.delete(topic).await?;
         self.cursors.delete_topic(topic).await
     }
 

@@ -588,10 +588,148 @@ impl JsTopic {
         })
     }
 
-    /// Retention on this engine is the stream's `max_age`, kept by the
-    /// servers; nothing to do per tick.
+    /// One monitor pass: with a retention plugin, its decision over the
+    /// ledger's virtual segments (`ledger.rs`); without one the servers
+    /// apply `max_age`. Blocking (the plugin is a wasm call).
     pub(crate) fn maintain(&self) -> Result<(), TopicError> {
+        let hooks = self.hooks.load_full();
+        let Some(retention) = &hooks.retention else {
+            return Ok(());
+        };
+        let Some(seen) = super::block(self.retention_state()) else {
+            return Ok(());
+        };
+        let (state, mut ledger, end) = seen?;
+        let decision = match retention.evaluate(&state) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(topic = self.name, error = %e, "retention plugin failed: nothing deleted this tick");
+                return Ok(());
+            }
+        };
+        let settings = self.settings();
+        let segments = &state.segments;
+        let active = segments.last().expect("a ledger has an active segment");
+        // A ledger made this tick is stored whatever the decision: its
+        // active segment's age counts from now.
+        let mut changed = ledger.is_new();
+        if decision.roll_active && active.next_offset > active.base_offset {
+            let age = Duration::from_millis(state.now_ms.saturating_sub(active.created_ms));
+            if super::ledger::may_roll(
+                age,
+                active.bytes,
+                settings.min_segment_age,
+                settings.min_segment_bytes,
+            ) {
+                ledger.segments.push(super::ledger::Segment {
+                    base: end,
+                    created_ms: state.now_ms,
+                });
+                changed = true;
+                tracing::info!(
+                    topic = self.name,
+                    base = active.base_offset,
+                    "segment rolled: asked by retention plugin"
+                );
+            }
+        }
+        let delete = (decision.delete_oldest as usize).min(ledger.segments.len() - 1);
+        if delete > 0 {
+            let upto = ledger.segments[delete].base;
+            // Purges every message before sequence upto + 1.
+            super::block(async { self.stream.purge().sequence(upto + 1).await })
+                .unwrap_or_else(|| {
+                    Err(async_nats::jetstream::stream::PurgeError::new(
+                        async_nats::jetstream::stream::PurgeErrorKind::Request,
+                    ))
+                })
+                .map_err(|e| engine_error("purging")(e.into()))?;
+            ledger.segments.drain(..delete);
+            changed = true;
+            tracing::info!(
+                topic = self.name,
+                upto,
+                plugin = retention.plugin().name(),
+                asked = decision.delete_oldest,
+                "segments purged: retention plugin"
+            );
+        }
+        if changed {
+            let put = super::block(self.engine.ledgers.put(&self.name, &ledger))
+                .unwrap_or(Ok(false))
+                .map_err(engine_error("storing the ledger"))?;
+            if !put {
+                tracing::debug!(
+                    topic = self.name,
+                    "ledger moved by another front end: this tick's decision dropped"
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// What the retention plugin is shown, the ledger it was built from and
+    /// the end offset.
+    async fn retention_state(
+        &self,
+    ) -> Result<(crate::plugin::RetentionState, super::ledger::Ledger, u64), TopicError> {
+        use crate::plugin::{RetentionState, ScannerState, SegmentState};
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable("reading the stream's state", e.to_string()))?;
+        let (first, end) = (
+            info.state.first_sequence.max(1) - 1,
+            info.state.last_sequence,
+        );
+        let per_message = info
+            .state
+            .bytes
+            .checked_div(info.state.messages)
+            .unwrap_or(0);
+        let ledger = self
+            .engine
+            .ledgers
+            .get(&self.name, first)
+            .await
+            .map_err(|e| unavailable("reading the ledger", e.to_string()))?;
+        let (scanners, _) = self
+            .engine
+            .cursors
+            .list(&self.name, usize::MAX)
+            .await
+            .map_err(|e| unavailable("listing scanners", e.to_string()))?;
+        let now_ms = super::ledger::now_ms();
+        let segs = &ledger.segments;
+        let segments = segs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let next = segs.get(i + 1).map_or(end.max(s.base), |n| n.base);
+                SegmentState {
+                    base_offset: s.base,
+                    next_offset: next,
+                    bytes: (next - s.base) * per_message,
+                    created_ms: s.created_ms,
+                    modified_ms: segs.get(i + 1).map_or(now_ms, |n| n.created_ms),
+                }
+            })
+            .collect();
+        let state = RetentionState {
+            topic: self.name.clone(),
+            segments,
+            scanners: scanners
+                .into_iter()
+                .map(|(id, c)| ScannerState {
+                    id: id.to_string(),
+                    next_offset: c.next,
+                    persistent: c.persistent,
+                })
+                .collect(),
+            now_ms,
+        };
+        Ok((state, ledger, end))
     }
 
     pub(crate) fn sync_if_due(&self) -> Result<(), TopicError> {
