@@ -481,3 +481,51 @@ async fn stream_follower_killed_under_load() {
 async fn cursor_leader_killed_under_load() {
     failover(Victim::CursorLeader).await;
 }
+
+/// A retention plugin purges through the ledger of virtual segments: it
+/// rolls, then deletes the oldest segment; offsets do not move, a read
+/// before the oldest is 404, and a scanner behind the purge continues at
+/// the oldest offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_plugin_purges_through_the_ledger() {
+    let dir = data_dir();
+    let config = config_with(dir.path(), vec![declare("all", "delete_everything.wasm")]);
+    let Some(broker) = Engine::JetStream.broker_with(config).await else {
+        return;
+    };
+    let api = broker.api();
+    let settings = serde_json::json!({
+        "retention": {"plugin": "all"},
+        "min_segment_bytes": 1,
+        "min_segment_age": "1s",
+    });
+    api.create_topic_with("kept", &settings).await;
+    let behind = api.scanner("kept", "from=0&persist=true").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..10 {
+        api.publish("kept", format!("old-{i}")).await;
+    }
+    // A roll once the active segment is a second old, then the purge of
+    // everything before it.
+    let first = eventually(
+        "the purge of the rolled segment",
+        Duration::from_secs(20),
+        || async {
+            let resp = api.get("/kept").await;
+            let (status, body) = (resp.status(), resp.text().await.unwrap());
+            assert_eq!(status, 200, "topic info: {body}");
+            let info: Value = serde_json::from_str(&body).unwrap();
+            let first = info["first_offset"].as_u64()?;
+            (first == 10).then_some(first)
+        },
+    )
+    .await;
+    assert_eq!(first, 10);
+    expect_exact_error(api.get("/kept/payload/3").await, 404, "offset not found").await;
+    assert_eq!(api.publish("kept", "new").await, 10);
+    let (offset, bytes) = api.scan_one("kept", &behind).await;
+    assert_eq!((offset, bytes), (10, b"new".to_vec()));
+    broker.stop().await;
+}
