@@ -532,6 +532,7 @@ impl Broker {
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
         let mut found = self.topics.read().recover().get(name).cloned();
+        found = found.filter(|t| !t.gone_elsewhere());
         if let (None, Some(js), Ok(())) = (&found, &self.js, check_topic_name(name)) {
             found = self.find_js_topic(js, name)?;
         }

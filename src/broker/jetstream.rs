@@ -94,13 +94,19 @@ impl Broker {
     ) -> Result<Option<Arc<Topic>>, BrokerError> {
         let Some(stored) = block(js.settings_of(name)).map_err(engine("looking up a stream"))?
         else {
+            // Deleted by another front end: forget it here too.
+            self.topics_mut().remove(name);
             return Ok(None);
         };
         let topic = self.open_js_topic(js, name, Some(stored))?;
         let mut topics = self.topics_mut();
-        Ok(Some(
-            topics.entry(name.to_string()).or_insert(topic).clone(),
-        ))
+        match topics.get(name) {
+            Some(held) if !held.gone_elsewhere() => Ok(Some(held.clone())),
+            _ => {
+                topics.insert(name.to_string(), topic.clone());
+                Ok(Some(topic))
+            }
+        }
     }
 
     /// Makes a new topic's stream and opens it. Blocking.

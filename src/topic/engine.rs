@@ -89,6 +89,15 @@ impl Topic {
         })
     }
 
+    /// Whether another front end deleted it (JetStream): the broker then
+    /// drops it from its registry and looks again.
+    pub(crate) fn gone_elsewhere(&self) -> bool {
+        match &self.engine {
+            Engine::Embedded(_) => false,
+            Engine::JetStream(t) => t.is_gone(),
+        }
+    }
+
     /// The topic's name.
     pub fn name(&self) -> &str {
         on_engine!(self, t => t.name())

@@ -102,6 +102,16 @@ async fn two_front_ends_serve_the_same_topics() {
     )
     .await;
 
+    // A topic deleted on A is gone on B at once, for reads and publishes.
+    a.create_topic("brief").await;
+    b.publish("brief", "x").await;
+    expect_ok_message(a.delete("/brief").await, 200, "topic deleted").await;
+    expect_exact_error(b.post("/brief/payload", "y").await, 404, "topic not found").await;
+    expect_exact_error(b.get("/brief").await, 404, "topic not found").await;
+    // Made again on A: B serves the new one, from offset 0.
+    a.create_topic("brief").await;
+    assert_eq!(b.publish("brief", "again").await, 0);
+
     // A long poll on B, woken by a publish on A (well before its wait).
     let id = b.scanner_id("orders.eu-1", "end").await;
     let poll = tokio::spawn({

@@ -61,6 +61,9 @@ enum Try {
     Stored(u64),
     /// Worth another try (election, timeout, connection).
     Again(String),
+    /// Nothing listens on the subject: an election, or a stream that
+    /// another front end deleted.
+    NoResponders,
 }
 
 /// Where and how a topic publishes.
@@ -71,6 +74,9 @@ pub(crate) struct Publisher<'a> {
     pub(crate) publish_timeout: Duration,
     /// The servers' `max_payload`.
     pub(crate) max_payload: usize,
+    /// The engine and topic, to ask whether the stream still exists.
+    pub(crate) engine: &'a super::JsEngine,
+    pub(crate) topic: &'a str,
 }
 
 impl Publisher<'_> {
@@ -106,6 +112,12 @@ impl Publisher<'_> {
             let why = match self.try_once(&key, messages).await? {
                 Try::Stored(last) => return Ok(last + 1 - n),
                 Try::Again(why) => why,
+                // Deleted elsewhere: answered as any publish to a topic that
+                // does not exist, at once (not after publish_timeout).
+                Try::NoResponders => match self.engine.settings_of(self.topic).await {
+                    Ok(None) => return Err(TopicError::Deleted),
+                    _ => "no responders: the stream has no leader".to_string(),
+                },
             };
             let now = Instant::now();
             if now + pause >= deadline {
@@ -162,9 +174,7 @@ impl Publisher<'_> {
                 Ok(m) => ack(&m.payload, messages.len()),
                 Err(e) => match e.kind() {
                     RequestErrorKind::TimedOut => Ok(Try::Again("no PubAck in time".into())),
-                    RequestErrorKind::NoResponders => {
-                        Ok(Try::Again("no responders: the stream has no leader".into()))
-                    }
+                    RequestErrorKind::NoResponders => Ok(Try::NoResponders),
                     _ => Ok(Try::Again(format!("publish request: {e}"))),
                 },
             };

@@ -161,7 +161,8 @@ impl JsTopic {
         self.next.fetch_max(next, Ordering::Relaxed);
     }
 
-    fn is_gone(&self) -> bool {
+    /// Deleted: here, or found deleted by another front end.
+    pub(crate) fn is_gone(&self) -> bool {
         *self.gone.borrow()
     }
 
@@ -184,7 +185,13 @@ impl JsTopic {
         let publisher = self.publisher();
         publisher.check(&messages)?;
         validate(&hooks, &messages).await?;
-        let first_seq = publisher.publish(&messages).await?;
+        let first_seq = match publisher.publish(&messages).await {
+            Err(TopicError::Deleted) => {
+                self.mark_deleted();
+                return Err(TopicError::Deleted);
+            }
+            r => r?,
+        };
         let count = messages.len() as u64;
         self.saw_stored(first_seq - 1 + count);
         self.stats.published(route, count, bytes, started.elapsed());
@@ -198,6 +205,8 @@ impl JsTopic {
             request_timeout: self.engine.cfg.request_timeout,
             publish_timeout: self.engine.cfg.publish_timeout,
             max_payload: self.engine.max_payload,
+            engine: &self.engine,
+            topic: &self.name,
         }
     }
 
@@ -207,7 +216,7 @@ impl JsTopic {
             .stream
             .get_info()
             .await
-            .map_err(|e| unavailable("reading the stream's state", e.to_string()))?;
+            .map_err(|e| self.failed("reading the stream's state", &e))?;
         let last = info.state.last_sequence;
         self.saw_stored(last);
         Ok((info.state.first_sequence.max(1), last))
@@ -265,8 +274,7 @@ impl JsTopic {
             Ok(m) => Ok(Some(m)),
             Err(e) => match e.kind() {
                 LastRawMessageErrorKind::NoMessageFound => Ok(None),
-                LastRawMessageErrorKind::JetStream(j) if j.code() == 404 => Ok(None),
-                _ => Err(unavailable("a message get on the leader", e.to_string())),
+                _ => Err(self.failed("a message get on the leader", &e)),
             },
         }
     }
@@ -529,6 +537,16 @@ impl JsTopic {
             _ = stop.wait_for(|s| *s) => Err(TopicError::ShuttingDown),
             _ = gone.wait_for(|g| *g) => Err(TopicError::Deleted),
         }
+    }
+
+    /// A failed request as an error: `Deleted` when the stream is gone
+    /// (another front end deleted the topic), else the engine unavailable.
+    fn failed(&self, what: &str, e: &(dyn std::error::Error + 'static)) -> TopicError {
+        if stream_gone(e) {
+            self.mark_deleted();
+            return TopicError::Deleted;
+        }
+        unavailable(what, e.to_string())
     }
 
     pub(crate) fn subscribe(&self, from: u64) -> JsSubscription {
@@ -872,6 +890,19 @@ async fn validate(hooks: &Arc<Hooks>, messages: &[Bytes]) -> Result<(), TopicErr
             source: Arc::new(e),
         }),
     }
+}
+
+/// Whether `e` (or a cause of it) is JetStream saying the stream does not
+/// exist, or that a message get found no message there (its 404s).
+fn stream_gone(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(j) = c.downcast_ref::<async_nats::jetstream::Error>() {
+            return j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// An engine that did not answer as an error.
