@@ -140,6 +140,15 @@ impl Broker {
         block(js.delete(name)).map_err(engine("deleting a stream"))
     }
 
+    /// Whether the storage engine serves: always on the embedded one; on
+    /// JetStream, connected and answering (one account request).
+    pub async fn engine_ready(&self) -> bool {
+        match &self.js {
+            Some(js) => js.ready().await,
+            None => true,
+        }
+    }
+
     /// The names of every netlog topic in the cluster (the cache's on
     /// failure).
     pub(crate) fn js_topic_names(&self, js: &Arc<JsEngine>) -> Option<Vec<String>> {

@@ -193,6 +193,30 @@ async fn a_server_without_usable_jetstream_is_refused_at_start() {
     assert!(out.contains("nats-server 2.15.1"), "{out}");
 }
 
+/// `/_ready` says whether the engine is connected and answers: 503 while
+/// its only server is down, 200 again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_engine() {
+    let Some(mut server) = NatsCluster::start(1).await else {
+        skip("no nats-server binary: run ./test.sh, or set NETLOG_NATS_SERVER");
+        return;
+    };
+    let dir = data_dir();
+    let netlog = front_end(&server, dir.path(), "2s").await;
+    let api = netlog.api();
+    expect_ok_message(api.get("/_ready").await, 200, "ready").await;
+    server.kill(0);
+    eventually("/_ready at 503", Duration::from_secs(20), || async {
+        (api.get("/_ready").await.status() == 503).then_some(())
+    })
+    .await;
+    server.restart(0).await;
+    eventually("/_ready at 200 again", Duration::from_secs(30), || async {
+        (api.get("/_ready").await.status() == 200).then_some(())
+    })
+    .await;
+}
+
 /// The engine's limits answer 413 before anything is sent: a batch over
 /// 1,000 messages, a message over the servers' max_payload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

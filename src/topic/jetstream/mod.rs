@@ -282,6 +282,20 @@ impl JsEngine {
         }
     }
 
+    /// Whether the connection is up and JetStream answers within
+    /// `request_timeout` (for `/_ready`).
+    pub(crate) async fn ready(&self) -> bool {
+        let connected = matches!(
+            self.client.connection_state(),
+            async_nats::connection::State::Connected
+        );
+        connected
+            && matches!(
+                tokio::time::timeout(self.cfg.request_timeout, self.js.query_account()).await,
+                Ok(Ok(_))
+            )
+    }
+
     /// Creates a topic's stream; `Ok(false)` if it exists already.
     pub(crate) async fn create(
         &self,
