@@ -101,6 +101,9 @@ pub enum BrokerError {
     /// A topic's settings name a plugin that cannot serve that hook.
     #[error("topic {topic}: {message}")]
     Hook { topic: String, message: String },
+    /// The topic has consumer groups, or is one's dead-letter topic.
+    #[error("resource busy: {0}")]
+    GroupsBusy(String),
     /// Blocking work panicked or was cancelled.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -150,6 +153,8 @@ pub struct Broker {
     /// The JetStream engine, when `[engine] kind = "jetstream"`
     /// (`broker/jetstream.rs`); topics then live in the cluster.
     js: Option<Arc<crate::topic::jetstream::JsEngine>>,
+    /// The consumer groups of every topic (embedded engine only).
+    groups: crate::group::Registry,
     /// Held while the broker runs: the `flock` on the data directory.
     _lock: std::fs::File,
 }
@@ -220,6 +225,7 @@ impl Broker {
             reloading: RwLock::new(()),
             failures: LineLimit::new(FAILURE_LOG_INTERVAL),
             js,
+            groups: crate::group::Registry::default(),
             _lock: lock_file,
         };
         let config = broker.config();
@@ -228,9 +234,18 @@ impl Broker {
             plugins.insert(decl.name.clone(), broker.load_plugin(decl)?);
         }
         broker.plugins.store(Arc::new(plugins));
+        broker.groups.set_limits(config.groups);
         match &broker.js {
+            // No consumer groups on this engine yet: the group routes
+            // answer 501 for its topics, so there is nothing to load.
             Some(js) => broker.load_js_topics(js)?,
-            None => broker.load_topics()?,
+            None => {
+                broker.load_topics()?;
+                let sync = matches!(config.fsync, crate::log::FsyncPolicy::Always);
+                for topic in broker.topics() {
+                    broker.groups.load(&topic, sync);
+                }
+            }
         }
         for (name, input) in config.topics.clone() {
             if broker.topic(&name).is_err() {
@@ -668,7 +683,22 @@ impl Broker {
         if !force && scanners > 0 {
             return Err(TopicError::Busy { scanners }.into());
         }
+        if !force {
+            let groups = self.groups.names(name);
+            if !groups.is_empty() {
+                return Err(BrokerError::GroupsBusy(format!(
+                    "the topic has consumer groups ({}); delete them first or use force=true",
+                    groups.join(", ")
+                )));
+            }
+            if let Some(user) = self.groups.dead_letter_of(name) {
+                return Err(BrokerError::GroupsBusy(format!(
+                    "the topic is the dead_letter topic of group {user}; use force=true"
+                )));
+            }
+        }
         let _reserved = self.reserve(name)?;
+        self.groups.drop_topic(name);
         self.topics_mut().remove(name);
         topic.mark_deleted();
         topic.close()?;
@@ -678,6 +708,78 @@ impl Broker {
         }
         tracing::info!(topic = name, force, "topic deleted");
         Ok(())
+    }
+
+    /// Creates consumer group `name` on `topic` from its JSON settings.
+    pub(crate) async fn create_group(
+        self: &Arc<Self>,
+        topic: Arc<Topic>,
+        name: String,
+        body: bytes::Bytes,
+    ) -> Result<(), crate::group::GroupError> {
+        let broker = self.clone();
+        let sync = matches!(self.config().fsync, crate::log::FsyncPolicy::Always);
+        tokio::task::spawn_blocking(move || {
+            let resolve = broker.resolver();
+            broker
+                .groups
+                .create(&topic, &name, &body, sync, &resolve)
+                .map(|_| ())
+        })
+        .await
+        .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Changes the settings of consumer group `name` of `topic`.
+    pub(crate) async fn update_group(
+        self: &Arc<Self>,
+        topic: String,
+        name: String,
+        body: bytes::Bytes,
+    ) -> Result<(), crate::group::GroupError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let resolve = broker.resolver();
+            broker.groups.update(&topic, &name, &body, &resolve)
+        })
+        .await
+        .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Deletes consumer group `name` of `topic`.
+    pub(crate) async fn delete_group(
+        self: &Arc<Self>,
+        topic: String,
+        name: String,
+    ) -> Result<(), crate::group::GroupError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || broker.groups.delete(&topic, &name))
+            .await
+            .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Moves consumer group `name` of `topic` to offset `to`.
+    pub(crate) async fn seek_group(
+        &self,
+        group: Arc<crate::group::Group>,
+        to: u64,
+    ) -> Result<(), crate::group::GroupError> {
+        tokio::task::spawn_blocking(move || group.seek(to))
+            .await
+            .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
+    }
+
+    /// The consumer groups.
+    pub(crate) fn groups(&self) -> &crate::group::Registry {
+        &self.groups
+    }
+
+    /// Finds a topic by name for the groups (their dead-letter topics).
+    pub(crate) fn resolver(
+        self: &Arc<Self>,
+    ) -> impl Fn(&str) -> Option<Arc<Topic>> + Send + Sync + use<> {
+        let broker = Arc::downgrade(self);
+        move |name: &str| broker.upgrade().and_then(|b| b.topic(name).ok())
     }
 
     /// Every topic.
@@ -699,6 +801,7 @@ impl Broker {
     /// fsyncs what every topic flushed since its last sync (interval
     /// policy). Blocking.
     pub fn sync_topics(&self) {
+        self.groups.sync();
         for topic in self.topics() {
             if let Err(e) = topic.sync_if_due()
                 && let Some(suppressed) = self.failures.allow((topic.name().to_string(), "fsync"))
@@ -711,6 +814,7 @@ impl Broker {
     /// Writes everything queued, saves scanner positions and fsyncs every
     /// topic. Called once at shutdown. Blocking.
     pub fn close(&self) -> Result<(), BrokerError> {
+        self.groups.close();
         let mut first_err = None;
         for topic in self.topics() {
             if let Err(e) = topic.close() {

@@ -173,6 +173,8 @@ pub struct Config {
     pub source: Overrides,
     /// Tokens and rights (`[auth]`); off by default.
     pub auth: auth::AuthConfig,
+    /// Broker-wide bounds on consumer groups (`[groups]`).
+    pub groups: GroupLimits,
     /// A second listener serving `/metrics`, `/health` and `/ready` (`[server]
     /// admin_listen`, `host:port`). Default: none.
     pub admin_listen: Option<String>,
@@ -211,6 +213,7 @@ impl Default for Config {
             server: ServerOptions::default(),
             source: Overrides::default(),
             auth: auth::AuthConfig::default(),
+            groups: GroupLimits::default(),
             admin_listen: None,
             log_format: LogFormat::default(),
             config_file: None,
@@ -575,5 +578,44 @@ mod tests {
         assert!(log_level("debug").is_ok() && log_level("netlog=trace,info").is_ok());
         assert_eq!(log_format("JSON"), Ok(LogFormat::Json));
         assert!(log_format("xml").is_err());
+    }
+}
+
+/// Broker-wide bounds on consumer groups (`[groups]` in the config file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupLimits {
+    /// Groups on one topic: 64 by default, 1 to 10,000.
+    pub max_groups_per_topic: usize,
+    /// Groups in all: 1024 by default, 1 to 100,000.
+    pub max_groups: usize,
+    /// The sum of every group's `max_pending`: 4,000,000 by default, at
+    /// most 1,000,000,000.
+    pub max_pending_total: u64,
+}
+
+impl Default for GroupLimits {
+    fn default() -> GroupLimits {
+        GroupLimits {
+            max_groups_per_topic: 64,
+            max_groups: 1024,
+            max_pending_total: 4_000_000,
+        }
+    }
+}
+
+impl GroupLimits {
+    /// Refuses values outside the documented ranges.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !(1..=10_000).contains(&self.max_groups_per_topic) {
+            return Err("max_groups_per_topic must be 1 to 10000".into());
+        }
+        if !(1..=100_000).contains(&self.max_groups) {
+            return Err("max_groups must be 1 to 100000".into());
+        }
+        if !(1..=1_000_000_000).contains(&self.max_pending_total) {
+            return Err("max_pending_total must be 1 to 1000000000".into());
+        }
+        Ok(())
     }
 }

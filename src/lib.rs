@@ -81,6 +81,7 @@ pub(crate) mod durable;
 pub mod duration;
 pub(crate) mod encode;
 pub(crate) mod fault;
+pub(crate) mod group;
 pub mod histogram;
 pub(crate) mod http;
 pub(crate) mod lock;
@@ -185,6 +186,22 @@ pub async fn run_with_reloads(
         _ => None,
     };
     let reloader = tokio::spawn(reload_on(state.clone(), reloads, stop_rx.clone()));
+    // Lease expiry and dead letters need no request: one pass every tick.
+    let grouper = {
+        let (broker, mut stop) = (broker.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let resolve = broker.resolver();
+            loop {
+                if *stop.borrow_and_update() {
+                    break;
+                }
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    _ = tokio::time::sleep(group::TICK) => broker.groups().tick(&resolve).await,
+                }
+            }
+        })
+    };
     if let Ok(addr) = listener.local_addr() {
         http::auth::warn_if_exposed(addr, &broker.config().auth);
         log_startup(
@@ -203,6 +220,7 @@ pub async fn run_with_reloads(
     let served = http::serve::serve(listener, app, server, tls, stop).await;
     let _ = monitor.await;
     let _ = reloader.await;
+    let _ = grouper.await;
     if let Some(admin) = admin {
         let _ = admin.await;
     }

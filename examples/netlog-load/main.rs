@@ -20,6 +20,7 @@
 
 mod client;
 mod compare;
+mod group;
 mod latency;
 mod stats;
 mod throughput;
@@ -106,6 +107,10 @@ struct Args {
     /// Pid of the --compare broker, to report its CPU time per request.
     #[arg(long)]
     compare_pid: Option<u32>,
+    /// The `group` scenario also runs its workload against this Redis
+    /// (host:port), on a stream, in the same run.
+    #[arg(long, value_name = "HOST:PORT")]
+    redis: Option<String>,
     /// Read the --compare broker's /_metrics every this many seconds while
     /// its scenario runs (with --compare-token).
     #[arg(long, value_name = "SECS")]
@@ -120,6 +125,8 @@ enum Scenario {
     BatchScan,
     StreamLatency,
     PollLatency,
+    /// Workers sharing the topic through a consumer group (not in `all`).
+    Group,
     All,
 }
 
@@ -141,6 +148,7 @@ impl Scenario {
             Scenario::BatchScan => "batch-scan",
             Scenario::StreamLatency => "stream-latency",
             Scenario::PollLatency => "poll-latency",
+            Scenario::Group => "group",
             Scenario::All => "all",
         }
     }
@@ -221,7 +229,7 @@ fn check(args: &Args) -> Result<(), String> {
     if args.compare.is_some()
         && matches!(
             args.scenario,
-            Scenario::StreamLatency | Scenario::PollLatency
+            Scenario::StreamLatency | Scenario::PollLatency | Scenario::Group
         )
     {
         return Err("--compare measures the throughput scenarios only".into());
@@ -312,7 +320,10 @@ async fn run_comparison(
     };
     let mut failed = false;
     for scenario in scenarios {
-        if matches!(scenario, Scenario::StreamLatency | Scenario::PollLatency) {
+        if matches!(
+            scenario,
+            Scenario::StreamLatency | Scenario::PollLatency | Scenario::Group
+        ) {
             continue;
         }
         if let Err(e) = compare::compare(&a, &b, scenario).await {
@@ -344,6 +355,7 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario) -> Result<Report, String> {
     let report = match scenario {
         Scenario::StreamLatency => latency_scenario(ctx, scenario, &topic, Subscribe::Stream).await,
         Scenario::PollLatency => latency_scenario(ctx, scenario, &topic, Subscribe::Poll).await,
+        Scenario::Group => group_scenario(ctx, &topic).await,
         _ => throughput_scenario(ctx, scenario, &topic).await,
     };
     if !ctx.args.keep {
@@ -415,6 +427,92 @@ async fn throughput_scenario(
             "each connection's scanner reads the {} pre-filled messages from offset 0",
             args.prefill
         ));
+    }
+    Ok(report)
+}
+
+/// `group`: see `group.rs`.
+async fn group_scenario(ctx: &Ctx, topic: &Arc<str>) -> Result<Report, String> {
+    let args = &ctx.args;
+    throughput::prefill(&ctx.target, topic, args.size, args.prefill).await?;
+    group::create(
+        &ctx.target,
+        topic,
+        "load",
+        r#"{"from":"oldest","max_pending":1000000,"lease_time":"30s"}"#,
+    )
+    .await?;
+    group::create(
+        &ctx.target,
+        topic,
+        "expiry",
+        r#"{"from":"oldest","lease_time":"1s"}"#,
+    )
+    .await?;
+    let run = |counters: Arc<Counters>| {
+        Arc::new(group::Work {
+            target: ctx.target.clone(),
+            topic: topic.clone(),
+            batch: args.batch,
+            deadline: Instant::now() + ctx.duration(),
+            cap: args.messages,
+            counters,
+        })
+    };
+    let counters = Arc::new(Counters::default());
+    let work = run(counters.clone());
+    let progress = Progress::start("group".to_string(), counters.clone());
+    let cpu = stats::process_cpu();
+    let start = Instant::now();
+    let latency = throughput::run_tasks(args.connections, work.deadline, &counters, |_| {
+        group::worker(work.clone(), "load".to_string())
+    })
+    .await;
+    let elapsed = start.elapsed();
+    let cpu = stats::process_cpu()
+        .zip(cpu)
+        .map(|(end, start)| end - start);
+    drop(progress);
+    let mut report = Report::from_counters("group", &counters);
+    report.connections = args.connections;
+    report.size = args.size;
+    report.batch = args.batch as usize;
+    report.elapsed = elapsed;
+    report.latency = latency;
+    report.latency_kind = "per receive and ack";
+    report.client_cpu = cpu;
+    let rate = report.messages as f64 / elapsed.as_secs_f64();
+    report.notes.push(format!(
+        "each message received under a lease and acked: {rate:.0} deliveries/s plus as many acks"
+    ));
+    let delays = group::redelivery_delays(&ctx.target, topic, "expiry").await?;
+    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    report.notes.push(format!(
+        "redelivery after a lease ran out (nobody polling in between): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        ms(delays.quantile(0.5)),
+        ms(delays.quantile(0.99)),
+        ms(delays.max())
+    ));
+    if let Some(addr) = &args.redis {
+        let key = format!("{topic}-redis");
+        group::redis_fill(addr, &key, &throughput::payload(args.size), args.prefill).await?;
+        let counters = Arc::new(Counters::default());
+        let work = run(counters.clone());
+        let start = Instant::now();
+        throughput::run_tasks(args.connections, work.deadline, &counters, |i| {
+            group::redis_worker(addr.clone(), key.clone(), work.clone(), i)
+        })
+        .await;
+        let redis_rate = counters.messages.load(std::sync::atomic::Ordering::Relaxed) as f64
+            / start.elapsed().as_secs_f64();
+        report.notes.push(format!(
+            "Redis Streams at {addr}, same workers and batches (XREADGROUP COUNT {} + XACK): {redis_rate:.0} deliveries/s; netlog/Redis {:.2}",
+            args.batch,
+            rate / redis_rate.max(1.0)
+        ));
+        if let Some(e) = counters.first_error() {
+            report.notes.push(format!("Redis errors: {e}"));
+        }
     }
     Ok(report)
 }

@@ -293,6 +293,7 @@ impl Broker {
         }
         // From here on nothing fails.
         self.plugins.store(Arc::new(plan.plugins));
+        self.groups().set_limits(new.groups);
         self.config.store(Arc::new(new));
         for s in plan.swaps {
             s.topic.replace_hooks(s.new, s.hooks);

@@ -30,6 +30,8 @@ pub(super) struct File {
     auth: super::auth::AuthFile,
     #[serde(default)]
     engine: super::engine::EngineFile,
+    #[serde(default)]
+    groups: super::GroupLimits,
 }
 
 #[derive(Deserialize, Default)]
@@ -218,6 +220,10 @@ impl File {
         }
         cfg.auth = self.auth.resolve(path)?;
         cfg.engine = self.engine.resolve(path)?;
+        self.groups
+            .check()
+            .map_err(|why| at.err("groups", "", why))?;
+        cfg.groups = self.groups;
         Ok(cfg)
     }
 }

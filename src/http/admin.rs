@@ -40,6 +40,7 @@ pub async fn spawn_admin(
         None,
         gate,
         metrics,
+        None,
     );
     Ok(tokio::spawn(async move {
         let stop = async move {

@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::broker::BrokerError;
+use crate::group::GroupError;
 use crate::rate_limit::LineLimit;
 use crate::topic::{ErrorChain, StorageFault, TopicError};
 
@@ -56,6 +57,22 @@ pub enum ApiError {
     ScannerNotFound,
     #[error("offset not found")]
     OffsetNotFound,
+    /// No message for a group receive, and why.
+    #[error("end of topic")]
+    NothingToReceive(String),
+    #[error("group not found")]
+    GroupNotFound,
+    #[error("group exists")]
+    GroupExists,
+    #[error("invalid lease")]
+    InvalidLease(String),
+    #[error("lease not found")]
+    LeaseNotFound,
+    /// Not the current delivery; the reason names what replaced it.
+    #[error("lease expired")]
+    LeaseExpired(String),
+    #[error("too many waiting receives")]
+    TooManyWaiting(String),
     #[error("checksum error")]
     Checksum { offset: u64, detail: String },
     #[error("resource busy")]
@@ -121,6 +138,10 @@ pub enum ApiError {
     /// A publish over a limit of the storage engine, named in the reason.
     #[error("payload too large")]
     OverEngineLimit(String),
+    /// A feature the topic's storage engine does not have yet, named in
+    /// the reason.
+    #[error("not implemented")]
+    NotImplemented(String),
 }
 
 /// netlog's error body. The fields are in alphabetical order (see the
@@ -167,11 +188,13 @@ impl ApiError {
             | InvalidDuration(_)
             | InvalidCompression(_)
             | TopicExists
+            | GroupExists
+            | InvalidLease(_)
             | ReloadRefused { .. } => StatusCode::BAD_REQUEST,
-            EndOfTopic | TopicNotFound | ScannerNotFound | OffsetNotFound | NoRoute => {
-                StatusCode::NOT_FOUND
-            }
-            Busy(_) => StatusCode::CONFLICT,
+            EndOfTopic | NothingToReceive(_) | TopicNotFound | ScannerNotFound | OffsetNotFound
+            | GroupNotFound | LeaseNotFound | NoRoute => StatusCode::NOT_FOUND,
+            Busy(_) | LeaseExpired(_) => StatusCode::CONFLICT,
+            TooManyWaiting(_) => StatusCode::TOO_MANY_REQUESTS,
             TooLarge { .. } | OverEngineLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PluginFailed { .. }
@@ -182,6 +205,7 @@ impl ApiError {
             | EngineUnavailable { .. }
             | TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -213,7 +237,12 @@ impl ApiError {
             | InvalidCompression(r)
             | NotReady(r)
             | OverEngineLimit(r)
+            | NotImplemented(r)
             | Busy(r)
+            | NothingToReceive(r)
+            | InvalidLease(r)
+            | LeaseExpired(r)
+            | TooManyWaiting(r)
             | Unauthorized { reason: r, .. }
             | Forbidden { reason: r } => body.reason = Some(Cow::Borrowed(r)),
             RequestTimeout(r) | ServerBusy(r) => body.reason = Some(Cow::Borrowed(r)),
@@ -270,7 +299,7 @@ impl ApiError {
             }
             Unknown(_) | InvalidDir(_) | TopicExists | EndOfTopic | TopicNotFound
             | ScannerNotFound | OffsetNotFound | ShuttingDown | NoRoute | MethodNotAllowed
-            | TooManyConnections => {}
+            | TooManyConnections | GroupNotFound | GroupExists | LeaseNotFound => {}
         }
         body
     }
@@ -371,6 +400,29 @@ impl IntoResponse for ApiError {
 
 /// The one mapping from the broker's errors to answers. 5xx details keep
 /// their whole chain of causes, for the log.
+impl From<GroupError> for ApiError {
+    fn from(e: GroupError) -> Self {
+        match e {
+            GroupError::NotFound => ApiError::GroupNotFound,
+            GroupError::Exists => ApiError::GroupExists,
+            GroupError::Invalid(why) | GroupError::Limit(why) => ApiError::BadRequest(why),
+            GroupError::InvalidLease => ApiError::InvalidLease(
+                "a lease reads offset.deliveries.generation.tag, as receive gave it".into(),
+            ),
+            GroupError::LeaseNotFound => ApiError::LeaseNotFound,
+            GroupError::LeaseExpired(why) => ApiError::LeaseExpired(why),
+            GroupError::TooManyWaiting => ApiError::TooManyWaiting(
+                "the group's max_waiting receives are already waiting".into(),
+            ),
+            GroupError::Empty(why) => ApiError::NothingToReceive(why),
+            GroupError::ShuttingDown => ApiError::ShuttingDown,
+            e @ GroupError::NotOnEngine(_) => ApiError::NotImplemented(e.to_string()),
+            GroupError::Topic(e) => e.into(),
+            e @ GroupError::Io(_) => ApiError::Unknown(chain(&e)),
+        }
+    }
+}
+
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
         match e {
@@ -391,6 +443,7 @@ impl From<BrokerError> for ApiError {
                 ApiError::BadRequest(e.to_string())
             }
             BrokerError::ReloadRefused { errors } => ApiError::ReloadRefused { errors },
+            BrokerError::GroupsBusy(why) => ApiError::Busy(why),
             e @ (BrokerError::Io { .. } | BrokerError::Task(_) | BrokerError::DirLocked { .. }) => {
                 ApiError::Unknown(chain(&e))
             }

@@ -33,7 +33,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use tower::Service;
 
+use super::AppState;
 use super::auth::{Check, Gate};
+use super::hot::{self, HotFuture};
 use super::metrics::{HttpMetrics, OpenGuard};
 use super::origin::{self, Origins};
 use super::routes::{Listener, Route, classify};
@@ -44,6 +46,9 @@ struct FrontState {
     origins: Option<Origins>,
     gate: Gate,
     metrics: Arc<HttpMetrics>,
+    /// The state the hot routes (`hot.rs`) are served with, on the main
+    /// listener; `None` sends every request to the router.
+    hot: Option<AppState>,
 }
 
 /// The front service around `inner` (the listener's router). Cheap to clone.
@@ -56,13 +61,15 @@ pub(crate) struct Front<S> {
 impl<S> Front<S> {
     /// `inner` behind the front. `origins` is `None` on the admin listener,
     /// which browsers have no business calling (their requests pass as any
-    /// other; rights still apply).
+    /// other; rights still apply). With `hot`, the hot routes are served
+    /// without `inner` (see `hot.rs`).
     pub(crate) fn new(
         inner: S,
         listener: Listener,
         origins: Option<Origins>,
         gate: Gate,
         metrics: Arc<HttpMetrics>,
+        hot: Option<AppState>,
     ) -> Front<S> {
         Front {
             inner,
@@ -71,6 +78,7 @@ impl<S> Front<S> {
                 origins,
                 gate,
                 metrics,
+                hot,
             }),
         }
     }
@@ -117,9 +125,16 @@ where
             }
         }
         let poll = (route == Route::Scan.row()).then(|| OpenGuard::long_poll(&shared.metrics));
-        let inner = self.inner.call(req);
+        let state = match (matched, &shared.hot) {
+            (Some(matched), Some(app)) if hot::takes(matched, &req) => State::Hot {
+                hot: hot::serve(matched, req, app),
+            },
+            _ => State::Inner {
+                inner: self.inner.call(req),
+            },
+        };
         FrontFuture {
-            state: State::Inner { inner },
+            state,
             route,
             metrics: shared.metrics.clone(),
             cors,
@@ -145,6 +160,7 @@ pin_project_lite::pin_project! {
     enum State<F> {
         Ready { answer: Option<Response> },
         Inner { #[pin] inner: F },
+        Hot { hot: HotFuture },
     }
 }
 
@@ -179,6 +195,7 @@ where
                 let Ok(answer) = ready!(inner.poll(cx));
                 answer
             }
+            StateProj::Hot { hot } => ready!(hot.as_mut().poll(cx)),
         };
         this.metrics.count(*this.route, answer.status());
         Poll::Ready(Ok(origin::decorate(answer, this.cors.take())))

@@ -9,7 +9,7 @@
 //! way the messages become one entry in the log: all or nothing.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
@@ -34,13 +34,15 @@ pub async fn payload_write(
         ));
     }
     let offset = topic.publish(Batch::One(body)).await?;
-    // The hottest answer of all: formatted directly, no JSON map per request.
-    Ok((
-        StatusCode::CREATED,
-        [(header::CONTENT_TYPE, "application/json")],
-        format!("{{\"offset\":{offset}}}"),
-    )
-        .into_response())
+    // The hottest answer of all: formatted and assembled directly, no JSON
+    // map or header tuple per request.
+    let mut answer = Response::new(axum::body::Body::from(format!("{{\"offset\":{offset}}}")));
+    *answer.status_mut() = StatusCode::CREATED;
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(answer)
 }
 
 /// `GET /{topic}/payload/{offset}`: one message's bytes.

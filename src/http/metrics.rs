@@ -243,6 +243,14 @@ impl Collector for Scrape {
             .collect();
         encode_topics(&mut enc, &rows)?;
         encode_plugins(&mut enc, &rows)?;
+        let groups: Vec<_> = self
+            .broker
+            .groups()
+            .all()
+            .iter()
+            .map(|g| g.metrics())
+            .collect();
+        encode_groups(&mut enc, &groups)?;
         self.encode_http(&mut enc)?;
         encode_process(&mut enc)
     }
@@ -318,6 +326,143 @@ fn encode_topics(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
                     *lag as f64,
                 )
             })
+        }),
+    )
+}
+
+fn encode_groups(enc: &mut Enc<'_>, groups: &[crate::group::GroupMetrics]) -> Fmt {
+    use MetricType::{Counter, Gauge};
+    let per = |f: fn(&crate::group::GroupMetrics) -> f64| {
+        groups.iter().map(move |g| {
+            (
+                [("topic", g.topic.as_str()), ("group", g.group.as_str())],
+                f(g),
+            )
+        })
+    };
+    let labelled = |g: &'_ crate::group::GroupMetrics, key: &'static str, value: &'static str| {
+        [
+            ("topic", g.topic.clone()),
+            ("group", g.group.clone()),
+            (key, value.to_string()),
+        ]
+    };
+    family(
+        enc,
+        "netlog_group_backlog_messages",
+        "Messages of the topic the group has not delivered yet.",
+        Gauge,
+        per(|g| g.info.backlog as f64),
+    )?;
+    family(
+        enc,
+        "netlog_group_pending_messages",
+        "Pending entries of a group, by state.",
+        Gauge,
+        groups.iter().flat_map(|g| {
+            g.info
+                .pending
+                .iter()
+                .map(move |(state, n)| (labelled(g, "state", state), *n as f64))
+        }),
+    )?;
+    family(
+        enc,
+        "netlog_group_unacked_messages",
+        "Backlog plus pending entries.",
+        Gauge,
+        per(|g| g.info.unacked as f64),
+    )?;
+    family(
+        enc,
+        "netlog_group_oldest_unacked_age_seconds",
+        "Age of the oldest delivery not yet settled (0 when none).",
+        Gauge,
+        per(|g| {
+            g.info
+                .oldest_unacked
+                .as_ref()
+                .map_or(0.0, |o| o.age_seconds)
+        }),
+    )?;
+    family(
+        enc,
+        "netlog_group_receive_waiting",
+        "Receives waiting for a message.",
+        Gauge,
+        per(|g| g.info.waiting_receives as f64),
+    )?;
+    family(
+        enc,
+        "netlog_group_deliveries",
+        "Deliveries, first ones and redeliveries.",
+        Counter,
+        groups.iter().flat_map(|g| {
+            [
+                (
+                    labelled(g, "kind", "first"),
+                    g.info.counters.delivered as f64,
+                ),
+                (
+                    labelled(g, "kind", "redelivery"),
+                    g.info.counters.redelivered as f64,
+                ),
+            ]
+        }),
+    )?;
+    family(
+        enc,
+        "netlog_group_settles",
+        "Settled leases by operation and result.",
+        Counter,
+        groups.iter().flat_map(|g| {
+            g.settles.iter().map(move |((op, result), n)| {
+                (
+                    [
+                        ("topic", g.topic.clone()),
+                        ("group", g.group.clone()),
+                        ("op", op.to_string()),
+                        ("result", result.to_string()),
+                    ],
+                    *n as f64,
+                )
+            })
+        }),
+    )?;
+    family(
+        enc,
+        "netlog_group_lease_expirations",
+        "Leases that ran out.",
+        Counter,
+        per(|g| g.info.counters.expired as f64),
+    )?;
+    family(
+        enc,
+        "netlog_group_dead_lettered",
+        "Messages written to the dead-letter topic, by reason.",
+        Counter,
+        groups.iter().flat_map(|g| {
+            g.dead_lettered
+                .iter()
+                .map(move |(reason, n)| (labelled(g, "reason", reason), *n as f64))
+        }),
+    )?;
+    family(
+        enc,
+        "netlog_group_dead_letter_failures",
+        "Dead-letter writes that failed (the entry stays parked and is retried).",
+        Counter,
+        per(|g| g.dead_letter_failures as f64),
+    )?;
+    family(
+        enc,
+        "netlog_group_receive_empty",
+        "Receives that ended with nothing, by reason.",
+        Counter,
+        groups.iter().flat_map(|g| {
+            g.empty
+                .iter()
+                .map(move |(reason, n)| (labelled(g, "reason", reason), *n as f64))
         }),
     )
 }

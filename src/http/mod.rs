@@ -23,7 +23,9 @@ mod budget;
 mod check;
 mod error;
 pub(crate) mod front;
+mod groups;
 pub mod health;
+mod hot;
 mod messages;
 pub mod metrics;
 pub(crate) mod origin;
@@ -40,7 +42,6 @@ pub(crate) use reload::reload_all;
 pub use routes::Listener;
 use routes::Route;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -114,11 +115,12 @@ pub type App = front::Front<Router>;
 pub fn app(state: AppState, allowed_origins: &[String]) -> App {
     let (gate, metrics) = (state.auth.clone(), state.metrics.clone());
     front::Front::new(
-        router(state, Listener::Main),
+        router(state.clone(), Listener::Main),
         Listener::Main,
         Some(origin::Origins::new(allowed_origins)),
         gate,
         metrics,
+        Some(state),
     )
 }
 
@@ -151,6 +153,18 @@ fn handlers(route: Route) -> MethodRouter<AppState> {
         Route::Scan => get(scanners::scan),
         Route::Stream => get(stream::stream),
         Route::Check => get(check::check),
+        Route::GroupList => get(groups::groups_list),
+        Route::Group => get(groups::group_info)
+            .post(groups::group_create)
+            .delete(groups::group_delete)
+            .patch(groups::group_patch),
+        Route::GroupPending => get(groups::group_pending),
+        Route::GroupReceive => post(groups::group_receive),
+        Route::GroupAck => post(groups::group_ack),
+        Route::GroupNack => post(groups::group_nack),
+        Route::GroupExtend => post(groups::group_extend),
+        Route::GroupReject => post(groups::group_reject),
+        Route::GroupSeek => post(groups::group_seek),
         Route::Metrics | Route::AdminMetrics => get(metrics::metrics_get),
         Route::Health | Route::AdminHealth => get(health::health_get),
         Route::Ready | Route::AdminReady => get(health::ready_get),
@@ -177,22 +191,33 @@ where
     }
 }
 
-/// The query string as a map; a malformed one is a 400.
-pub struct Params(pub HashMap<String, String>);
+/// The query string's pairs; a malformed one is a 400. A handful of pairs
+/// at most, so a list searched from the end (the last of a repeated key
+/// wins, as in a map filled in order) costs less than hashing each key.
+pub struct Params(Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-            .map(|q| Params(q.0))
-            .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
+        Params::of_uri(&parts.uri)
     }
 }
 
 impl Params {
+    /// The query string of `uri`; a malformed one is a 400.
+    fn of_uri(uri: &axum::http::Uri) -> Result<Params, ApiError> {
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
+    }
+
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -212,19 +237,43 @@ impl FromRequest<AppState> for Body {
         if declared.is_some_and(|n| n > limit) {
             return Err(ApiError::TooLarge { limit });
         }
-        axum::body::to_bytes(req.into_body(), limit as usize)
-            .await
-            .map(Body)
-            .map_err(|e| {
-                if std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                {
-                    ApiError::TooLarge { limit }
-                } else {
-                    ApiError::BadRequest(format!("could not read the body: {e}"))
-                }
-            })
+        read_body(req.into_body(), limit).await.map(Body)
     }
+}
+
+/// The whole of `body`, at most `limit` bytes (413 beyond). A body that
+/// came in one frame (most do) is handed on as it is, without a copy.
+async fn read_body(mut body: axum::body::Body, limit: u64) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if total > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        match (&mut first, &mut joined) {
+            (None, _) => first = Some(data),
+            (Some(head), None) => {
+                let mut all = bytes::BytesMut::with_capacity(head.len() + data.len());
+                all.extend_from_slice(head);
+                all.extend_from_slice(&data);
+                joined = Some(all);
+            }
+            (Some(_), Some(all)) => all.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, joined) {
+        (_, Some(all)) => all.freeze(),
+        (Some(one), None) => one,
+        (None, None) => Bytes::new(),
+    })
 }
 
 /// The offset `text` names (netlog's grammar), resolved against `topic`.

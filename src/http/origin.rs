@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use super::ApiError;
 
 /// Methods the API has.
-const ALLOW_METHODS: &str = "GET, POST, DELETE";
+const ALLOW_METHODS: &str = "GET, POST, DELETE, PATCH";
 /// Request headers the API reads.
 const ALLOW_HEADERS: &str = "authorization, content-type, last-event-id";
 /// Answer headers a page may read.

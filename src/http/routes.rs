@@ -35,6 +35,7 @@ pub enum Listener {
 const GET: u8 = 1;
 const POST: u8 = 2;
 const DELETE: u8 = 4;
+const PATCH: u8 = 8;
 
 /// One route of one listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +60,24 @@ pub enum Route {
     Stream,
     /// `GET /{topic}/check`.
     Check,
+    /// `GET /{topic}/groups`: the topic's consumer groups.
+    GroupList,
+    /// `/{topic}/groups/{group}`: info, create, delete.
+    Group,
+    /// `POST /{topic}/groups/{group}/receive`.
+    GroupReceive,
+    /// `POST /{topic}/groups/{group}/ack`.
+    GroupAck,
+    /// `POST /{topic}/groups/{group}/nack`.
+    GroupNack,
+    /// `POST /{topic}/groups/{group}/extend`.
+    GroupExtend,
+    /// `POST /{topic}/groups/{group}/reject`.
+    GroupReject,
+    /// `POST /{topic}/groups/{group}/seek?to=X`.
+    GroupSeek,
+    /// `GET /{topic}/groups/{group}/pending?from=O&max=N&state=S`.
+    GroupPending,
     /// `GET /_metrics`.
     Metrics,
     /// `GET /_health`.
@@ -100,7 +119,7 @@ pub(crate) const UNMATCHED: usize = Route::ALL.len();
 
 impl Route {
     /// Every route, in the order of their metric rows.
-    pub const ALL: [Route; 18] = [
+    pub const ALL: [Route; 27] = [
         Route::TopicList,
         Route::Topic,
         Route::PayloadWrite,
@@ -111,6 +130,15 @@ impl Route {
         Route::Scan,
         Route::Stream,
         Route::Check,
+        Route::GroupList,
+        Route::Group,
+        Route::GroupReceive,
+        Route::GroupAck,
+        Route::GroupNack,
+        Route::GroupExtend,
+        Route::GroupReject,
+        Route::GroupSeek,
+        Route::GroupPending,
         Route::Metrics,
         Route::Health,
         Route::Ready,
@@ -138,6 +166,7 @@ impl Route {
             (GET, Method::GET),
             (POST, Method::POST),
             (DELETE, Method::DELETE),
+            (PATCH, Method::PATCH),
         ]
         .into_iter()
         .filter(|(bit, _)| bits & bit != 0)
@@ -159,6 +188,15 @@ impl Route {
             Route::Scan => ("/{topic}/scan", GET, Main),
             Route::Stream => ("/{topic}/stream", GET, Main),
             Route::Check => ("/{topic}/check", GET, Main),
+            Route::GroupList => ("/{topic}/groups", GET, Main),
+            Route::Group => ("/{topic}/groups/{group}", GET | POST | DELETE | PATCH, Main),
+            Route::GroupPending => ("/{topic}/groups/{group}/pending", GET, Main),
+            Route::GroupReceive => ("/{topic}/groups/{group}/receive", POST, Main),
+            Route::GroupAck => ("/{topic}/groups/{group}/ack", POST, Main),
+            Route::GroupNack => ("/{topic}/groups/{group}/nack", POST, Main),
+            Route::GroupExtend => ("/{topic}/groups/{group}/extend", POST, Main),
+            Route::GroupReject => ("/{topic}/groups/{group}/reject", POST, Main),
+            Route::GroupSeek => ("/{topic}/groups/{group}/seek", POST, Main),
             Route::Metrics => ("/_metrics", GET, Main),
             Route::Health => ("/_health", GET, Main),
             Route::Ready => ("/_ready", GET, Main),
@@ -184,6 +222,18 @@ impl Route {
             Route::Topic | Route::PayloadRead | Route::Scanner | Route::Scan | Route::Stream => {
                 Right::Consume
             }
+            Route::Group if method == Method::POST => Right::Admin("create group", true),
+            Route::Group if method == Method::DELETE => Right::Admin("delete group", true),
+            Route::Group if method == Method::PATCH => Right::Admin("change group", true),
+            Route::GroupSeek => Right::Admin("seek group", true),
+            Route::GroupList
+            | Route::Group
+            | Route::GroupReceive
+            | Route::GroupAck
+            | Route::GroupNack
+            | Route::GroupExtend
+            | Route::GroupReject
+            | Route::GroupPending => Right::Consume,
             Route::Sync => Right::Admin("sync topic", true),
             Route::Check => Right::Admin("check topic", true),
         }
@@ -205,6 +255,7 @@ impl Route {
             Method::GET | Method::HEAD => GET,
             Method::POST => POST,
             Method::DELETE => DELETE,
+            Method::PATCH => PATCH,
             _ => 0,
         };
         self.spec().1 & bit != 0
@@ -219,8 +270,8 @@ struct Compiled {
     segments: Vec<Option<&'static str>>,
 }
 
-/// Most segments a pattern has (`/{topic}/payload/{offset}`).
-const MAX_SEGMENTS: usize = 3;
+/// Most segments a pattern has (`/{topic}/groups/{group}/receive`).
+const MAX_SEGMENTS: usize = 4;
 
 /// The patterns of [`Route::ALL`], cut once.
 static COMPILED: std::sync::LazyLock<Vec<Compiled>> = std::sync::LazyLock::new(|| {

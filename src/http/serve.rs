@@ -374,7 +374,11 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         };
         let budget = self.shared.budget.clone();
         let mut req = req.map(|b| BoundedBody::new(b, ctx.clone(), budget, rate));
-        req.extensions_mut().insert(LongPoll(self.conn.clone()));
+        // Only scans wait on the connection's shed signal; other requests
+        // skip the extension map it would allocate.
+        if req.uri().path().ends_with("/scan") {
+            req.extensions_mut().insert(LongPoll(self.conn.clone()));
+        }
         let conn = self.conn.clone();
         let shared = self.shared.clone();
         Box::pin(async move {

@@ -100,7 +100,7 @@ pub async fn topic_info(
             json!(info.compression_refused_sets),
         );
     }
-    Ok(axum::Json(json!({
+    let mut answer = json!({
         "name": info.name,
         "path": info.dir,
         "disk_size": info.segments.iter().map(|s| s.disk_size).sum::<u64>(),
@@ -113,8 +113,26 @@ pub async fn topic_info(
         "settings": settings,
         "compression": settings.compression_name(),
         "hooks": hooks,
-    }))
-    .into_response())
+    });
+    // Only a topic with consumer groups gains the field: others answer as
+    // they always have.
+    let groups: BTreeMap<String, Value> = state
+        .broker
+        .groups()
+        .names(&name)
+        .into_iter()
+        .filter_map(|g| state.broker.groups().get(&name, &g).ok())
+        .map(|g| {
+            let i = g.info();
+            let summary = json!({"ack_floor": i.ack_floor, "next": i.next, "backlog": i.backlog,
+                "pending": i.pending, "unacked": i.unacked});
+            (i.name, summary)
+        })
+        .collect();
+    if !groups.is_empty() {
+        answer["groups"] = json!(groups);
+    }
+    Ok(axum::Json(answer).into_response())
 }
 
 /// `DELETE /{topic}?force=true`: deletes a topic; 409 with scanners attached

@@ -98,6 +98,24 @@ impl Topic {
         }
     }
 
+    /// The embedded engine's topic, for what only it has yet: consumer
+    /// groups (`crate::group`) keep their files in its directory and wait
+    /// on its log. `None` on JetStream.
+    pub(crate) fn embedded(&self) -> Option<&Arc<Embedded>> {
+        match &self.engine {
+            Engine::Embedded(t) => Some(t),
+            Engine::JetStream(_) => None,
+        }
+    }
+
+    /// The name of the engine storing the topic: `embedded` or `jetstream`.
+    pub fn engine_name(&self) -> &'static str {
+        match &self.engine {
+            Engine::Embedded(_) => "embedded",
+            Engine::JetStream(_) => "jetstream",
+        }
+    }
+
     /// The topic's name.
     pub fn name(&self) -> &str {
         on_engine!(self, t => t.name())

@@ -28,6 +28,9 @@ pub enum Aspect {
     Segments,
     /// Topic names may be 255 characters long (else 252).
     LongNames,
+    /// Consumer groups (`/{topic}/groups/...`); else every group route
+    /// answers 501 not implemented.
+    ConsumerGroups,
 }
 
 /// The expected differences: `(aspect, embedded, jetstream, why)`.
@@ -49,6 +52,12 @@ pub const DIFFERENCES: &[(Aspect, bool, bool, &str)] = &[
         true,
         false,
         "a stream name is at most 255 bytes, 3 of them netlog's prefix",
+    ),
+    (
+        Aspect::ConsumerGroups,
+        true,
+        false,
+        "consumer groups are not built on JetStream yet (durable pull consumers, docs/engines.md)",
     ),
 ];
 

@@ -1121,6 +1121,88 @@ async fn idle_scanners_expire_and_stop_blocking_delete() {
     expect_ok_message(api.delete("/ttl").await, 200, "topic deleted").await;
 }
 
+/// Sends `head` (request line and headers, without the blank line) and
+/// `body` on a fresh connection; the raw answer with its `date` line cut.
+fn exchange(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let mut request = format!(
+        "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request).expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    String::from_utf8_lossy(&answer)
+        .split("\r\n")
+        .filter(|line| !line.starts_with("date:"))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+/// The hot routes (served by the front without the router, see
+/// `src/http/hot.rs`) answer byte for byte as the router does: the same
+/// requests with the topic name percent-encoded go through the router.
+/// Successes and errors both, for publish, read and scan.
+async fn hot_routes_answer_as_the_router_does(on: Engine) {
+    let dir = data_dir();
+    let Some(netlog) = on.broker(dir.path()).await else {
+        return;
+    };
+    let api = netlog.api();
+    assert_eq!(api.post_empty("/hot").await.status(), 201);
+    let addr = netlog.addr();
+    // `%68ot` is `hot`, percent-encoded: only the router decodes it.
+    for topic in ["hot", "%68ot"] {
+        let published = exchange(addr, &format!("POST /{topic}/payload HTTP/1.1"), b"hello");
+        assert!(published.starts_with("HTTP/1.1 201"), "{published}");
+    }
+    let pairs = |topic: &str| -> Vec<(String, Vec<u8>)> {
+        vec![
+            (format!("POST /{topic}/payload HTTP/1.1"), Vec::new()),
+            (format!("GET /{topic}/payload/0 HTTP/1.1"), Vec::new()),
+            (format!("GET /{topic}/payload/1 HTTP/1.1"), Vec::new()),
+            (format!("GET /{topic}/payload/99 HTTP/1.1"), Vec::new()),
+            (
+                format!("GET /{topic}/payload/nonsense HTTP/1.1"),
+                Vec::new(),
+            ),
+            (format!("GET /{topic}/scan HTTP/1.1"), Vec::new()),
+            (format!("GET /{topic}/scan?id=nope HTTP/1.1"), Vec::new()),
+            (format!("GET /{topic}/scan?id=x&max=0 HTTP/1.1"), Vec::new()),
+            (format!("GET /{topic}/scan?id=%ZZ HTTP/1.1"), Vec::new()),
+            (format!("POST /{topic}x/payload HTTP/1.1"), b"x".to_vec()),
+        ]
+    };
+    for ((hot, body), (routed, _)) in pairs("hot").into_iter().zip(pairs("%68ot")) {
+        let a = exchange(addr, &hot, &body);
+        let b = exchange(addr, &routed, &body);
+        assert_eq!(a, b, "{hot} and {routed} answer differently");
+    }
+    // A scanner's messages, one at a time, by both paths alternately.
+    let created = exchange(addr, "POST /hot/scanner?from=0 HTTP/1.1", b"");
+    let id = created
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a scanner id")
+        .to_string();
+    let first = exchange(addr, &format!("GET /hot/scan?id={id} HTTP/1.1"), b"");
+    let second = exchange(addr, &format!("GET /%68ot/scan?id={id} HTTP/1.1"), b"");
+    assert!(first.contains("x-offset: 0"), "{first}");
+    assert!(second.contains("x-offset: 1"), "{second}");
+    assert_eq!(
+        first.replace("x-offset: 0", "x-offset: 1"),
+        second,
+        "a scan answers the same by either path"
+    );
+}
+
 // The tests above that run on both engines (see `common/engines.rs`).
 crate::on_both_engines!(
     creates_topic_with_every_setting,
@@ -1148,4 +1230,5 @@ crate::on_both_engines!(
     offset_not_found_errors,
     unsafe_topic_names,
     unknown_routes_are_json,
+    hot_routes_answer_as_the_router_does,
 );

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -50,10 +51,18 @@ async fn two_front_ends(
     Some((cluster, a, b, dir))
 }
 
-/// Scans `id` on `api` in batches of up to `max` until end of topic;
-/// returns the offsets handed out.
-async fn drain(api: Api, topic: String, id: String, max: usize) -> Vec<u64> {
+/// Scans `id` on `api` in batches of up to `max` until end of topic,
+/// starting when every drainer sharing `start` is ready; returns the
+/// offsets handed out.
+async fn drain(
+    api: Api,
+    topic: String,
+    id: String,
+    max: usize,
+    start: Arc<tokio::sync::Barrier>,
+) -> Vec<u64> {
     let mut got = Vec::new();
+    start.wait().await;
     loop {
         let resp = api.get(&format!("/{topic}/scan?id={id}&max={max}")).await;
         if resp.status() == 404 {
@@ -146,8 +155,18 @@ async fn two_front_ends_serve_the_same_topics() {
         assert_eq!(v["first_offset"], batch * 1000);
     }
     let id = a.scanner_id("many", "oldest").await;
-    let from_a = tokio::spawn(drain(a.clone(), "many".into(), id.clone(), 250));
-    let from_b = tokio::spawn(drain(b.clone(), "many".into(), id.clone(), 250));
+    // Both start together, in batches small enough that neither can take
+    // all 10,000 before the other's first scan (which the full suite, on 2
+    // cores, once showed with batches of 250 and no common start).
+    let start = Arc::new(tokio::sync::Barrier::new(2));
+    let from_a = tokio::spawn(drain(
+        a.clone(),
+        "many".into(),
+        id.clone(),
+        100,
+        start.clone(),
+    ));
+    let from_b = tokio::spawn(drain(b.clone(), "many".into(), id.clone(), 100, start));
     let (from_a, from_b) = (from_a.await.unwrap(), from_b.await.unwrap());
     let mut seen = HashSet::new();
     for o in from_a.iter().chain(&from_b) {

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 /// same table as the diagram in `src/lib.rs`.
 fn tier(module: &str) -> Option<u8> {
     Some(match module {
-        "http" => 6,
-        "broker" => 5,
+        "http" => 7,
+        "broker" => 6,
+        "group" => 5,
         "topic" | "token" => 4,
         "config" => 3,
         "log" | "plugin" => 2,

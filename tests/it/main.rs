@@ -22,6 +22,7 @@ mod config_hostile;
 mod extensions;
 mod faults;
 mod fuzz_http;
+mod groups;
 mod http_api;
 mod jetstream;
 mod layers;

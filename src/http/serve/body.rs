@@ -114,7 +114,12 @@ pub(crate) struct BoundedBody {
     received: u64,
     /// When the last data came (moved like `start`).
     last_data: Instant,
-    deadline: Pin<Box<Sleep>>,
+    /// When the body fails unless more comes (see the module docs).
+    deadline_at: Instant,
+    /// The timer for `deadline_at`, made the first time the body has to
+    /// wait for the client: most bodies arrive with their headers and never
+    /// need one.
+    deadline: Option<Pin<Box<Sleep>>>,
     /// A frame read but waiting for room in the budget, and since when.
     waiting: Option<(Frame<Bytes>, Acquire, Instant)>,
     /// Time this body has spent waiting for the budget in all.
@@ -138,7 +143,8 @@ impl BoundedBody {
             start,
             received: 0,
             last_data: start,
-            deadline: Box::pin(tokio::time::sleep_until(start + rate.grace)),
+            deadline_at: start + rate.grace,
+            deadline: None,
             waiting: None,
             waited: Duration::ZERO,
             done: false,
@@ -148,7 +154,10 @@ impl BoundedBody {
     fn push_deadline(&mut self) {
         let earned = Duration::from_secs_f64(self.received as f64 / self.rate.bytes_per_sec as f64);
         let at = (self.start + self.rate.grace + earned).min(self.last_data + self.rate.grace);
-        self.deadline.as_mut().reset(at);
+        self.deadline_at = at;
+        if let Some(timer) = &mut self.deadline {
+            timer.as_mut().reset(at);
+        }
     }
 
     fn fail(
@@ -224,7 +233,11 @@ impl Body for BoundedBody {
                     return Poll::Ready(None);
                 }
                 Poll::Pending => {
-                    if this.deadline.as_mut().poll(cx).is_ready() {
+                    let at = this.deadline_at;
+                    let timer = this
+                        .deadline
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    if timer.as_mut().poll(cx).is_ready() {
                         return this.fail(Outcome::TooSlow, BodyError::TooSlow);
                     }
                     return Poll::Pending;

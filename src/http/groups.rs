@@ -1,0 +1,436 @@
+//! Consumer groups over HTTP: list, create, info, delete, receive under a
+//! lease, and settle (ack, nack, extend, reject), one lease or many.
+//!
+//! The group logic is in `crate::group`; this file reads requests and
+//! writes answers. Receive answers in three framings: one message raw (no
+//! `max`), with the headers of a scan plus `Netlog-Lease`,
+//! `Netlog-Deliveries` and `Netlog-Lease-Expires` (milliseconds since the
+//! epoch); with `max`, ndjson lines (`Accept: application/x-ndjson`) or
+//! binary records, each `offset u64 | deliveries u32 | lease_expires i64 |
+//! lease_len u16 | lease | frame` (big-endian, the frame in netlog's
+//! message framing). A settle of one lease (`?lease=`) answers its result
+//! or the lease's error; a settle of many (`{"leases":[…]}`, 1 to 10,000)
+//! answers every result in request order and is never all or nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::scanners::{DEFAULT_WAIT, MAX_WAIT};
+use super::{ApiError, AppState, Body, Params, Path};
+use crate::duration::{parse_duration, parse_size};
+use crate::group::{
+    Delivered, Group, GroupError, MAX_LISTING, MAX_RECEIVE, MAX_SETTLE, Op, ReceiveRequest,
+    SettleItem,
+};
+use crate::message::{self, PLAIN};
+use crate::topic::Topic;
+
+/// Default payload bytes of one receive: 1 MiB.
+pub const DEFAULT_RECEIVE_BYTES: usize = 1 << 20;
+/// Largest `max_bytes` of one receive: 64 MiB.
+pub const MAX_RECEIVE_BYTES: usize = 64 << 20;
+
+/// Topic `name`, if its engine keeps consumer groups: 404 without it, 501
+/// on the JetStream engine (no groups there yet).
+fn group_topic(state: &AppState, name: &str) -> Result<Arc<Topic>, ApiError> {
+    let topic = state.broker.topic(name)?;
+    crate::group::kept_by(&topic)?;
+    Ok(topic)
+}
+
+fn group(state: &AppState, topic: &str, name: &str) -> Result<Arc<Group>, ApiError> {
+    group_topic(state, topic)?;
+    Ok(state.broker.groups().get(topic, name)?)
+}
+
+/// `GET /{topic}/groups`.
+pub async fn groups_list(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> Result<Response, ApiError> {
+    group_topic(&state, &topic)?;
+    Ok(axum::Json(state.broker.groups().names(&topic)).into_response())
+}
+
+/// `POST /{topic}/groups/{group}`: creates it from the JSON body.
+pub async fn group_create(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let t = group_topic(&state, &topic)?;
+    state.broker.create_group(t, name, body).await?;
+    Ok(super::ok_message(StatusCode::CREATED, "group created"))
+}
+
+/// `GET /{topic}/groups/{group}`.
+pub async fn group_info(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(group(&state, &topic, &name)?.info()).into_response())
+}
+
+/// `DELETE /{topic}/groups/{group}`: waiting receives end with 404.
+pub async fn group_delete(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    group_topic(&state, &topic)?;
+    state.broker.delete_group(topic, name).await?;
+    Ok(super::ok_message(StatusCode::OK, "group deleted"))
+}
+
+/// `POST /{topic}/groups/{group}/receive?max=N&max_bytes=B&wait=D&lease_time=D`.
+pub async fn group_receive(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    params: Params,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let g = group(&state, &topic, &name)?;
+    let max = match params.get("max") {
+        None => None,
+        Some(m) => Some(
+            m.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_RECEIVE).contains(n))
+                .ok_or_else(|| ApiError::BadRequest(format!("max must be 1 to {MAX_RECEIVE}")))?,
+        ),
+    };
+    let max_bytes = match params.get("max_bytes") {
+        None => DEFAULT_RECEIVE_BYTES,
+        Some(b) => parse_size(b)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=MAX_RECEIVE_BYTES).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("max_bytes must be 1 to {MAX_RECEIVE_BYTES} bytes"))
+            })?,
+    };
+    let wait = match params.get("wait") {
+        None => DEFAULT_WAIT,
+        Some(w) => parse_duration(w)
+            .map_err(|e| ApiError::InvalidDuration(format!("wait: {e}")))?
+            .min(MAX_WAIT),
+    };
+    let lease_time = match params.get("lease_time") {
+        None => None,
+        Some(t) => Some(
+            parse_duration(t)
+                .ok()
+                .filter(|d| *d >= Duration::from_secs(1))
+                .ok_or_else(|| ApiError::InvalidDuration("lease_time: at least 1s".to_string()))?,
+        ),
+    };
+    if let Some(c) = params.get("consumer")
+        && !crate::group::valid_name(c)
+    {
+        return Err(ApiError::BadRequest(
+            "consumer must be 1 to 64 of A-Z a-z 0-9 . _ -".into(),
+        ));
+    }
+    let req = ReceiveRequest {
+        consumer: params.get("consumer").map(str::to_string),
+        max: max.unwrap_or(1),
+        max_bytes,
+        wait,
+        lease_time,
+    };
+    let got = g.receive(req, &state.shutdown).await?;
+    let Some(first) = got.first() else {
+        return Err(ApiError::NothingToReceive("nothing available".into()));
+    };
+    if max.is_none() {
+        return Ok(raw_answer(first));
+    }
+    let ndjson = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    let (body, kind) = if ndjson {
+        (ndjson_body(&got), "application/x-ndjson")
+    } else {
+        (binary_body(&got), "application/octet-stream")
+    };
+    let mut answer = Response::new(axum::body::Body::from(body));
+    let h = answer.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    h.insert("x-offset", HeaderValue::from(first.message.offset));
+    h.insert("x-count", HeaderValue::from(got.len()));
+    Ok(answer)
+}
+
+fn raw_answer(d: &Delivered) -> Response {
+    let mut answer = Response::new(axum::body::Body::from(d.message.payload.clone()));
+    let h = answer.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert("x-offset", HeaderValue::from(d.message.offset));
+    h.insert("x-crc32", HeaderValue::from(d.message.crc));
+    if let Ok(lease) = HeaderValue::from_str(&d.lease) {
+        h.insert("netlog-lease", lease);
+    }
+    h.insert("netlog-deliveries", HeaderValue::from(d.deliveries));
+    h.insert("netlog-lease-expires", HeaderValue::from(d.expires_ms));
+    answer
+}
+
+fn ndjson_body(got: &[Delivered]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for d in got {
+        let mut line = json!({
+            "lease": d.lease,
+            "offset": d.message.offset,
+            "deliveries": d.deliveries,
+            "lease_expires": d.expires_ms,
+            "crc32": d.message.crc,
+        });
+        match std::str::from_utf8(&d.message.payload) {
+            Ok(text) => line["message"] = json!(text),
+            Err(_) => {
+                let mut b64 = Vec::new();
+                crate::encode::base64_into(&mut b64, &d.message.payload);
+                line["message_base64"] = json!(String::from_utf8_lossy(&b64));
+            }
+        }
+        out.extend_from_slice(line.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn binary_body(got: &[Delivered]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for d in got {
+        out.extend_from_slice(&d.message.offset.to_be_bytes());
+        out.extend_from_slice(&d.deliveries.to_be_bytes());
+        out.extend_from_slice(&(d.expires_ms as i64).to_be_bytes());
+        out.extend_from_slice(&(d.lease.len() as u16).to_be_bytes());
+        out.extend_from_slice(d.lease.as_bytes());
+        message::encode(&mut out, PLAIN, &d.message.payload);
+    }
+    out
+}
+
+/// A batch settle's body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettleBody {
+    leases: Vec<String>,
+    delay: Option<String>,
+    lease_time: Option<String>,
+    reason: Option<String>,
+}
+
+async fn settle(
+    state: AppState,
+    topic: String,
+    name: String,
+    params: Params,
+    body: bytes::Bytes,
+    op: Op,
+) -> Result<Response, ApiError> {
+    let g = group(&state, &topic, &name)?;
+    let time_field = match op {
+        Op::Nack => "delay",
+        Op::Extend => "lease_time",
+        _ => "",
+    };
+    let time = |text: Option<&str>| -> Result<Option<Duration>, ApiError> {
+        text.map(|t| {
+            parse_duration(t).map_err(|e| ApiError::InvalidDuration(format!("{time_field}: {e}")))
+        })
+        .transpose()
+    };
+    let single = params.get("lease").map(str::to_string);
+    let (items, batch) = match single {
+        Some(lease) => {
+            let t = time(params.get(time_field).filter(|_| !time_field.is_empty()))?;
+            (vec![SettleItem { lease, time: t }], false)
+        }
+        None => {
+            let parsed: SettleBody = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "give ?lease=L, or a body {{\"leases\":[...]}}: {e}"
+                ))
+            })?;
+            if parsed.leases.is_empty() || parsed.leases.len() > MAX_SETTLE {
+                return Err(ApiError::BadRequest(format!(
+                    "leases: 1 to {MAX_SETTLE} in one request, not {}",
+                    parsed.leases.len()
+                )));
+            }
+            let t = match op {
+                Op::Nack => time(parsed.delay.as_deref())?,
+                Op::Extend => time(parsed.lease_time.as_deref())?,
+                _ => None,
+            };
+            let _ = parsed.reason;
+            let items = parsed
+                .leases
+                .into_iter()
+                .map(|lease| SettleItem { lease, time: t })
+                .collect();
+            (items, true)
+        }
+    };
+    let results = g.settle(op, &items)?;
+    g.durable().await?;
+    let dead: Vec<u64> = results
+        .iter()
+        .filter(|r| r.result == "dead_lettered")
+        .filter_map(|r| crate::group::state::Lease::parse(&r.lease).map(|l| l.offset))
+        .collect();
+    if !dead.is_empty() {
+        let resolve = state.broker.resolver();
+        g.dead_letter(&dead, &resolve).await;
+    }
+    if !batch {
+        let r = &results[0];
+        return match r.result {
+            "invalid" => Err(GroupError::InvalidLease.into()),
+            "not_found" => Err(GroupError::LeaseNotFound.into()),
+            "expired" => Err(GroupError::LeaseExpired(r.reason.clone().unwrap_or_default()).into()),
+            result => {
+                let mut answer = json!({ "ok": true, "lease": r.lease, "result": result });
+                if r.clamped {
+                    answer["clamped"] = json!(true);
+                }
+                Ok(axum::Json(answer).into_response())
+            }
+        };
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let list: Vec<_> = results
+        .iter()
+        .map(|r| {
+            *counts.entry(r.result).or_default() += 1;
+            let mut one = json!({ "lease": r.lease, "result": r.result });
+            if r.clamped {
+                one["clamped"] = json!(true);
+            }
+            if let Some(why) = &r.reason {
+                one["reason"] = json!(why);
+            }
+            one
+        })
+        .collect();
+    Ok(axum::Json(json!({ "ok": true, "results": list, "counts": counts })).into_response())
+}
+
+/// `POST /{topic}/groups/{group}/ack`.
+pub async fn group_ack(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    params: Params,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    settle(state, topic, name, params, body, Op::Ack).await
+}
+
+/// `POST /{topic}/groups/{group}/nack`.
+pub async fn group_nack(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    params: Params,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    settle(state, topic, name, params, body, Op::Nack).await
+}
+
+/// `POST /{topic}/groups/{group}/extend`.
+pub async fn group_extend(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    params: Params,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    settle(state, topic, name, params, body, Op::Extend).await
+}
+
+/// `POST /{topic}/groups/{group}/reject`.
+pub async fn group_reject(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    params: Params,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    settle(state, topic, name, params, body, Op::Reject).await
+}
+
+/// `POST /{topic}/groups/{group}/seek?to=X`: pending cleared, delivery
+/// starts again at `X` (the offset grammar); answers the group's info.
+pub async fn group_seek(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let g = group(&state, &topic, &name)?;
+    let to = params
+        .get("to")
+        .ok_or_else(|| ApiError::BadRequest("seek needs ?to=<offset>".into()))?;
+    let t = group_topic(&state, &topic)?;
+    let to = super::resolve_offset(&t, to).await?;
+    state.broker.seek_group(g.clone(), to).await?;
+    Ok(axum::Json(g.info()).into_response())
+}
+
+/// `PATCH /{topic}/groups/{group}`: changes settings (all but `from` and
+/// `ordering`); answers the group's info.
+pub async fn group_patch(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let g = group(&state, &topic, &name)?;
+    state.broker.update_group(topic, name, body).await?;
+    Ok(axum::Json(g.info()).into_response())
+}
+
+/// `GET /{topic}/groups/{group}/pending?from=O&max=N&state=S`: ndjson, one
+/// line per pending entry (`max` default 100, at most 10,000).
+pub async fn group_pending(
+    State(state): State<AppState>,
+    Path((topic, name)): Path<(String, String)>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let g = group(&state, &topic, &name)?;
+    let from = match params.get("from") {
+        None => 0,
+        Some(f) => f
+            .parse::<u64>()
+            .map_err(|_| ApiError::InvalidOffset(format!("from: {f:?} is not an offset")))?,
+    };
+    let max = match params.get("max") {
+        None => 100,
+        Some(m) => m
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LISTING).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("max must be 1 to {MAX_LISTING}")))?,
+    };
+    let wanted = params.get("state");
+    if let Some(s) = wanted
+        && !["leased", "waiting", "parked"].contains(&s)
+    {
+        return Err(ApiError::BadRequest(
+            "state must be leased, waiting or parked".into(),
+        ));
+    }
+    let body = g.pending_lines(from, max, wanted);
+    let mut answer = Response::new(axum::body::Body::from(body));
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(answer)
+}
