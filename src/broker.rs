@@ -57,6 +57,7 @@ use crate::plugin::{HostOptions, Limits, Plugin, PluginError, PluginHost, Plugin
 use crate::rate_limit::LineLimit;
 use crate::topic::{Hooks, READERS_DIR, SETTINGS_FILE, Topic, TopicError};
 
+mod jetstream;
 mod reload;
 pub use reload::ReloadReport;
 
@@ -149,7 +150,10 @@ pub struct Broker {
     /// Rate limit of the monitor's and the fsync loop's failure lines, per
     /// topic and kind (they repeat every tick while a topic fails).
     failures: LineLimit<(String, &'static str)>,
-    /// The consumer groups of every topic.
+    /// The JetStream engine, when `[engine] kind = "jetstream"`
+    /// (`broker/jetstream.rs`); topics then live in the cluster.
+    js: Option<Arc<crate::topic::jetstream::JsEngine>>,
+    /// The consumer groups of every topic (embedded engine only).
     groups: crate::group::Registry,
     /// Held while the broker runs: the `flock` on the data directory.
     _lock: std::fs::File,
@@ -205,6 +209,12 @@ impl Broker {
             .canonicalize()
             .map_err(BrokerError::io(&data_dir))?;
         let lock_file = lock_dir(&data_dir)?;
+        let js = match &config.engine {
+            crate::config::EngineConfig::Embedded => None,
+            crate::config::EngineConfig::JetStream(c) => {
+                Some(Broker::connect_jetstream(c, config.scanner_idle_ttl)?)
+            }
+        };
         let broker = Broker {
             config: ArcSwap::from_pointee(config),
             data_dir,
@@ -214,6 +224,7 @@ impl Broker {
             host: OnceLock::new(),
             reloading: RwLock::new(()),
             failures: LineLimit::new(FAILURE_LOG_INTERVAL),
+            js,
             groups: crate::group::Registry::default(),
             _lock: lock_file,
         };
@@ -223,11 +234,18 @@ impl Broker {
             plugins.insert(decl.name.clone(), broker.load_plugin(decl)?);
         }
         broker.plugins.store(Arc::new(plugins));
-        broker.load_topics()?;
         broker.groups.set_limits(config.groups);
-        let sync = matches!(config.fsync, crate::log::FsyncPolicy::Always);
-        for topic in broker.topics() {
-            broker.groups.load(&topic, sync);
+        match &broker.js {
+            // No consumer groups on this engine yet: the group routes
+            // answer 501 for its topics, so there is nothing to load.
+            Some(js) => broker.load_js_topics(js)?,
+            None => {
+                broker.load_topics()?;
+                let sync = matches!(config.fsync, crate::log::FsyncPolicy::Always);
+                for topic in broker.topics() {
+                    broker.groups.load(&topic, sync);
+                }
+            }
         }
         if !broker.groups.all().is_empty() {
             // Reading and compacting the journals peaks at several times
@@ -523,6 +541,9 @@ impl Broker {
 
     /// Sorted topic names.
     pub fn topic_names(&self) -> Vec<String> {
+        if let Some(names) = self.js.as_ref().and_then(|js| self.js_topic_names(js)) {
+            return names;
+        }
         let mut names: Vec<_> = self.topics.read().recover().keys().cloned().collect();
         names.sort();
         names
@@ -530,7 +551,11 @@ impl Broker {
 
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
-        let found = self.topics.read().recover().get(name).cloned();
+        let mut found = self.topics.read().recover().get(name).cloned();
+        found = found.filter(|t| !t.gone_elsewhere());
+        if let (None, Some(js), Ok(())) = (&found, &self.js, check_topic_name(name)) {
+            found = self.find_js_topic(js, name)?;
+        }
         // Every topic held has a valid name: only a miss needs the check,
         // to say which of the two errors it is.
         found.ok_or_else(|| match check_topic_name(name) {
@@ -628,6 +653,9 @@ impl Broker {
         hooks: Hooks,
         opts: LogOptions,
     ) -> Result<Arc<Topic>, BrokerError> {
+        if let Some(js) = &self.js {
+            return self.create_js_topic(js, name, settings, hooks);
+        }
         let dir = self.data_dir.join(name);
         match std::fs::create_dir(&dir) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -679,7 +707,10 @@ impl Broker {
         self.topics_mut().remove(name);
         topic.mark_deleted();
         topic.close()?;
-        remove_topic_files(topic.dir());
+        match &self.js {
+            Some(js) => self.delete_js_topic(js, name)?,
+            None => remove_topic_files(topic.dir()),
+        }
         tracing::info!(topic = name, force, "topic deleted");
         Ok(())
     }
@@ -830,6 +861,10 @@ fn is_temp_of(name: &str, stem: &str) -> bool {
 /// Removes the files of netlog's layout from a topic directory, then the
 /// directory if that left it empty. Unknown files are kept and logged.
 fn remove_topic_files(dir: &Path) {
+    // A topic on the JetStream engine has no directory.
+    if dir.as_os_str().is_empty() {
+        return;
+    }
     let readers = dir.join(READERS_DIR);
     if let Ok(entries) = std::fs::read_dir(&readers) {
         for e in entries.flatten() {

@@ -16,6 +16,7 @@
 //! change of defaults does not change an existing topic.
 
 pub mod auth;
+mod engine;
 mod server;
 mod settings;
 mod toml_file;
@@ -31,6 +32,7 @@ use crate::plugin::{
     DEFAULT_MEMORY_BYTES as DEFAULT_PLUGIN_MEMORY, DEFAULT_TIME_PER_CALL as DEFAULT_PLUGIN_TIME,
     MIN_MEMORY_BYTES as MIN_PLUGIN_MEMORY,
 };
+pub use engine::{EngineConfig, JetStreamConfig};
 pub use server::*;
 pub use settings::{
     DEFAULT_BATCH_INTERVAL, DEFAULT_BATCH_NUM_MESSAGES, DEFAULT_DEDUP_MAX_KEYS,
@@ -184,6 +186,8 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// The web console (`[console]`).
     pub console: ConsoleOptions,
+    /// Where topics are stored (`[engine]`); start-only. Default embedded.
+    pub engine: EngineConfig,
 }
 
 /// How log lines are written (`--log-format`, `[server] log_format`).
@@ -218,6 +222,7 @@ impl Default for Config {
             log_format: LogFormat::default(),
             config_file: None,
             console: ConsoleOptions::default(),
+            engine: EngineConfig::default(),
         }
     }
 }

@@ -32,8 +32,11 @@
 //! - [`broker`]: the registry of topics of one data directory (its lock,
 //!   create and delete serialised per name), plugin loading, hot reload of
 //!   the config all or nothing (`broker/reload.rs`), and the monitor and
-//!   interval-fsync loops over every topic.
-//! - [`topic`]: one topic behind the [`topic::Topic`] facade: group commit
+//!   interval-fsync loops over every topic. On the JetStream engine the
+//!   registry is a cache of the cluster's topics (`broker/jetstream.rs`).
+//! - [`topic`]: one topic behind the [`topic::Topic`] facade, over one of
+//!   two storage engines (`engine.rs`): the embedded log, or a NATS
+//!   JetStream stream (`jetstream/`, see `docs/engines.md`). Group commit
 //!   and validation (`writer.rs`), scanners and their files (`scanners.rs`),
 //!   rolling and deletion (`retention.rs`), `TopicError` (`error.rs`). It
 //!   holds the one rule for blocking work ([`topic`]'s docs): file reads,

@@ -82,6 +82,7 @@ pub async fn compare(a: &Ctx, b: &Ctx, scenario: Scenario) -> Result<(), String>
                 ..arm.ctx.args.clone()
             },
             target: arm.ctx.target.clone(),
+            also: None,
             origin: arm.ctx.origin,
         };
         run_scenario(&warm, scenario)

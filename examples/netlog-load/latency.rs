@@ -50,7 +50,10 @@ pub struct Outcome {
 
 /// What a latency run needs to know.
 pub struct Setup {
+    /// Where the publishers write.
     pub target: Target,
+    /// Where the subscribers read: `--also` if given, else `target`.
+    pub read_target: Target,
     pub topic: Arc<str>,
     pub origin: Instant,
     pub size: usize,
@@ -79,7 +82,7 @@ pub async fn run(setup: Setup, how: Subscribe, counters: Arc<Counters>) -> Resul
                 ))
             }
             Subscribe::Poll => {
-                let id = crate::create_scanner(&setup.target, &setup.topic, "end").await?;
+                let id = crate::create_scanner(&setup.read_target, &setup.topic, "end").await?;
                 tokio::spawn(poll(setup.clone(), id, counters.clone(), stopped.clone()))
             }
         };
@@ -146,7 +149,7 @@ pub async fn run(setup: Setup, how: Subscribe, counters: Arc<Counters>) -> Resul
 /// comment, so the subscription is in place before anything is published.
 async fn open_stream(setup: &Setup) -> Result<EventStream, String> {
     let path = format!("/{}/stream?from=end", setup.topic);
-    let mut events = EventStream::open(&setup.target, &path)
+    let mut events = EventStream::open(&setup.read_target, &path)
         .await
         .map_err(|e| format!("stream {path}: {e}"))?;
     loop {
@@ -258,8 +261,8 @@ async fn poll(
 ) -> Histogram {
     let mut hist = Histogram::default();
     let path = format!("/{}/scan?id={id}&wait={POLL_WAIT}", setup.topic);
-    let request = setup.target.request("GET", &path, &[], b"");
-    let mut link = Link::new(setup.target.clone());
+    let request = setup.read_target.request("GET", &path, &[], b"");
+    let mut link = Link::new(setup.read_target.clone());
     loop {
         let answer = tokio::select! {
             biased;

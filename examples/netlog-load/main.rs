@@ -17,6 +17,10 @@
 //! `post`, `batch-post`, `scan` and `batch-scan` scenarios, and `latency.rs`
 //! the `stream-latency` and `poll-latency` ones. `compare.rs` runs the
 //! throughput scenarios alternately against two brokers (`--compare URL`).
+//! `--also URL` loads two front ends of one cluster (the JetStream engine,
+//! `docs/engines.md`) in the same scenario: every other connection goes to
+//! it, and in the latency scenarios the subscribers read through it while
+//! the publishers write to `--url`.
 
 mod client;
 mod compare;
@@ -95,6 +99,11 @@ struct Args {
     /// (arm A) and this one (arm B) and report B's change (see compare.rs).
     #[arg(long, value_name = "URL")]
     compare: Option<String>,
+    /// A second front end serving the same topics (JetStream engine): the
+    /// throughput scenarios send every other connection to it, and the
+    /// latency scenarios subscribe through it while publishing to --url.
+    #[arg(long, value_name = "URL")]
+    also: Option<String>,
     /// Bearer secret for the --compare broker.
     #[arg(long)]
     compare_token: Option<String>,
@@ -169,6 +178,8 @@ impl Scenario {
 struct Ctx {
     args: Args,
     target: Target,
+    /// `--also`: a second front end of the same topics.
+    also: Option<Target>,
     /// The clock of latency stamps.
     origin: Instant,
 }
@@ -237,6 +248,9 @@ fn check(args: &Args) -> Result<(), String> {
     {
         return Err("--compare-token, --compare-pid and --compare-scrape need --compare".into());
     }
+    if args.compare.is_some() && args.also.is_some() {
+        return Err("--also and --compare cannot be combined".into());
+    }
     if args.compare.is_some()
         && matches!(
             args.scenario,
@@ -266,9 +280,23 @@ async fn run(args: Args) -> ExitCode {
     if let Some(url) = args.compare.clone() {
         return run_comparison(args, target, &url, scenarios).await;
     }
+    let also = match &args.also {
+        None => None,
+        Some(url) => match Target::parse(url).await {
+            Ok(t) => Some(Target {
+                token: args.token.clone(),
+                ..t
+            }),
+            Err(e) => {
+                eprintln!("netlog-load: --also: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let ctx = Ctx {
         args,
         target,
+        also,
         origin: Instant::now(),
     };
     let mut failed = false;
@@ -322,11 +350,13 @@ async fn run_comparison(
             ..args.clone()
         },
         target: other,
+        also: None,
         origin,
     };
     let a = Ctx {
         args,
         target,
+        also: None,
         origin,
     };
     let mut failed = false;
@@ -400,8 +430,17 @@ async fn throughput_scenario(
     let counters = Arc::new(Counters::default());
     let run = Arc::new(Run {
         target: ctx.target.clone(),
-        budget: Budget::new(ctx.duration(), args.messages),
+        budget: Arc::new(Budget::new(ctx.duration(), args.messages)),
         counters: counters.clone(),
+    });
+    // With --also, every other connection goes to the second front end,
+    // under the same budget and counters.
+    let run_also = ctx.also.as_ref().map(|also| {
+        Arc::new(Run {
+            target: also.clone(),
+            budget: run.budget.clone(),
+            counters: counters.clone(),
+        })
     });
     let publisher = Arc::new(Publisher {
         topic: topic.clone(),
@@ -416,8 +455,12 @@ async fn throughput_scenario(
     let progress = Progress::start(scenario.name().to_string(), counters.clone());
     let cpu = stats::process_cpu();
     let start = Instant::now();
-    let latency = throughput::run_tasks(args.connections, run.budget.deadline(), &counters, |_| {
-        let (run, topic, publisher) = (run.clone(), topic.clone(), publisher.clone());
+    let latency = throughput::run_tasks(args.connections, run.budget.deadline(), &counters, |i| {
+        let run = match &run_also {
+            Some(also) if i % 2 == 1 => also.clone(),
+            _ => run.clone(),
+        };
+        let (topic, publisher) = (topic.clone(), publisher.clone());
         async move {
             if scan {
                 throughput::scan(run, topic, batch).await
@@ -443,6 +486,11 @@ async fn throughput_scenario(
         report.notes.push(format!(
             "each connection's scanner reads the {} pre-filled messages from offset 0",
             args.prefill
+        ));
+    }
+    if let Some(also) = &args.also {
+        report.notes.push(format!(
+            "every other connection through the second front end {also}"
         ));
     }
     Ok(report)
@@ -567,6 +615,7 @@ async fn latency_scenario(
     let args = &ctx.args;
     let setup = latency::Setup {
         target: ctx.target.clone(),
+        read_target: ctx.also.clone().unwrap_or_else(|| ctx.target.clone()),
         topic: topic.clone(),
         origin: ctx.origin,
         size: args.size,
@@ -592,6 +641,12 @@ async fn latency_scenario(
     report.latency = outcome.latency;
     report.latency_kind = "publish to receive";
     report.notes = outcome.notes;
+    if let Some(also) = &args.also {
+        report.notes.push(format!(
+            "published through {}, received through the second front end {also}",
+            args.url
+        ));
+    }
     report.client_cpu = cpu;
     Ok(report)
 }

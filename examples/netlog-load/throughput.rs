@@ -27,7 +27,8 @@ const OFFSET_BYTES: usize = 8;
 /// What the tasks of one run share.
 pub struct Run {
     pub target: Target,
-    pub budget: Budget,
+    /// Shared by the runs of one scenario on two front ends (`--also`).
+    pub budget: Arc<Budget>,
     pub counters: Arc<Counters>,
 }
 
@@ -170,7 +171,7 @@ pub async fn prefill(
     let counters = Arc::new(Counters::default());
     let run = Arc::new(Run {
         target: target.clone(),
-        budget: Budget::new(Duration::from_secs(600), Some(count)),
+        budget: Arc::new(Budget::new(Duration::from_secs(600), Some(count))),
         counters: counters.clone(),
     });
     let publisher = Arc::new(Publisher {

@@ -356,6 +356,10 @@ fn keep_start_only(old: &Config, mut new: Config, needs_restart: &mut Vec<String
         needs_restart.push("[console] enabled or hosts".into());
         new.console = old.console.clone();
     }
+    if old.engine != new.engine {
+        needs_restart.push("[engine]".into());
+        new.engine = old.engine.clone();
+    }
     new
 }
 

@@ -29,6 +29,8 @@ pub(super) struct File {
     #[serde(default)]
     auth: super::auth::AuthFile,
     #[serde(default)]
+    engine: super::engine::EngineFile,
+    #[serde(default)]
     groups: super::GroupLimits,
     #[serde(default)]
     console: Console,
@@ -231,6 +233,7 @@ impl File {
             cfg.topics.insert(name, input);
         }
         cfg.auth = self.auth.resolve(path)?;
+        cfg.engine = self.engine.resolve(path)?;
         self.groups
             .check()
             .map_err(|why| at.err("groups", "", why))?;

@@ -29,6 +29,11 @@
 //! Files, under `<topic>/groups/<group>/`: `group.json` (settings, tag,
 //! generation; written whole, fsynced, renamed) and `journal`.
 //!
+//! Groups live on the embedded engine only, for now: a group holds its
+//! topic's [`Embedded`] log (append signal, oldest offset, times), and
+//! [`kept_by`] refuses a topic on another engine, which every group route
+//! answers with 501 (JetStream; `docs/engines.md`).
+//!
 //! Bounds: `max_pending` entries per group (about 100 bytes each in
 //! memory), `max_waiting` receives, and the broker-wide `[groups]` limits
 //! on groups per topic, groups in all and pending entries in all.
@@ -53,7 +58,7 @@ use crate::duration::parse_duration;
 use crate::lock::Recover;
 use crate::message::Message;
 use crate::record::{Idempotency, Record};
-use crate::topic::{Batch, Topic, TopicError};
+use crate::topic::{Batch, Embedded, Topic, TopicError};
 use crate::topic::{Lookup, fingerprint};
 use journal::Journal;
 use state::{Change, Lease, Outcome, Pend, Rules, State};
@@ -102,6 +107,9 @@ pub enum GroupError {
     Limit(String),
     #[error("shutting down")]
     ShuttingDown,
+    /// The topic's engine keeps no consumer groups (JetStream, for now).
+    #[error("consumer groups are not available on the {0} engine yet")]
+    NotOnEngine(&'static str),
     #[error(transparent)]
     Topic(#[from] TopicError),
     #[error("group storage: {0}")]
@@ -336,6 +344,8 @@ pub struct GroupMetrics {
 pub struct Group {
     name: String,
     topic: Arc<Topic>,
+    /// The topic's log, for its append signal, oldest offset and times.
+    embedded: Arc<Embedded>,
     dir: PathBuf,
     tag: String,
     inner: Mutex<Inner>,
@@ -348,7 +358,12 @@ impl Group {
     /// Opens the group stored in `dir` (blocking): replays its journal,
     /// cutting a torn tail, bumps the generation after an unclean stop,
     /// and compacts the journal.
-    fn open(topic: Arc<Topic>, dir: &Path, sync: bool) -> Result<Group, GroupError> {
+    fn open(
+        topic: Arc<Topic>,
+        embedded: Arc<Embedded>,
+        dir: &Path,
+        sync: bool,
+    ) -> Result<Group, GroupError> {
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -376,14 +391,18 @@ impl Group {
         stored.clean = false;
         store(dir, &stored)?;
         if rules.by_key {
-            learn_keys(&topic, &mut state);
+            learn_keys(&embedded, &mut state);
         }
-        Ok(Group::made(name, topic, dir, stored, state, journal, rules))
+        Ok(Group::made(
+            name, topic, embedded, dir, stored, state, journal, rules,
+        ))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn made(
         name: String,
         topic: Arc<Topic>,
+        embedded: Arc<Embedded>,
         dir: &Path,
         stored: Stored,
         state: State,
@@ -393,6 +412,7 @@ impl Group {
         Group {
             name,
             topic,
+            embedded,
             dir: dir.to_path_buf(),
             tag: stored.tag,
             inner: Mutex::new(Inner {
@@ -430,7 +450,7 @@ impl Group {
         stop: &watch::Receiver<bool>,
     ) -> Result<Vec<Delivered>, GroupError> {
         let deadline = Instant::now() + req.wait;
-        let mut appended = self.topic.log().subscribe();
+        let mut appended = self.embedded.log().subscribe();
         let mut gone = self.gone.subscribe();
         let mut stop = stop.clone();
         let mut registered = None;
@@ -486,7 +506,7 @@ impl Group {
         if let Some(c) = &req.consumer {
             seen(&mut inner.consumers, c, now);
         }
-        if let Some(change) = inner.state.skip_to(self.topic.log().oldest_offset()) {
+        if let Some(change) = inner.state.skip_to(self.embedded.log().oldest_offset()) {
             Self::journal(inner, &[change])?;
         }
         let got = inner.state.deliver(req.max, end, lease, now, &inner.rules);
@@ -880,7 +900,10 @@ impl Group {
             .encode_frame(&mut frame)
             .map_err(|e| format!("the letter does not encode: {e}"))?;
         let key = Bytes::from(format!("netlog-dlq.{}.{}.{offset}", self.name, self.tag));
-        let ticket = match dlq.dedup().begin(key, fingerprint(&frame)) {
+        let Some(dedup) = dlq.dedup() else {
+            return Err("the dead-letter topic takes no idempotency keys".into());
+        };
+        let ticket = match dedup.begin(key, fingerprint(&frame)) {
             Ok(ticket) => ticket,
             // Written before (the journal did not say so yet): done. Its
             // time differs, so a second try is a conflict, not a replay.
@@ -1176,6 +1199,9 @@ impl Registry {
     /// Opens the groups stored under `topic` (blocking); a group that
     /// fails to open is logged and left alone.
     pub fn load(&self, topic: &Arc<Topic>, sync: bool) {
+        let Some(embedded) = topic.embedded() else {
+            return;
+        };
         let dir = topic.dir().join(GROUPS_DIR);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
@@ -1186,7 +1212,7 @@ impl Registry {
             if !valid_name(&name) || !e.path().join("group.json").exists() {
                 continue;
             }
-            match Group::open(topic.clone(), &e.path(), sync) {
+            match Group::open(topic.clone(), embedded.clone(), &e.path(), sync) {
                 Ok(g) => {
                     map.insert(name, Arc::new(g));
                 }
@@ -1252,6 +1278,7 @@ impl Registry {
         sync: bool,
         resolve: &Resolver,
     ) -> Result<Arc<Group>, GroupError> {
+        let embedded = kept_by(topic)?;
         if !valid_name(name) {
             return Err(GroupError::Invalid(format!(
                 "invalid group name {name:?}: 1 to {MAX_NAME} of A-Z a-z 0-9 . _ -"
@@ -1281,7 +1308,7 @@ impl Registry {
             Some(text) => {
                 let spec = crate::duration::parse_offset(text)
                     .map_err(|e| GroupError::Invalid(format!("from: {e}")))?;
-                resolve_blocking(topic, spec)?
+                resolve_blocking(embedded, spec)
             }
         };
         let mut groups = self.groups.write().recover();
@@ -1329,6 +1356,7 @@ impl Registry {
         let group = Arc::new(Group::made(
             name.to_string(),
             topic.clone(),
+            embedded.clone(),
             &dir,
             stored,
             state,
@@ -1475,7 +1503,7 @@ fn key_hash(m: &Message) -> Option<u64> {
 /// reader), so the lowest pending offset of each key holds it and the
 /// others are blocked again. Blocking. A message that cannot be read has
 /// no key here; its receive judges it.
-fn learn_keys(topic: &Topic, state: &mut State) {
+fn learn_keys(topic: &Embedded, state: &mut State) {
     let offsets: Vec<(u64, Pend)> = state
         .pending_from(0, usize::MAX)
         .into_iter()
@@ -1520,27 +1548,33 @@ fn is_damage(e: &TopicError) -> bool {
     )
 }
 
-/// Resolves an offset spec against `topic` without an async context.
-fn resolve_blocking(
-    topic: &Arc<Topic>,
-    spec: crate::duration::OffsetSpec,
-) -> Result<u64, GroupError> {
+/// The embedded topic under `topic`, which keeps its groups; on another
+/// engine, [`GroupError::NotOnEngine`] (every group route answers it there).
+pub fn kept_by(topic: &Topic) -> Result<&Arc<Embedded>, GroupError> {
+    topic
+        .embedded()
+        .ok_or(GroupError::NotOnEngine(topic.engine_name()))
+}
+
+/// Resolves an offset spec against `topic`'s log without an async context.
+fn resolve_blocking(topic: &Embedded, spec: crate::duration::OffsetSpec) -> u64 {
     use crate::duration::OffsetSpec;
-    Ok(match spec {
+    let log = topic.log();
+    match spec {
         OffsetSpec::End => topic.next_offset(),
         OffsetSpec::At(n) => n,
-        OffsetSpec::Oldest => topic.log().oldest_offset(),
+        OffsetSpec::Oldest => log.oldest_offset(),
         OffsetSpec::Latest => topic
             .next_offset()
             .saturating_sub(1)
-            .max(topic.log().oldest_offset()),
+            .max(log.oldest_offset()),
         OffsetSpec::Ago(d) => {
             let at = SystemTime::now()
                 .checked_sub(d)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            topic.log().offset_at(at)
+            log.offset_at(at)
         }
-    })
+    }
 }
 
 /// Removes a group's files, and its directory if nothing else is in it.

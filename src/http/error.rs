@@ -140,6 +140,18 @@ pub enum ApiError {
     /// The request head is over hyper's limits.
     #[error("request header fields too large")]
     HeaderFieldsTooLarge,
+    /// The storage engine did not answer in time; for a publish
+    /// (`publish`), whether it was stored is unknown (`"stored":"unknown"`,
+    /// with `Retry-After`).
+    #[error("engine unavailable")]
+    EngineUnavailable { reason: String, publish: bool },
+    /// A publish over a limit of the storage engine, named in the reason.
+    #[error("payload too large")]
+    OverEngineLimit(String),
+    /// A feature the topic's storage engine does not have yet, named in
+    /// the reason.
+    #[error("not implemented")]
+    NotImplemented(String),
 }
 
 /// netlog's error body. The fields are in alphabetical order (see the
@@ -161,6 +173,8 @@ pub(crate) struct ErrorBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<Cow<'a, str>>,
     status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<&'static str>,
 }
 
 impl ErrorBody<'_> {
@@ -193,15 +207,17 @@ impl ApiError {
             Busy(_) | LeaseExpired(_) | IdempotencyInUse => StatusCode::CONFLICT,
             IdempotencyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             TooManyWaiting(_) => StatusCode::TOO_MANY_REQUESTS,
-            TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            TooLarge { .. } | OverEngineLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PluginFailed { .. }
             | PluginUnavailable { .. }
             | ShuttingDown
             | NotReady(_)
             | ServerBusy(_)
+            | EngineUnavailable { .. }
             | TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -224,6 +240,7 @@ impl ApiError {
             plugin: None,
             reason: None,
             status: self.status().as_u16(),
+            stored: None,
         };
         match self {
             BadRequest(r)
@@ -231,6 +248,8 @@ impl ApiError {
             | InvalidDuration(r)
             | InvalidCompression(r)
             | NotReady(r)
+            | OverEngineLimit(r)
+            | NotImplemented(r)
             | Busy(r)
             | NothingToReceive(r)
             | InvalidLease(r)
@@ -278,6 +297,15 @@ impl ApiError {
                 body.reason = Some(Cow::Borrowed(reason));
             }
             ReloadRefused { errors } => body.errors = Some(errors),
+            // The details (which server, which error) go to the log.
+            EngineUnavailable { publish, .. } => {
+                body.reason = Some(Cow::Borrowed(
+                    "the storage engine did not answer in time; retry later",
+                ));
+                if *publish {
+                    body.stored = Some("unknown");
+                }
+            }
             CodecFailed { codec, .. } => body.codec = Some(codec),
             Checksum { offset, .. } => {
                 // The offset is what a consumer needs to go on past the
@@ -331,6 +359,11 @@ impl ApiError {
                     tracing::error!(status, detail, suppressed, "request failed");
                 }
             }
+            EngineUnavailable { reason, .. } => {
+                if let Some(suppressed) = repeated("engine", reason) {
+                    tracing::warn!(status, reason, suppressed, "engine unavailable");
+                }
+            }
             Unknown(detail) | InvalidDir(detail) => {
                 if let Some(suppressed) = repeated("unknown", detail) {
                     tracing::error!(status, detail, suppressed, "request failed");
@@ -373,6 +406,9 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge { .. } | ApiError::ShuttingDown => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
+            ApiError::EngineUnavailable { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             ApiError::Unauthorized { invalid_token, .. } => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
@@ -407,6 +443,7 @@ impl From<GroupError> for ApiError {
             ),
             GroupError::Empty(why) => ApiError::NothingToReceive(why),
             GroupError::ShuttingDown => ApiError::ShuttingDown,
+            e @ GroupError::NotOnEngine(_) => ApiError::NotImplemented(e.to_string()),
             GroupError::Topic(e) => e.into(),
             e @ GroupError::Io(_) => ApiError::Unknown(chain(&e)),
         }
@@ -480,6 +517,7 @@ impl From<TopicError> for ApiError {
             TopicError::ShuttingDown => ApiError::ShuttingDown,
             TopicError::ScannerNotFound => ApiError::ScannerNotFound,
             e @ TopicError::V0Only => ApiError::BadRequest(e.to_string()),
+            e @ TopicError::NotOnEngine(_) => ApiError::NotImplemented(e.to_string()),
             TopicError::Busy { scanners } => ApiError::Busy(format!(
                 "{scanners} scanner(s) attached: delete them, or delete the topic with ?force=true"
             )),
@@ -503,11 +541,16 @@ impl From<TopicError> for ApiError {
             // of space is the same full disk as a refused publish.
             e @ TopicError::Io { .. } if e.is_no_space() => ApiError::InsufficientStorage,
             TopicError::OverBound { .. } => ApiError::ServerBusy("too many answers in flight"),
+            TopicError::EngineUnavailable { reason, publish } => {
+                ApiError::EngineUnavailable { reason, publish }
+            }
+            e @ TopicError::TooLarge { .. } => ApiError::OverEngineLimit(e.to_string()),
             e @ (TopicError::Log(_)
             | TopicError::Write(_)
             | TopicError::Io { .. }
             | TopicError::Task(_)
-            | TopicError::Panicked) => ApiError::Unknown(chain(&e)),
+            | TopicError::Panicked
+            | TopicError::Engine { .. }) => ApiError::Unknown(chain(&e)),
         }
     }
 }

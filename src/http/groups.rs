@@ -30,14 +30,23 @@ use crate::group::{
     SettleItem,
 };
 use crate::message::{self, PLAIN};
+use crate::topic::Topic;
 
 /// Default payload bytes of one receive: 1 MiB.
 pub const DEFAULT_RECEIVE_BYTES: usize = 1 << 20;
 /// Largest `max_bytes` of one receive: 64 MiB.
 pub const MAX_RECEIVE_BYTES: usize = 64 << 20;
 
+/// Topic `name`, if its engine keeps consumer groups: 404 without it, 501
+/// on the JetStream engine (no groups there yet).
+fn group_topic(state: &AppState, name: &str) -> Result<Arc<Topic>, ApiError> {
+    let topic = state.broker.topic(name)?;
+    crate::group::kept_by(&topic)?;
+    Ok(topic)
+}
+
 fn group(state: &AppState, topic: &str, name: &str) -> Result<Arc<Group>, ApiError> {
-    state.broker.topic(topic)?;
+    group_topic(state, topic)?;
     Ok(state.broker.groups().get(topic, name)?)
 }
 
@@ -46,7 +55,7 @@ pub async fn groups_list(
     State(state): State<AppState>,
     Path(topic): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.broker.topic(&topic)?;
+    group_topic(&state, &topic)?;
     Ok(axum::Json(state.broker.groups().names(&topic)).into_response())
 }
 
@@ -56,7 +65,7 @@ pub async fn group_create(
     Path((topic, name)): Path<(String, String)>,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let t = state.broker.topic(&topic)?;
+    let t = group_topic(&state, &topic)?;
     state.broker.create_group(t, name, body).await?;
     Ok(super::ok_message(StatusCode::CREATED, "group created"))
 }
@@ -74,7 +83,7 @@ pub async fn group_delete(
     State(state): State<AppState>,
     Path((topic, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    state.broker.topic(&topic)?;
+    group_topic(&state, &topic)?;
     state.broker.delete_group(topic, name).await?;
     Ok(super::ok_message(StatusCode::OK, "group deleted"))
 }
@@ -389,7 +398,7 @@ pub async fn group_seek(
     let to = params
         .get("to")
         .ok_or_else(|| ApiError::BadRequest("seek needs ?to=<offset>".into()))?;
-    let t = state.broker.topic(&topic)?;
+    let t = group_topic(&state, &topic)?;
     let to = super::resolve_offset(&t, to).await?;
     state.broker.seek_group(g.clone(), to).await?;
     Ok(axum::Json(g.info()).into_response())

@@ -4,7 +4,11 @@
 //! answers 200 once every topic is open (the server starts accepting only
 //! after the broker has opened them all, so that is from the first request
 //! on) and 503 from the moment shutdown begins, so a load balancer stops
-//! sending work while in-flight requests finish.
+//! sending work while in-flight requests finish. On the JetStream engine it
+//! also asks the cluster (one account request, bounded by the engine's
+//! `request_timeout`) and answers 503 while the connection is down or
+//! JetStream does not answer, so a load balancer skips a front end that
+//! could only answer 503s.
 //!
 //! The admin listener (`admin.rs`) serves both at `/health` and `/ready`.
 
@@ -23,6 +27,11 @@ pub async fn health_get() -> Response {
 pub async fn ready_get(State(state): State<AppState>) -> Result<Response, ApiError> {
     if *state.shutdown.borrow() {
         return Err(ApiError::NotReady("shutting down".into()));
+    }
+    if !state.broker.engine_ready().await {
+        return Err(ApiError::NotReady(
+            "the storage engine is not connected or does not answer".into(),
+        ));
     }
     Ok(super::ok_message(StatusCode::OK, "ready"))
 }

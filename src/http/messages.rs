@@ -21,7 +21,7 @@ use super::envelope::{self, View};
 use super::{ApiError, AppState, Body, Params, Path};
 use crate::message::{self, FormatError, PLAIN};
 use crate::record::{Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, Record};
-use crate::topic::{Batch, Lookup, Ticket, Topic, fingerprint};
+use crate::topic::{Batch, Lookup, Ticket, Topic, TopicError, fingerprint};
 
 /// Most messages one batch request may carry.
 pub const MAX_BATCH_MESSAGES: usize = 1_000_000;
@@ -204,7 +204,10 @@ async fn publish_once(
     frames: Vec<u8>,
     count: u32,
 ) -> Result<(u64, u32, bool), ApiError> {
-    let ticket = match topic.dedup().begin(key, fingerprint(&frames)) {
+    let Some(dedup) = topic.dedup() else {
+        return Err(TopicError::NotOnEngine("idempotent publish is").into());
+    };
+    let ticket = match dedup.begin(key, fingerprint(&frames)) {
         Ok(ticket) => ticket,
         Err(Lookup::Replay { first, count }) => return Ok((first, count, true)),
         Err(Lookup::InFlight) => return Err(ApiError::IdempotencyInUse),

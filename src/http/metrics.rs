@@ -364,14 +364,14 @@ fn encode_dedup(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
         "netlog_dedup_keys",
         "Idempotency keys remembered.",
         Gauge,
-        per_topic(|r| r.topic.dedup().keys() as f64),
+        per_topic(|r| r.topic.dedup().map_or(0.0, |d| d.keys() as f64)),
     )?;
     family(
         enc,
         "netlog_dedup_hits",
         "Retries answered with the original answer.",
         Counter,
-        per_topic(|r| r.topic.dedup().hits() as f64),
+        per_topic(|r| r.topic.dedup().map_or(0.0, |d| d.hits() as f64)),
     )?;
     family(
         enc,
@@ -379,7 +379,7 @@ fn encode_dedup(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
         "Idempotency keys refused: reused for other messages (payload) or in flight.",
         Counter,
         rows.iter().flat_map(|r| {
-            let (payload, in_flight) = r.topic.dedup().conflicts();
+            let (payload, in_flight) = r.topic.dedup().map_or((0, 0), |d| d.conflicts());
             [
                 (
                     [("topic", r.topic.name()), ("kind", "payload")],
@@ -397,7 +397,7 @@ fn encode_dedup(enc: &mut Enc<'_>, rows: &[TopicRow]) -> Fmt {
         "netlog_dedup_evicted",
         "Idempotency keys forgotten at dedup_max_keys before their window ended.",
         Counter,
-        per_topic(|r| r.topic.dedup().evicted() as f64),
+        per_topic(|r| r.topic.dedup().map_or(0.0, |d| d.evicted() as f64)),
     )
 }
 

@@ -30,6 +30,9 @@ pub enum TopicError {
         "this topic's message_format is v0: keys, headers, timestamps and idempotency keys are refused so Go netlog can still read it"
     )]
     V0Only,
+    /// What this engine does not do yet (`docs/engines.md`).
+    #[error("{0} not available on the jetstream engine yet")]
+    NotOnEngine(&'static str),
     /// Deleting the topic needs `force`: consumers are attached.
     #[error("topic has {scanners} scanner(s) attached")]
     Busy { scanners: usize },
@@ -76,6 +79,22 @@ pub enum TopicError {
     /// Blocking work panicked or was cancelled on the blocking pool.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The storage engine did not answer in time (JetStream: no leader, no
+    /// quorum, no connection). For a publish (`publish`), whether it was
+    /// stored is unknown: a retry with the same idempotency key is safe.
+    #[error("engine unavailable: {reason}")]
+    EngineUnavailable { reason: String, publish: bool },
+    /// A publish over a limit of the storage engine (JetStream: the
+    /// servers' `max_payload`, or the messages of one atomic batch).
+    #[error("over the engine's limit of {limit} {what}")]
+    TooLarge { limit: u64, what: &'static str },
+    /// The storage engine answered with an error.
+    #[error("engine error while {what}: {source}")]
+    Engine {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl TopicError {

@@ -36,7 +36,9 @@
 //! error as any request on a topic that does not exist.
 
 mod dedup;
+mod engine;
 mod error;
+pub(crate) mod jetstream;
 mod retention;
 mod scanners;
 mod stats;
@@ -53,6 +55,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use dedup::{Dedup, Lookup, Ticket, fingerprint};
+pub use engine::{Subscription, Topic};
 pub use error::{StorageFault, TopicError};
 pub use scanners::{READERS_DIR, ScannerEntry, set_scanner_idle_ttl};
 pub use stats::{PluginStats, PublishRoute, TopicGauges, TopicStats};
@@ -227,8 +230,9 @@ impl ReadBound {
     }
 }
 
-/// A topic. See the module docs.
-pub struct Topic {
+/// A topic on the embedded engine (the log in its directory). See the
+/// module docs; [`Topic`] is the facade over it.
+pub struct Embedded {
     name: String,
     dir: PathBuf,
     log: Log,
@@ -288,7 +292,7 @@ pub struct HookInfo {
     pub stats: CallStats,
 }
 
-impl Topic {
+impl Embedded {
     /// Opens (or, with `create`, creates, writing `settings.json`) the topic
     /// in `dir`: recovers its log and restores its persistent scanners.
     /// Blocking.
@@ -299,7 +303,7 @@ impl Topic {
         log_opts: LogOptions,
         hooks: Hooks,
         create: bool,
-    ) -> Result<Arc<Topic>, TopicError> {
+    ) -> Result<Arc<Embedded>, TopicError> {
         let readers = dir.join(READERS_DIR);
         std::fs::create_dir_all(&readers).map_err(TopicError::io(&readers))?;
         if create {
@@ -318,7 +322,7 @@ impl Topic {
         if v1 {
             rebuild_dedup(name, &log, &dedup);
         }
-        let topic = Arc::new(Topic {
+        let topic = Arc::new(Embedded {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             scanners: Scanners::new(dir),
@@ -767,10 +771,10 @@ impl Topic {
     }
 
     /// A subscription from `from`, for streams.
-    pub async fn subscribe(&self, from: u64) -> Result<Subscription, TopicError> {
+    pub async fn subscribe(&self, from: u64) -> Result<LogSubscription, TopicError> {
         let log = self.log.clone();
         let reader = blocking(move || Ok::<_, TopicError>(log.reader(from)?)).await?;
-        Ok(Subscription {
+        Ok(LogSubscription {
             next: from,
             parked: Some(reader),
         })
@@ -919,7 +923,7 @@ impl Topic {
     }
 }
 
-impl Drop for Topic {
+impl Drop for Embedded {
     fn drop(&mut self) {
         self.writer.close();
     }
@@ -927,19 +931,19 @@ impl Drop for Topic {
 
 /// A stream's position: reads forward from where it started, waiting for
 /// appends. See [`Topic::subscribe`].
-pub struct Subscription {
+pub struct LogSubscription {
     next: u64,
     /// The reader for reads from disk, parked at `next` (or dropped while
     /// the stream reads from the tail cache).
     parked: Option<Reader>,
 }
 
-impl Subscription {
+impl LogSubscription {
     /// The next messages within `limits`, waiting up to `wait`; empty when
     /// the wait ended with nothing new.
     pub async fn next(
         &mut self,
-        topic: &Topic,
+        topic: &Embedded,
         limits: ReadLimits,
         wait: Duration,
         stop: &watch::Receiver<bool>,

@@ -20,11 +20,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{Topic, TopicError};
+use super::{Embedded, TopicError};
 use crate::config::MIN_ROLL_AGE_FLOOR;
 use crate::plugin::{Retention, RetentionState, ScannerState, SegmentState};
 
-impl Topic {
+impl Embedded {
     /// One monitor pass over this topic (see the module docs). Blocking.
     pub(crate) fn maintain(&self) -> Result<(), TopicError> {
         self.expire_idle_scanners();

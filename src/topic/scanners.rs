@@ -88,6 +88,26 @@ pub(super) struct Parked {
 }
 
 impl ScannerEntry {
+    /// An entry kept by an engine other than the embedded one (JetStream):
+    /// its position lives elsewhere, this is what this process last saw.
+    pub(crate) fn detached(id: Uuid, from: u64, next: u64, persistent: bool) -> ScannerEntry {
+        ScannerEntry {
+            id,
+            from,
+            persistent,
+            next: AtomicU64::new(next),
+            saved: AtomicU64::new(next),
+            last_used: AtomicU64::new(now_ms()),
+            parked: Mutex::new(Parked::default()),
+            returned: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Records the position an engine moved it to.
+    pub(super) fn set_next(&self, next: u64) {
+        self.next.store(next, Ordering::Release);
+    }
+
     /// The next offset it will return.
     pub fn next(&self) -> u64 {
         self.next.load(Ordering::Acquire)

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{Batch, Topic};
+use super::{Batch, Embedded};
 use crate::histogram::{Histogram, HistogramSnapshot};
 use crate::message::HEADER_BYTES;
 use crate::plugin::{CallStats, WasmCodec};
@@ -125,7 +125,7 @@ pub struct PluginStats {
 /// Compression values a plugin codec may take.
 const PLUGIN_CODEC_VALUES: std::ops::RangeInclusive<u8> = 4..=15;
 
-impl Topic {
+impl Embedded {
     /// The publish counters.
     pub fn stats(&self) -> &TopicStats {
         &self.stats

@@ -11,7 +11,13 @@
 
 #![allow(dead_code)]
 
+mod engines;
+mod nats;
 mod plugins;
+#[allow(unused_imports)]
+pub use engines::*;
+#[allow(unused_imports)]
+pub use nats::*;
 #[allow(unused_imports)]
 pub use plugins::*;
 

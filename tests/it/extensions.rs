@@ -4,7 +4,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use crate::common::{data_dir, expect_json, spawn_broker};
+use crate::common::{Engine, data_dir, expect_json, spawn_broker};
 use futures_util::StreamExt;
 use netlog::message::{self, PLAIN};
 
@@ -91,10 +91,11 @@ impl Events {
 
 /// A bad CRC in the middle of a binary batch refuses the whole request,
 /// naming the frame, and writes nothing.
-#[tokio::test]
-async fn batch_publish_is_all_or_nothing() {
+async fn batch_publish_is_all_or_nothing(on: Engine) {
     let dir = data_dir();
-    let broker = spawn_broker(dir.path());
+    let Some(broker) = on.broker(dir.path()).await else {
+        return;
+    };
     let api = broker.api();
     api.create_topic("batch").await;
 
@@ -143,10 +144,11 @@ async fn batch_publish_is_all_or_nothing() {
 
 /// Batch consume returns exactly the next messages, in order, with their
 /// offsets, in both framings.
-#[tokio::test]
-async fn batch_consume_in_both_framings() {
+async fn batch_consume_in_both_framings(on: Engine) {
     let dir = data_dir();
-    let broker = spawn_broker(dir.path());
+    let Some(broker) = on.broker(dir.path()).await else {
+        return;
+    };
     let api = broker.api();
     api.create_topic("bc").await;
     let payloads: Vec<Vec<u8>> = (0..250u32)
@@ -230,10 +232,11 @@ async fn batch_consume_in_both_framings() {
 
 /// A stream delivers what is posted after it connected, and a reconnect with
 /// Last-Event-ID resumes with no gap and no duplicate.
-#[tokio::test]
-async fn stream_delivers_and_resumes() {
+async fn stream_delivers_and_resumes(on: Engine) {
     let dir = data_dir();
-    let broker = spawn_broker(dir.path());
+    let Some(broker) = on.broker(dir.path()).await else {
+        return;
+    };
     let api = broker.api();
     api.create_topic("live").await;
     api.publish("live", "before").await;
@@ -309,10 +312,11 @@ async fn stream_delivers_and_resumes() {
 }
 
 /// A quiet stream carries keep-alive comments.
-#[tokio::test]
-async fn stream_sends_heartbeats() {
+async fn stream_sends_heartbeats(on: Engine) {
     let dir = data_dir();
-    let broker = spawn_broker(dir.path());
+    let Some(broker) = on.broker(dir.path()).await else {
+        return;
+    };
     let api = broker.api();
     api.create_topic("quiet").await;
     let mut resp = api.get("/quiet/stream?heartbeat=50ms").await;
@@ -442,3 +446,11 @@ async fn stalled_stream_does_not_grow_memory() {
     drop(stalled);
     broker.terminate().await;
 }
+
+// The tests above that run on both engines (see `common/engines.rs`).
+crate::on_both_engines!(
+    batch_publish_is_all_or_nothing,
+    batch_consume_in_both_framings,
+    stream_delivers_and_resumes,
+    stream_sends_heartbeats,
+);

@@ -26,6 +26,7 @@ mod fuzz_http;
 mod groups;
 mod http_api;
 mod idempotency;
+mod jetstream;
 mod layers;
 mod limits;
 mod log_format;

@@ -1,0 +1,923 @@
+//! One topic on the JetStream engine: the facade's operations over its
+//! stream, its cursors and its wake-up subject.
+//!
+//! **Reads** are direct gets, answered by any replica; a miss is asked
+//! again of the stream leader (the message-get API) before it is a 404, so
+//! a message acknowledged to another front end is readable here at once.
+//! A scan reads up to its limits with at most [`READS_IN_FLIGHT`] direct
+//! gets in flight, from the cursor's position, and stops at the first
+//! sequence not stored.
+//!
+//! **Waits** (long polls, streams) watch a counter that a task bumps for
+//! every header the leader republishes on `nl.w.<topic>` after a commit,
+//! and read again at least every [`SAFETY_REREAD`], so a lost wake-up
+//! costs a second, never the message.
+//!
+//! **Cursor failures.** A cursor bucket that does not answer (an election)
+//! makes a scan `503 engine unavailable`. The compare-and-set of such a
+//! scan may still have landed: its messages are then skipped for that
+//! scanner, never handed out twice.
+//!
+//! **Validation** runs here, before the publish, on the blocking pool (a
+//! wasm call), with the topic's `on_error` policy, once per request.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use async_nats::jetstream::stream;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::cursors::{Cursor, Moved};
+use super::publish::Publisher;
+use super::{
+    EngineError, JsEngine, MAX_SCAN_MESSAGES, READS_IN_FLIGHT, SAFETY_REREAD, engine_error,
+    stream_name, subject, wake_subject,
+};
+use crate::config::{OnError, Settings};
+use crate::duration::OffsetSpec;
+use crate::lock::Recover;
+use crate::log::CheckError;
+use crate::message::{self, Message};
+use crate::plugin::Verdict;
+use crate::topic::{
+    Batch, Hooks, PluginStats, ReadLimits, ScannerEntry, ScannerInfo, TopicError, TopicGauges,
+    TopicInfo, TopicStats,
+};
+
+/// A topic on the JetStream engine. See the module docs.
+pub(crate) struct JsTopic {
+    name: String,
+    subject: String,
+    engine: Arc<JsEngine>,
+    stream: stream::Stream<()>,
+    settings: ArcSwap<Settings>,
+    hooks: ArcSwap<Hooks>,
+    stats: TopicStats,
+    messages_out: AtomicU64,
+    /// The offset after the last message this process saw stored.
+    next: AtomicU64,
+    /// Bumped on every republished header (see the module docs).
+    wake: watch::Sender<u64>,
+    gone: watch::Sender<bool>,
+    /// Scanners this process has handed out, by id: a cache of the
+    /// cursors' ids and kinds, never of their positions.
+    known: Mutex<HashMap<Uuid, Arc<ScannerEntry>>>,
+    waker: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for JsTopic {
+    fn drop(&mut self) {
+        self.waker.abort();
+    }
+}
+
+impl JsTopic {
+    /// Binds to the topic's stream and subscribes to its wake-up subject.
+    pub(crate) async fn open(
+        engine: Arc<JsEngine>,
+        name: &str,
+        settings: Settings,
+        hooks: Hooks,
+    ) -> Result<Arc<JsTopic>, EngineError> {
+        let stream = engine.js.get_stream_no_info(stream_name(name)).await?;
+        let mut wakes = engine.client.subscribe(wake_subject(name)).await?;
+        let wake = watch::Sender::new(0u64);
+        let waker = tokio::spawn({
+            let wake = wake.clone();
+            async move {
+                while wakes.next().await.is_some() {
+                    wake.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+        });
+        let info = stream.get_info().await?;
+        Ok(Arc::new(JsTopic {
+            name: name.to_string(),
+            subject: subject(name),
+            engine,
+            stream,
+            settings: ArcSwap::from_pointee(settings),
+            hooks: ArcSwap::from_pointee(hooks),
+            stats: TopicStats::default(),
+            messages_out: AtomicU64::new(0),
+            next: AtomicU64::new(info.state.last_sequence),
+            wake,
+            gone: watch::Sender::new(false),
+            known: Mutex::new(HashMap::new()),
+            waker,
+        }))
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// None: the topic lives in the cluster.
+    pub(crate) fn dir(&self) -> &Path {
+        Path::new("")
+    }
+
+    pub(crate) fn settings(&self) -> Settings {
+        Settings::clone(&self.settings.load())
+    }
+
+    pub(crate) fn hooks(&self) -> Arc<Hooks> {
+        self.hooks.load_full()
+    }
+
+    pub(crate) fn replace_hooks(&self, settings: Settings, hooks: Hooks) {
+        self.hooks.store(Arc::new(hooks));
+        self.settings.store(Arc::new(settings));
+    }
+
+    /// Stores the settings in the stream's config. Blocking.
+    pub(crate) fn store_settings(&self, settings: &Settings) -> Result<(), TopicError> {
+        super::block(self.engine.update(&self.name, settings))
+            .unwrap_or_else(|| Err("no multi-threaded runtime to update the stream on".into()))
+            .map_err(engine_error("storing settings"))
+    }
+
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn messages_out(&self) -> u64 {
+        self.messages_out.load(Ordering::Relaxed)
+    }
+
+    fn count_out(&self, n: usize) {
+        self.messages_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn saw_stored(&self, next: u64) {
+        self.next.fetch_max(next, Ordering::Relaxed);
+    }
+
+    /// Deleted: here, or found deleted by another front end.
+    pub(crate) fn is_gone(&self) -> bool {
+        *self.gone.borrow()
+    }
+
+    /// Validates and publishes `batch`; its first offset once the PubAck
+    /// says it is stored (see `publish.rs`).
+    pub(crate) async fn publish(&self, batch: Batch) -> Result<u64, TopicError> {
+        let hooks = self.hooks.load_full();
+        if let Some((plugin, reason)) = &hooks.unavailable {
+            return Err(TopicError::PluginUnavailable {
+                plugin: plugin.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if self.is_gone() {
+            return Err(TopicError::Deleted);
+        }
+        let (started, route) = (std::time::Instant::now(), batch.route());
+        let bytes = batch.payload_bytes();
+        let messages = payloads(batch)?;
+        let publisher = self.publisher();
+        publisher.check(&messages)?;
+        validate(&hooks, &messages).await?;
+        let first_seq = match publisher.publish(&messages).await {
+            Err(TopicError::Deleted) => {
+                self.mark_deleted();
+                return Err(TopicError::Deleted);
+            }
+            r => r?,
+        };
+        let count = messages.len() as u64;
+        self.saw_stored(first_seq - 1 + count);
+        self.stats.published(route, count, bytes, started.elapsed());
+        Ok(first_seq - 1)
+    }
+
+    fn publisher(&self) -> Publisher<'_> {
+        Publisher {
+            client: &self.engine.client,
+            subject: &self.subject,
+            request_timeout: self.engine.cfg.request_timeout,
+            publish_timeout: self.engine.cfg.publish_timeout,
+            max_payload: self.engine.max_payload,
+            engine: &self.engine,
+            topic: &self.name,
+        }
+    }
+
+    /// The stream's first and last sequence, from its leader.
+    async fn bounds(&self) -> Result<(u64, u64), TopicError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| self.failed("reading the stream's state", &e))?;
+        let last = info.state.last_sequence;
+        self.saw_stored(last);
+        Ok((info.state.first_sequence.max(1), last))
+    }
+
+    pub(crate) async fn resolve(&self, spec: OffsetSpec) -> Result<u64, TopicError> {
+        let (first, last) = self.bounds().await?;
+        let oldest = first - 1;
+        Ok(match spec {
+            OffsetSpec::Oldest => oldest,
+            OffsetSpec::Latest => last.saturating_sub(1).max(oldest),
+            OffsetSpec::End => last,
+            OffsetSpec::At(n) => n,
+            OffsetSpec::Ago(d) => {
+                let at = SystemTime::now()
+                    .checked_sub(d)
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                self.offset_at(first, last, at).await?
+            }
+        })
+    }
+
+    /// The first offset stored at or after `at` (binary search over the
+    /// stored times; the end of the topic if none).
+    async fn offset_at(&self, first: u64, last: u64, at: SystemTime) -> Result<u64, TopicError> {
+        let (mut lo, mut hi) = (first, last + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let before = match self.get(mid).await? {
+                Some(m) => SystemTime::from(m.time) < at,
+                None => true,
+            };
+            if before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo - 1)
+    }
+
+    /// The stored message at `seq`, from any replica, then from the leader
+    /// before `None`.
+    async fn get(
+        &self,
+        seq: u64,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, TopicError> {
+        use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
+        match self.stream.direct_get(seq).await {
+            Ok(m) => return Ok(Some(m)),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable("a direct get", e.to_string())),
+        }
+        match self.stream.get_raw_message(seq).await {
+            Ok(m) => Ok(Some(m)),
+            Err(e) => match e.kind() {
+                LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                _ => Err(self.failed("a message get on the leader", &e)),
+            },
+        }
+    }
+
+    pub(crate) async fn read(&self, offset: u64) -> Result<Option<Message>, TopicError> {
+        let Some(seq) = offset.checked_add(1) else {
+            return Ok(None);
+        };
+        let m = self.get(seq).await?.map(|m| message(offset, m.payload));
+        if m.is_some() {
+            self.saw_stored(seq);
+            self.count_out(1);
+        }
+        Ok(m)
+    }
+
+    /// Up to `limits` messages from `at`, stopping at the first sequence
+    /// not stored (from any replica; not confirmed on the leader: a wait
+    /// follows, and its re-read sees it).
+    async fn read_from(&self, at: u64, limits: ReadLimits) -> Result<Vec<Message>, TopicError> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        let want = limits.messages.clamp(1, MAX_SCAN_MESSAGES);
+        let mut out: Vec<Message> = Vec::new();
+        let mut bytes = 0usize;
+        let mut offset = at;
+        while out.len() < want && (out.is_empty() || bytes < limits.bytes) {
+            let n = (want - out.len()).min(READS_IN_FLIGHT);
+            let gets = (0..n as u64).map(|i| self.stream.direct_get(offset + i + 1));
+            let got = futures_util::future::join_all(gets).await;
+            let mut ended = false;
+            for r in got {
+                match r {
+                    Ok(m) => {
+                        if !out.is_empty() && bytes >= limits.bytes {
+                            ended = true;
+                            break;
+                        }
+                        bytes += m.payload.len();
+                        out.push(message(offset, m.payload));
+                        offset += 1;
+                    }
+                    Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+                        ended = true;
+                        break;
+                    }
+                    Err(e) if out.is_empty() => {
+                        return Err(unavailable("a direct get", e.to_string()));
+                    }
+                    Err(_) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if ended {
+                break;
+            }
+        }
+        if out.is_empty() && at < self.next_offset() {
+            // Nothing at a position before the end this process saw: it
+            // is behind the stream's first sequence (a purge, `max_age`),
+            // or this replica lags. Go on from the oldest stored; a leader
+            // that does not answer leaves it to the next re-read.
+            if let Ok((first, _)) = self.bounds().await
+                && at + 1 < first
+            {
+                return Box::pin(self.read_from(first - 1, limits)).await;
+            }
+        } else if !out.is_empty() {
+            self.saw_stored(offset);
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn create_scanner(
+        &self,
+        from: u64,
+        persistent: bool,
+    ) -> Result<Arc<ScannerEntry>, TopicError> {
+        if self.is_gone() {
+            return Err(TopicError::Deleted);
+        }
+        // As on the log: a scanner may start at the end, not past it.
+        let (_, last) = self.bounds().await?;
+        if from > last {
+            return Err(TopicError::Log(crate::log::LogError::OffsetNotFound(from)));
+        }
+        let id = Uuid::new_v4();
+        let cursor = Cursor {
+            next: from,
+            from,
+            persistent,
+        };
+        self.engine
+            .cursors
+            .create(&self.name, &id, cursor)
+            .await
+            .map_err(|e| unavailable("creating a scanner", e.to_string()))?;
+        let entry = Arc::new(ScannerEntry::detached(id, from, from, persistent));
+        self.known.lock().recover().insert(id, entry.clone());
+        tracing::info!(topic = %self.name, %id, from, persistent, "scanner created");
+        Ok(entry)
+    }
+
+    /// A handle on scanner `id`; whether it exists is known when it is
+    /// scanned (its cursor may be another front end's).
+    pub(crate) async fn scanner(&self, id: &str) -> Result<Arc<ScannerEntry>, TopicError> {
+        let id = Uuid::parse_str(id).map_err(|_| TopicError::ScannerNotFound)?;
+        if let Some(e) = self.known.lock().recover().get(&id) {
+            return Ok(e.clone());
+        }
+        let seen = self
+            .engine
+            .cursors
+            .get(&self.name, &id, None)
+            .await
+            .map_err(|e| unavailable("reading a scanner", e.to_string()))?
+            .ok_or(TopicError::ScannerNotFound)?;
+        let c = seen.cursor;
+        let entry = Arc::new(ScannerEntry::detached(id, c.from, c.next, c.persistent));
+        self.known.lock().recover().insert(id, entry.clone());
+        Ok(entry)
+    }
+
+    /// A handle on scanner `id` for synchronous callers: the cached one, or
+    /// one looked up on a multi-threaded runtime.
+    pub(crate) fn scanner_now(&self, id: &str) -> Result<Arc<ScannerEntry>, TopicError> {
+        super::block(self.scanner(id)).unwrap_or(Err(TopicError::ScannerNotFound))
+    }
+
+    pub(crate) fn scanner_count(&self) -> usize {
+        super::block(self.engine.cursors.list(&self.name, 0))
+            .and_then(Result::ok)
+            .map_or(0, |(_, n)| n)
+    }
+
+    pub(crate) fn scanners(&self) -> Vec<Arc<ScannerEntry>> {
+        let mut v: Vec<_> = self.known.lock().recover().values().cloned().collect();
+        v.sort_by_key(|e| e.id);
+        v
+    }
+
+    pub(crate) async fn delete_scanner(&self, id: &str) -> Result<(), TopicError> {
+        let id = Uuid::parse_str(id).map_err(|_| TopicError::ScannerNotFound)?;
+        self.known.lock().recover().remove(&id);
+        let deleted = self
+            .engine
+            .cursors
+            .delete(&self.name, &id)
+            .await
+            .map_err(engine_error("deleting a scanner"))?;
+        if deleted {
+            Ok(())
+        } else {
+            Err(TopicError::ScannerNotFound)
+        }
+    }
+
+    /// Up to `limits` messages from the scanner's cursor, moved by
+    /// compare-and-set (see `cursors.rs`); waits up to `wait` for the first.
+    pub(crate) async fn scan(
+        &self,
+        entry: &Arc<ScannerEntry>,
+        limits: ReadLimits,
+        wait: Duration,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Vec<Message>, TopicError> {
+        let deadline = deadline_after(wait);
+        let mut woken = self.wake.subscribe();
+        loop {
+            woken.borrow_and_update();
+            let seen = self
+                .engine
+                .cursors
+                .get(&self.name, &entry.id, Some(entry.persistent))
+                .await
+                .map_err(|e| unavailable("reading a scanner", e.to_string()))?
+                .ok_or(TopicError::ScannerNotFound)?;
+            let at = seen.cursor.next;
+            let mut messages = self.read_from(at, limits).await?;
+            let mut after = messages.last().map_or(at, |m| m.offset + 1);
+            if let Some(bound) = limits.bound {
+                after = bound.cut(&mut messages, after)?;
+            }
+            if after != at {
+                match self
+                    .engine
+                    .cursors
+                    .advance(&self.name, &entry.id, seen, after)
+                    .await
+                    .map_err(|e| unavailable("moving a scanner", e.to_string()))?
+                {
+                    Moved::Yes => entry.set_next(after),
+                    Moved::Raced => continue,
+                }
+            }
+            if !messages.is_empty() {
+                self.count_out(messages.len());
+                return Ok(messages);
+            }
+            if !self.wait_stored(&mut woken, deadline, stop).await? {
+                return Ok(Vec::new());
+            }
+            if *stop.borrow() {
+                return Err(TopicError::ShuttingDown);
+            }
+        }
+    }
+
+    pub(crate) async fn wait_readable(
+        &self,
+        entry: &Arc<ScannerEntry>,
+        wait: Duration,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<bool, TopicError> {
+        let deadline = deadline_after(wait);
+        let mut woken = self.wake.subscribe();
+        let one = ReadLimits {
+            messages: 1,
+            bytes: 1,
+            bound: None,
+        };
+        loop {
+            woken.borrow_and_update();
+            let seen = self
+                .engine
+                .cursors
+                .get(&self.name, &entry.id, Some(entry.persistent))
+                .await
+                .map_err(|e| unavailable("reading a scanner", e.to_string()))?
+                .ok_or(TopicError::ScannerNotFound)?;
+            if !self.read_from(seen.cursor.next, one).await?.is_empty() {
+                return Ok(true);
+            }
+            if !self.wait_stored(&mut woken, deadline, stop).await? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Waits for a wake-up, [`SAFETY_REREAD`], the deadline, shutdown or
+    /// deletion; `Ok(false)` at the deadline.
+    async fn wait_stored(
+        &self,
+        woken: &mut watch::Receiver<u64>,
+        deadline: Instant,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<bool, TopicError> {
+        if self.is_gone() {
+            return Err(TopicError::Deleted);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        let mut stop = stop.clone();
+        let mut gone = self.gone.subscribe();
+        let reread = (Instant::now() + SAFETY_REREAD).min(deadline);
+        tokio::select! {
+            _ = tokio::time::timeout_at(reread, woken.changed()) => Ok(true),
+            _ = stop.wait_for(|s| *s) => Err(TopicError::ShuttingDown),
+            _ = gone.wait_for(|g| *g) => Err(TopicError::Deleted),
+        }
+    }
+
+    /// A failed request as an error: `Deleted` when the stream is gone
+    /// (another front end deleted the topic), else the engine unavailable.
+    fn failed(&self, what: &str, e: &(dyn std::error::Error + 'static)) -> TopicError {
+        if stream_gone(e) {
+            self.mark_deleted();
+            return TopicError::Deleted;
+        }
+        unavailable(what, e.to_string())
+    }
+
+    pub(crate) fn subscribe(&self, from: u64) -> JsSubscription {
+        JsSubscription { next: from }
+    }
+
+    /// The servers sync on their own (`sync_interval`): nothing to do.
+    pub(crate) async fn sync(&self) -> Result<(), TopicError> {
+        Ok(())
+    }
+
+    /// The servers check their own files: nothing to report.
+    pub(crate) async fn check(&self, _from: u64) -> Result<Vec<CheckError>, TopicError> {
+        Ok(Vec::new())
+    }
+
+    pub(crate) async fn info(&self, max_scanners: usize) -> Result<TopicInfo, TopicError> {
+        let (first, last) = self.bounds().await?;
+        let (listed, scanner_count) = self
+            .engine
+            .cursors
+            .list(&self.name, max_scanners)
+            .await
+            .map_err(engine_error("listing scanners"))?;
+        let hooks = self.hooks.load();
+        let hook = |plugin: &str, on_error, stats| crate::topic::HookInfo {
+            plugin: plugin.to_string(),
+            on_error,
+            stats,
+        };
+        Ok(TopicInfo {
+            name: self.name.clone(),
+            dir: Default::default(),
+            oldest_offset: first - 1,
+            latest_offset: last as i64 - 1,
+            segments: Vec::new(),
+            scanners: listed
+                .into_iter()
+                .map(|(id, c)| ScannerInfo {
+                    id,
+                    next: c.next,
+                    from: c.from,
+                    persistent: c.persistent,
+                })
+                .collect(),
+            scanner_count,
+            settings: self.settings(),
+            validation: hooks
+                .validator
+                .as_ref()
+                .map(|v| hook(v.plugin().name(), Some(hooks.on_error), v.stats())),
+            retention: hooks
+                .retention
+                .as_ref()
+                .map(|r| hook(r.plugin().name(), None, r.stats())),
+            compression_refused_sets: 0,
+        })
+    }
+
+    /// One monitor pass: with a retention plugin, its decision over the
+    /// ledger's virtual segments (`ledger.rs`); without one the servers
+    /// apply `max_age`. Blocking (the plugin is a wasm call).
+    pub(crate) fn maintain(&self) -> Result<(), TopicError> {
+        let hooks = self.hooks.load_full();
+        let Some(retention) = &hooks.retention else {
+            return Ok(());
+        };
+        let Some(seen) = super::block(self.retention_state()) else {
+            return Ok(());
+        };
+        let (state, mut ledger, end) = seen?;
+        let decision = match retention.evaluate(&state) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(topic = self.name, error = %e, "retention plugin failed: nothing deleted this tick");
+                return Ok(());
+            }
+        };
+        let settings = self.settings();
+        let segments = &state.segments;
+        let active = segments.last().expect("a ledger has an active segment");
+        // A ledger made this tick is stored whatever the decision: its
+        // active segment's age counts from now.
+        let mut changed = ledger.is_new();
+        if decision.roll_active && active.next_offset > active.base_offset {
+            let age = Duration::from_millis(state.now_ms.saturating_sub(active.created_ms));
+            if super::ledger::may_roll(
+                age,
+                active.bytes,
+                settings.min_segment_age,
+                settings.min_segment_bytes,
+            ) {
+                ledger.segments.push(super::ledger::Segment {
+                    base: end,
+                    created_ms: state.now_ms,
+                });
+                changed = true;
+                tracing::info!(
+                    topic = self.name,
+                    base = active.base_offset,
+                    "segment rolled: asked by retention plugin"
+                );
+            }
+        }
+        let delete = (decision.delete_oldest as usize).min(ledger.segments.len() - 1);
+        if delete > 0 {
+            let upto = ledger.segments[delete].base;
+            // Purges every message before sequence upto + 1.
+            super::block(async { self.stream.purge().sequence(upto + 1).await })
+                .unwrap_or_else(|| {
+                    Err(async_nats::jetstream::stream::PurgeError::new(
+                        async_nats::jetstream::stream::PurgeErrorKind::Request,
+                    ))
+                })
+                .map_err(|e| engine_error("purging")(e.into()))?;
+            ledger.segments.drain(..delete);
+            changed = true;
+            tracing::info!(
+                topic = self.name,
+                upto,
+                plugin = retention.plugin().name(),
+                asked = decision.delete_oldest,
+                "segments purged: retention plugin"
+            );
+        }
+        if changed {
+            let put = super::block(self.engine.ledgers.put(&self.name, &ledger))
+                .unwrap_or(Ok(false))
+                .map_err(engine_error("storing the ledger"))?;
+            if !put {
+                tracing::debug!(
+                    topic = self.name,
+                    "ledger moved by another front end: this tick's decision dropped"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// What the retention plugin is shown, the ledger it was built from and
+    /// the end offset.
+    async fn retention_state(
+        &self,
+    ) -> Result<(crate::plugin::RetentionState, super::ledger::Ledger, u64), TopicError> {
+        use crate::plugin::{RetentionState, ScannerState, SegmentState};
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable("reading the stream's state", e.to_string()))?;
+        let (first, end) = (
+            info.state.first_sequence.max(1) - 1,
+            info.state.last_sequence,
+        );
+        let per_message = info
+            .state
+            .bytes
+            .checked_div(info.state.messages)
+            .unwrap_or(0);
+        let ledger = self
+            .engine
+            .ledgers
+            .get(&self.name, first)
+            .await
+            .map_err(|e| unavailable("reading the ledger", e.to_string()))?;
+        let (scanners, _) = self
+            .engine
+            .cursors
+            .list(&self.name, usize::MAX)
+            .await
+            .map_err(|e| unavailable("listing scanners", e.to_string()))?;
+        let now_ms = super::ledger::now_ms();
+        let segs = &ledger.segments;
+        let segments = segs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let next = segs.get(i + 1).map_or(end.max(s.base), |n| n.base);
+                SegmentState {
+                    base_offset: s.base,
+                    next_offset: next,
+                    bytes: (next - s.base) * per_message,
+                    created_ms: s.created_ms,
+                    modified_ms: segs.get(i + 1).map_or(now_ms, |n| n.created_ms),
+                }
+            })
+            .collect();
+        let state = RetentionState {
+            topic: self.name.clone(),
+            segments,
+            scanners: scanners
+                .into_iter()
+                .map(|(id, c)| ScannerState {
+                    id: id.to_string(),
+                    next_offset: c.next,
+                    persistent: c.persistent,
+                })
+                .collect(),
+            now_ms,
+        };
+        Ok((state, ledger, end))
+    }
+
+    pub(crate) fn sync_if_due(&self) -> Result<(), TopicError> {
+        Ok(())
+    }
+
+    pub(crate) fn mark_deleted(&self) {
+        self.gone.send_replace(true);
+    }
+
+    pub(crate) fn close(&self) -> Result<(), TopicError> {
+        self.waker.abort();
+        Ok(())
+    }
+
+    pub(crate) fn stats(&self) -> &TopicStats {
+        &self.stats
+    }
+
+    pub(crate) fn gauges(&self) -> TopicGauges {
+        TopicGauges {
+            latest_offset: self.next_offset() as i64 - 1,
+            segments: 0,
+            disk_bytes: 0,
+        }
+    }
+
+    pub(crate) fn scanner_lags(&self) -> Vec<(Uuid, u64)> {
+        Vec::new()
+    }
+
+    pub(crate) fn plugin_stats(&self) -> Vec<PluginStats> {
+        let hooks = self.hooks();
+        let mut out = Vec::new();
+        if let Some(v) = &hooks.validator {
+            out.push(PluginStats {
+                plugin: v.plugin().name().to_string(),
+                hook: "validation",
+                stats: v.stats(),
+            });
+        }
+        out
+    }
+}
+
+/// A stream's position on this engine.
+pub struct JsSubscription {
+    next: u64,
+}
+
+impl JsSubscription {
+    /// The next messages within `limits`, waiting up to `wait`.
+    pub(crate) async fn next(
+        &mut self,
+        topic: &JsTopic,
+        limits: ReadLimits,
+        wait: Duration,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Vec<Message>, TopicError> {
+        let deadline = deadline_after(wait);
+        let mut woken = topic.wake.subscribe();
+        loop {
+            woken.borrow_and_update();
+            let messages = topic.read_from(self.next, limits).await?;
+            if let Some(m) = messages.last() {
+                self.next = m.offset + 1;
+                topic.count_out(messages.len());
+                return Ok(messages);
+            }
+            if !topic.wait_stored(&mut woken, deadline, stop).await? {
+                return Ok(Vec::new());
+            }
+        }
+    }
+}
+
+/// A stored payload as a netlog message (its CRC computed here: the
+/// servers keep their own checksums).
+fn message(offset: u64, payload: Bytes) -> Message {
+    Message {
+        offset,
+        crc: crc32fast::hash(&payload),
+        payload,
+        // v0: the engine stores no v1 records yet (`Topic::allow_v1`).
+        format: crate::message::FORMAT_VERSION,
+    }
+}
+
+/// The payloads of a publish.
+fn payloads(batch: Batch) -> Result<Vec<Bytes>, TopicError> {
+    match batch {
+        Batch::One(p) => Ok(vec![p]),
+        Batch::Framed { plain, .. } => {
+            let mut out = Vec::new();
+            let mut pos = 0usize;
+            for m in message::plain_messages(&plain) {
+                let m = m.map_err(|e| TopicError::Engine {
+                    what: "splitting a batch",
+                    source: e.into(),
+                })?;
+                let start = m.as_ptr() as usize - plain.as_ptr() as usize;
+                out.push(plain.slice(start..start + m.len()));
+                pos = start + m.len();
+            }
+            debug_assert!(pos <= plain.len());
+            Ok(out)
+        }
+    }
+}
+
+/// Runs the topic's validator over `messages` on the blocking pool.
+async fn validate(hooks: &Arc<Hooks>, messages: &[Bytes]) -> Result<(), TopicError> {
+    let Some(validator) = hooks.validator.clone() else {
+        return Ok(());
+    };
+    let on_error = hooks.on_error;
+    let owned = messages.to_vec();
+    let plugin = validator.plugin().name().to_string();
+    let verdicts = tokio::task::spawn_blocking(move || {
+        let slices: Vec<&[u8]> = owned.iter().map(|b| &b[..]).collect();
+        validator.validate(&slices)
+    })
+    .await?;
+    match verdicts {
+        Ok(v) => match v.into_iter().enumerate().find_map(|(i, v)| match v {
+            Verdict::Reject(r) => Some((i, r)),
+            Verdict::Accept => None,
+        }) {
+            Some((index, reason)) => Err(TopicError::Rejected {
+                plugin,
+                index,
+                reason,
+            }),
+            None => Ok(()),
+        },
+        Err(e) if on_error == OnError::Accept => {
+            tracing::warn!(plugin, error = %e, "validator failed; message accepted (on_error = accept)");
+            Ok(())
+        }
+        Err(e) => Err(TopicError::PluginFailed {
+            plugin,
+            source: Arc::new(e),
+        }),
+    }
+}
+
+/// Whether `e` (or a cause of it) is JetStream saying the stream does not
+/// exist, or that a message get found no message there (its 404s).
+fn stream_gone(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(j) = c.downcast_ref::<async_nats::jetstream::Error>() {
+            return j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// An engine that did not answer as an error.
+fn unavailable(what: &str, detail: String) -> TopicError {
+    TopicError::EngineUnavailable {
+        reason: format!("{what}: {detail}"),
+        publish: false,
+    }
+}
+
+/// `wait` from now, or about a year for a wait too long to add.
+fn deadline_after(wait: Duration) -> Instant {
+    Instant::now()
+        .checked_add(wait)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+}

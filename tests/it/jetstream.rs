@@ -1,0 +1,621 @@
+//! The JetStream engine against a real 3-node nats-server cluster on
+//! loopback (`common::NatsCluster`): two netlog front ends over one
+//! cluster, and what a client sees when the stream leader dies.
+//!
+//! Each test starts its own cluster and front ends and keeps its loops
+//! bounded: the whole module runs in well under a minute here.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use serde_json::Value;
+
+/// A front end on `cluster`, its data directory (plugin cache only) in
+/// `dir`.
+async fn front_end(cluster: &NatsCluster, dir: &Path, publish_timeout: &str) -> NetlogProcess {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("netlog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = {:?}\n{}",
+            dir.join("data").display().to_string(),
+            cluster.engine_toml(publish_timeout)
+        ),
+    )
+    .unwrap();
+    let mut launch = Launch::new().arg("--config").arg(&config);
+    if let Some(logs) = std::env::var_os("NETLOG_JS_LOGS") {
+        // `<test dir>-<front end>.log`: tests run in parallel.
+        let name = dir.to_string_lossy().replace('/', "_");
+        launch = launch.log_to(&Path::new(&logs).join(format!("{name}.log")));
+    }
+    launch.start().await
+}
+
+/// A cluster and two front ends on it, or `None` (skipped) without a
+/// nats-server binary.
+async fn two_front_ends(
+    publish_timeout: &str,
+) -> Option<(NatsCluster, NetlogProcess, NetlogProcess, tempfile::TempDir)> {
+    let Some(cluster) = NatsCluster::start(3).await else {
+        skip("no nats-server binary: run ./test.sh, or set NETLOG_NATS_SERVER");
+        return None;
+    };
+    let dir = data_dir();
+    let a = front_end(&cluster, &dir.path().join("a"), publish_timeout).await;
+    let b = front_end(&cluster, &dir.path().join("b"), publish_timeout).await;
+    Some((cluster, a, b, dir))
+}
+
+/// Scans `id` on `api` in batches of up to `max` until end of topic,
+/// starting when every drainer sharing `start` is ready; returns the
+/// offsets handed out.
+async fn drain(
+    api: Api,
+    topic: String,
+    id: String,
+    max: usize,
+    start: Arc<tokio::sync::Barrier>,
+) -> Vec<u64> {
+    let mut got = Vec::new();
+    start.wait().await;
+    loop {
+        let resp = api.get(&format!("/{topic}/scan?id={id}&max={max}")).await;
+        if resp.status() == 404 {
+            return got;
+        }
+        if resp.status() != 200 {
+            panic!(
+                "scan answered {}: {}",
+                resp.status(),
+                resp.text().await.unwrap()
+            );
+        }
+        let first: u64 = resp.headers()["x-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let count: u64 = resp.headers()["x-count"].to_str().unwrap().parse().unwrap();
+        got.extend(first..first + count);
+    }
+}
+
+/// Two front ends on one cluster serve the same topics: a 201 on A is
+/// readable on B at once, a long poll on B is woken by a publish on A, and
+/// one scanner scanned from both hands out each of 10,000 offsets once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_front_ends_serve_the_same_topics() {
+    let Some((_cluster, a, b, _dir)) = two_front_ends("15s").await else {
+        return;
+    };
+    let (a, b) = (a.api(), b.api());
+    a.create_topic("orders.eu-1").await;
+    // Known on B without a restart.
+    expect_json(b.get("/orders.eu-1").await, 200).await;
+
+    for i in 0..20u64 {
+        let offset = a.publish("orders.eu-1", format!("m{i}")).await;
+        assert_eq!(offset, i);
+        let (at, bytes) = b.payload("orders.eu-1", &offset.to_string()).await;
+        assert_eq!((at, bytes), (i, format!("m{i}").into_bytes()));
+    }
+    expect_error(
+        b.get("/orders.eu-1/payload/20").await,
+        404,
+        "offset not found",
+    )
+    .await;
+
+    // A topic deleted on A is gone on B at once, for reads and publishes.
+    a.create_topic("brief").await;
+    b.publish("brief", "x").await;
+    expect_ok_message(a.delete("/brief").await, 200, "topic deleted").await;
+    expect_exact_error(b.post("/brief/payload", "y").await, 404, "topic not found").await;
+    expect_exact_error(b.get("/brief").await, 404, "topic not found").await;
+    // Made again on A: B serves the new one, from offset 0.
+    a.create_topic("brief").await;
+    assert_eq!(b.publish("brief", "again").await, 0);
+
+    // A long poll on B, woken by a publish on A (well before its wait).
+    let id = b.scanner_id("orders.eu-1", "end").await;
+    let poll = tokio::spawn({
+        let (b, id) = (b.clone(), id.clone());
+        async move {
+            let started = Instant::now();
+            let resp = b.scan("orders.eu-1", &id, "20s").await;
+            (
+                resp.status().as_u16(),
+                resp.bytes().await.unwrap(),
+                started.elapsed(),
+            )
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.publish("orders.eu-1", "wake").await;
+    let (status, body, took) = poll.await.unwrap();
+    assert_eq!((status, &body[..]), (200, &b"wake"[..]));
+    assert!(
+        took < Duration::from_secs(10),
+        "long poll woken after {took:?}"
+    );
+
+    // 10,000 messages, one scanner scanned from both front ends at once.
+    a.create_topic("many").await;
+    for batch in 0..10u64 {
+        let body: String = (0..1000u64)
+            .map(|i| format!("{}\n", batch * 1000 + i))
+            .collect();
+        let resp = a.publish_ndjson("many", body).await;
+        let v = expect_json(resp, 201).await;
+        assert_eq!(v["first_offset"], batch * 1000);
+    }
+    let id = a.scanner_id("many", "oldest").await;
+    // Both start together, in batches small enough that neither can take
+    // all 10,000 before the other's first scan (which the full suite, on 2
+    // cores, once showed with batches of 250 and no common start).
+    let start = Arc::new(tokio::sync::Barrier::new(2));
+    let from_a = tokio::spawn(drain(
+        a.clone(),
+        "many".into(),
+        id.clone(),
+        100,
+        start.clone(),
+    ));
+    let from_b = tokio::spawn(drain(b.clone(), "many".into(), id.clone(), 100, start));
+    let (from_a, from_b) = (from_a.await.unwrap(), from_b.await.unwrap());
+    let mut seen = HashSet::new();
+    for o in from_a.iter().chain(&from_b) {
+        assert!(seen.insert(*o), "offset {o} handed out twice");
+    }
+    assert_eq!(seen.len(), 10_000, "every offset handed out");
+    assert!(
+        !from_a.is_empty() && !from_b.is_empty(),
+        "both front ends scanned"
+    );
+}
+
+/// A server the engine cannot use (here: JetStream off) stops start-up
+/// with an error naming the server's version, before anything listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_usable_jetstream_is_refused_at_start() {
+    let Some(server) = NatsCluster::start_without_jetstream().await else {
+        skip("no nats-server binary: run ./test.sh, or set NETLOG_NATS_SERVER");
+        return;
+    };
+    let dir = data_dir();
+    let config = dir.path().join("netlog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n{}",
+            dir.path().join("data").display().to_string(),
+            server
+                .engine_toml("1s")
+                .replace("replicas = 1", "replicas = 1\nrequest_timeout = \"500ms\"")
+        ),
+    )
+    .unwrap();
+    let done =
+        tokio::task::spawn_blocking(move || run_netlog(["--config", config.to_str().unwrap()]))
+            .await
+            .unwrap();
+    assert!(
+        !done.status.success(),
+        "started against a server without JetStream"
+    );
+    let out = format!("{}{}", done.stdout, done.stderr);
+    assert!(out.contains("nats-server 2.15.1"), "{out}");
+}
+
+/// `/_ready` says whether the engine is connected and answers: 503 while
+/// its only server is down, 200 again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_engine() {
+    let Some(mut server) = NatsCluster::start(1).await else {
+        skip("no nats-server binary: run ./test.sh, or set NETLOG_NATS_SERVER");
+        return;
+    };
+    let dir = data_dir();
+    let netlog = front_end(&server, dir.path(), "2s").await;
+    let api = netlog.api();
+    expect_ok_message(api.get("/_ready").await, 200, "ready").await;
+    server.kill(0);
+    eventually("/_ready at 503", Duration::from_secs(20), || async {
+        (api.get("/_ready").await.status() == 503).then_some(())
+    })
+    .await;
+    server.restart(0).await;
+    eventually("/_ready at 200 again", Duration::from_secs(30), || async {
+        (api.get("/_ready").await.status() == 200).then_some(())
+    })
+    .await;
+}
+
+/// The engine's limits answer 413 before anything is sent: a batch over
+/// 1,000 messages, a message over the servers' max_payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_limits_are_413() {
+    let Some((_cluster, a, _b, _dir)) = two_front_ends("15s").await else {
+        return;
+    };
+    let a = a.api();
+    a.create_topic("limits").await;
+    let body: String = (0..1001).map(|i| format!("{i}\n")).collect();
+    let v = expect_error(
+        a.publish_ndjson("limits", body).await,
+        413,
+        "payload too large",
+    )
+    .await;
+    assert!(v["reason"].as_str().unwrap().contains("1000"), "{v}");
+    let big = vec![b'x'; 2 << 20];
+    expect_error(
+        a.post("/limits/payload", big).await,
+        413,
+        "payload too large",
+    )
+    .await;
+    // Nothing was stored.
+    let info: Value = a.info("limits").await;
+    assert_eq!(info["latest_offset"], -1, "{info}");
+}
+
+/// Which node a failover test kills.
+#[derive(Clone, Copy, Debug)]
+enum Victim {
+    /// The topic's stream leader.
+    StreamLeader,
+    /// A follower of the topic's stream.
+    StreamFollower,
+    /// The leader of the scanner cursors' KV stream.
+    CursorLeader,
+}
+
+/// The leader and replicas of `stream`, as the cluster says.
+async fn placement(urls: &[String], stream: &str) -> (String, Vec<String>) {
+    let servers: Vec<async_nats::ServerAddr> = urls.iter().map(|u| u.parse().unwrap()).collect();
+    let client = async_nats::connect(servers)
+        .await
+        .expect("connect to the cluster");
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = js.get_stream(stream).await
+            && let Ok(info) = s.info().await
+            && let Some(c) = &info.cluster
+            && let Some(leader) = &c.leader
+        {
+            let replicas = c.replicas.iter().map(|r| r.name.clone()).collect();
+            return (leader.clone(), replicas);
+        }
+        assert!(Instant::now() < deadline, "no leader for {stream}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `(messages, first_seq, last_seq)` of `stream` on each node, from the
+/// monitoring endpoint.
+async fn replica_states(cluster: &NatsCluster, stream: &str) -> Vec<Option<(u64, u64, u64)>> {
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let url = format!("{}/jsz?streams=true", cluster.monitor_url(i));
+        let v: Option<Value> = match reqwest::get(&url).await {
+            Ok(r) => serde_json::from_slice(&r.bytes().await.unwrap_or_default()).ok(),
+            Err(_) => None,
+        };
+        let state = v.and_then(|v| {
+            v["account_details"].as_array()?.iter().find_map(|a| {
+                a["stream_detail"].as_array()?.iter().find_map(|s| {
+                    (s["name"] == stream).then(|| {
+                        let st = &s["state"];
+                        (
+                            st["messages"].as_u64().unwrap_or(0),
+                            st["first_seq"].as_u64().unwrap_or(0),
+                            st["last_seq"].as_u64().unwrap_or(0),
+                        )
+                    })
+                })
+            })
+        });
+        out.push(state);
+    }
+    out
+}
+
+/// Publishes `<task>-<i>` on `api` until `stop`; the acknowledged
+/// `(payload, offset)` pairs and the count of `stored: unknown` answers.
+async fn publisher(
+    api: Api,
+    task: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> (Vec<(String, u64)>, usize) {
+    use std::sync::atomic::Ordering;
+    let (mut ok, mut unknown) = (Vec::new(), 0);
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let payload = format!("{task}-{i}");
+        i += 1;
+        let resp = api.post("/load/payload", payload.clone()).await;
+        match resp.status().as_u16() {
+            201 => {
+                let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+                ok.push((payload, v["offset"].as_u64().unwrap()));
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
+            503 => {
+                let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+                assert_eq!(v["stored"], "unknown", "{v}");
+                unknown += 1;
+            }
+            s => panic!("publish answered {s}: {}", resp.text().await.unwrap()),
+        }
+    }
+    (ok, unknown)
+}
+
+/// Scans `id` on `api` until `stop` and the topic is drained; the offsets
+/// handed out and the count of 503 answers.
+async fn scanner_task(
+    api: Api,
+    id: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<u64>, usize) {
+    use std::sync::atomic::Ordering;
+    let (mut got, mut unavailable) = (Vec::new(), 0);
+    loop {
+        let resp = api
+            .get(&format!("/load/scan?id={id}&max=100&wait=200ms"))
+            .await;
+        match resp.status().as_u16() {
+            200 => {
+                let first: u64 = resp.headers()["x-offset"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let count: u64 = resp.headers()["x-count"].to_str().unwrap().parse().unwrap();
+                got.extend(first..first + count);
+            }
+            404 if stop.load(Ordering::Relaxed) => return (got, unavailable),
+            404 => {}
+            503 => unavailable += 1,
+            s => panic!("scan answered {s}: {}", resp.text().await.unwrap()),
+        }
+    }
+}
+
+/// Under load through two front ends, SIGKILL one node (`victim`) and
+/// restart it: every 201's offset reads back its bytes, no payload is
+/// stored twice, the replicas agree, no offset is scanned twice; the
+/// `stored: unknown` answers and how long writes stopped are reported.
+async fn failover(victim: Victim) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let Some((mut cluster, a, b, _dir)) = two_front_ends("20s").await else {
+        return;
+    };
+    let (a, b) = (a.api(), b.api());
+    a.create_topic("load").await;
+    let scan_id = a.scanner_id("load", "oldest").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let publishers: Vec<_> = (0..4)
+        .map(|t| {
+            let api = if t % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(publisher(api, t, stop.clone(), acked.clone()))
+        })
+        .collect();
+    let scanners: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|api| tokio::spawn(scanner_task(api, scan_id.clone(), stop.clone())))
+        .collect();
+    eventually(
+        "200 publishes before the kill",
+        Duration::from_secs(30),
+        || async { (acked.load(Ordering::Relaxed) >= 200).then_some(()) },
+    )
+    .await;
+    let stream = match victim {
+        Victim::CursorLeader => "KV_nl_scanners_idle",
+        _ => "nl_load",
+    };
+    let (leader, replicas) = placement(&cluster.urls(), stream).await;
+    let name = match victim {
+        Victim::StreamFollower => replicas[0].clone(),
+        _ => leader,
+    };
+    let node = cluster.index_of(&name).expect("a node of the cluster");
+    let before = acked.load(Ordering::Relaxed);
+    let killed = Instant::now();
+    cluster.kill(node);
+    // How long until publishes are acknowledged again.
+    let mut resumed = None;
+    let deadline = killed + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if acked.load(Ordering::Relaxed) >= before + 50 {
+            resumed = Some(killed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.restart(node).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut acks, mut unknown) = (Vec::new(), 0);
+    for p in publishers {
+        let (ok, u) = p.await.unwrap();
+        acks.extend(ok);
+        unknown += u;
+    }
+    let (mut scanned, mut scan_503) = (Vec::new(), 0);
+    for s in scanners {
+        let (got, u) = s.await.unwrap();
+        scanned.extend(got);
+        scan_503 += u;
+    }
+    eprintln!(
+        "failover {victim:?}: killed {name}; {} publishes acknowledged, {unknown} answered \
+         stored: unknown; publishes acknowledged again after {resumed:?}; {} offsets scanned, \
+         {scan_503} scans answered 503",
+        acks.len(),
+        scanned.len()
+    );
+    assert!(
+        resumed.is_some(),
+        "publishes never resumed after killing {name}"
+    );
+    // Every 201's offset reads back its bytes, through either front end.
+    for (i, (payload, offset)) in acks.iter().enumerate() {
+        let api = if i % 2 == 0 { &a } else { &b };
+        let (at, bytes) = api.payload("load", &offset.to_string()).await;
+        assert_eq!((at, bytes), (*offset, payload.clone().into_bytes()));
+    }
+    // Nothing stored twice: every stored payload once.
+    let all = b.scanner_id("load", "oldest").await;
+    let mut stored = HashSet::new();
+    let mut count = 0usize;
+    loop {
+        let resp = b.get(&format!("/load/scan?id={all}&max=1000")).await;
+        if resp.status() == 404 {
+            break;
+        }
+        let body = resp.bytes().await.unwrap();
+        // Octet-stream framing: offset u64, then compver, crc, length, payload.
+        let mut at = 0;
+        while at < body.len() {
+            let len = u32::from_be_bytes(body[at + 13..at + 17].try_into().unwrap()) as usize;
+            let payload = body[at + 17..at + 17 + len].to_vec();
+            assert!(
+                stored.insert(payload.clone()),
+                "stored twice: {:?}",
+                String::from_utf8_lossy(&payload)
+            );
+            count += 1;
+            at += 17 + len;
+        }
+    }
+    assert!(
+        count >= acks.len(),
+        "{count} stored, {} acknowledged",
+        acks.len()
+    );
+    // No offset handed out twice by the shared scanner.
+    let unique: HashSet<u64> = scanned.iter().copied().collect();
+    assert_eq!(unique.len(), scanned.len(), "an offset was scanned twice");
+    // The replicas agree once the restarted node caught up.
+    eventually("the replicas to agree", Duration::from_secs(30), || async {
+        let states = replica_states(&cluster, "nl_load").await;
+        let first = states[0]?;
+        states.iter().all(|s| *s == Some(first)).then_some(())
+    })
+    .await;
+}
+
+/// SIGKILL of the stream leader under load, then its restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_leader_killed_under_load() {
+    failover(Victim::StreamLeader).await;
+}
+
+/// SIGKILL of a stream follower under load, then its restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_follower_killed_under_load() {
+    failover(Victim::StreamFollower).await;
+}
+
+/// SIGKILL of the scanners' KV leader under load, then its restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_leader_killed_under_load() {
+    failover(Victim::CursorLeader).await;
+}
+
+/// A retention plugin purges through the ledger of virtual segments: it
+/// rolls, then deletes the oldest segment; offsets do not move, a read
+/// before the oldest is 404, and a scanner behind the purge continues at
+/// the oldest offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_plugin_purges_through_the_ledger() {
+    let dir = data_dir();
+    let config = config_with(dir.path(), vec![declare("all", "delete_everything.wasm")]);
+    let Some(broker) = Engine::JetStream.broker_with(config).await else {
+        return;
+    };
+    let api = broker.api();
+    let settings = serde_json::json!({
+        "retention": {"plugin": "all"},
+        "min_segment_bytes": 1,
+        "min_segment_age": "1s",
+    });
+    api.create_topic_with("kept", &settings).await;
+    let behind = api.scanner("kept", "from=0&persist=true").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..10 {
+        api.publish("kept", format!("old-{i}")).await;
+    }
+    // A roll once the active segment is a second old, then the purge of
+    // everything before it.
+    let first = eventually(
+        "the purge of the rolled segment",
+        Duration::from_secs(20),
+        || async {
+            let resp = api.get("/kept").await;
+            let (status, body) = (resp.status(), resp.text().await.unwrap());
+            assert_eq!(status, 200, "topic info: {body}");
+            let info: Value = serde_json::from_str(&body).unwrap();
+            let first = info["first_offset"].as_u64()?;
+            (first == 10).then_some(first)
+        },
+    )
+    .await;
+    assert_eq!(first, 10);
+    expect_exact_error(api.get("/kept/payload/3").await, 404, "offset not found").await;
+    assert_eq!(api.publish("kept", "new").await, 10);
+    let (offset, bytes) = api.scan_one("kept", &behind).await;
+    assert_eq!((offset, bytes), (10, b"new".to_vec()));
+    broker.stop().await;
+}
+
+/// Messages v1 and idempotency keys are refused with 501 on this engine
+/// (it would store a v1 record as a v0 payload), and nothing is stored;
+/// plain messages go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_messages_are_refused_until_the_engine_maps_them() {
+    let Some(server) = NatsCluster::start(1).await else {
+        skip("no nats-server binary: run ./test.sh, or set NETLOG_NATS_SERVER");
+        return;
+    };
+    let dir = data_dir();
+    let netlog = front_end(&server, dir.path(), "2s").await;
+    let api = netlog.api();
+    api.create_topic("v").await;
+    for (name, value) in [("Netlog-Key", "k"), ("Idempotency-Key", "once")] {
+        let r = api
+            .http
+            .post(api.url("/v/payload"))
+            .header(name, value)
+            .body("x")
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), 501, "{name}");
+        let body = r.text().await.expect("body");
+        assert!(
+            body.contains("not available on the jetstream engine yet"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        api.get("/v/payload/0").await.status(),
+        404,
+        "nothing stored"
+    );
+    assert_eq!(api.publish("v", "plain").await, 0);
+}
