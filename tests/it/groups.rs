@@ -954,3 +954,147 @@ async fn group_routes_by_engine(on: Engine) {
 }
 
 crate::on_both_engines!(group_routes_by_engine);
+
+/// kill -9 at random points under load: 8 workers receive 10 messages,
+/// work 10 ms and ack them, while
+/// the broker is killed 5 times at random moments. No delivery ever comes
+/// after an ack answered `acked` (a later delivery would have a higher
+/// count), and in the end every message is acked: nothing unacked is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_at_random_points_under_load() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+    const MESSAGES: u64 = 30_000;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    eprintln!("kill_at_random_points_under_load: seed {seed}");
+    let mut rng = seed | 1;
+    let mut next_random = move |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    let dir = data_dir();
+    let mut netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    api.create_topic("r").await;
+    let made = api
+        .post("/r/groups/g", r#"{"from":"oldest","lease_time":"2s"}"#)
+        .await;
+    assert_eq!(made.status(), 201);
+    for chunk in 0..MESSAGES / 10_000 {
+        let body: String = (0..10_000).map(|i| format!("m{chunk}-{i}\n")).collect();
+        assert_eq!(api.publish_ndjson("r", body).await.status(), 201);
+    }
+    // offset -> deliveries count of the lease whose ack answered `acked`.
+    let acked: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+    let violations: Arc<Mutex<Vec<String>>> = Arc::default();
+    let run = |api: Api, stop: Arc<AtomicBool>| {
+        let (acked, violations) = (acked.clone(), violations.clone());
+        tokio::spawn(async move {
+            while !stop.load(SeqCst) {
+                let Ok(r) = api
+                    .http
+                    .post(api.url("/r/groups/g/receive?max=10&wait=100ms"))
+                    .header("accept", "application/x-ndjson")
+                    .send()
+                    .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                if r.status() != 200 {
+                    continue;
+                }
+                let Ok(text) = r.text().await else { continue };
+                let mut leases = Vec::new();
+                for line in text.lines() {
+                    let v: Value = serde_json::from_str(line).expect("ndjson");
+                    let offset = v["offset"].as_u64().expect("offset");
+                    let deliveries = v["deliveries"].as_u64().expect("deliveries");
+                    if let Some(d) = acked.lock().expect("acked").get(&offset)
+                        && deliveries > *d
+                    {
+                        violations.lock().expect("violations").push(format!(
+                            "offset {offset} delivered again (delivery {deliveries}) after an ack of delivery {d}"
+                        ));
+                    }
+                    leases.push((
+                        offset,
+                        deliveries,
+                        v["lease"].as_str().expect("lease").to_string(),
+                    ));
+                }
+                // The work: a kill lands between receives and acks too.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let list: Vec<&str> = leases.iter().map(|(_, _, l)| l.as_str()).collect();
+                let Ok(r) = api
+                    .http
+                    .post(api.url("/r/groups/g/ack"))
+                    .body(json!({ "leases": list }).to_string())
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                if r.status() != 200 {
+                    continue;
+                }
+                let Ok(text) = r.text().await else { continue };
+                let Ok(answer) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                for (result, (offset, deliveries, _)) in answer["results"]
+                    .as_array()
+                    .expect("results")
+                    .iter()
+                    .zip(&leases)
+                {
+                    if result["result"] == "acked" {
+                        acked.lock().expect("acked").insert(*offset, *deliveries);
+                    }
+                }
+            }
+        })
+    };
+    for round in 0..5 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..8).map(|_| run(netlog.api(), stop.clone())).collect();
+        tokio::time::sleep(Duration::from_millis(100 + next_random(700))).await;
+        netlog.kill();
+        stop.store(true, SeqCst);
+        for w in workers {
+            w.await.expect("worker");
+        }
+        eprintln!(
+            "round {round}: killed with {} acked",
+            acked.lock().expect("acked").len()
+        );
+        netlog = spawn_netlog(dir.path()).await;
+    }
+    // Now without kills until everything is acked.
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..8).map(|_| run(netlog.api(), stop.clone())).collect();
+    let api = netlog.api();
+    let info = eventually("every message acked", Duration::from_secs(60), || async {
+        let info = json_of(api.get("/r/groups/g").await).await;
+        (info["ack_floor"] == MESSAGES).then_some(info)
+    })
+    .await;
+    stop.store(true, SeqCst);
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let violations = violations.lock().expect("violations");
+    assert!(
+        violations.is_empty(),
+        "seed {seed}: {} violations, the first: {:?}",
+        violations.len(),
+        &violations[..violations.len().min(5)]
+    );
+    assert_eq!(info["pending"]["leased"], 0, "{info}");
+}
