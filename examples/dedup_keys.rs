@@ -95,7 +95,12 @@ fn startup(dir: PathBuf) {
         let started = Instant::now();
         let broker = netlog::broker::Broker::open(config).expect("open the broker");
         let took = started.elapsed();
-        let keys = broker.topic("keys").unwrap().dedup().keys();
+        let keys = broker
+            .topic("keys")
+            .unwrap()
+            .dedup()
+            .expect("an embedded topic")
+            .keys();
         println!(
             "start-up: Broker::open, {what}: {:.0} ms, {keys} keys rebuilt",
             took.as_secs_f64() * 1000.0
