@@ -399,7 +399,7 @@ async fn stats_show_groups_where_they_exist() {
     assert_eq!(g["unacked"], 5);
     assert_eq!(
         g["pending"],
-        json!({"leased": 2, "waiting": 0, "parked": 0})
+        json!({"leased": 2, "waiting": 0, "parked": 0, "blocked": 0})
     );
     assert_eq!(g["consumers"], 1);
     assert!(g["oldest_unacked_seconds"].as_f64().is_some(), "{g}");

@@ -182,7 +182,10 @@ async fn v0_answers_match_the_golden_files() {
     for (name, answer) in &answers {
         let want = std::fs::read_to_string(golden.join(format!("{name}.txt")))
             .unwrap_or_else(|e| panic!("golden file {name}.txt: {e}"));
-        assert_eq!(answer, &want, "{name} differs from the build before v1");
+        // The console's issue added `nosniff` to every answer on purpose
+        // (after these files were made): the one line allowed to differ.
+        let answer = answer.replace("x-content-type-options: nosniff\n", "");
+        assert_eq!(answer, want, "{name} differs from the build before v1");
     }
 }
 
