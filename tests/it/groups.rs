@@ -1098,3 +1098,86 @@ async fn kill_at_random_points_under_load() {
     );
     assert_eq!(info["pending"]["leased"], 0, "{info}");
 }
+
+/// A seek with leases outstanding: pending is cleared, the floor and next
+/// move to the target, and every lease from before answers `expired`
+/// (single: 409; batch: per lease), while the messages go out again.
+#[tokio::test]
+async fn seek_with_leases_outstanding() {
+    let dir = data_dir();
+    let netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    api.create_topic("k").await;
+    api.post("/k/groups/g", r#"{"from":"oldest"}"#).await;
+    for i in 0..5 {
+        api.publish("k", format!("m{i}")).await;
+    }
+    let got = api
+        .http
+        .post(api.url("/k/groups/g/receive?max=3"))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("receive");
+    let text = got.text().await.expect("body");
+    let old: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("ndjson");
+            v["lease"].as_str().expect("lease").to_string()
+        })
+        .collect();
+    assert_eq!(old.len(), 3);
+    let info = json_of(api.post_empty("/k/groups/g/seek?to=1").await).await;
+    assert_eq!(info["ack_floor"], 1, "{info}");
+    assert_eq!(info["next"], 1, "{info}");
+    assert_eq!(info["unacked"], 4, "{info}");
+    let single = api
+        .post_empty(&format!("/k/groups/g/ack?lease={}", old[1]))
+        .await;
+    assert_eq!(single.status(), 409, "a lease from before the seek");
+    let batch = json_of(
+        api.post("/k/groups/g/ack", json!({ "leases": old }).to_string())
+            .await,
+    )
+    .await;
+    for r in batch["results"].as_array().expect("results") {
+        assert_eq!(r["result"], "expired", "{batch}");
+    }
+    let again = receive(&api, "/k/groups/g/receive").await;
+    assert_eq!(again.headers()["x-offset"], "1");
+    assert_eq!(again.text().await.expect("body"), "m1");
+    let absurd = api.post_empty("/k/groups/g/seek?to=banana").await;
+    assert_eq!(absurd.status(), 400);
+}
+
+/// Deleting the topic with force ends its groups' waiting receives at
+/// once with a 404, not at the end of their wait.
+#[tokio::test]
+async fn force_delete_ends_waiting_receives() {
+    let dir = data_dir();
+    let netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    api.create_topic("f").await;
+    api.post("/f/groups/g", r#"{"from":"end"}"#).await;
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move { receive(&api, "/f/groups/g/receive?wait=30s").await })
+        })
+        .collect();
+    eventually("the receives wait", Duration::from_secs(5), || async {
+        let info = json_of(api.get("/f/groups/g").await).await;
+        (info["waiting_receives"] == 3).then_some(())
+    })
+    .await;
+    assert_eq!(api.delete("/f").await.status(), 409, "groups need force");
+    let asked = std::time::Instant::now();
+    assert_eq!(api.delete("/f?force=true").await.status(), 200);
+    for w in waiting {
+        let r = w.await.expect("receive");
+        assert_eq!(r.status(), 404);
+    }
+    assert!(asked.elapsed() < Duration::from_secs(10), "ended at once");
+    assert_eq!(api.get("/f/groups/g").await.status(), 404);
+}
