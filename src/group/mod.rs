@@ -566,7 +566,13 @@ impl Group {
                 })
         };
         let mut read = self.prefetch(&leases, max_bytes).await;
+        let oldest = self.embedded.log().oldest_offset();
         for lease in leases {
+            if lease.offset < oldest {
+                // Retention took it while it was pending.
+                lost.push(lease.offset);
+                continue;
+            }
             if !out.is_empty() && bytes >= max_bytes {
                 back.push(lease.offset);
                 continue;
