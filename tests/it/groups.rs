@@ -1241,3 +1241,65 @@ async fn retention_under_pending_entries() {
         "the floor moved: {info}"
     );
 }
+
+/// A full disk under the dead-letter topic: the letter is parked (counted,
+/// holding the floor) while other messages flow, and written once the disk
+/// has room again. The disk is made full by the fault seam
+/// (`NETLOG_FAULTS`: every write to the DLQ's data files fails ENOSPC).
+#[tokio::test]
+async fn a_full_disk_parks_dead_letters_until_it_has_room() {
+    let dir = data_dir();
+    let rules = dir.path().join("faults.rules");
+    std::fs::write(&rules, "").expect("rules");
+    let data = dir.path().join("data");
+    let netlog = spawn_netlog_env(&data, &[] as &[&str], &[("NETLOG_FAULTS", &rules)]).await;
+    let api = netlog.api();
+    api.create_topic("in").await;
+    api.create_topic("dlq").await;
+    api.post(
+        "/in/groups/g",
+        r#"{"from":"oldest","max_deliveries":1,"dead_letter":"dlq"}"#,
+    )
+    .await;
+    api.publish("in", "poison").await;
+    api.publish("in", "fine").await;
+    std::fs::write(&rules, "dlq data write ENOSPC\n").expect("rules");
+    let poison = lease_of(&receive(&api, "/in/groups/g/receive").await);
+    let rejected = json_of(
+        api.post_empty(&format!("/in/groups/g/reject?lease={poison}"))
+            .await,
+    )
+    .await;
+    assert_eq!(rejected["result"], "dead_lettered");
+    let info = json_of(api.get("/in/groups/g").await).await;
+    assert_eq!(info["pending"]["parked"], 1, "{info}");
+    let fine = receive(&api, "/in/groups/g/receive").await;
+    let lease = lease_of(&fine);
+    assert_eq!(fine.text().await.expect("body"), "fine");
+    api.post_empty(&format!("/in/groups/g/ack?lease={lease}"))
+        .await;
+    assert_eq!(
+        api.get("/dlq/payload/0").await.status(),
+        404,
+        "nothing half written"
+    );
+    std::fs::write(&rules, "").expect("rules");
+    let done = eventually(
+        "the parked letter written",
+        Duration::from_secs(25),
+        || async {
+            let info = json_of(api.get("/in/groups/g").await).await;
+            (info["pending"]["parked"] == 0).then_some(info)
+        },
+    )
+    .await;
+    assert_eq!(done["ack_floor"], 2, "{done}");
+    let letter = api.get("/dlq/payload/0").await;
+    assert_eq!(letter.status(), 200);
+    assert_eq!(letter.text().await.expect("body"), "poison");
+    assert_eq!(
+        api.get("/dlq/payload/1").await.status(),
+        404,
+        "written once"
+    );
+}
