@@ -342,6 +342,9 @@ pub struct GroupMetrics {
 
 /// One consumer group. See the module docs.
 pub struct Group {
+    /// With ordering by key: held by a receive from its pick to its key
+    /// check (see [`Group::receive`]).
+    key_gate: Option<tokio::sync::Mutex<()>>,
     name: String,
     topic: Arc<Topic>,
     /// The topic's log, for its append signal, oldest offset and times.
@@ -410,6 +413,7 @@ impl Group {
         rules: Rules,
     ) -> Group {
         Group {
+            key_gate: rules.by_key.then(|| tokio::sync::Mutex::new(())),
             name,
             topic,
             embedded,
@@ -459,16 +463,26 @@ impl Group {
             tokio::pin!(freed);
             freed.as_mut().enable();
             appended.borrow_and_update();
+            // Ordering by key: a message's key is known only once it is
+            // read, so picks and key checks of one group go one receive at
+            // a time; two receives could otherwise each take a message of
+            // one key before either knew it.
+            let gate = match &self.key_gate {
+                Some(gate) => Some(gate.lock().await),
+                None => None,
+            };
             let (got, why) = self.pick(&req)?;
             if !got.is_empty() {
                 self.durable().await?;
                 let mut out = self.fetch(got, req.max_bytes).await?;
                 self.order_by_key(&mut out);
+                drop(gate);
                 if !out.is_empty() {
                     return Ok(out);
                 }
                 continue;
             }
+            drop(gate);
             if *gone.borrow() {
                 return Err(GroupError::NotFound);
             }
