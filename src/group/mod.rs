@@ -1152,7 +1152,13 @@ impl Group {
         Ok(())
     }
 
+    /// Whether the journal passed [`journal::COMPACT_BYTES`].
+    fn compaction_due(&self) -> bool {
+        self.inner.lock().recover().journal.len() > journal::COMPACT_BYTES
+    }
+
     /// Compacts the journal when it passed [`journal::COMPACT_BYTES`].
+    /// Blocking.
     fn compact_if_due(&self) -> Result<(), GroupError> {
         let mut inner = self.inner.lock().recover();
         if inner.journal.len() > journal::COMPACT_BYTES {
@@ -1441,8 +1447,14 @@ impl Registry {
             if !dead.is_empty() {
                 g.dead_letter(&dead, resolve).await;
             }
-            if let Err(e) = g.compact_if_due() {
-                tracing::error!(topic = g.topic.name(), group = %g.name, error = %e, "group journal compaction failed");
+            // The rewrite is file I/O of the whole state: on the blocking
+            // pool, not on this async worker.
+            if g.compaction_due() {
+                let group = g.clone();
+                let done = tokio::task::spawn_blocking(move || group.compact_if_due()).await;
+                if let Ok(Err(e)) = done {
+                    tracing::error!(topic = g.topic.name(), group = %g.name, error = %e, "group journal compaction failed");
+                }
             }
         }
     }

@@ -19,6 +19,24 @@ fn lease_of(r: &reqwest::Response) -> String {
         .to_string()
 }
 
+/// A receive of many as ndjson (`path` gives `max`): one value per line.
+async fn receive_lines(api: &Api, path: &str) -> Vec<Value> {
+    let got = api
+        .http
+        .post(api.url(path))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("receive");
+    assert_eq!(got.status(), 200, "{path}");
+    got.text()
+        .await
+        .expect("body")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an ndjson line"))
+        .collect()
+}
+
 async fn json_of(r: reqwest::Response) -> Value {
     serde_json::from_str(&r.text().await.expect("body")).expect("json")
 }
@@ -442,18 +460,7 @@ async fn a_kill_loses_no_ack_and_no_delivery() {
     for i in 0..10 {
         api.post("/k/payload", format!("m{i}")).await;
     }
-    let got = api
-        .http
-        .post(api.url("/k/groups/g/receive?max=10"))
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .expect("receive");
-    let text = got.text().await.expect("body");
-    let leases: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a json line"))
-        .collect();
+    let leases = receive_lines(&api, "/k/groups/g/receive?max=10").await;
     assert_eq!(leases.len(), 10);
     let acked: Vec<&str> = leases[..5]
         .iter()
@@ -844,18 +851,7 @@ async fn key_ordering_survives_a_kill() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     publish_keyed(&api, "o", &lines).await;
-    let got = api
-        .http
-        .post(api.url("/o/groups/g/receive?max=10"))
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .expect("receive");
-    let text = got.text().await.expect("body");
-    let values: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("ndjson"))
-        .collect();
+    let values = receive_lines(&api, "/o/groups/g/receive?max=10").await;
     let names: Vec<&str> = values
         .iter()
         .map(|v| v["message"].as_str().expect("message"))
@@ -1112,20 +1108,10 @@ async fn seek_with_leases_outstanding() {
     for i in 0..5 {
         api.publish("k", format!("m{i}")).await;
     }
-    let got = api
-        .http
-        .post(api.url("/k/groups/g/receive?max=3"))
-        .header("accept", "application/x-ndjson")
-        .send()
+    let old: Vec<String> = receive_lines(&api, "/k/groups/g/receive?max=3")
         .await
-        .expect("receive");
-    let text = got.text().await.expect("body");
-    let old: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).expect("ndjson");
-            v["lease"].as_str().expect("lease").to_string()
-        })
+        .iter()
+        .map(|v| v["lease"].as_str().expect("lease").to_string())
         .collect();
     assert_eq!(old.len(), 3);
     let info = json_of(api.post_empty("/k/groups/g/seek?to=1").await).await;
@@ -1201,14 +1187,7 @@ async fn retention_under_pending_entries() {
             .collect();
         assert_eq!(api.publish_ndjson("t", body).await.status(), 201);
     }
-    let first = api
-        .http
-        .post(api.url("/t/groups/g/receive?max=50"))
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .expect("receive");
-    assert_eq!(first.status(), 200);
+    receive_lines(&api, "/t/groups/g/receive?max=50").await;
     // Leases run out and segments age out meanwhile; keep receiving
     // (never acking) until retention has taken some pending ones.
     let info = eventually(
