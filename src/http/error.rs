@@ -517,7 +517,6 @@ impl From<TopicError> for ApiError {
             TopicError::ShuttingDown => ApiError::ShuttingDown,
             TopicError::ScannerNotFound => ApiError::ScannerNotFound,
             e @ TopicError::V0Only => ApiError::BadRequest(e.to_string()),
-            e @ TopicError::NotOnEngine(_) => ApiError::NotImplemented(e.to_string()),
             TopicError::Busy { scanners } => ApiError::Busy(format!(
                 "{scanners} scanner(s) attached: delete them, or delete the topic with ?force=true"
             )),

@@ -21,7 +21,7 @@ use super::envelope::{self, View};
 use super::{ApiError, AppState, Body, Params, Path};
 use crate::message::{self, FormatError, PLAIN};
 use crate::record::{Idempotency, MAX_IDEMPOTENCY_KEY_BYTES, Record};
-use crate::topic::{Batch, Lookup, Ticket, Topic, TopicError, fingerprint};
+use crate::topic::{Batch, Keyed, Lookup, Topic, fingerprint};
 
 /// Most messages one batch request may carry.
 pub const MAX_BATCH_MESSAGES: usize = 1_000_000;
@@ -196,7 +196,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<Bytes>, ApiError> {
 }
 
 /// Publishes `frames` (`count` messages back to back, validated) at most
-/// once per `key` within the topic's window (see `topic/dedup.rs`):
+/// once per `key` within the topic's window (see `topic/dedup.rs`; on
+/// JetStream the stream's duplicate window, [`Topic::publish_keyed`]):
 /// returns the first offset, the count, and whether it is a replay.
 async fn publish_once(
     topic: &Topic,
@@ -204,21 +205,27 @@ async fn publish_once(
     frames: Vec<u8>,
     count: u32,
 ) -> Result<(u64, u32, bool), ApiError> {
+    let fingerprint = fingerprint(&frames);
     let Some(dedup) = topic.dedup() else {
-        return Err(TopicError::NotOnEngine("idempotent publish is").into());
+        let plain = with_idempotency(&frames, &key, fingerprint, count)?;
+        topic.allow_v1().await?;
+        let batch = Batch::Framed {
+            plain: Bytes::from(plain),
+            count,
+        };
+        return match topic.publish_keyed(batch).await? {
+            Keyed::Stored(first) => Ok((first, count, false)),
+            Keyed::Replayed { first, count } => Ok((first, count, true)),
+            Keyed::Conflict { first } => Err(reused(first)),
+        };
     };
-    let ticket = match dedup.begin(key, fingerprint(&frames)) {
+    let ticket = match dedup.begin(key, fingerprint) {
         Ok(ticket) => ticket,
         Err(Lookup::Replay { first, count }) => return Ok((first, count, true)),
         Err(Lookup::InFlight) => return Err(ApiError::IdempotencyInUse),
-        Err(Lookup::Conflict { first }) => {
-            return Err(ApiError::IdempotencyReused(format!(
-                "this Idempotency-Key was used within the window for other messages, \
-                 written at offset {first}"
-            )));
-        }
+        Err(Lookup::Conflict { first }) => return Err(reused(first)),
     };
-    let plain = with_idempotency(&frames, &ticket, count)?;
+    let plain = with_idempotency(&frames, ticket.key(), ticket.fingerprint(), count)?;
     topic.allow_v1().await?;
     let first = topic
         .publish(Batch::Framed {
@@ -230,9 +237,22 @@ async fn publish_once(
     Ok((first, count, false))
 }
 
+/// `422 idempotency key reused`, naming the original's first offset.
+fn reused(first: u64) -> ApiError {
+    ApiError::IdempotencyReused(format!(
+        "this Idempotency-Key was used within the window for other messages, \
+         written at offset {first}"
+    ))
+}
+
 /// `frames` with the idempotency section in the first message (made v1 if
 /// it was v0).
-fn with_idempotency(frames: &[u8], ticket: &Ticket, count: u32) -> Result<Vec<u8>, ApiError> {
+fn with_idempotency(
+    frames: &[u8],
+    key: &Bytes,
+    fingerprint: u64,
+    count: u32,
+) -> Result<Vec<u8>, ApiError> {
     let (header, payload) =
         message::decode(frames).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let payload = Bytes::copy_from_slice(payload);
@@ -250,9 +270,9 @@ fn with_idempotency(frames: &[u8], ticket: &Ticket, count: u32) -> Result<Vec<u8
         Err(e) => return Err(ApiError::BadRequest(e.to_string())),
     };
     record.idempotency = Some(Idempotency {
-        key: ticket.key().clone(),
+        key: key.clone(),
         request_count: count,
-        fingerprint: ticket.fingerprint(),
+        fingerprint,
     });
     let mut out = v1_frame(&record)?;
     out.extend_from_slice(&frames[header.total_len()..]);

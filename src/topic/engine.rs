@@ -170,19 +170,27 @@ impl Topic {
         }
     }
 
-    /// Lets v1 messages into the topic (see [`Embedded::allow_v1`]). The
-    /// JetStream engine stores v0 messages only, for now.
+    /// Lets v1 messages into the topic: refuses a `v0` topic and records
+    /// `"message_format":"v1"` before the first (see [`Embedded::allow_v1`];
+    /// JetStream records it in the stream's settings).
     pub async fn allow_v1(&self) -> Result<(), TopicError> {
+        on_engine!(self, t => t.allow_v1().await)
+    }
+
+    /// Stores `batch`, whose first message carries the request's
+    /// idempotency section, at most once per key, where the engine keeps
+    /// the keys itself: JetStream's duplicate window. The embedded engine
+    /// keeps them in [`Topic::dedup`] above the write, so here it only
+    /// stores.
+    pub async fn publish_keyed(&self, batch: Batch) -> Result<Keyed, TopicError> {
         match &self.engine {
-            Engine::Embedded(t) => t.allow_v1().await,
-            Engine::JetStream(_) => Err(TopicError::NotOnEngine(
-                "keys, headers, timestamps and idempotency keys are",
-            )),
+            Engine::Embedded(t) => t.publish(batch).await.map(Keyed::Stored),
+            Engine::JetStream(t) => t.publish_keyed(batch).await,
         }
     }
 
-    /// The topic's idempotency-key table; `None` on JetStream, which takes
-    /// no idempotency keys yet.
+    /// The topic's idempotency-key table; `None` on JetStream, whose
+    /// stream keeps the keys ([`Topic::publish_keyed`]).
     pub fn dedup(&self) -> Option<&Arc<super::Dedup>> {
         match &self.engine {
             Engine::Embedded(t) => Some(t.dedup()),
@@ -356,6 +364,19 @@ impl Topic {
     pub fn plugin_stats(&self) -> Vec<PluginStats> {
         on_engine!(self, t => t.plugin_stats())
     }
+}
+
+/// What [`Topic::publish_keyed`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Keyed {
+    /// Stored now, from this first offset.
+    Stored(u64),
+    /// The key was used within the window by the same request: its
+    /// original answer.
+    Replayed { first: u64, count: u32 },
+    /// The key was used within the window by other messages, written from
+    /// `first`.
+    Conflict { first: u64 },
 }
 
 /// A stream's position, on either engine. See [`Topic::subscribe`].

@@ -30,9 +30,6 @@ pub enum TopicError {
         "this topic's message_format is v0: keys, headers, timestamps and idempotency keys are refused so Go netlog can still read it"
     )]
     V0Only,
-    /// What this engine does not do yet (`docs/engines.md`).
-    #[error("{0} not available on the jetstream engine yet")]
-    NotOnEngine(&'static str),
     /// Deleting the topic needs `force`: consumers are attached.
     #[error("topic has {scanners} scanner(s) attached")]
     Busy { scanners: usize },

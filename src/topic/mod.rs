@@ -55,7 +55,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use dedup::{Dedup, Lookup, Ticket, fingerprint};
-pub use engine::{Subscription, Topic};
+pub use engine::{Keyed, Subscription, Topic};
 pub use error::{StorageFault, TopicError};
 pub use scanners::{READERS_DIR, ScannerEntry, set_scanner_idle_ttl};
 pub use stats::{PluginStats, PublishRoute, TopicGauges, TopicStats};

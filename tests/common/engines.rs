@@ -31,6 +31,11 @@ pub enum Aspect {
     /// Consumer groups (`/{topic}/groups/...`); else every group route
     /// answers 501 not implemented.
     ConsumerGroups,
+    /// netlog's own table of idempotency keys: `dedup_max_keys` evicts, the
+    /// `netlog_dedup_*` metrics count, a key in flight is `409 in use`.
+    /// Else the stream's duplicate window keeps every key of the window
+    /// (no cap, no metrics) and a concurrent retry replays the original.
+    DedupTable,
 }
 
 /// The expected differences: `(aspect, embedded, jetstream, why)`.
@@ -58,6 +63,12 @@ pub const DIFFERENCES: &[(Aspect, bool, bool, &str)] = &[
         true,
         false,
         "consumer groups are not built on JetStream yet (durable pull consumers, docs/engines.md)",
+    ),
+    (
+        Aspect::DedupTable,
+        true,
+        false,
+        "JetStream's duplicate window keeps the Nats-Msg-Id of every publish within it, unbounded, and counts nothing netlog could export",
     ),
 ];
 

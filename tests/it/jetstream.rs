@@ -583,39 +583,116 @@ async fn a_retention_plugin_purges_through_the_ledger() {
     broker.stop().await;
 }
 
-/// Messages v1 and idempotency keys are refused with 501 on this engine
-/// (it would store a v1 record as a v0 payload), and nothing is stored;
-/// plain messages go on.
+/// POSTs `body` to `path` on `api` with an `Idempotency-Key` and `headers`.
+async fn post_keyed(
+    api: &Api,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> reqwest::Response {
+    let mut req = api
+        .http
+        .post(api.url(path))
+        .header("Idempotency-Key", key)
+        .body(body);
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    req.send().await.expect("POST")
+}
+
+/// A v1 message published on A reads back on B with its key, headers and
+/// timestamp; an idempotent publish on A retried on B is a duplicate with
+/// the original offsets (single and batch), other messages under its key
+/// are 422, and nothing is stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn v1_messages_are_refused_until_the_engine_maps_them() {
-    let Some(server) = NatsCluster::start(1).await else {
-        skip("no nats-server binary: run ./test.sh, or set NETLOG_NATS_SERVER");
+async fn v1_and_idempotency_keys_across_front_ends() {
+    let Some((_cluster, a, b, _dir)) = two_front_ends("15s").await else {
         return;
     };
-    let dir = data_dir();
-    let netlog = front_end(&server, dir.path(), "2s").await;
-    let api = netlog.api();
-    api.create_topic("v").await;
-    for (name, value) in [("Netlog-Key", "k"), ("Idempotency-Key", "once")] {
-        let r = api
-            .http
-            .post(api.url("/v/payload"))
-            .header(name, value)
-            .body("x")
-            .send()
-            .await
-            .expect("POST");
-        assert_eq!(r.status(), 501, "{name}");
-        let body = r.text().await.expect("body");
-        assert!(
-            body.contains("not available on the jetstream engine yet"),
-            "{body}"
-        );
-    }
-    assert_eq!(
-        api.get("/v/payload/0").await.status(),
-        404,
-        "nothing stored"
+    let (a, b) = (a.api(), b.api());
+    a.create_topic("v1").await;
+    // B opens the topic before it holds v1, then learns of it from the stream.
+    assert!(b.info("v1").await.get("message_format").is_none());
+    let odd = [
+        ("Netlog-Key-Base64", "AP8NCg=="),
+        ("Netlog-Header-Trace-Id", "abc%0D%0A%00 x"),
+        ("Netlog-Timestamp", "1767323045678"),
+    ];
+    let r = post_keyed(&a, "/v1/payload", "once", &odd, "value").await;
+    assert_eq!(expect_json(r, 201).await, serde_json::json!({"offset": 0}));
+    assert_eq!(b.info("v1").await["message_format"], "v1", "seen on B");
+    let r = b.get("/v1/payload/0").await;
+    assert_eq!(r.headers()["netlog-key"], "%00%FF%0D%0A");
+    assert_eq!(r.headers()["netlog-header-trace-id"], "abc%0D%0A%00%20x");
+    assert_eq!(r.headers()["netlog-timestamp"], "1767323045678");
+    assert_eq!(&r.bytes().await.unwrap()[..], b"value");
+
+    let r = post_keyed(&b, "/v1/payload", "once", &odd, "value").await;
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    let body = expect_json(r, 201).await;
+    assert_eq!(body, serde_json::json!({"offset": 0, "duplicate": true}));
+    let r = post_keyed(&b, "/v1/payload", "once", &[], "value").await;
+    let body = expect_error(r, 422, "idempotency key reused").await;
+    assert!(
+        body["reason"].as_str().unwrap().contains("offset 0"),
+        "{body}"
     );
-    assert_eq!(api.publish("v", "plain").await, 0);
+
+    a.publish("v1", "between").await;
+    let nd = [("content-type", "application/x-ndjson")];
+    let r = post_keyed(&a, "/v1/messages", "batch", &nd, "a\nb\nc\n").await;
+    let first = serde_json::json!({"first_offset": 2, "count": 3});
+    assert_eq!(expect_json(r, 201).await, first);
+    for _ in 0..50 {
+        a.publish("v1", "after").await;
+    }
+    let r = post_keyed(&b, "/v1/messages", "batch", &nd, "a\nb\nc\n").await;
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    let replay = serde_json::json!({"first_offset": 2, "count": 3, "duplicate": true});
+    assert_eq!(expect_json(r, 201).await, replay);
+    let r = post_keyed(&b, "/v1/messages", "batch", &nd, "a\nb\n").await;
+    expect_error(r, 422, "idempotency key reused").await;
+    // A single publish under a batch's key is other messages too.
+    let r = post_keyed(&a, "/v1/payload", "batch", &[], "a").await;
+    expect_error(r, 422, "idempotency key reused").await;
+    assert_eq!(
+        b.info("v1").await["latest_offset"],
+        54,
+        "nothing stored twice"
+    );
+    let (_, bytes) = b.payload("v1", "4").await;
+    assert_eq!(bytes, b"c");
+}
+
+/// An idempotent publish acknowledged just before its stream leader is
+/// SIGKILLed, retried on the other front end while the stream elects: the
+/// retry waits out the election and is a duplicate; nothing is stored
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_retry_after_the_leader_dies() {
+    let Some((mut cluster, a, b, _dir)) = two_front_ends("20s").await else {
+        return;
+    };
+    let (a, b) = (a.api(), b.api());
+    a.create_topic("crash").await;
+    a.publish("crash", "zero").await;
+    let r = post_keyed(&a, "/crash/payload", "k", &[], "one").await;
+    assert_eq!(expect_json(r, 201).await, serde_json::json!({"offset": 1}));
+    let nd = [("content-type", "application/x-ndjson")];
+    let r = post_keyed(&a, "/crash/messages", "kb", &nd, "x\ny\n").await;
+    expect_json(r, 201).await;
+    // B knows the topic (a front end behind a load balancer has usually
+    // met it): its retry goes to the stream, not to a lookup.
+    assert_eq!(b.info("crash").await["latest_offset"], 3);
+    let (leader, _) = placement(&cluster.urls(), "nl_crash").await;
+    cluster.kill(cluster.index_of(&leader).expect("a node of the cluster"));
+    let r = post_keyed(&b, "/crash/payload", "k", &[], "one").await;
+    let body = expect_json(r, 201).await;
+    assert_eq!(body, serde_json::json!({"offset": 1, "duplicate": true}));
+    let r = post_keyed(&b, "/crash/messages", "kb", &nd, "x\ny\n").await;
+    let replay = serde_json::json!({"first_offset": 2, "count": 2, "duplicate": true});
+    assert_eq!(expect_json(r, 201).await, replay);
+    assert_eq!(b.info("crash").await["latest_offset"], 3);
 }

@@ -6,8 +6,9 @@
 //! `=`, which topic names cannot hold). Offset = stream sequence - 1: the
 //! stream never renumbers, and a purge only moves its first sequence. The
 //! stream is made with `num_replicas` = `replicas`, file storage, direct
-//! get, atomic batch publish, `deny_delete`, a two-minute duplicate window
-//! and `max_msg_size` = the server's `max_payload`; the topic's settings
+//! get, atomic batch publish, `deny_delete`, the topic's `dedup_window` as
+//! duplicate window (at most `max_age`, which JetStream requires) and
+//! `max_msg_size` = the server's `max_payload`; the topic's settings
 //! JSON is kept in the stream's metadata (`netlog.settings`), and
 //! `segment_age` becomes `max_age` when no retention plugin is named. A
 //! headers-only RePublish of every stored message to `nl.w.<topic>`, sent
@@ -18,6 +19,10 @@
 //! write), key `<topic>.<uuid>`, value `{"next":N,"from":F,"persistent":b}`.
 //! A scan moves its cursor by compare-and-set on the entry's revision, so
 //! one offset is handed out once even when two front ends scan one scanner.
+//!
+//! **v1 messages** carry their key, headers, timestamp and idempotency
+//! section as NATS headers (`headers.rs`); an `Idempotency-Key` is the
+//! first message's `Nats-Msg-Id` (`publish.rs`, `topic.rs`).
 //!
 //! **Retention plugins** decide over virtual segments kept in a ledger
 //! (`ledger.rs`); their deletions are purges of the stream.
@@ -33,6 +38,7 @@
 //! them. Batches hold at most [`MAX_BATCH`] messages (the server's limit).
 
 mod cursors;
+mod headers;
 mod ledger;
 mod publish;
 mod topic;
@@ -72,9 +78,6 @@ pub const READS_IN_FLIGHT: usize = 64;
 /// A waiting consumer re-reads at least this often, woken or not (1 s): a
 /// lost wake-up costs at most this much latency.
 pub const SAFETY_REREAD: Duration = Duration::from_secs(1);
-/// The streams' duplicate window (2 min): a publish retried with the same
-/// `Nats-Msg-Id` within it is stored once.
-pub const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 /// Bytes a message's headers may take (the `Nats-Msg-Id` and batch
 /// headers), kept free under `max_payload` when checking a payload's size.
 pub const HEADER_ROOM: usize = 512;
@@ -264,7 +267,7 @@ impl JsEngine {
             allow_direct: true,
             allow_atomic_publish: true,
             deny_delete: true,
-            duplicate_window: DEDUP_WINDOW,
+            duplicate_window: duplicate_window(settings.dedup_window, max_age),
             max_message_size: i32::try_from(self.max_payload).unwrap_or(i32::MAX),
             max_age,
             compression: (settings.compression_type != crate::message::SET_NONE)
@@ -356,6 +359,17 @@ impl JsEngine {
     }
 }
 
+/// A stream's duplicate window: the topic's `dedup_window` (default 2 min),
+/// no longer than a non-zero `max_age` (JetStream refuses a longer one; a
+/// message gone by age cannot be replayed anyway).
+fn duplicate_window(dedup_window: Duration, max_age: Duration) -> Duration {
+    if max_age.is_zero() {
+        dedup_window
+    } else {
+        dedup_window.min(max_age)
+    }
+}
+
 /// Whether a get-stream error says the stream does not exist.
 fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
@@ -417,5 +431,13 @@ mod tests {
         assert_eq!(wake_subject("a.b"), "nl.w.a=b");
         assert_eq!(topic_name("nl_orders=eu-1").as_deref(), Some("orders.eu-1"));
         assert_eq!(topic_name("KV_nl_scanners"), None);
+    }
+
+    #[test]
+    fn duplicate_window_is_the_dedup_window_within_max_age() {
+        let (two_min, hour) = (Duration::from_secs(120), Duration::from_secs(3600));
+        assert_eq!(duplicate_window(hour, Duration::ZERO), hour);
+        assert_eq!(duplicate_window(hour, two_min), two_min);
+        assert_eq!(duplicate_window(two_min, hour), two_min);
     }
 }

@@ -19,7 +19,24 @@
 //! scanner, never handed out twice.
 //!
 //! **Validation** runs here, before the publish, on the blocking pool (a
-//! wasm call), with the topic's `on_error` policy, once per request.
+//! wasm call), with the topic's `on_error` policy, once per request. A v1
+//! message is validated by its value, as on the embedded engine.
+//!
+//! **v1 messages** are sent with their record's sections as NATS headers
+//! (`headers.rs`) and read back as the same record, so every read route
+//! answers what the embedded engine answers. The first v1 message records
+//! `"message_format":"v1"` in the stream's settings (a `v0` topic refuses
+//! it), and topic info reads it from there, whichever front end wrote it.
+//!
+//! **Idempotency keys** are the stream's duplicate window: the first
+//! message of an idempotent request carries `Nats-Msg-Id: i/<key>` and the
+//! idempotency section with the request's fingerprint. A retry the stream
+//! finds a duplicate is answered from the original's first message, read
+//! back: the same fingerprint replays its offsets and count, another one is
+//! a conflict naming its first offset. The stream names the original of a
+//! single message; for a batch it does not, and the original is searched
+//! for from the end of the stream backwards, through at most
+//! [`MAX_DUPLICATE_SEARCH`] messages and none older than the window.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,21 +53,29 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::cursors::{Cursor, Moved};
-use super::publish::Publisher;
+use super::headers::{self, HeaderError};
+use super::publish::{Acked, Outgoing, Publisher, first_id};
 use super::{
     EngineError, JsEngine, MAX_SCAN_MESSAGES, READS_IN_FLIGHT, SAFETY_REREAD, engine_error,
     stream_name, subject, wake_subject,
 };
-use crate::config::{OnError, Settings};
+use crate::config::{MessageFormat, OnError, Settings};
 use crate::duration::OffsetSpec;
 use crate::lock::Recover;
 use crate::log::CheckError;
 use crate::message::{self, Message};
 use crate::plugin::Verdict;
+use crate::record::Record;
 use crate::topic::{
-    Batch, Hooks, PluginStats, ReadLimits, ScannerEntry, ScannerInfo, TopicError, TopicGauges,
-    TopicInfo, TopicStats,
+    Batch, Hooks, Keyed, PluginStats, ReadLimits, ScannerEntry, ScannerInfo, TopicError,
+    TopicGauges, TopicInfo, TopicStats,
 };
+
+/// Most messages read back, from the end of the stream, to find the
+/// original of a duplicate batch (10,000); past it the publish is answered
+/// `503 engine unavailable`. A retry usually follows its original closely,
+/// so the search usually ends in the first reads.
+pub const MAX_DUPLICATE_SEARCH: u64 = 10_000;
 
 /// A topic on the JetStream engine. See the module docs.
 pub(crate) struct JsTopic {
@@ -167,8 +192,95 @@ impl JsTopic {
     }
 
     /// Validates and publishes `batch`; its first offset once the PubAck
-    /// says it is stored (see `publish.rs`).
+    /// says it is stored (see `publish.rs`). A duplicate here is an earlier
+    /// try of this very publish that landed: its offset is the answer.
     pub(crate) async fn publish(&self, batch: Batch) -> Result<u64, TopicError> {
+        let sent = self.send(batch).await?;
+        match sent.acked {
+            Acked::Stored(first_seq) => Ok(first_seq - 1),
+            Acked::Duplicate(seq) => Ok(self.original(seq, &sent.id).await? - 1),
+        }
+    }
+
+    /// Publishes `batch`, whose first message carries the request's
+    /// idempotency section, at most once per key within the stream's
+    /// duplicate window (see the module docs).
+    pub(crate) async fn publish_keyed(&self, batch: Batch) -> Result<Keyed, TopicError> {
+        let sent = self.send(batch).await?;
+        let Some(mine) = sent.idempotency else {
+            return Err(TopicError::Engine {
+                what: "publishing with an idempotency key",
+                source: "the request's first message has no idempotency section".into(),
+            });
+        };
+        let seq = match sent.acked {
+            Acked::Stored(first_seq) => return Ok(Keyed::Stored(first_seq - 1)),
+            Acked::Duplicate(seq) => self.original(seq, &sent.id).await?,
+        };
+        let first = seq - 1;
+        let stored = self.get(seq).await?.ok_or(TopicError::EngineUnavailable {
+            reason: format!("the original of a duplicate, sequence {seq}, is not readable"),
+            publish: true,
+        })?;
+        let theirs = headers::record_of(&stored.headers, Bytes::new())
+            .map_err(|e| read_error(first, e))?
+            .and_then(|r| r.idempotency);
+        Ok(match theirs {
+            Some(t) if t.fingerprint == mine.fingerprint => Keyed::Replayed {
+                first,
+                count: t.request_count,
+            },
+            _ => Keyed::Conflict { first },
+        })
+    }
+
+    /// The sequence of the stored original of a publish whose first
+    /// message's id is `id`: `seq` when the stream named it, else searched
+    /// for (see the module docs).
+    async fn original(&self, seq: Option<u64>, id: &str) -> Result<u64, TopicError> {
+        if let Some(seq) = seq {
+            return Ok(seq);
+        }
+        let window = self.settings().dedup_window;
+        let oldest = SystemTime::now()
+            .checked_sub(window + SAFETY_REREAD)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let (first, last) = self.bounds().await?;
+        let stop = first
+            .max(last.saturating_sub(MAX_DUPLICATE_SEARCH - 1))
+            .max(1);
+        let mut end = last;
+        'search: while end >= stop {
+            let from = end.saturating_sub(READS_IN_FLIGHT as u64 - 1).max(stop);
+            let gets = (from..=end).rev().map(|seq| self.stream.direct_get(seq));
+            for (seq, got) in (from..=end)
+                .rev()
+                .zip(futures_util::future::join_all(gets).await)
+            {
+                let Ok(m) = got else { continue };
+                if m.headers.get("Nats-Msg-Id").map(|v| v.as_str()) == Some(id) {
+                    return Ok(seq);
+                }
+                if SystemTime::from(m.time) < oldest {
+                    break 'search;
+                }
+            }
+            if from == stop {
+                break;
+            }
+            end = from - 1;
+        }
+        Err(TopicError::EngineUnavailable {
+            reason: format!(
+                "the stream holds a publish with id {id} but it is not among the last \
+                 {MAX_DUPLICATE_SEARCH} messages of the window"
+            ),
+            publish: true,
+        })
+    }
+
+    /// Validates and sends `batch`: what the stream said, under which id.
+    async fn send(&self, batch: Batch) -> Result<Sent, TopicError> {
         let hooks = self.hooks.load_full();
         if let Some((plugin, reason)) = &hooks.unavailable {
             return Err(TopicError::PluginUnavailable {
@@ -181,21 +293,52 @@ impl JsTopic {
         }
         let (started, route) = (std::time::Instant::now(), batch.route());
         let bytes = batch.payload_bytes();
-        let messages = payloads(batch)?;
+        let (messages, idempotency) = outgoing(batch)?;
         let publisher = self.publisher();
         publisher.check(&messages)?;
         validate(&hooks, &messages).await?;
-        let first_seq = match publisher.publish(&messages).await {
+        let key = idempotency.as_ref().map(|i| &i.key[..]);
+        let id = first_id(key);
+        let acked = match publisher.publish(&messages, &id).await {
             Err(TopicError::Deleted) => {
                 self.mark_deleted();
                 return Err(TopicError::Deleted);
             }
             r => r?,
         };
-        let count = messages.len() as u64;
-        self.saw_stored(first_seq - 1 + count);
-        self.stats.published(route, count, bytes, started.elapsed());
-        Ok(first_seq - 1)
+        if let Acked::Stored(first_seq) = acked {
+            let count = messages.len() as u64;
+            self.saw_stored(first_seq - 1 + count);
+            self.stats.published(route, count, bytes, started.elapsed());
+        }
+        Ok(Sent {
+            acked,
+            id,
+            idempotency,
+        })
+    }
+
+    /// Lets v1 messages into the topic: refuses a `v0` topic, and before
+    /// the first one records `"message_format":"v1"` in the stream's
+    /// settings (one stream update; then an atomic load).
+    pub(crate) async fn allow_v1(&self) -> Result<(), TopicError> {
+        let mut settings = self.settings();
+        match settings.message_format {
+            Some(MessageFormat::V1) => return Ok(()),
+            Some(MessageFormat::V0) => return Err(TopicError::V0Only),
+            None => {}
+        }
+        settings.message_format = Some(MessageFormat::V1);
+        self.engine
+            .update(&self.name, &settings)
+            .await
+            .map_err(engine_error("recording message_format v1"))?;
+        self.settings.rcu(|s| {
+            let mut s = Settings::clone(s);
+            s.message_format = Some(MessageFormat::V1);
+            s
+        });
+        Ok(())
     }
 
     fn publisher(&self) -> Publisher<'_> {
@@ -208,6 +351,28 @@ impl JsTopic {
             engine: &self.engine,
             topic: &self.name,
         }
+    }
+
+    /// Whether another front end recorded `"message_format":"v1"` in the
+    /// stream's settings (this one's are from when it opened the topic).
+    async fn v1_recorded_elsewhere(&self) -> bool {
+        let Ok(info) = self.stream.get_info().await else {
+            return false;
+        };
+        let recorded = info
+            .config
+            .metadata
+            .get(super::SETTINGS_KEY)
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+            .is_some_and(|v| v["message_format"] == "v1");
+        if recorded {
+            self.settings.rcu(|s| {
+                let mut s = Settings::clone(s);
+                s.message_format.get_or_insert(MessageFormat::V1);
+                s
+            });
+        }
+        recorded
     }
 
     /// The stream's first and last sequence, from its leader.
@@ -283,7 +448,10 @@ impl JsTopic {
         let Some(seq) = offset.checked_add(1) else {
             return Ok(None);
         };
-        let m = self.get(seq).await?.map(|m| message(offset, m.payload));
+        let m = match self.get(seq).await? {
+            Some(m) => Some(message(offset, m)?),
+            None => None,
+        };
         if m.is_some() {
             self.saw_stored(seq);
             self.count_out(1);
@@ -313,7 +481,7 @@ impl JsTopic {
                             break;
                         }
                         bytes += m.payload.len();
-                        out.push(message(offset, m.payload));
+                        out.push(message(offset, m)?);
                         offset += 1;
                     }
                     Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
@@ -565,6 +733,10 @@ impl JsTopic {
 
     pub(crate) async fn info(&self, max_scanners: usize) -> Result<TopicInfo, TopicError> {
         let (first, last) = self.bounds().await?;
+        let mut settings = self.settings();
+        if settings.message_format.is_none() && self.v1_recorded_elsewhere().await {
+            settings.message_format = Some(MessageFormat::V1);
+        }
         let (listed, scanner_count) = self
             .engine
             .cursors
@@ -593,7 +765,7 @@ impl JsTopic {
                 })
                 .collect(),
             scanner_count,
-            settings: self.settings(),
+            settings,
             validation: hooks
                 .validator
                 .as_ref()
@@ -824,47 +996,105 @@ impl JsSubscription {
     }
 }
 
-/// A stored payload as a netlog message (its CRC computed here: the
-/// servers keep their own checksums).
-fn message(offset: u64, payload: Bytes) -> Message {
-    Message {
+/// A stored message as a netlog message: a v0 one's payload is its bytes;
+/// a v1 one's record is rebuilt from its headers (`headers.rs`). The CRC is
+/// computed here: the servers keep their own checksums.
+fn message(
+    offset: u64,
+    m: async_nats::jetstream::message::StreamMessage,
+) -> Result<Message, TopicError> {
+    let Some(record) =
+        headers::record_of(&m.headers, m.payload.clone()).map_err(|e| read_error(offset, e))?
+    else {
+        return Ok(Message {
+            offset,
+            crc: crc32fast::hash(&m.payload),
+            payload: m.payload,
+            format: message::FORMAT_VERSION,
+        });
+    };
+    let mut bytes = Vec::with_capacity(record.encoded_len());
+    record
+        .encode(&mut bytes)
+        .map_err(|e| read_error(offset, e.into()))?;
+    Ok(Message {
         offset,
-        crc: crc32fast::hash(&payload),
-        payload,
-        // v0: the engine stores no v1 records yet (`Topic::allow_v1`).
-        format: crate::message::FORMAT_VERSION,
+        crc: crc32fast::hash(&bytes),
+        payload: Bytes::from(bytes),
+        format: message::FORMAT_RECORD,
+    })
+}
+
+/// Stored headers that do not make a record, at `offset`.
+fn read_error(offset: u64, e: HeaderError) -> TopicError {
+    TopicError::Engine {
+        what: "reading a message's v1 headers",
+        source: format!("offset {offset}: {e}").into(),
     }
 }
 
-/// The payloads of a publish.
-fn payloads(batch: Batch) -> Result<Vec<Bytes>, TopicError> {
-    match batch {
-        Batch::One(p) => Ok(vec![p]),
-        Batch::Framed { plain, .. } => {
-            let mut out = Vec::new();
-            let mut pos = 0usize;
-            for m in message::plain_messages(&plain) {
-                let m = m.map_err(|e| TopicError::Engine {
-                    what: "splitting a batch",
-                    source: e.into(),
-                })?;
-                let start = m.as_ptr() as usize - plain.as_ptr() as usize;
-                out.push(plain.slice(start..start + m.len()));
-                pos = start + m.len();
-            }
-            debug_assert!(pos <= plain.len());
-            Ok(out)
+/// A publish as sent: what the stream said, the first message's id, and
+/// the idempotency section of the request's first message.
+struct Sent {
+    acked: Acked,
+    id: String,
+    idempotency: Option<crate::record::Idempotency>,
+}
+
+/// The messages of a publish as sent, and the idempotency section of the
+/// first (`None` without one). A v1 frame's record becomes headers, its
+/// value the payload.
+fn outgoing(
+    batch: Batch,
+) -> Result<(Vec<Outgoing>, Option<crate::record::Idempotency>), TopicError> {
+    let plain = match batch {
+        Batch::One(payload) => {
+            let one = Outgoing {
+                headers: Default::default(),
+                payload,
+            };
+            return Ok((vec![one], None));
         }
+        Batch::Framed { plain, .. } => plain,
+    };
+    let mut out = Vec::new();
+    let mut idempotency = None;
+    for frame in message::plain_frames(&plain) {
+        let (header, payload) = frame.map_err(|e| TopicError::Engine {
+            what: "splitting a batch",
+            source: e.into(),
+        })?;
+        let payload = plain.slice_ref(payload);
+        if header.format() != message::FORMAT_RECORD {
+            out.push(Outgoing {
+                headers: Default::default(),
+                payload,
+            });
+            continue;
+        }
+        // Checked when the request was parsed.
+        let record = Record::parse(&payload).map_err(|e| TopicError::Engine {
+            what: "splitting a batch",
+            source: e.into(),
+        })?;
+        if out.is_empty() {
+            idempotency = record.idempotency.clone();
+        }
+        out.push(Outgoing {
+            headers: headers::headers_of(&record),
+            payload: record.value,
+        });
     }
+    Ok((out, idempotency))
 }
 
 /// Runs the topic's validator over `messages` on the blocking pool.
-async fn validate(hooks: &Arc<Hooks>, messages: &[Bytes]) -> Result<(), TopicError> {
+async fn validate(hooks: &Arc<Hooks>, messages: &[Outgoing]) -> Result<(), TopicError> {
     let Some(validator) = hooks.validator.clone() else {
         return Ok(());
     };
     let on_error = hooks.on_error;
-    let owned = messages.to_vec();
+    let owned: Vec<Bytes> = messages.iter().map(|m| m.payload.clone()).collect();
     let plugin = validator.plugin().name().to_string();
     let verdicts = tokio::task::spawn_blocking(move || {
         let slices: Vec<&[u8]> = owned.iter().map(|b| &b[..]).collect();
