@@ -689,7 +689,14 @@ impl Broker {
             return Err(TopicError::Busy { scanners }.into());
         }
         if !force {
-            let groups = self.groups.names(name);
+            // A JetStream topic's groups are its stream's consumers (a
+            // cluster that does not answer lists none).
+            let groups = match topic.jetstream() {
+                Some(js) => crate::topic::jetstream::block(js.group_names())
+                    .and_then(Result::ok)
+                    .unwrap_or_default(),
+                None => self.groups.names(name),
+            };
             if !groups.is_empty() {
                 return Err(BrokerError::GroupsBusy(format!(
                     "the topic has consumer groups ({}); delete them first or use force=true",
@@ -772,6 +779,11 @@ impl Broker {
         tokio::task::spawn_blocking(move || group.seek(to))
             .await
             .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
+    }
+
+    /// The JetStream engine's connection; `None` on the embedded engine.
+    pub(crate) fn jetstream_client(&self) -> Option<async_nats::Client> {
+        self.js.as_ref().map(|js| js.client().clone())
     }
 
     /// The consumer groups.

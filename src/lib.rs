@@ -205,6 +205,15 @@ pub async fn run_with_reloads(
             }
         })
     };
+    // JetStream groups: dead letters of messages past max_deliveries.
+    let dead_letters = broker.jetstream_client().map(|client| {
+        let resolve: Arc<group::Resolver> = Arc::new(broker.resolver());
+        tokio::spawn(group::jetstream::follow_max_deliveries(
+            client,
+            resolve,
+            stop_rx.clone(),
+        ))
+    });
     if let Ok(addr) = listener.local_addr() {
         http::auth::warn_if_exposed(addr, &broker.config().auth);
         log_startup(
@@ -224,6 +233,9 @@ pub async fn run_with_reloads(
     let _ = monitor.await;
     let _ = reloader.await;
     let _ = grouper.await;
+    if let Some(dead_letters) = dead_letters {
+        let _ = dead_letters.await;
+    }
     if let Some(admin) = admin {
         let _ = admin.await;
     }

@@ -29,16 +29,17 @@
 //! Files, under `<topic>/groups/<group>/`: `group.json` (settings, tag,
 //! generation; written whole, fsynced, renamed) and `journal`.
 //!
-//! Groups live on the embedded engine only, for now: a group holds its
-//! topic's [`Embedded`] log (append signal, oldest offset, times), and
-//! [`kept_by`] refuses a topic on another engine, which every group route
-//! answers with 501 (JetStream; `docs/engines.md`).
+//! A [`Group`] lives on the embedded engine: it holds its topic's
+//! [`Embedded`] log (append signal, oldest offset, times). On JetStream a
+//! group is a durable pull consumer (`jetstream.rs`); [`GroupRef`] is the
+//! one interface the routes use for either.
 //!
 //! Bounds: `max_pending` entries per group (about 100 bytes each in
 //! memory), `max_waiting` receives, and the broker-wide `[groups]` limits
 //! on groups per topic, groups in all and pending entries in all.
 
 mod clock;
+pub(crate) mod jetstream;
 pub(crate) mod journal;
 pub(crate) mod state;
 
@@ -107,8 +108,8 @@ pub enum GroupError {
     Limit(String),
     #[error("shutting down")]
     ShuttingDown,
-    /// The topic's engine keeps no consumer groups (JetStream, for now).
-    #[error("consumer groups are not available on the {0} engine yet")]
+    /// What the JetStream engine's groups do not do (`jetstream.rs`).
+    #[error("{0} not available on the jetstream engine")]
     NotOnEngine(&'static str),
     #[error(transparent)]
     Topic(#[from] TopicError),
@@ -1580,12 +1581,21 @@ fn is_damage(e: &TopicError) -> bool {
     )
 }
 
-/// The embedded topic under `topic`, which keeps its groups; on another
-/// engine, [`GroupError::NotOnEngine`] (every group route answers it there).
+/// The embedded topic under `topic`, which keeps its groups in its
+/// directory; on JetStream, [`GroupError::NotOnEngine`] (its groups are
+/// [`jetstream::JsGroup`]s, reached through [`GroupRef`]).
 pub fn kept_by(topic: &Topic) -> Result<&Arc<Embedded>, GroupError> {
-    topic
-        .embedded()
-        .ok_or(GroupError::NotOnEngine(topic.engine_name()))
+    topic.embedded().ok_or(GroupError::NotOnEngine(
+        "a group kept in the topic's directory is",
+    ))
+}
+
+/// A group on either engine: what every group route acts on.
+pub enum GroupRef {
+    /// Kept by this process, in the topic's directory.
+    Embedded(Arc<Group>),
+    /// A durable pull consumer of the topic's stream.
+    JetStream(jetstream::JsGroup),
 }
 
 /// Resolves an offset spec against `topic`'s log without an async context.

@@ -25,9 +25,10 @@ use super::envelope::View;
 use super::scanners::{DEFAULT_WAIT, MAX_WAIT};
 use super::{ApiError, AppState, Body, Params, Path};
 use crate::duration::{parse_duration, parse_size};
+use crate::group::jetstream::{JsGroup, js_of};
 use crate::group::{
-    Delivered, Group, GroupError, MAX_LISTING, MAX_RECEIVE, MAX_SETTLE, Op, ReceiveRequest,
-    SettleItem,
+    Delivered, Group, GroupError, GroupRef, MAX_LISTING, MAX_RECEIVE, MAX_SETTLE, Op,
+    ReceiveRequest, SettleItem,
 };
 use crate::message::{self, PLAIN};
 use crate::topic::Topic;
@@ -37,17 +38,34 @@ pub const DEFAULT_RECEIVE_BYTES: usize = 1 << 20;
 /// Largest `max_bytes` of one receive: 64 MiB.
 pub const MAX_RECEIVE_BYTES: usize = 64 << 20;
 
-/// Topic `name`, if its engine keeps consumer groups: 404 without it, 501
-/// on the JetStream engine (no groups there yet).
+/// Topic `name`: 404 without it.
 fn group_topic(state: &AppState, name: &str) -> Result<Arc<Topic>, ApiError> {
-    let topic = state.broker.topic(name)?;
-    crate::group::kept_by(&topic)?;
-    Ok(topic)
+    Ok(state.broker.topic(name)?)
 }
 
-fn group(state: &AppState, topic: &str, name: &str) -> Result<Arc<Group>, ApiError> {
-    group_topic(state, topic)?;
-    Ok(state.broker.groups().get(topic, name)?)
+/// Group `name` of `topic`, on the topic's engine: the embedded one's from
+/// the registry (404 without it), the JetStream one's a handle on its
+/// consumer (whether it exists is known when it is used).
+fn group_ref(state: &AppState, topic: &str, name: &str) -> Result<GroupRef, ApiError> {
+    let t = group_topic(state, topic)?;
+    Ok(match js_of(&t) {
+        Some(js) => GroupRef::JetStream(JsGroup::of(t, js, name)),
+        None => GroupRef::Embedded(state.broker.groups().get(topic, name)?),
+    })
+}
+
+/// Group `name` of `topic` where only the embedded engine serves the
+/// route (`what`): 501 on JetStream.
+fn group(
+    state: &AppState,
+    topic: &str,
+    name: &str,
+    what: &'static str,
+) -> Result<Arc<Group>, ApiError> {
+    match group_ref(state, topic, name)? {
+        GroupRef::Embedded(g) => Ok(g),
+        GroupRef::JetStream(_) => Err(GroupError::NotOnEngine(what).into()),
+    }
 }
 
 /// `GET /{topic}/groups`.
@@ -55,8 +73,12 @@ pub async fn groups_list(
     State(state): State<AppState>,
     Path(topic): Path<String>,
 ) -> Result<Response, ApiError> {
-    group_topic(&state, &topic)?;
-    Ok(axum::Json(state.broker.groups().names(&topic)).into_response())
+    let t = group_topic(&state, &topic)?;
+    let names = match js_of(&t) {
+        Some(js) => JsGroup::names(&js).await?,
+        None => state.broker.groups().names(&topic),
+    };
+    Ok(axum::Json(names).into_response())
 }
 
 /// `POST /{topic}/groups/{group}`: creates it from the JSON body.
@@ -66,7 +88,13 @@ pub async fn group_create(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let t = group_topic(&state, &topic)?;
-    state.broker.create_group(t, name, body).await?;
+    match js_of(&t) {
+        Some(js) => {
+            let resolve = state.broker.resolver();
+            JsGroup::of(t, js, &name).create(&body, &resolve).await?;
+        }
+        None => state.broker.create_group(t, name, body).await?,
+    }
     Ok(super::ok_message(StatusCode::CREATED, "group created"))
 }
 
@@ -75,7 +103,11 @@ pub async fn group_info(
     State(state): State<AppState>,
     Path((topic, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    Ok(axum::Json(group(&state, &topic, &name)?.info()).into_response())
+    let info = match group_ref(&state, &topic, &name)? {
+        GroupRef::Embedded(g) => g.info(),
+        GroupRef::JetStream(g) => g.info().await?,
+    };
+    Ok(axum::Json(info).into_response())
 }
 
 /// `DELETE /{topic}/groups/{group}`: waiting receives end with 404.
@@ -83,8 +115,11 @@ pub async fn group_delete(
     State(state): State<AppState>,
     Path((topic, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    group_topic(&state, &topic)?;
-    state.broker.delete_group(topic, name).await?;
+    let t = group_topic(&state, &topic)?;
+    match js_of(&t) {
+        Some(js) => JsGroup::of(t, js, &name).delete().await?,
+        None => state.broker.delete_group(topic, name).await?,
+    }
     Ok(super::ok_message(StatusCode::OK, "group deleted"))
 }
 
@@ -95,7 +130,7 @@ pub async fn group_receive(
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let g = group(&state, &topic, &name)?;
+    let g = group_ref(&state, &topic, &name)?;
     let max = match params.get("max") {
         None => None,
         Some(m) => Some(
@@ -144,7 +179,10 @@ pub async fn group_receive(
         wait,
         lease_time,
     };
-    let got = g.receive(req, &state.shutdown).await?;
+    let got = match g {
+        GroupRef::Embedded(g) => g.receive(req, &state.shutdown).await?,
+        GroupRef::JetStream(g) => g.receive(req).await?,
+    };
     let Some(first) = got.first() else {
         return Err(ApiError::NothingToReceive("nothing available".into()));
     };
@@ -248,7 +286,7 @@ async fn settle(
     body: bytes::Bytes,
     op: Op,
 ) -> Result<Response, ApiError> {
-    let g = group(&state, &topic, &name)?;
+    let g = group_ref(&state, &topic, &name)?;
     let time_field = match op {
         Op::Nack => "delay",
         Op::Extend => "lease_time",
@@ -303,17 +341,27 @@ async fn settle(
             r.len()
         )));
     }
-    let results = g.settle(op, &items, reason.as_deref().filter(|_| op == Op::Reject))?;
-    g.durable().await?;
-    let dead: Vec<u64> = results
-        .iter()
-        .filter(|r| r.result == "dead_lettered")
-        .filter_map(|r| crate::group::state::Lease::parse(&r.lease).map(|l| l.offset))
-        .collect();
-    if !dead.is_empty() {
-        let resolve = state.broker.resolver();
-        g.dead_letter(&dead, &resolve).await;
-    }
+    let reason = reason.as_deref().filter(|_| op == Op::Reject);
+    let results = match g {
+        GroupRef::JetStream(g) => {
+            let resolve = state.broker.resolver();
+            g.settle(op, &items, reason, &resolve).await?
+        }
+        GroupRef::Embedded(g) => {
+            let results = g.settle(op, &items, reason)?;
+            g.durable().await?;
+            let dead: Vec<u64> = results
+                .iter()
+                .filter(|r| r.result == "dead_lettered")
+                .filter_map(|r| crate::group::state::Lease::parse(&r.lease).map(|l| l.offset))
+                .collect();
+            if !dead.is_empty() {
+                let resolve = state.broker.resolver();
+                g.dead_letter(&dead, &resolve).await;
+            }
+            results
+        }
+    };
     if !batch {
         let r = &results[0];
         return match r.result {
@@ -394,7 +442,7 @@ pub async fn group_seek(
     Path((topic, name)): Path<(String, String)>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let g = group(&state, &topic, &name)?;
+    let g = group(&state, &topic, &name, "seek is")?;
     let to = params
         .get("to")
         .ok_or_else(|| ApiError::BadRequest("seek needs ?to=<offset>".into()))?;
@@ -411,7 +459,7 @@ pub async fn group_patch(
     Path((topic, name)): Path<(String, String)>,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let g = group(&state, &topic, &name)?;
+    let g = group(&state, &topic, &name, "changing a group's settings is")?;
     state.broker.update_group(topic, name, body).await?;
     Ok(axum::Json(g.info()).into_response())
 }
@@ -423,7 +471,7 @@ pub async fn group_pending(
     Path((topic, name)): Path<(String, String)>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let g = group(&state, &topic, &name)?;
+    let g = group(&state, &topic, &name, "the pending listing is")?;
     let from = match params.get("from") {
         None => 0,
         Some(f) => f

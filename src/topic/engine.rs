@@ -108,6 +108,16 @@ impl Topic {
         }
     }
 
+    /// The JetStream engine's topic, for what it keeps beside the stream:
+    /// consumer groups (`crate::group::jetstream`). `None` on the embedded
+    /// engine.
+    pub(crate) fn jetstream(&self) -> Option<&Arc<JsTopic>> {
+        match &self.engine {
+            Engine::Embedded(_) => None,
+            Engine::JetStream(t) => Some(t),
+        }
+    }
+
     /// The name of the engine storing the topic: `embedded` or `jetstream`.
     pub fn engine_name(&self) -> &'static str {
         match &self.engine {

@@ -28,9 +28,10 @@ pub enum Aspect {
     Segments,
     /// Topic names may be 255 characters long (else 252).
     LongNames,
-    /// Consumer groups (`/{topic}/groups/...`); else every group route
-    /// answers 501 not implemented.
-    ConsumerGroups,
+    /// A consumer group's settings change (`PATCH`), its pending entries
+    /// are listed and it seeks; else those routes answer 501 not
+    /// implemented (receive, settle, info, create, delete work on both).
+    GroupAdministration,
     /// netlog's own table of idempotency keys: `dedup_max_keys` evicts, the
     /// `netlog_dedup_*` metrics count, a key in flight is `409 in use`.
     /// Else the stream's duplicate window keeps every key of the window
@@ -59,10 +60,10 @@ pub const DIFFERENCES: &[(Aspect, bool, bool, &str)] = &[
         "a stream name is at most 255 bytes, 3 of them netlog's prefix",
     ),
     (
-        Aspect::ConsumerGroups,
+        Aspect::GroupAdministration,
         true,
         false,
-        "consumer groups are not built on JetStream yet (durable pull consumers, docs/engines.md)",
+        "a group is a durable pull consumer, whose pending deliveries JetStream does not list and whose position it does not move",
     ),
     (
         Aspect::DedupTable,

@@ -700,3 +700,217 @@ async fn an_idempotent_retry_after_the_leader_dies() {
     assert_eq!(b.payload("crash", "3").await.1, b"y");
     expect_error(b.get("/crash/payload/4").await, 404, "offset not found").await;
 }
+
+/// The leased messages of one receive on `api` (ndjson): `(offset,
+/// deliveries, lease)` each.
+async fn receive_leases(api: &Api, path: &str) -> Vec<(u64, u64, String)> {
+    let r = api
+        .http
+        .post(api.url(path))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("receive");
+    if r.status() == 404 {
+        return Vec::new();
+    }
+    assert_eq!(r.status(), 200, "{path}");
+    r.text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["offset"].as_u64().unwrap(),
+                v["deliveries"].as_u64().unwrap(),
+                v["lease"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Settles `lease` with `op` on `api`; the result it answers.
+async fn settle(api: &Api, op: &str, lease: &str, extra: &str) -> String {
+    let r = api
+        .post(&format!("/jobs/groups/g/{op}?lease={lease}{extra}"), "")
+        .await;
+    expect_json(r, 200).await["result"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A consumer group on a 3-node cluster, served by two front ends: a
+/// message leased on A is not handed out on B; acks on either front end;
+/// an unsettled lease runs out and the message comes again; a nack's
+/// delay is honoured; extending keeps a lease past its time; a reject
+/// writes the dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_shared_by_two_front_ends() {
+    let Some((_cluster, a, b, _dir)) = two_front_ends("15s").await else {
+        return;
+    };
+    let (a, b) = (a.api(), b.api());
+    a.create_topic("jobs").await;
+    a.create_topic("dead").await;
+    let made = a
+        .post(
+            "/jobs/groups/g",
+            r#"{"from":"oldest","lease_time":"1s","dead_letter":"dead"}"#,
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    for i in 0..4 {
+        a.publish("jobs", format!("m{i}")).await;
+    }
+    let on_a = receive_leases(&a, "/jobs/groups/g/receive?max=1").await;
+    let on_b = receive_leases(&b, "/jobs/groups/g/receive?max=1").await;
+    assert_eq!((on_a[0].0, on_a[0].1), (0, 1));
+    assert_eq!((on_b[0].0, on_b[0].1), (1, 1), "not m0 again while leased");
+    assert_eq!(settle(&b, "ack", &on_a[0].2, "").await, "acked");
+
+    // m1 is never settled: after its lease it comes again, delivered twice.
+    let got = receive_leases(&b, "/jobs/groups/g/receive?max=1&wait=5s").await;
+    assert_eq!((got[0].0, got[0].1), (2, 1));
+    let nacked = got[0].2.clone();
+    assert_eq!(settle(&a, "nack", &nacked, "&delay=3s").await, "nacked");
+    let nacked_at = Instant::now();
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    while !seen.contains(&(1, 2)) {
+        assert!(nacked_at.elapsed() < Duration::from_secs(5), "{seen:?}");
+        let got = receive_leases(&a, "/jobs/groups/g/receive?max=10&wait=1s").await;
+        for (offset, deliveries, lease) in got {
+            assert_eq!(settle(&b, "ack", &lease, "").await, "acked");
+            seen.push((offset, deliveries));
+        }
+    }
+    assert!(seen.contains(&(3, 1)), "{seen:?}");
+    if nacked_at.elapsed() < Duration::from_secs(3) {
+        assert!(
+            !seen.iter().any(|(o, _)| *o == 2),
+            "nacked for 3s: {seen:?}"
+        );
+    }
+    let later = receive_leases(&b, "/jobs/groups/g/receive?max=1&wait=5s").await;
+    assert_eq!((later[0].0, later[0].1), (2, 2), "after the nack's delay");
+
+    // Extended twice, the lease outlives its 1 s: nothing comes again.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(settle(&a, "extend", &later[0].2, "").await, "extended");
+    }
+    let none = receive_leases(&b, "/jobs/groups/g/receive?max=1&wait=300ms").await;
+    assert!(none.is_empty(), "{none:?}");
+    assert_eq!(
+        settle(&a, "reject", &later[0].2, "&reason=poison").await,
+        "dead_lettered"
+    );
+    let r = b.get("/dead/payload/0").await;
+    assert_eq!(r.headers()["netlog-header-netlog-dlq-group"], "g");
+    assert_eq!(r.headers()["netlog-header-netlog-dlq-offset"], "2");
+    assert_eq!(r.headers()["netlog-header-netlog-dlq-reason"], "rejected");
+    assert_eq!(r.headers()["netlog-header-netlog-dlq-error"], "poison");
+    assert_eq!(&r.bytes().await.unwrap()[..], b"m2");
+    let info = expect_json(a.get("/jobs/groups/g").await, 200).await;
+    assert_eq!(
+        (&info["ack_floor"], &info["next"]),
+        (&serde_json::json!(4), &serde_json::json!(4)),
+        "{info}"
+    );
+    let names = expect_json(b.get("/jobs/groups").await, 200).await;
+    assert_eq!(names, serde_json::json!(["g"]));
+    expect_error(
+        b.post("/jobs/groups/g/seek?to=0", "").await,
+        501,
+        "not implemented",
+    )
+    .await;
+    let bad = b
+        .post("/jobs/groups/g/ack?lease=js.nl_jobs.g_other.1.1.1.1.0", "")
+        .await;
+    expect_error(bad, 400, "invalid lease").await;
+    expect_ok_message(b.delete("/jobs/groups/g").await, 200, "group deleted").await;
+    expect_error(a.get("/jobs/groups/g").await, 404, "group not found").await;
+}
+
+/// Two front ends receiving from one group at once, acking everything:
+/// each of 200 messages is handed out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_front_ends_receive_each_message_once() {
+    let Some((_cluster, a, b, _dir)) = two_front_ends("15s").await else {
+        return;
+    };
+    let (a, b) = (a.api(), b.api());
+    a.create_topic("jobs").await;
+    let made = a.post("/jobs/groups/g", r#"{"from":"oldest"}"#).await;
+    assert_eq!(made.status(), 201);
+    let body: String = (0..200).map(|i| format!("m{i}\n")).collect();
+    a.publish_ndjson("jobs", body).await;
+    let worker = |api: Api| async move {
+        let mut got = Vec::new();
+        loop {
+            let leases = receive_leases(&api, "/jobs/groups/g/receive?max=7&wait=200ms").await;
+            if leases.is_empty() {
+                return got;
+            }
+            for (offset, deliveries, lease) in leases {
+                assert_eq!(deliveries, 1);
+                assert_eq!(settle(&api, "ack", &lease, "").await, "acked");
+                got.push(offset);
+            }
+        }
+    };
+    let (x, y) = tokio::join!(worker(a.clone()), worker(b.clone()));
+    let mut all: Vec<u64> = x.iter().chain(y.iter()).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..200).collect::<Vec<_>>());
+    assert!(!x.is_empty() && !y.is_empty(), "both front ends served");
+}
+
+/// A message never acked reaches the group's `max_deliveries`: the servers
+/// announce it, one front end writes its dead letter (once), and the group
+/// goes on with the next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_deliveries_send_the_message_to_the_dead_letter_topic() {
+    let Some((_cluster, a, b, _dir)) = two_front_ends("15s").await else {
+        return;
+    };
+    let (a, b) = (a.api(), b.api());
+    a.create_topic("jobs").await;
+    a.create_topic("dead").await;
+    let settings = r#"{"from":"oldest","lease_time":"1s","max_deliveries":2,"dead_letter":"dead"}"#;
+    assert_eq!(a.post("/jobs/groups/g", settings).await.status(), 201);
+    a.publish("jobs", "poison").await;
+    let mut deliveries = Vec::new();
+    while deliveries.len() < 2 {
+        for (offset, d, _) in receive_leases(&b, "/jobs/groups/g/receive?max=1&wait=3s").await {
+            assert_eq!(offset, 0);
+            deliveries.push(d);
+        }
+    }
+    assert_eq!(deliveries, [1, 2]);
+    a.publish("jobs", "fine").await;
+    // A receive after the second lease ran out finds the poison past its
+    // deliveries (JetStream decides it when it would deliver it again): it
+    // gets the next message, and the advisory goes out.
+    let letter = eventually("the dead letter", Duration::from_secs(10), || async {
+        for (offset, _, lease) in
+            receive_leases(&a, "/jobs/groups/g/receive?max=1&wait=200ms").await
+        {
+            assert_eq!(offset, 1, "the poison is not delivered a third time");
+            assert_eq!(settle(&a, "ack", &lease, "").await, "acked");
+        }
+        let r = b.get("/dead/payload/0").await;
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        letter.headers()["netlog-header-netlog-dlq-reason"],
+        "max_deliveries"
+    );
+    assert_eq!(letter.headers()["netlog-header-netlog-dlq-deliveries"], "2");
+    assert_eq!(&letter.bytes().await.unwrap()[..], b"poison");
+    let dead = a.info("dead").await;
+    assert_eq!(dead["latest_offset"], 0, "written once: {dead}");
+}

@@ -38,6 +38,7 @@
 //! them. Batches hold at most [`MAX_BATCH`] messages (the server's limit).
 
 mod cursors;
+pub(crate) mod groups;
 mod headers;
 mod ledger;
 mod publish;
@@ -283,6 +284,11 @@ impl JsEngine {
             ]),
             ..Default::default()
         }
+    }
+
+    /// The connection.
+    pub(crate) fn client(&self) -> &async_nats::Client {
+        &self.client
     }
 
     /// Whether the connection is up and JetStream answers within

@@ -145,6 +145,16 @@ impl JsTopic {
         &self.name
     }
 
+    /// The topic's stream.
+    pub(crate) fn stream(&self) -> &stream::Stream<()> {
+        &self.stream
+    }
+
+    /// The engine's connection.
+    pub(crate) fn client(&self) -> &async_nats::Client {
+        &self.engine.client
+    }
+
     /// None: the topic lives in the cluster.
     pub(crate) fn dir(&self) -> &Path {
         Path::new("")
@@ -996,20 +1006,30 @@ impl JsSubscription {
     }
 }
 
-/// A stored message as a netlog message: a v0 one's payload is its bytes;
-/// a v1 one's record is rebuilt from its headers (`headers.rs`). The CRC is
-/// computed here: the servers keep their own checksums.
+/// A stored message as a netlog message (see [`stored_message`]).
 fn message(
     offset: u64,
     m: async_nats::jetstream::message::StreamMessage,
 ) -> Result<Message, TopicError> {
+    stored_message(offset, &m.headers, m.payload)
+}
+
+/// A stored message's headers and payload as a netlog message: a v0 one's
+/// payload is its bytes; a v1 one's record is rebuilt from its headers
+/// (`headers.rs`). The CRC is computed here: the servers keep their own
+/// checksums.
+pub(crate) fn stored_message(
+    offset: u64,
+    headers: &async_nats::HeaderMap,
+    payload: Bytes,
+) -> Result<Message, TopicError> {
     let Some(record) =
-        headers::record_of(&m.headers, m.payload.clone()).map_err(|e| read_error(offset, e))?
+        headers::record_of(headers, payload.clone()).map_err(|e| read_error(offset, e))?
     else {
         return Ok(Message {
             offset,
-            crc: crc32fast::hash(&m.payload),
-            payload: m.payload,
+            crc: crc32fast::hash(&payload),
+            payload,
             format: message::FORMAT_VERSION,
         });
     };
