@@ -172,12 +172,19 @@ impl JsGroup {
     }
 
     /// Up to `req.max` messages under new leases (see the module docs).
-    pub(crate) async fn receive(&self, req: ReceiveRequest) -> Result<Vec<Delivered>, GroupError> {
-        let got = self
-            .js
-            .group_receive(&self.name, req.max, req.max_bytes, req.wait)
-            .await?
-            .ok_or(GroupError::NotFound)?;
+    /// `stop` (shutdown) ends the wait; the pull request then expires on
+    /// the server by itself.
+    pub(crate) async fn receive(
+        &self,
+        req: ReceiveRequest,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Vec<Delivered>, GroupError> {
+        let mut stop = stop.clone();
+        let received = tokio::select! {
+            r = self.js.group_receive(&self.name, req.max, req.max_bytes, req.wait) => r,
+            _ = stop.wait_for(|s| *s) => return Err(GroupError::ShuttingDown),
+        };
+        let got = received?.ok_or(GroupError::NotFound)?;
         Ok(got
             .into_iter()
             .map(|d| Delivered {

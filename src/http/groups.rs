@@ -181,7 +181,7 @@ pub async fn group_receive(
     };
     let got = match g {
         GroupRef::Embedded(g) => g.receive(req, &state.shutdown).await?,
-        GroupRef::JetStream(g) => g.receive(req).await?,
+        GroupRef::JetStream(g) => g.receive(req, &state.shutdown).await?,
     };
     let Some(first) = got.first() else {
         return Err(ApiError::NothingToReceive("nothing available".into()));

@@ -914,3 +914,45 @@ async fn max_deliveries_send_the_message_to_the_dead_letter_topic() {
     let dead = a.info("dead").await;
     assert_eq!(dead["latest_offset"], 0, "written once: {dead}");
 }
+
+/// A front end stopped cleanly answers its waiting receives `503 shutting
+/// down` at once; the leases it handed out live in the cluster and settle
+/// on the other front end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_front_end_ends_its_receives_and_leases_survive() {
+    let Some((_cluster, mut a, b, _dir)) = two_front_ends("15s").await else {
+        return;
+    };
+    let (on_a, b) = (a.api(), b.api());
+    on_a.create_topic("jobs").await;
+    let made = on_a.post("/jobs/groups/g", r#"{"from":"oldest"}"#).await;
+    assert_eq!(made.status(), 201);
+    on_a.publish("jobs", "held").await;
+    let held = receive_leases(&on_a, "/jobs/groups/g/receive?max=1").await;
+    let waiting = {
+        let api = on_a.clone();
+        tokio::spawn(async move {
+            api.http
+                .post(api.url("/jobs/groups/g/receive?wait=30s"))
+                .send()
+                .await
+                .expect("the waiting receive")
+        })
+    };
+    eventually("the receive waits", Duration::from_secs(5), || async {
+        let info = expect_json(b.get("/jobs/groups/g").await, 200).await;
+        (info["waiting_receives"] == 1).then_some(())
+    })
+    .await;
+    let asked = Instant::now();
+    a.signal("-TERM");
+    let answer = waiting.await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "answered at once"
+    );
+    let body = expect_error(answer, 503, "shutting down").await;
+    assert_eq!(body["error"], "netlog: shutting down", "{body}");
+    assert!(a.wait_exit().await.success());
+    assert_eq!(settle(&b, "ack", &held[0].2, "").await, "acked");
+}
