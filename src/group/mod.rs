@@ -613,7 +613,7 @@ impl Group {
                     out.push(Delivered {
                         expires_ms: now_ms + lease_ms(&lease),
                         deliveries: lease.deliveries,
-                        lease: lease.to_string(),
+                        lease: lease.text(),
                         message,
                     });
                 }

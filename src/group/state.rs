@@ -67,11 +67,24 @@ impl Lease {
 
 impl fmt::Display for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{}.{}.{}",
-            self.offset, self.deliveries, self.generation, self.tag
-        )
+        f.write_str(&self.text())
+    }
+}
+
+impl Lease {
+    /// The lease as its clients see it, `offset.deliveries.generation.tag`,
+    /// made without the formatting machinery (one per delivered message).
+    pub(crate) fn text(&self) -> String {
+        let mut digits = itoa::Buffer::new();
+        let mut out = String::with_capacity(32 + self.tag.len());
+        out.push_str(digits.format(self.offset));
+        out.push('.');
+        out.push_str(digits.format(self.deliveries));
+        out.push('.');
+        out.push_str(digits.format(self.generation));
+        out.push('.');
+        out.push_str(&self.tag);
+        out
     }
 }
 
