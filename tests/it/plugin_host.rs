@@ -10,8 +10,8 @@ use crate::common::{load, plugin_path};
 use netlog::log::{Log, LogOptions};
 use netlog::message::{Codec, Codecs};
 use netlog::plugin::{
-    HostOptions, Limits, PluginError, PluginHost, PluginKind, RetentionDecision, RetentionState,
-    ScannerState, SegmentState, Verdict, check_component,
+    HostOptions, Limits, MessageView, PluginError, PluginHost, PluginKind, RetentionDecision,
+    RetentionState, ScannerState, SegmentState, Verdict, check_component,
 };
 
 const JSON: &str = "json_validator.wasm";
@@ -670,6 +670,42 @@ fn v0_2_codecs_and_policies_work() {
         now_ms,
     };
     assert_eq!(policy.evaluate(&state).unwrap().delete_oldest, 1);
+}
+
+/// The json-schema plugin is a 0.2.0 validator; through the library it is
+/// shown headers and picks its schema by one.
+#[test]
+fn json_schema_is_a_v0_2_validator() {
+    let plugin = load("json_schema.wasm", Limits::default());
+    assert_eq!(plugin.kind(), PluginKind::Validator);
+    assert_eq!(plugin.wit_version(), "0.2.0");
+    assert!(plugin.sees_message_metadata());
+    let v = plugin
+        .validator(
+            "t",
+            r#"{"header": "schema", "schemas": {"a": {"type": "array"}, "b": {"type": "object"}}}"#,
+        )
+        .unwrap();
+    let view = |value: &'static [u8], schema: &'static str| MessageView {
+        headers: vec![("schema", schema.as_bytes())],
+        ..MessageView::plain(value)
+    };
+    let verdicts = v
+        .validate_messages(&[
+            view(b"[]", "a"),
+            view(b"[]", "b"),
+            MessageView::plain(b"[]"),
+        ])
+        .unwrap();
+    assert_eq!(verdicts[0], Verdict::Accept);
+    assert_eq!(
+        verdicts[1],
+        Verdict::Reject(r#"schema "b": at "": type: value is not of type "object""#.into())
+    );
+    assert_eq!(
+        verdicts[2],
+        Verdict::Reject(r#"no "schema" header and no default schema"#.into())
+    );
 }
 
 /// A component exporting no netlog hook is refused, listing its exports.
