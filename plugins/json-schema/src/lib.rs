@@ -45,8 +45,8 @@
 //! **Bounds.** `max_size` caps what is parsed; the JSON parser refuses
 //! nesting deeper than 128 (an `invalid JSON ... recursion limit exceeded`
 //! reject), which also bounds the validator's recursion. A parsed document
-//! takes several times its text in memory (a long array of small numbers,
-//! around 12 times): what `max_size` lets through must fit the plugin's
+//! takes many times its text in memory (a long array of small numbers, more
+//! than ten times): what `max_size` lets through must fit the plugin's
 //! `memory_limit` together with the batch, or the call stops at the limit.
 
 #[cfg(target_arch = "wasm32")]
