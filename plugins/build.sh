@@ -18,6 +18,12 @@
 # The world a Python or JavaScript plugin targets is named on a line
 # `# netlog-world: <world>` (Python) or `// netlog-world: <world>` (JS).
 #
+# WIT versions: a Rust plugin names its WIT directory in its own
+# `wit_bindgen::generate!`. The first-party Python and JavaScript plugins,
+# like most of the Rust ones, are built against netlog:plugin@0.1.0
+# (../wit/v0.1), so the broker's tests keep proving that 0.1 components
+# load; json-schema is built against 0.2.0 (../wit).
+#
 # dist/*.wasm is cleared first, so nothing stale survives a failed or partial
 # build. When a Python or JavaScript toolchain cannot be installed (no
 # python3/node, no network), that language is skipped: the reason is printed
@@ -114,7 +120,7 @@ if [ "${#py_plugins[@]}" -gt 0 ]; then
         world="$(world_of "$dir/app.py")"
         wasm="${dir//-/_}.wasm"
         stage "python: componentize-py $dir (world $world)"
-        (cd "$dir" && ../.venv/bin/componentize-py --wit-path ../../wit --world "$world" \
+        (cd "$dir" && ../.venv/bin/componentize-py --wit-path ../../wit/v0.1 --world "$world" \
             componentize app --output "../dist/$wasm")
         built+=("$wasm")
     done
@@ -141,7 +147,7 @@ if [ "${#js_plugins[@]}" -gt 0 ]; then
         world="$(world_of "$dir/plugin.js")"
         wasm="${dir//-/_}.wasm"
         stage "javascript: componentize-js $dir (world $world, --disable http fetch-event)"
-        node node_modules/.bin/componentize-js "$dir/plugin.js" --wit ../wit \
+        node node_modules/.bin/componentize-js "$dir/plugin.js" --wit ../wit/v0.1 \
             --world-name "$world" --disable http fetch-event --out "dist/$wasm"
         # The broker links no wasi:http; make sure the flag took.
         if node node_modules/.bin/jco wit "dist/$wasm" | grep -q 'import wasi:http'; then

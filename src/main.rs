@@ -80,8 +80,9 @@ enum PluginCommand {
         #[arg(long)]
         config: Option<String>,
     },
-    /// Writes the plugin interface, `netlog-plugin.wit`, into a directory
-    /// (created if missing), for wit-bindgen or any other bindings generator.
+    /// Writes the plugin interface, `netlog-plugin.wit` (the newest version,
+    /// netlog:plugin@0.2.0), into a directory (created if missing), for
+    /// wit-bindgen or any other bindings generator.
     Wit {
         /// The directory [default: wit, where wit-bindgen looks].
         #[arg(default_value = "wit")]
@@ -89,7 +90,8 @@ enum PluginCommand {
     },
 }
 
-/// The plugin interface this binary was built with, as `wit/` holds it.
+/// The newest plugin interface this binary implements, as `wit/` holds it
+/// (0.1.0, in `wit/v0.1/`, is still loaded but no longer handed out).
 const PLUGIN_WIT: &str = include_str!("../wit/netlog-plugin.wit");
 /// The file name `plugin wit` writes.
 const PLUGIN_WIT_FILE: &str = "netlog-plugin.wit";

@@ -20,6 +20,6 @@ callgrind_control -i on $vg >/dev/null
 callgrind_control -i off $vg >/dev/null
 callgrind_control -d $vg >/dev/null
 sleep 1
-out=$(ls -S "$work"/cg.* | head -1)
+out=$(ls -S "$work"/cg.* | head -1); [ -n "${KEEP:-}" ] && cp "$out" "$KEEP"
 ir=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 echo "$(basename "$bin") $scenario: $ir instructions, $((ir / n)) per message"

@@ -10,14 +10,22 @@
 //! A batch of changes is one `write` of all its records.
 //!
 //! The journal is compacted by rewriting it from the state
-//! ([`super::state::State::snapshot`]): at every open, and when it passes
-//! [`COMPACT_BYTES`]. The new file is written beside it, fsynced and renamed
-//! over it, so a crash leaves the old or the new one, never a mix.
+//! ([`super::state::State::snapshot`]): at every open and clean stop, when
+//! it passes [`COMPACT_BYTES`], and [`COMPACT_EVERY`] after the last
+//! rewrite if it grew since. The new file is written beside it, fsynced and
+//! renamed over it, so a crash leaves the old or the new one, never a mix.
+//! While the group runs, the snapshot is taken under the group's lock but
+//! written without it ([`Journal::mark`], [`write_snapshot`]); then, under
+//! the lock again, the records appended meanwhile are copied after it
+//! ([`Journal::swap_in`]): the only I/O under the lock is that short tail.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use super::clock::Tick;
 
 use super::state::Change;
 
@@ -25,6 +33,9 @@ use super::state::Change;
 pub(crate) const RECORD: usize = 32;
 /// A journal past this size (64 MiB) is compacted.
 pub(crate) const COMPACT_BYTES: u64 = 64 << 20;
+/// A journal that grew is compacted this long (10 minutes) after its last
+/// rewrite.
+pub(crate) const COMPACT_EVERY: Duration = Duration::from_secs(600);
 
 /// The open journal of one group.
 pub(crate) struct Journal {
@@ -34,6 +45,27 @@ pub(crate) struct Journal {
     len: u64,
     /// fsync after every write (the broker's `fsync = "always"`).
     sync: bool,
+    /// When it was last rewritten, and its size then.
+    rewritten: (Tick, u64),
+}
+
+/// Where a rewrite started: the journal's size when its snapshot was taken.
+pub(crate) struct Mark {
+    tmp: PathBuf,
+    len: u64,
+}
+
+/// Writes `changes` (a snapshot) to the file `mark` names, fsynced; returns
+/// its size. Blocking; needs no lock.
+pub(crate) fn write_snapshot(mark: &Mark, changes: &[Change]) -> std::io::Result<u64> {
+    let mut buf = Vec::with_capacity(changes.len() * RECORD);
+    for c in changes {
+        encode(c, &mut buf);
+    }
+    let mut f = File::create(&mark.tmp)?;
+    f.write_all(&buf)?;
+    f.sync_all()?;
+    Ok(buf.len() as u64)
 }
 
 /// What opening found.
@@ -144,6 +176,7 @@ impl Journal {
                 file: Arc::new(file),
                 len: good as u64,
                 sync,
+                rewritten: (Tick::now(), good as u64),
             },
             changes,
             cut,
@@ -175,30 +208,60 @@ impl Journal {
         self.sync.then(|| self.file.clone())
     }
 
-    /// Its size in bytes.
-    pub(crate) fn len(&self) -> u64 {
-        self.len
+    /// Whether a compaction is due: past [`COMPACT_BYTES`], or grown since
+    /// a rewrite [`COMPACT_EVERY`] ago.
+    pub(crate) fn due(&self) -> bool {
+        self.due_at(Tick::now())
     }
 
-    /// Replaces the journal with `changes` (a snapshot): written beside it,
-    /// fsynced, renamed over it. Blocking.
+    fn due_at(&self, now: Tick) -> bool {
+        let (at, len) = self.rewritten;
+        self.len > COMPACT_BYTES
+            || (self.len > len && now.saturating_duration_since(at) >= COMPACT_EVERY)
+    }
+
+    /// Replaces the journal with `changes` (a snapshot of the state after
+    /// every record in it): written beside it, fsynced, renamed over it.
+    /// Blocking.
     pub(crate) fn rewrite(&mut self, changes: &[Change]) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let mut buf = Vec::with_capacity(changes.len() * RECORD);
-        for c in changes {
-            encode(c, &mut buf);
+        let mark = self.mark();
+        let written = write_snapshot(&mark, changes)?;
+        self.swap_in(&mark, written)
+    }
+
+    /// Starts a rewrite whose snapshot is of the state now.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            tmp: self.path.with_extension("tmp"),
+            len: self.len,
         }
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&buf)?;
-            f.sync_all()?;
+    }
+
+    /// Ends a rewrite: copies the records appended since `mark` after the
+    /// snapshot (`written` bytes, from [`write_snapshot`]), fsyncs them,
+    /// and renames the new file over the journal. Blocking.
+    pub(crate) fn swap_in(&mut self, mark: &Mark, written: u64) -> std::io::Result<()> {
+        let tail_len = self.len - mark.len;
+        if tail_len > 0 {
+            let mut tail = vec![0u8; tail_len as usize];
+            std::os::unix::fs::FileExt::read_exact_at(
+                &File::open(&self.path)?,
+                &mut tail,
+                mark.len,
+            )?;
+            let mut f = OpenOptions::new().append(true).open(&mark.tmp)?;
+            f.write_all(&tail)?;
+            // A write appended before the swap may still wait for its
+            // fsync, which would go to the old file.
+            f.sync_data()?;
         }
-        std::fs::rename(&tmp, &self.path)?;
+        std::fs::rename(&mark.tmp, &self.path)?;
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
         self.file = Arc::new(OpenOptions::new().append(true).open(&self.path)?);
-        self.len = buf.len() as u64;
+        self.len = written + tail_len;
+        self.rewritten = (Tick::now(), self.len);
         Ok(())
     }
 
@@ -258,6 +321,37 @@ mod tests {
 
     /// A journal torn at every byte of its last record keeps every record
     /// before it, cuts the rest, and takes appends after the cut.
+    /// A rewrite whose snapshot was written while records were appended
+    /// keeps those records after it, in order, and restarts the clock of
+    /// [`Journal::due`].
+    #[test]
+    fn records_appended_during_a_rewrite_follow_the_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal");
+        let mut j = Journal::open(&path, false).expect("open").journal;
+        let now = Tick::now();
+        assert!(!j.due_at(now + COMPACT_EVERY), "not grown since");
+        j.append(&sample()).expect("append");
+        assert!(!j.due_at(now));
+        assert!(j.due_at(now + COMPACT_EVERY), "grown, ten minutes on");
+        let mark = j.mark();
+        let snapshot = [Change::Base { next: 8 }];
+        let written = write_snapshot(&mark, &snapshot).expect("snapshot");
+        let meanwhile = [Change::Base { next: 9 }, Change::Skip { to: 12 }];
+        j.append(&meanwhile).expect("append meanwhile");
+        j.swap_in(&mark, written).expect("swap in");
+        j.append(&[Change::Drop { offset: 12 }])
+            .expect("append after");
+        assert!(!j.due_at(Tick::now() + COMPACT_EVERY / 2));
+        let again = Journal::open(&path, false).expect("reopen");
+        assert_eq!(again.cut, 0);
+        let mut want = snapshot.to_vec();
+        want.extend(meanwhile);
+        want.push(Change::Drop { offset: 12 });
+        assert_eq!(again.changes, want);
+        assert!(!dir.path().join("journal.tmp").exists());
+    }
+
     #[test]
     fn a_torn_tail_is_cut_at_every_byte() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -353,6 +353,8 @@ pub struct Group {
     dir: PathBuf,
     tag: String,
     inner: Mutex<Inner>,
+    /// Held by a compaction of the journal, one at a time.
+    compacting: Mutex<()>,
     freed: Notify,
     waiting: AtomicUsize,
     gone: watch::Sender<bool>,
@@ -431,6 +433,7 @@ impl Group {
                 empty: [0; 2],
                 consumers: HashMap::new(),
             }),
+            compacting: Mutex::new(()),
             freed: Notify::new(),
             waiting: AtomicUsize::new(0),
             gone: watch::Sender::new(false),
@@ -611,7 +614,7 @@ impl Group {
                     out.push(Delivered {
                         expires_ms: now_ms + lease_ms(&lease),
                         deliveries: lease.deliveries,
-                        lease: lease.to_string(),
+                        lease: lease.text(),
                         message,
                     });
                 }
@@ -1140,6 +1143,7 @@ impl Group {
 
     /// Compacts the journal and marks a clean stop (at shutdown). Blocking.
     fn close(&self) -> Result<(), GroupError> {
+        let _one = self.compacting.lock().recover();
         let mut inner = self.inner.lock().recover();
         let snapshot = inner.state.snapshot(Tick::now());
         inner.journal.rewrite(&snapshot)?;
@@ -1153,19 +1157,30 @@ impl Group {
         Ok(())
     }
 
-    /// Whether the journal passed [`journal::COMPACT_BYTES`].
+    /// Whether the journal is due for compaction ([`Journal::due`]).
     fn compaction_due(&self) -> bool {
-        self.inner.lock().recover().journal.len() > journal::COMPACT_BYTES
+        self.inner.lock().recover().journal.due()
     }
 
-    /// Compacts the journal when it passed [`journal::COMPACT_BYTES`].
-    /// Blocking.
+    /// Compacts the journal when it is due. The snapshot is taken under the
+    /// lock and written without it; only the records appended meanwhile
+    /// are copied under it (see `journal.rs`). Blocking.
     fn compact_if_due(&self) -> Result<(), GroupError> {
-        let mut inner = self.inner.lock().recover();
-        if inner.journal.len() > journal::COMPACT_BYTES {
-            let snapshot = inner.state.snapshot(Tick::now());
-            inner.journal.rewrite(&snapshot)?;
-        }
+        let _one = self.compacting.lock().recover();
+        let (mark, snapshot) = {
+            let inner = self.inner.lock().recover();
+            if !inner.journal.due() {
+                return Ok(());
+            }
+            (inner.journal.mark(), inner.state.snapshot(Tick::now()))
+        };
+        let written = journal::write_snapshot(&mark, &snapshot)?;
+        drop(snapshot);
+        self.inner
+            .lock()
+            .recover()
+            .journal
+            .swap_in(&mark, written)?;
         Ok(())
     }
 

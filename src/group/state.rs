@@ -67,11 +67,24 @@ impl Lease {
 
 impl fmt::Display for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{}.{}.{}",
-            self.offset, self.deliveries, self.generation, self.tag
-        )
+        f.write_str(&self.text())
+    }
+}
+
+impl Lease {
+    /// The lease as its clients see it, `offset.deliveries.generation.tag`,
+    /// made without the formatting machinery (one per delivered message).
+    pub(crate) fn text(&self) -> String {
+        let mut digits = itoa::Buffer::new();
+        let mut out = String::with_capacity(32 + self.tag.len());
+        out.push_str(digits.format(self.offset));
+        out.push('.');
+        out.push_str(digits.format(self.deliveries));
+        out.push('.');
+        out.push_str(digits.format(self.generation));
+        out.push('.');
+        out.push_str(&self.tag);
+        out
     }
 }
 
@@ -231,7 +244,7 @@ pub(crate) struct State {
     pub(crate) generation: u32,
     /// Leases of a generation below this were issued before a seek.
     pub(crate) seek_generation: u32,
-    pending: BTreeMap<u64, Entry>,
+    pending: Pending,
     timers: BTreeSet<(Tick, u64)>,
     ready: BTreeSet<u64>,
     /// Ordering by key: who holds each key, and who waits for it.
@@ -241,6 +254,85 @@ pub(crate) struct State {
     /// after a restart a parked entry's letter says `max_deliveries`.
     reasons: BTreeMap<u64, (Reason, Option<Box<str>>)>,
     pub(crate) counters: Counters,
+}
+
+/// The pending entries by offset, with how many are in each [`Pend`]
+/// state, kept as they change: the counts are read on every empty receive,
+/// group info and metrics scrape, which must not walk a million entries.
+#[derive(Debug, Default)]
+struct Pending {
+    entries: BTreeMap<u64, Entry>,
+    by_state: [usize; 4],
+}
+
+impl Pending {
+    fn insert(&mut self, offset: u64, entry: Entry) -> Option<Entry> {
+        self.by_state[entry.state as usize] += 1;
+        let old = self.entries.insert(offset, entry);
+        if let Some(old) = &old {
+            self.by_state[old.state as usize] -= 1;
+        }
+        old
+    }
+
+    fn remove(&mut self, offset: &u64) -> Option<Entry> {
+        let old = self.entries.remove(offset)?;
+        self.by_state[old.state as usize] -= 1;
+        Some(old)
+    }
+
+    /// The entry at `offset`, to change; its state is counted again when
+    /// the handle goes.
+    fn get_mut(&mut self, offset: &u64) -> Option<EntryMut<'_>> {
+        let entry = self.entries.get_mut(offset)?;
+        let was = entry.state;
+        Some(EntryMut {
+            entry,
+            was,
+            by_state: &mut self.by_state,
+        })
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.by_state = [0; 4];
+    }
+}
+
+impl std::ops::Deref for Pending {
+    type Target = BTreeMap<u64, Entry>;
+    fn deref(&self) -> &BTreeMap<u64, Entry> {
+        &self.entries
+    }
+}
+
+/// A pending entry being changed (see [`Pending::get_mut`]).
+struct EntryMut<'a> {
+    entry: &'a mut Entry,
+    was: Pend,
+    by_state: &'a mut [usize; 4],
+}
+
+impl std::ops::Deref for EntryMut<'_> {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        self.entry
+    }
+}
+
+impl std::ops::DerefMut for EntryMut<'_> {
+    fn deref_mut(&mut self) -> &mut Entry {
+        self.entry
+    }
+}
+
+impl Drop for EntryMut<'_> {
+    fn drop(&mut self) {
+        if self.entry.state != self.was {
+            self.by_state[self.was as usize] -= 1;
+            self.by_state[self.entry.state as usize] += 1;
+        }
+    }
 }
 
 /// Ordering by key, for the pending entries whose key is known (a key is
@@ -329,11 +421,7 @@ impl State {
 
     /// Pending entries by state: leased, waiting, parked.
     pub(crate) fn pending_by_state(&self) -> [usize; 4] {
-        let mut n = [0; 4];
-        for e in self.pending.values() {
-            n[e.state as usize] += 1;
-        }
-        n
+        self.pending.by_state
     }
 
     /// The lowest pending offset and when its current delivery was made.
@@ -424,7 +512,7 @@ impl State {
             return;
         }
         while let Some(next) = queue.pop_front() {
-            if let Some(entry) = self.pending.get_mut(&next) {
+            if let Some(mut entry) = self.pending.get_mut(&next) {
                 *holder = next;
                 if entry.state == Pend::Blocked {
                     entry.state = Pend::Waiting;
@@ -464,7 +552,7 @@ impl State {
                 break;
             }
             self.timers.pop_first();
-            let Some(entry) = self.pending.get_mut(&offset) else {
+            let Some(entry) = self.pending.get(&offset) else {
                 continue;
             };
             if entry.at != at {
@@ -474,7 +562,9 @@ impl State {
             match entry.state {
                 Pend::Leased if rules.exhausted(deliveries) => {
                     self.counters.expired += 1;
-                    entry.state = Pend::Parked;
+                    if let Some(mut entry) = self.pending.get_mut(&offset) {
+                        entry.state = Pend::Parked;
+                    }
                     dead.push(offset);
                 }
                 Pend::Leased => {
@@ -530,7 +620,7 @@ impl State {
                 None => break,
             };
             let generation = self.generation;
-            let Some(entry) = self.pending.get_mut(&offset) else {
+            let Some(mut entry) = self.pending.get_mut(&offset) else {
                 continue;
             };
             let at = now + lease;
@@ -567,9 +657,11 @@ impl State {
     /// Hands back a delivery that was never answered (cut by a byte bound):
     /// its count goes back and it is available at once.
     pub(crate) fn release(&mut self, offset: u64, now: Tick) -> Option<Change> {
-        let entry = self.pending.get_mut(&offset)?;
-        entry.deliveries = entry.deliveries.saturating_sub(1);
-        let deliveries = entry.deliveries;
+        let deliveries = {
+            let mut entry = self.pending.get_mut(&offset)?;
+            entry.deliveries = entry.deliveries.saturating_sub(1);
+            entry.deliveries
+        };
         if deliveries == 0 {
             self.counters.delivered = self.counters.delivered.saturating_sub(1);
         } else {
@@ -807,7 +899,7 @@ impl State {
                 generation: self.seek_generation,
             });
         }
-        for (&offset, e) in &self.pending {
+        for (&offset, e) in self.pending.iter() {
             let left = e.at.saturating_duration_since(now).as_millis() as u64;
             out.push(Change::Deliver {
                 offset,
@@ -896,7 +988,7 @@ impl State {
                 }
             }
             Change::Release { offset, deliveries } => {
-                if let Some(e) = self.pending.get_mut(&offset) {
+                if let Some(mut e) = self.pending.get_mut(&offset) {
                     e.deliveries = deliveries;
                 }
                 self.wait(offset, now, now);
@@ -1166,6 +1258,87 @@ mod tests {
         assert_eq!(back.floor(), s.floor());
         assert_eq!(back.pending_by_state(), s.pending_by_state());
         assert_eq!(back.parked(), s.parked());
+    }
+
+    /// The counts by state, kept as entries change, equal a count of the
+    /// entries after every step of a long pseudo-random run of every
+    /// operation (key lines, expiry, releases, seeks, replays included).
+    #[test]
+    fn counts_by_state_follow_every_change() {
+        let mut r = rules();
+        r.by_key = true;
+        r.dead_letter = true;
+        r.max_deliveries = 3;
+        r.backoff = vec![Duration::from_millis(300)];
+        let mut s = State::new(0, 1);
+        let mut now = Tick::now();
+        let mut leases: Vec<Lease> = Vec::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for step in 0..20_000 {
+            let end = 200 + step / 50;
+            match rand(10) {
+                0..=2 => {
+                    for (l, _) in s.deliver(rand(5) as usize + 1, end, r.lease_time, now, &r) {
+                        if s.admit(l.offset, Some(l.offset % 7)) {
+                            leases.push(l);
+                        } else {
+                            s.release(l.offset, now);
+                            s.block(l.offset);
+                        }
+                    }
+                }
+                3 | 4 if !leases.is_empty() => {
+                    let l = leases.swap_remove(rand(leases.len() as u64) as usize);
+                    s.ack(&l);
+                }
+                5 if !leases.is_empty() => {
+                    let l = leases.swap_remove(rand(leases.len() as u64) as usize);
+                    s.nack(&l, None, now, &r);
+                }
+                6 if !leases.is_empty() => {
+                    let l = &leases[rand(leases.len() as u64) as usize];
+                    s.extend(l, Duration::from_secs(5), now, &r);
+                }
+                7 if !leases.is_empty() => {
+                    let l = leases.swap_remove(rand(leases.len() as u64) as usize);
+                    if s.reject(&l, &r, None).0 == Outcome::DeadLetter {
+                        s.dead(l.offset);
+                    }
+                }
+                8 => {
+                    now = now + Duration::from_millis(rand(40_000));
+                    let (dead, _) = s.tick(now, &r);
+                    for offset in dead {
+                        s.dead(offset);
+                    }
+                }
+                _ if rand(200) == 0 => {
+                    s.seek(rand(end));
+                    leases.clear();
+                }
+                _ if rand(100) == 0 => {
+                    let mut back = State::new(0, 1);
+                    for change in s.snapshot(now) {
+                        back.replay(change, now);
+                    }
+                    s = back;
+                    leases.clear();
+                }
+                _ => {}
+            }
+            let mut recount = [0; 4];
+            for e in s.pending.values() {
+                recount[e.state as usize] += 1;
+            }
+            assert_eq!(s.pending_by_state(), recount, "after step {step}");
+        }
+        assert!(s.pending_len() > 0, "the run kept entries pending");
     }
 
     #[test]

@@ -232,18 +232,20 @@ fn raw_answer(d: &Delivered) -> Response {
 /// One line per message: the read routes' ndjson line with the lease, the
 /// delivery count and the lease's expiry in front.
 fn ndjson_body(got: &[Delivered]) -> Vec<u8> {
-    use std::io::Write;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(got.len() * 160);
     let mut line = Vec::new();
+    let mut digits = itoa::Buffer::new();
     for d in got {
         line.clear();
         view_of(d).ndjson_line(&mut line);
         // Leases are made of digits, dots and a hex tag: no escaping.
-        let _ = write!(
-            out,
-            "{{\"lease\":\"{}\",\"deliveries\":{},\"lease_expires\":{},",
-            d.lease, d.deliveries, d.expires_ms
-        );
+        out.extend_from_slice(b"{\"lease\":\"");
+        out.extend_from_slice(d.lease.as_bytes());
+        out.extend_from_slice(b"\",\"deliveries\":");
+        out.extend_from_slice(digits.format(d.deliveries).as_bytes());
+        out.extend_from_slice(b",\"lease_expires\":");
+        out.extend_from_slice(digits.format(d.expires_ms).as_bytes());
+        out.push(b',');
         out.extend_from_slice(line.strip_prefix(b"{").unwrap_or(&line));
         out.push(b'\n');
     }
@@ -378,21 +380,44 @@ async fn settle(
         };
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    let list: Vec<_> = results
+    let results: Vec<SettledOne> = results
         .iter()
         .map(|r| {
             *counts.entry(r.result).or_default() += 1;
-            let mut one = json!({ "lease": r.lease, "result": r.result });
-            if r.clamped {
-                one["clamped"] = json!(true);
+            SettledOne {
+                clamped: r.clamped,
+                lease: &r.lease,
+                reason: r.reason.as_deref(),
+                result: r.result,
             }
-            if let Some(why) = &r.reason {
-                one["reason"] = json!(why);
-            }
-            one
         })
         .collect();
-    Ok(axum::Json(json!({ "ok": true, "results": list, "counts": counts })).into_response())
+    Ok(axum::Json(Settled {
+        counts,
+        ok: true,
+        results,
+    })
+    .into_response())
+}
+
+/// A batch settle's answer. Fields in the order a JSON map sorts them, as
+/// the answer was first written (`json!`), with no map per lease.
+#[derive(serde::Serialize)]
+struct Settled<'a> {
+    counts: BTreeMap<&'a str, usize>,
+    ok: bool,
+    results: Vec<SettledOne<'a>>,
+}
+
+/// One lease of a [`Settled`].
+#[derive(serde::Serialize)]
+struct SettledOne<'a> {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    clamped: bool,
+    lease: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    result: &'a str,
 }
 
 /// `POST /{topic}/groups/{group}/ack`.
@@ -501,4 +526,48 @@ pub async fn group_pending(
         HeaderValue::from_static("application/x-ndjson"),
     );
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batch answer, written from structs, is the bytes the maps of
+    /// `json!` gave.
+    #[test]
+    fn settled_answers_are_the_maps_bytes() {
+        let mut counts = BTreeMap::new();
+        counts.insert("acked", 1);
+        counts.insert("extended", 1);
+        let answer = Settled {
+            counts: counts.clone(),
+            ok: true,
+            results: vec![
+                SettledOne {
+                    clamped: false,
+                    lease: "1.1.0.ab",
+                    reason: None,
+                    result: "acked",
+                },
+                SettledOne {
+                    clamped: true,
+                    lease: "2.1.0.ab",
+                    reason: Some("held \"too\" long"),
+                    result: "extended",
+                },
+            ],
+        };
+        let maps = json!({
+            "ok": true,
+            "results": [
+                {"lease": "1.1.0.ab", "result": "acked"},
+                {"lease": "2.1.0.ab", "result": "extended", "clamped": true, "reason": "held \"too\" long"},
+            ],
+            "counts": counts,
+        });
+        assert_eq!(
+            serde_json::to_vec(&answer).expect("json"),
+            serde_json::to_vec(&maps).expect("json")
+        );
+    }
 }

@@ -109,9 +109,25 @@ fn finish(mut answer: Response) -> Response {
     {
         answer
             .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            .insert(header::CONTENT_LENGTH, length_value(size));
     }
     answer
+}
+
+/// A `Content-Length` value; the lengths of small answers (a publish's
+/// `{"offset":N}`, a short message) are made once and shared, so most
+/// answers allocate nothing for it.
+fn length_value(size: u64) -> HeaderValue {
+    const SHARED: usize = 256;
+    static SMALL: std::sync::LazyLock<Vec<HeaderValue>> = std::sync::LazyLock::new(|| {
+        (0..SHARED)
+            .map(|n| HeaderValue::from_static(String::leak(n.to_string())))
+            .collect()
+    });
+    match usize::try_from(size) {
+        Ok(n) if n < SHARED => SMALL[n].clone(),
+        _ => HeaderValue::from(size),
+    }
 }
 
 #[cfg(test)]
@@ -127,5 +143,13 @@ mod tests {
         assert_eq!(plain_segment("/a%20b/payload", 0), None);
         assert_eq!(plain_segment("/t/payload/", 2), None);
         assert_eq!(plain_segment("t/payload", 0), None);
+    }
+
+    /// Shared and made lengths read the same.
+    #[test]
+    fn length_values() {
+        for n in [0u64, 9, 255, 256, 1 << 40] {
+            assert_eq!(length_value(n), HeaderValue::from(n));
+        }
     }
 }

@@ -329,10 +329,9 @@ static COMPILED: std::sync::LazyLock<Vec<Compiled>> = std::sync::LazyLock::new(|
 /// earliest segment first (`/_console/payload` is a console file, as the
 /// router has it, not a publish to `_console`).
 pub(crate) fn classify(listener: Listener, path: &str) -> usize {
-    let table = &*COMPILED;
-    let ours = |c: &&Compiled| c.route.listener() == listener;
-    if let Some(c) = table.iter().filter(ours).find(|c| c.fixed == Some(path)) {
-        return c.route.row();
+    let shapes = &SHAPES[listener as usize];
+    if let Some(&(_, row)) = shapes.fixed.iter().find(|(fixed, _)| *fixed == path) {
+        return row;
     }
     let Some(rest) = path.strip_prefix('/') else {
         return UNMATCHED;
@@ -347,11 +346,10 @@ pub(crate) fn classify(listener: Listener, path: &str) -> usize {
         n += 1;
     }
     let got = &got[..n];
-    table
+    // Most literal first, so the first match is the one the router takes.
+    shapes.by_len[n]
         .iter()
-        .filter(ours)
-        .filter(|c| c.fixed.is_none() && c.segments.len() == n)
-        .filter(|c| {
+        .find(|c| {
             c.segments
                 .iter()
                 .zip(got)
@@ -362,14 +360,42 @@ pub(crate) fn classify(listener: Listener, path: &str) -> usize {
                     None => !g.is_empty() || i + 1 < n,
                 })
         })
-        .max_by_key(|c| {
-            // Literal segments as bits, the first segment the highest.
-            c.segments
-                .iter()
-                .fold(0u32, |key, s| (key << 1) | u32::from(s.is_some()))
-        })
         .map_or(UNMATCHED, |c| c.route.row())
 }
+
+/// The routes of one listener sorted for [`classify`]: those without
+/// parameters by their whole path, the others by their number of segments,
+/// most literal first (literal segments as bits, the first the highest).
+struct Shapes {
+    fixed: Vec<(&'static str, usize)>,
+    by_len: [Vec<&'static Compiled>; MAX_SEGMENTS + 1],
+}
+
+static SHAPES: std::sync::LazyLock<[Shapes; 2]> = std::sync::LazyLock::new(|| {
+    [Listener::Main, Listener::Admin].map(|listener| {
+        let ours = || {
+            COMPILED
+                .iter()
+                .filter(move |c| c.route.listener() == listener)
+        };
+        let fixed = ours()
+            .filter_map(|c| c.fixed.map(|f| (f, c.route.row())))
+            .collect();
+        let by_len = std::array::from_fn(|n| {
+            let mut same: Vec<&'static Compiled> = ours()
+                .filter(|c| c.fixed.is_none() && c.segments.len() == n)
+                .collect();
+            let literal_bits = |c: &Compiled| {
+                c.segments
+                    .iter()
+                    .fold(0u32, |key, s| (key << 1) | u32::from(s.is_some()))
+            };
+            same.sort_by_key(|c| std::cmp::Reverse(literal_bits(c)));
+            same
+        });
+        Shapes { fixed, by_len }
+    })
+});
 
 /// Every route with its methods and listener, for tests that compare the
 /// routes with the documentation.

@@ -895,6 +895,12 @@ impl Log {
         Reader::new(self.clone(), offset)
     }
 
+    /// [`Log::reader`] for a short run: it reads at least `read_ahead`
+    /// bytes of the data file at a time instead of a whole chunk.
+    pub fn reader_for_run(&self, offset: u64, read_ahead: usize) -> Result<Reader, LogError> {
+        Reader::with_read_ahead(self.clone(), offset, read_ahead)
+    }
+
     /// A scanner (a reader that can wait for appends) at `offset`.
     pub fn scanner(&self, offset: u64) -> Result<Scanner, LogError> {
         Ok(Scanner::new(self.reader(offset)?, self.subscribe()))

@@ -119,10 +119,24 @@ pub struct Reader {
     /// Index entries `idx_from..idx_from + idx.len()` of `seg`, read ahead.
     idx: Vec<IndexEntry>,
     idx_from: usize,
+    /// Least bytes one read of the data file takes ([`CHUNK_BYTES`] unless
+    /// the caller knows it wants less).
+    read_ahead: usize,
 }
 
 impl Reader {
     pub(crate) fn new(log: Log, offset: u64) -> Result<Reader, LogError> {
+        Reader::with_read_ahead(log, offset, CHUNK_BYTES)
+    }
+
+    /// [`Reader::new`] reading at least `read_ahead` bytes (at most
+    /// [`CHUNK_BYTES`]) of the data file at a time: for a caller that takes
+    /// a short run of messages, which should not read and copy 256 KiB.
+    pub(crate) fn with_read_ahead(
+        log: Log,
+        offset: u64,
+        read_ahead: usize,
+    ) -> Result<Reader, LogError> {
         if offset < log.oldest_offset() || offset > log.next_offset() {
             return Err(LogError::OffsetNotFound(offset));
         }
@@ -143,6 +157,7 @@ impl Reader {
             set: None,
             idx: Vec::new(),
             idx_from: 0,
+            read_ahead: read_ahead.clamp(HEADER_BYTES, CHUNK_BYTES),
         };
         if let Some(i) = reader.seg.locate_entry(offset)? {
             let first = reader.seg.base + u64::from(reader.seg.entry(i)?.rel) - 1;
@@ -438,7 +453,9 @@ impl Reader {
         if !io {
             return Err(Stop::NeedIo);
         }
-        let size = len.max(CHUNK_BYTES).min(end.saturating_sub(pos) as usize);
+        let size = len
+            .max(self.read_ahead)
+            .min(end.saturating_sub(pos) as usize);
         let mut buf = vec![0u8; size];
         let n = self.seg.read_at(&mut buf, pos)?;
         buf.truncate(n);

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{HostOptions, Limits, PluginError, PluginHost, PluginKind, WIT_VERSION};
+use super::{HostOptions, Limits, PluginError, PluginHost, PluginKind, WIT_VERSIONS};
 
 /// The topic name a checked plugin is bound to.
 const CHECK_TOPIC: &str = "(check)";
@@ -50,8 +50,9 @@ impl fmt::Display for CheckReport {
         )?;
         writeln!(
             f,
-            "wit:       netlog:plugin@{}, compatible with this broker ({WIT_VERSION})",
-            self.wit_version
+            "wit:       netlog:plugin@{}, compatible with this broker ({})",
+            self.wit_version,
+            WIT_VERSIONS.join(" and ")
         )?;
         let host = if self.imports_host {
             "imports netlog:plugin/host (log, now-ms)"

@@ -75,7 +75,7 @@ pub enum PluginError {
     /// The component was built against a version of the WIT package this
     /// broker cannot call.
     #[error(
-        "plugin {plugin}: built against netlog:plugin@{found}, but this broker supports netlog:plugin@{supported} (and its patch releases)"
+        "plugin {plugin}: built against netlog:plugin@{found}, but this broker supports {supported}"
     )]
     Version {
         plugin: String,

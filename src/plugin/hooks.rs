@@ -2,7 +2,10 @@
 //! [`Retention`], each one plugin bound to one topic.
 //!
 //! Each wraps a runner (`runner.rs`) of its world and translates between the
-//! broker's types and the generated bindings. Answers are checked against the
+//! broker's types and the generated bindings of the WIT version the plugin
+//! was built against (`bindings.rs`): a `0.1.x` validator is shown a
+//! message's value alone, a `0.2.x` one its key, headers and timestamp too,
+//! borrowed from the caller's [`MessageView`]s. Answers are checked against the
 //! WIT contract where the host can check it (one verdict per message); what a
 //! retention policy asks for is returned raw, since bounding it against the
 //! topic's segments is the broker's job.
@@ -12,11 +15,7 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use super::bindings::codec::Codec as CodecBindings;
-use super::bindings::retention::RetentionPolicy as RetentionBindings;
-use super::bindings::retention::exports::netlog::plugin::retention as wit_retention;
-use super::bindings::validator::Validator as ValidatorBindings;
-use super::bindings::validator::exports::netlog::plugin::validation as wit_validation;
+use super::bindings::{ByVersion, v0_1, v0_2};
 use super::guest_log::{MAX_LINE_BYTES, escape_and_cut};
 use super::host::{Plugin, WorldPre};
 use super::runner::{CallStats, Runner, World};
@@ -57,6 +56,39 @@ impl Plugin {
     }
 }
 
+/// An instance of a validator, of either version.
+type ValidatorBindings = ByVersion<v0_1::validator::Validator, v0_2::validator::Validator>;
+/// An instance of a codec, of either version.
+type CodecBindings = ByVersion<v0_1::codec::Codec, v0_2::codec::Codec>;
+/// An instance of a retention policy, of either version.
+type RetentionBindings =
+    ByVersion<v0_1::retention::RetentionPolicy, v0_2::retention::RetentionPolicy>;
+
+/// One message as a validator is shown it, borrowed from the caller. A
+/// validator built against `netlog:plugin@0.1.x` sees `value` alone; one
+/// built against `0.2.x` sees every field.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageView<'a> {
+    /// The value: the bytes consumers read.
+    pub value: &'a [u8],
+    /// The key, if the message has one.
+    pub key: Option<&'a [u8]>,
+    /// The headers, in the producer's order.
+    pub headers: Vec<(&'a str, &'a [u8])>,
+    /// The producer's timestamp, ms since the Unix epoch.
+    pub timestamp: Option<i64>,
+}
+
+impl<'a> MessageView<'a> {
+    /// A plain message: a value without key, headers or timestamp.
+    pub fn plain(value: &'a [u8]) -> Self {
+        MessageView {
+            value,
+            ..MessageView::default()
+        }
+    }
+}
+
 /// What a validator decided about one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -64,6 +96,28 @@ pub enum Verdict {
     Accept,
     /// The message must not be written, for this reason.
     Reject(String),
+}
+
+// The reason goes to the client in JSON (which escapes it): kept as
+// written, only cut to a bounded length.
+impl From<v0_1::validator::exports::netlog::plugin::validation::Verdict> for Verdict {
+    fn from(verdict: v0_1::validator::exports::netlog::plugin::validation::Verdict) -> Self {
+        use v0_1::validator::exports::netlog::plugin::validation::Verdict as Wit;
+        match verdict {
+            Wit::Accept => Verdict::Accept,
+            Wit::Reject(reason) => Verdict::Reject(cut(reason)),
+        }
+    }
+}
+
+impl From<v0_2::validator::exports::netlog::plugin::validation::Verdict> for Verdict {
+    fn from(verdict: v0_2::validator::exports::netlog::plugin::validation::Verdict) -> Self {
+        use v0_2::validator::exports::netlog::plugin::validation::Verdict as Wit;
+        match verdict {
+            Wit::Accept => Verdict::Accept,
+            Wit::Reject(reason) => Verdict::Reject(cut(reason)),
+        }
+    }
 }
 
 /// A validator plugin bound to a topic.
@@ -82,17 +136,48 @@ impl Validator {
         })
     }
 
-    /// Judges a batch: exactly one verdict per message, in order.
+    /// Judges a batch of plain messages: exactly one verdict per message, in
+    /// order.
     pub fn validate(&self, batch: &[&[u8]]) -> Result<Vec<Verdict>, PluginError> {
-        let messages: Vec<wit_validation::Message<'_>> = batch
-            .iter()
-            .map(|payload| wit_validation::Message { payload })
-            .collect();
+        let views: Vec<MessageView<'_>> = batch.iter().map(|v| MessageView::plain(v)).collect();
+        self.validate_messages(&views)
+    }
+
+    /// Judges a batch: exactly one verdict per message, in order. The views
+    /// are lowered into the guest as they are, with no copy in between.
+    pub fn validate_messages(
+        &self,
+        batch: &[MessageView<'_>],
+    ) -> Result<Vec<Verdict>, PluginError> {
         let topic = self.runner.topic();
-        let verdicts = self.runner.call(|bindings, store| {
-            bindings
-                .netlog_plugin_validation()
-                .call_validate(store, topic, &messages)
+        let verdicts = self.runner.call(|bindings, store| match bindings {
+            ByVersion::V0_1(instance) => {
+                use v0_1::validator::exports::netlog::plugin::validation as wit;
+                let messages: Vec<wit::Message<'_>> = batch
+                    .iter()
+                    .map(|m| wit::Message { payload: m.value })
+                    .collect();
+                let verdicts = instance
+                    .netlog_plugin_validation()
+                    .call_validate(store, topic, &messages)?;
+                Ok(verdicts.into_iter().map(Verdict::from).collect::<Vec<_>>())
+            }
+            ByVersion::V0_2(instance) => {
+                use v0_2::validator::exports::netlog::plugin::validation as wit;
+                let messages: Vec<wit::Message<'_>> = batch
+                    .iter()
+                    .map(|m| wit::Message {
+                        payload: m.value,
+                        key: m.key,
+                        headers: &m.headers,
+                        timestamp: m.timestamp,
+                    })
+                    .collect();
+                let verdicts = instance
+                    .netlog_plugin_validation()
+                    .call_validate(store, topic, &messages)?;
+                Ok(verdicts.into_iter().map(Verdict::from).collect::<Vec<_>>())
+            }
         })?;
         if verdicts.len() != batch.len() {
             return Err(self.runner.bad_answer(format!(
@@ -101,15 +186,6 @@ impl Validator {
                 batch.len()
             )));
         }
-        let verdicts: Vec<Verdict> = verdicts
-            .into_iter()
-            .map(|v| match v {
-                wit_validation::Verdict::Accept => Verdict::Accept,
-                // The reason goes to the client in JSON (which escapes it):
-                // kept as written, only cut to a bounded length.
-                wit_validation::Verdict::Reject(reason) => Verdict::Reject(cut(reason)),
-            })
-            .collect();
         let rejected = verdicts.iter().filter(|v| **v != Verdict::Accept).count();
         self.runner.count_rejected(rejected as u64);
         Ok(verdicts)
@@ -197,18 +273,24 @@ impl Codec for WasmCodec {
     }
 
     fn compress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError> {
-        self.run(|bindings, store| {
-            bindings
+        self.run(|bindings, store| match bindings {
+            ByVersion::V0_1(instance) => instance
                 .netlog_plugin_compression()
-                .call_compress(store, data)
+                .call_compress(store, data),
+            ByVersion::V0_2(instance) => instance
+                .netlog_plugin_compression()
+                .call_compress(store, data),
         })
     }
 
     fn decompress(&self, data: &[u8]) -> Result<Vec<u8>, CodecError> {
-        let out = self.run(|bindings, store| {
-            bindings
+        let out = self.run(|bindings, store| match bindings {
+            ByVersion::V0_1(instance) => instance
                 .netlog_plugin_compression()
-                .call_decompress(store, data)
+                .call_decompress(store, data),
+            ByVersion::V0_2(instance) => instance
+                .netlog_plugin_compression()
+                .call_decompress(store, data),
         })?;
         if out.len() > MAX_PAYLOAD_BYTES {
             self.runner.count_error();
@@ -272,6 +354,49 @@ pub struct RetentionDecision {
     pub roll_active: bool,
 }
 
+/// Calls `evaluate` on an instance built against WIT version `$version`
+/// (`v0_1` or `v0_2`, whose retention interfaces have the same types under
+/// different paths), lending it `$state` without copying its strings.
+macro_rules! evaluate {
+    ($version:ident, $instance:expr, $store:expr, $state:expr) => {{
+        use $version::retention::exports::netlog::plugin::retention as wit;
+        let state: &RetentionState = $state;
+        let segments: Vec<wit::Segment> = state
+            .segments
+            .iter()
+            .map(|s| wit::Segment {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                bytes: s.bytes,
+                created_ms: s.created_ms,
+                modified_ms: s.modified_ms,
+            })
+            .collect();
+        let scanners: Vec<wit::Scanner<'_>> = state
+            .scanners
+            .iter()
+            .map(|s| wit::Scanner {
+                id: &s.id,
+                next_offset: s.next_offset,
+                persistent: s.persistent,
+            })
+            .collect();
+        let wit_state = wit::State {
+            topic: &state.topic,
+            segments: &segments,
+            scanners: &scanners,
+            now_ms: state.now_ms,
+        };
+        $instance
+            .netlog_plugin_retention()
+            .call_evaluate($store, wit_state)
+            .map(|decision| RetentionDecision {
+                delete_oldest: decision.delete_oldest,
+                roll_active: decision.roll_active,
+            })
+    }};
+}
+
 /// A retention plugin bound to a topic.
 pub struct Retention {
     runner: Runner<RetentionWorld>,
@@ -291,40 +416,9 @@ impl Retention {
     /// Asks the policy what to do given `state`; the answer is returned as
     /// the plugin gave it.
     pub fn evaluate(&self, state: &RetentionState) -> Result<RetentionDecision, PluginError> {
-        let segments: Vec<wit_retention::Segment> = state
-            .segments
-            .iter()
-            .map(|s| wit_retention::Segment {
-                base_offset: s.base_offset,
-                next_offset: s.next_offset,
-                bytes: s.bytes,
-                created_ms: s.created_ms,
-                modified_ms: s.modified_ms,
-            })
-            .collect();
-        let scanners: Vec<wit_retention::Scanner<'_>> = state
-            .scanners
-            .iter()
-            .map(|s| wit_retention::Scanner {
-                id: &s.id,
-                next_offset: s.next_offset,
-                persistent: s.persistent,
-            })
-            .collect();
-        let wit_state = wit_retention::State {
-            topic: &state.topic,
-            segments: &segments,
-            scanners: &scanners,
-            now_ms: state.now_ms,
-        };
-        let decision = self.runner.call(|bindings, store| {
-            bindings
-                .netlog_plugin_retention()
-                .call_evaluate(store, wit_state)
-        })?;
-        Ok(RetentionDecision {
-            delete_oldest: decision.delete_oldest,
-            roll_active: decision.roll_active,
+        self.runner.call(|bindings, store| match bindings {
+            ByVersion::V0_1(instance) => evaluate!(v0_1, instance, store, state),
+            ByVersion::V0_2(instance) => evaluate!(v0_2, instance, store, state),
         })
     }
 
@@ -384,7 +478,12 @@ macro_rules! world {
                 store: &mut Store<StoreData>,
             ) -> wasmtime::Result<$bindings> {
                 match pre {
-                    WorldPre::$kind(pre) => pre.instantiate(store),
+                    WorldPre::$kind(ByVersion::V0_1(pre)) => {
+                        pre.instantiate(store).map(ByVersion::V0_1)
+                    }
+                    WorldPre::$kind(ByVersion::V0_2(pre)) => {
+                        pre.instantiate(store).map(ByVersion::V0_2)
+                    }
                     _ => wasmtime::bail!("the plugin is not a {}", PluginKind::$kind),
                 }
             }
@@ -394,7 +493,10 @@ macro_rules! world {
                 store: &mut Store<StoreData>,
                 config: &str,
             ) -> wasmtime::Result<Result<(), String>> {
-                bindings.call_init(store, config)
+                match bindings {
+                    ByVersion::V0_1(instance) => instance.call_init(store, config),
+                    ByVersion::V0_2(instance) => instance.call_init(store, config),
+                }
             }
         }
     };

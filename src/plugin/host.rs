@@ -18,10 +18,10 @@ use std::time::Instant;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use super::bindings::{codec::CodecPre, retention::RetentionPolicyPre, validator::ValidatorPre};
+use super::bindings::{ByVersion, v0_1, v0_2};
 use super::cache::{CodeCache, Origin};
 use super::sandbox::{self, StoreData};
-use super::{EPOCH_TICK, HostOptions, Limits, PluginError, PluginKind, WIT_VERSION};
+use super::{EPOCH_TICK, HostOptions, Limits, PluginError, PluginKind, WIT_VERSIONS};
 
 /// The WIT package every hook interface belongs to.
 const PACKAGE: &str = "netlog:plugin";
@@ -58,6 +58,7 @@ pub struct Plugin {
     path: PathBuf,
     kind: PluginKind,
     wit_version: String,
+    version: WitVersion,
     imports_host: bool,
     from_cache: bool,
     limits: Limits,
@@ -65,11 +66,49 @@ pub struct Plugin {
     pub(crate) shared: Arc<Runtime>,
 }
 
-/// The pre-linked component, typed by its world.
+/// The pre-linked component, typed by its world and WIT version.
 pub(crate) enum WorldPre {
-    Validator(ValidatorPre<StoreData>),
-    Codec(CodecPre<StoreData>),
-    Retention(RetentionPolicyPre<StoreData>),
+    Validator(
+        ByVersion<
+            v0_1::validator::ValidatorPre<StoreData>,
+            v0_2::validator::ValidatorPre<StoreData>,
+        >,
+    ),
+    Codec(ByVersion<v0_1::codec::CodecPre<StoreData>, v0_2::codec::CodecPre<StoreData>>),
+    Retention(
+        ByVersion<
+            v0_1::retention::RetentionPolicyPre<StoreData>,
+            v0_2::retention::RetentionPolicyPre<StoreData>,
+        >,
+    ),
+}
+
+/// The WIT versions this host implements (see [`WIT_VERSIONS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WitVersion {
+    /// `netlog:plugin@0.1.x`.
+    V0_1,
+    /// `netlog:plugin@0.2.x`.
+    V0_2,
+}
+
+impl WitVersion {
+    /// The version line `version` (e.g. `0.1.7`) belongs to, if this host
+    /// implements it: `0.1.x` or `0.2.x`, build metadata ignored,
+    /// pre-releases refused.
+    pub(crate) fn of(version: &str) -> Option<WitVersion> {
+        let v = version.split('+').next()?;
+        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+        let (major, minor, _patch) = (it.next()??, it.next()??, it.next()??);
+        if it.next().is_some() {
+            return None;
+        }
+        match (major, minor) {
+            (0, 1) => Some(WitVersion::V0_1),
+            (0, 2) => Some(WitVersion::V0_2),
+            _ => None,
+        }
+    }
 }
 
 impl PluginHost {
@@ -129,10 +168,13 @@ impl PluginHost {
         })?;
         check_imports(&self.shared.engine, &component, name)?;
         let (kind, wit_version) = detect_kind(&self.shared.engine, &component, name, path)?;
-        let pre = self.link(&component, kind).map_err(|e| PluginError::Link {
-            plugin: name.to_string(),
-            source: e.into_boxed_dyn_error(),
-        })?;
+        let version = WitVersion::of(&wit_version).expect("detect_kind checked the version");
+        let pre = self
+            .link(&component, kind, version)
+            .map_err(|e| PluginError::Link {
+                plugin: name.to_string(),
+                source: e.into_boxed_dyn_error(),
+            })?;
         let imports_host = component
             .component_type()
             .imports(&self.shared.engine)
@@ -145,6 +187,7 @@ impl PluginHost {
             path: path.to_path_buf(),
             kind,
             wit_version,
+            version,
             imports_host,
             from_cache,
             limits,
@@ -160,12 +203,33 @@ impl PluginHost {
         }
     }
 
-    fn link(&self, component: &Component, kind: PluginKind) -> wasmtime::Result<WorldPre> {
+    fn link(
+        &self,
+        component: &Component,
+        kind: PluginKind,
+        version: WitVersion,
+    ) -> wasmtime::Result<WorldPre> {
+        use WitVersion::{V0_1, V0_2};
         let pre = self.shared.linker.instantiate_pre(component)?;
-        Ok(match kind {
-            PluginKind::Validator => WorldPre::Validator(ValidatorPre::new(pre)?),
-            PluginKind::Codec => WorldPre::Codec(CodecPre::new(pre)?),
-            PluginKind::Retention => WorldPre::Retention(RetentionPolicyPre::new(pre)?),
+        Ok(match (kind, version) {
+            (PluginKind::Validator, V0_1) => {
+                WorldPre::Validator(ByVersion::V0_1(v0_1::validator::ValidatorPre::new(pre)?))
+            }
+            (PluginKind::Validator, V0_2) => {
+                WorldPre::Validator(ByVersion::V0_2(v0_2::validator::ValidatorPre::new(pre)?))
+            }
+            (PluginKind::Codec, V0_1) => {
+                WorldPre::Codec(ByVersion::V0_1(v0_1::codec::CodecPre::new(pre)?))
+            }
+            (PluginKind::Codec, V0_2) => {
+                WorldPre::Codec(ByVersion::V0_2(v0_2::codec::CodecPre::new(pre)?))
+            }
+            (PluginKind::Retention, V0_1) => WorldPre::Retention(ByVersion::V0_1(
+                v0_1::retention::RetentionPolicyPre::new(pre)?,
+            )),
+            (PluginKind::Retention, V0_2) => WorldPre::Retention(ByVersion::V0_2(
+                v0_2::retention::RetentionPolicyPre::new(pre)?,
+            )),
         })
     }
 }
@@ -192,6 +256,13 @@ impl Plugin {
     /// The version of `netlog:plugin` it was built against (e.g. `0.1.0`).
     pub fn wit_version(&self) -> &str {
         &self.wit_version
+    }
+
+    /// Whether it was built against a version whose validator sees a
+    /// message's key, headers and timestamp (`0.2.x`), rather than its value
+    /// alone (`0.1.x`).
+    pub fn sees_message_metadata(&self) -> bool {
+        self.version == WitVersion::V0_2
     }
 
     /// Its resource limits.
@@ -315,34 +386,21 @@ fn detect_kind(
             path: path.to_path_buf(),
             exports: exports.iter().map(|e| e.to_string()).collect(),
         }),
-        [(kind, version)] if compatible(version) => Ok((kind, version.to_string())),
+        [(kind, version)] if WitVersion::of(version).is_some() => Ok((kind, version.to_string())),
         [(_, version)] => Err(PluginError::Version {
             plugin: plugin.to_string(),
             found: version.to_string(),
-            supported: WIT_VERSION.to_string(),
+            supported: WIT_VERSIONS
+                .iter()
+                .map(|v| format!("netlog:plugin@{v}"))
+                .collect::<Vec<_>>()
+                .join(" and "),
         }),
         _ => Err(PluginError::SeveralKinds {
             plugin: plugin.to_string(),
             path: path.to_path_buf(),
             kinds: found.iter().map(|(kind, _)| *kind).collect(),
         }),
-    }
-}
-
-/// Whether a component built against `netlog:plugin@version` can be called
-/// by this host: same major and, while the major is 0, same minor; no
-/// pre-release.
-fn compatible(version: &str) -> bool {
-    fn parts(v: &str) -> Option<(u64, u64)> {
-        let v = v.split('+').next()?;
-        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
-        let (major, minor, _patch) = (it.next()??, it.next()??, it.next()??);
-        it.next().is_none().then_some((major, minor))
-    }
-    match (parts(version), parts(WIT_VERSION)) {
-        (Some((0, minor)), Some((0, ours))) => minor == ours,
-        (Some((major, _)), Some((ours, _))) => major == ours && major != 0,
-        _ => false,
     }
 }
 
@@ -407,15 +465,25 @@ pub fn read_component(name: &str, path: &Path) -> Result<Vec<u8>, PluginError> {
 mod tests {
     use super::*;
 
-    /// Versions with the same 0.minor are compatible; others are not.
+    /// Any patch release of 0.1 and 0.2 is implemented; other versions,
+    /// pre-releases and malformed ones are not.
     #[test]
-    fn version_compatibility() {
-        assert!(compatible("0.1.0"));
-        assert!(compatible("0.1.7"));
-        assert!(!compatible("0.2.0"));
-        assert!(!compatible("1.1.0"));
-        assert!(!compatible("0.1.0-rc1"));
-        assert!(!compatible("0.1"));
+    fn implemented_versions() {
+        assert_eq!(WitVersion::of("0.1.0"), Some(WitVersion::V0_1));
+        assert_eq!(WitVersion::of("0.1.7"), Some(WitVersion::V0_1));
+        assert_eq!(WitVersion::of("0.2.0"), Some(WitVersion::V0_2));
+        assert_eq!(WitVersion::of("0.2.3+build.5"), Some(WitVersion::V0_2));
+        for refused in [
+            "0.3.0",
+            "1.1.0",
+            "1.2.0",
+            "0.0.9",
+            "0.1.0-rc1",
+            "0.2",
+            "0.2.0.1",
+        ] {
+            assert_eq!(WitVersion::of(refused), None, "{refused}");
+        }
     }
 
     /// The preamble tells components from core modules and non-wasm files.

@@ -1,15 +1,18 @@
 //! The WebAssembly plugin host: runs the components that operators assign to
 //! a topic's hooks (validation, compression, retention) in a sandbox.
 //!
-//! A plugin is a component targeting one world of `wit/netlog-plugin.wit`.
-//! Its life has three stages:
+//! A plugin is a component targeting one world of `wit/netlog-plugin.wit`
+//! (`netlog:plugin@0.2.0`) or of its predecessor `wit/v0.1/netlog-plugin.wit`
+//! (`0.1.0`, whose validator sees a message's value only; see
+//! [`WIT_VERSIONS`]). Its life has three stages:
 //!
 //! 1. **Load** ([`PluginHost::load`]), once at start-up: the file is compiled
 //!    (or its compiled code is read back from the on-disk cache), its hook is
 //!    read from the interface it exports (`netlog:plugin/validation`,
 //!    `compression` or `retention`), the WIT version of that interface is
 //!    checked, and the component is linked against the host once, giving the
-//!    world's `Pre` that every later instance is made from.
+//!    `Pre` of the world at that version, which every later instance is made
+//!    from.
 //! 2. **Bind** ([`Plugin::validator`], [`Plugin::codec`],
 //!    [`Plugin::retention`]), once per topic: an instance is made in a store
 //!    of its own and `init` is called with the topic's config. Topics never
@@ -57,15 +60,22 @@ use std::time::Duration;
 pub use check::{CheckReport, check_component};
 pub use error::{Cause, PluginError};
 pub use hooks::{
-    Retention, RetentionDecision, RetentionState, ScannerState, SegmentState, Validator, Verdict,
-    WasmCodec,
+    MessageView, Retention, RetentionDecision, RetentionState, ScannerState, SegmentState,
+    Validator, Verdict, WasmCodec,
 };
 pub use host::{MAX_COMPONENT_BYTES, Plugin, PluginHost, read_component};
 pub use runner::CallStats;
 
-/// The version of `netlog:plugin` this host implements. Components built
-/// against any `0.1.x` are accepted; any other version is refused at load.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The newest version of `netlog:plugin` this host implements: the one in
+/// `wit/netlog-plugin.wit`, which `netlog plugin wit` writes out.
+pub const WIT_VERSION: &str = "0.2.0";
+/// The versions of `netlog:plugin` this host calls, oldest first. While the
+/// package is below 1.0 each minor version is an interface of its own (the
+/// component model does not match 0.1 against 0.2), so the host implements
+/// both side by side: a component built against any `0.1.x` or `0.2.x`
+/// (patch releases included, pre-releases not) loads, and any other version
+/// is refused at load with an error naming these.
+pub const WIT_VERSIONS: &[&str] = &["0.1.x", "0.2.x"];
 /// How often the epoch advances: the granularity of every time limit.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Longest `time_per_call` accepted: a day (86.4 million ticks).

@@ -9,9 +9,10 @@
 //!
 //! The sandbox, import by import:
 //!
-//! - `netlog:plugin/host`: `log` becomes a `tracing` event, escaped, cut and
-//!   rate limited by the binding's [`GuestLog`]; `now-ms` reads the broker's
-//!   wall clock. It is the only clock a plugin sees.
+//! - `netlog:plugin/host` (at 0.1.0 and 0.2.0, the same functions): `log`
+//!   becomes a `tracing` event, escaped, cut and rate limited by the
+//!   binding's [`GuestLog`]; `now-ms` reads the broker's wall clock. It is
+//!   the only clock a plugin sees.
 //! - `wasi:*` 0.2 (every component built by Rust's std imports it): linked
 //!   with an empty context: no preopened directory, no environment, no
 //!   arguments, stdin closed, TCP, UDP and name lookup denied. Both WASI
@@ -36,7 +37,8 @@ use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::Limits;
-use super::bindings::validator::netlog::plugin::host;
+use super::bindings::v0_1::validator::netlog::plugin::host;
+use super::bindings::v0_2::validator::netlog::plugin::host as host_v0_2;
 use super::guest_log::{self, GUEST_TARGET, GuestLog, Level};
 use crate::lock::Recover;
 
@@ -155,6 +157,24 @@ impl host::Host for StoreData {
     }
 }
 
+/// The 0.2.0 host interface is the 0.1.0 one under another version.
+impl host_v0_2::Host for StoreData {
+    fn log(&mut self, level: host_v0_2::Level, message: String) {
+        let level = match level {
+            host_v0_2::Level::Trace => host::Level::Trace,
+            host_v0_2::Level::Debug => host::Level::Debug,
+            host_v0_2::Level::Info => host::Level::Info,
+            host_v0_2::Level::Warn => host::Level::Warn,
+            host_v0_2::Level::Error => host::Level::Error,
+        };
+        host::Host::log(self, level, message);
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        host::Host::now_ms(self)
+    }
+}
+
 /// Builds the one linker every plugin is instantiated with: WASI (sandboxed
 /// as described above) and `netlog:plugin/host`. A component that imports
 /// only part of this (or nothing) links all the same.
@@ -167,6 +187,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
     })?;
     linker.allow_shadowing(false);
     host::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |data| data)?;
+    host_v0_2::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |data| data)?;
     Ok(linker)
 }
 

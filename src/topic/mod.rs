@@ -256,6 +256,10 @@ pub struct Embedded {
     settings_file: Arc<std::sync::Mutex<()>>,
     /// Recent idempotency keys (`dedup.rs`).
     dedup: Arc<Dedup>,
+    /// The reader the last [`Embedded::read_run`] ended with: a consumer
+    /// group reads its runs one after another, and the next one starts
+    /// where it stopped, often inside the chunk or set it already holds.
+    run_reader: Arc<std::sync::Mutex<Option<Reader>>>,
 }
 
 /// Facts about a topic for `GET /{topic}`.
@@ -337,6 +341,7 @@ impl Embedded {
             v1_recorded: Arc::new(AtomicBool::new(v1)),
             settings_file: Arc::default(),
             dedup,
+            run_reader: Arc::default(),
         });
         topic.scanners.load(name, &topic.log)?;
         Ok(topic)
@@ -524,38 +529,68 @@ impl Embedded {
     }
 
     /// The messages from `from` on, at most `max` and `max_bytes` of payload
-    /// (at least one), with one reader: for a consumer that takes a run of
-    /// offsets at once (a consumer group's receive). From the tail cache
-    /// when it holds them, else in one trip to the blocking pool. Offsets
-    /// the log no longer holds are passed over; the caller matches by
-    /// offset.
+    /// (at least one): for a consumer that takes a run of offsets at once
+    /// (a consumer group's receive). From the tail cache when it holds
+    /// them; else with the reader the last run ended with, if this run
+    /// starts where it stopped, first from what it holds in memory and then,
+    /// if more is needed, in one trip to the blocking pool; else with a new
+    /// reader there. Offsets the log no longer holds are passed over; the
+    /// caller matches by offset. A read that fails after some messages ends
+    /// the run with them.
     pub async fn read_run(
         &self,
         from: u64,
         max: usize,
         max_bytes: usize,
     ) -> Result<Vec<Message>, TopicError> {
-        let run = match self.log.read_cached(from, max, max_bytes) {
-            Some(run) if !run.is_empty() => run,
-            _ => {
-                let log = self.log.clone();
-                blocking(move || {
-                    let mut reader = log.reader(from)?;
-                    let (mut run, mut bytes) = (Vec::new(), 0usize);
-                    while run.len() < max && (run.is_empty() || bytes < max_bytes) {
-                        match reader.next()? {
-                            Some(m) => {
-                                bytes += m.payload.len();
-                                run.push(m);
-                            }
-                            None => break,
-                        }
-                    }
-                    Ok::<_, TopicError>(run)
-                })
-                .await?
-            }
+        if let Some(run) = self.log.read_cached(from, max, max_bytes)
+            && !run.is_empty()
+        {
+            self.count_out(run.len());
+            return Ok(run);
+        }
+        let limits = ReadLimits {
+            messages: max,
+            bytes: max_bytes,
+            bound: None,
         };
+        let mut run = Vec::new();
+        let parked = self
+            .run_reader
+            .lock()
+            .recover()
+            .take()
+            .filter(|r| r.next_offset() == from && from >= self.log.oldest_offset());
+        let reader = match parked {
+            Some(mut reader) => match read_some(&mut reader, &mut run, limits, false) {
+                Ok(true) => {
+                    *self.run_reader.lock().recover() = Some(reader);
+                    self.count_out(run.len());
+                    return Ok(run);
+                }
+                Ok(false) => Some(reader),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let log = self.log.clone();
+        let parking = self.run_reader.clone();
+        // About half a KiB a message to start with; larger ones read more
+        // as they come.
+        let read_ahead = max.saturating_mul(512).min(max_bytes.max(16 << 10));
+        let run = blocking(move || {
+            let mut reader = match reader {
+                Some(reader) => reader,
+                None => {
+                    run.clear();
+                    log.reader_for_run(from, read_ahead)?
+                }
+            };
+            read_some(&mut reader, &mut run, limits, true)?;
+            *parking.lock().recover() = Some(reader);
+            Ok::<_, TopicError>(run)
+        })
+        .await?;
         self.count_out(run.len());
         Ok(run)
     }

@@ -76,8 +76,9 @@ use crate::config::{OnError, Settings};
 use crate::lock::Recover;
 use crate::log::{Log, LogError};
 use crate::message::{self, PLAIN, SET_NONE};
-use crate::plugin::{Validator, Verdict};
+use crate::plugin::{MessageView, Validator, Verdict};
 use crate::rate_limit::LineLimit;
+use crate::record::Record;
 
 /// Jobs that may wait per topic before publishers are held back.
 pub const QUEUE_JOBS: usize = 4096;
@@ -622,30 +623,48 @@ fn run_validator(
     validator: &Validator,
     jobs: &[Job],
 ) -> Result<Vec<Verdict>, crate::plugin::PluginError> {
-    // A v1 message is validated by its value (`netlog:plugin@0.1.x` sees
-    // the value as its payload).
-    let mut values: Vec<Bytes> = Vec::new();
+    // A v1 message is shown as its record's parts, each a slice of the
+    // request's bytes (`netlog:plugin@0.1.x` sees the value as its payload).
+    let mut records: Vec<Record> = Vec::new();
     for job in jobs {
         match &job.batch {
-            Batch::One(p) => values.push(p.clone()),
+            Batch::One(p) => records.push(Record {
+                value: p.clone(),
+                ..Record::default()
+            }),
             Batch::Framed { plain, .. } => {
                 for (header, payload) in message::plain_frames(plain).filter_map(Result::ok) {
                     let payload = plain.slice_ref(payload);
                     if header.format() == message::FORMAT_RECORD {
                         // Checked when the request was parsed.
-                        if let Ok(r) = crate::record::Record::parse(&payload) {
-                            values.push(r.value);
+                        if let Ok(r) = Record::parse(&payload) {
+                            records.push(r);
                         }
                     } else {
-                        values.push(payload);
+                        records.push(Record {
+                            value: payload,
+                            ..Record::default()
+                        });
                     }
                 }
             }
         }
     }
-    let messages: Vec<&[u8]> = values.iter().map(|v| &v[..]).collect();
+    let messages: Vec<MessageView<'_>> = records
+        .iter()
+        .map(|r| MessageView {
+            value: &r.value,
+            key: r.key.as_deref(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), &value[..]))
+                .collect(),
+            timestamp: r.timestamp,
+        })
+        .collect();
     let expected: usize = jobs.iter().map(|j| j.batch.count() as usize).sum();
-    let verdicts = validator.validate(&messages)?;
+    let verdicts = validator.validate_messages(&messages)?;
     // The host checks the count; frames are verified before they are
     // queued. Should they still disagree, the group fails as a plugin error
     // rather than the drain panicking.

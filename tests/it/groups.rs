@@ -1288,3 +1288,142 @@ async fn a_full_disk_parks_dead_letters_until_it_has_room() {
         "written once"
     );
 }
+
+/// libfaketime, which moves the wall clock of the process it is preloaded
+/// into (Debian's `faketime` package; `test.sh` installs it).
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// The broker with its wall clock moved by what the file `clock` says
+/// (`+1d`, `-365d`, libfaketime's syntax), re-read at every reading; the
+/// monotonic clock is left alone, as a real system's is.
+async fn spawn_with_clock(dir: &std::path::Path, clock: &std::path::Path) -> NetlogProcess {
+    Launch::new()
+        .dir(dir)
+        .env("LD_PRELOAD", FAKETIME)
+        .env("FAKETIME_TIMESTAMP_FILE", clock)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("DONT_FAKE_MONOTONIC", "1")
+        .start()
+        .await
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+/// A receive's `netlog-lease-expires`, less the lease time, less this
+/// process's (true) clock: how far the broker's wall clock is moved.
+fn broker_clock_skew_ms(r: &reqwest::Response, lease_ms: i64) -> i64 {
+    let expires: i64 = r.headers()["netlog-lease-expires"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("milliseconds");
+    expires - lease_ms - unix_ms()
+}
+
+/// The wall clock jumps a day forward and a year back under held leases,
+/// and again across a kill -9: leases neither expire early nor late (they
+/// run on the monotonic clock and keep at most their own length across a
+/// restart), settle as before, and only the wall-clock times in answers
+/// move with the clock.
+#[tokio::test]
+async fn clock_jumps_do_not_move_leases() {
+    if !std::path::Path::new(FAKETIME).exists() {
+        skip(&format!(
+            "no libfaketime at {FAKETIME} (apt-get install faketime)"
+        ));
+        return;
+    }
+    const DAY_MS: i64 = 86_400_000;
+    let dir = data_dir();
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, "+0").expect("clock file");
+    let data = dir.path().join("data");
+    let mut netlog = spawn_with_clock(&data, &clock).await;
+    let api = netlog.api();
+    api.create_topic("c").await;
+    api.post("/c/groups/g", r#"{"from":"oldest","lease_time":"4s"}"#)
+        .await;
+    for m in ["a", "b"] {
+        api.publish("c", m).await;
+    }
+    let first = receive(&api, "/c/groups/g/receive").await;
+    assert!(broker_clock_skew_ms(&first, 4000).abs() < 2000);
+    let first = lease_of(&first);
+    let given = std::time::Instant::now();
+
+    // A day forward: the broker's answers show it, the lease does not.
+    std::fs::write(&clock, "+1d").expect("clock file");
+    let second = receive(&api, "/c/groups/g/receive").await;
+    let skew = broker_clock_skew_ms(&second, 4000);
+    assert!((skew - DAY_MS).abs() < 2000, "the clock moved: {skew} ms");
+    let second = lease_of(&second);
+    let info = json_of(api.get("/c/groups/g").await).await;
+    assert_eq!(info["pending"]["leased"], 2, "{info}");
+    assert!(given.elapsed() < Duration::from_secs(4));
+    let acked = json_of(
+        api.post_empty(&format!("/c/groups/g/ack?lease={first}"))
+            .await,
+    )
+    .await;
+    assert_eq!(acked["result"], "acked", "not expired by the jump");
+
+    // A year back: the second lease still ends after its 4 s.
+    std::fs::write(&clock, "-365d").expect("clock file");
+    let back = receive(&api, "/c/groups/g/receive?wait=8s").await;
+    let waited = given.elapsed();
+    assert_eq!(back.status(), 200);
+    assert_eq!(back.headers()["x-offset"], "1");
+    assert_eq!(back.headers()["netlog-deliveries"], "2");
+    assert!(waited >= Duration::from_millis(3500), "after {waited:?}");
+    let skew = broker_clock_skew_ms(&back, 4000);
+    assert!(
+        (skew + 365 * DAY_MS).abs() < 2000,
+        "the clock moved: {skew} ms"
+    );
+    let late = json_of(
+        api.post_empty(&format!("/c/groups/g/ack?lease={second}"))
+            .await,
+    )
+    .await;
+    assert_eq!(late["result"], "acked_late");
+
+    // Killed with two leases held, and started again ten years on: one
+    // still settles, the other expires within its own 4 s of the restart,
+    // and a lease given after the restart lasts its 4 s.
+    api.publish("c", "c").await;
+    api.publish("c", "d").await;
+    let held = receive_lines(&api, "/c/groups/g/receive?max=2").await;
+    assert_eq!(held.len(), 2);
+    netlog.kill();
+    std::fs::write(&clock, "+3650d").expect("clock file");
+    let netlog = spawn_with_clock(&data, &clock).await;
+    let restarted = std::time::Instant::now();
+    let api = netlog.api();
+    let kept = held[0]["lease"].as_str().expect("lease");
+    let settled = json_of(
+        api.post_empty(&format!("/c/groups/g/ack?lease={kept}"))
+            .await,
+    )
+    .await;
+    assert_eq!(settled["result"], "acked", "the lease survived the kill");
+    let again = receive(&api, "/c/groups/g/receive?wait=10s").await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["x-offset"], "3");
+    let waited = restarted.elapsed();
+    assert!(waited < Duration::from_secs(6), "expired after {waited:?}");
+    let given = std::time::Instant::now();
+    let last = receive(&api, "/c/groups/g/receive?wait=10s").await;
+    assert_eq!(last.status(), 200);
+    assert_eq!(last.headers()["x-offset"], "3");
+    assert_eq!(last.headers()["netlog-deliveries"], "3");
+    let waited = given.elapsed();
+    assert!(
+        waited >= Duration::from_millis(3500) && waited < Duration::from_secs(8),
+        "expired after {waited:?}"
+    );
+}

@@ -37,6 +37,7 @@ mod netlog_layout;
 mod no_panic;
 mod openapi;
 mod plugin_host;
+mod plugin_json_schema;
 mod plugin_wit;
 mod plugins_e2e;
 mod plugins_langs;

@@ -10,8 +10,8 @@ use crate::common::{load, plugin_path};
 use netlog::log::{Log, LogOptions};
 use netlog::message::{Codec, Codecs};
 use netlog::plugin::{
-    HostOptions, Limits, PluginError, PluginHost, PluginKind, RetentionDecision, RetentionState,
-    ScannerState, SegmentState, Verdict, check_component,
+    HostOptions, Limits, MessageView, PluginError, PluginHost, PluginKind, RetentionDecision,
+    RetentionState, ScannerState, SegmentState, Verdict, check_component,
 };
 
 const JSON: &str = "json_validator.wasm";
@@ -524,8 +524,20 @@ fn non_components_are_refused() {
 /// Writes a copy of `file` with `from` replaced by `to` (same length, so the
 /// component stays well-formed) and returns its path inside `dir`.
 fn patched(dir: &tempfile::TempDir, file: &str, from: &str, to: &str) -> std::path::PathBuf {
-    assert_eq!(from.len(), to.len());
     let mut bytes = std::fs::read(plugin_path(file)).unwrap();
+    assert!(
+        replace_all(&mut bytes, from, to) > 0,
+        "{from} not found in {file}"
+    );
+    let path = dir.path().join(file);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Replaces every `from` in `bytes` with `to` (same length); returns how
+/// many there were.
+fn replace_all(bytes: &mut [u8], from: &str, to: &str) -> usize {
+    assert_eq!(from.len(), to.len());
     let mut hits = 0;
     let mut i = 0;
     while let Some(at) = bytes[i..]
@@ -536,15 +548,75 @@ fn patched(dir: &tempfile::TempDir, file: &str, from: &str, to: &str) -> std::pa
         i += at + to.len();
         hits += 1;
     }
-    assert!(hits > 0, "{from} not found in {file}");
-    let path = dir.path().join(file);
+    hits
+}
+
+/// A copy of the 0.1.0 component `file` relabelled as built against 0.2.0:
+/// its hook `interface` and its host import (if any) renamed. For a codec
+/// or a retention policy, whose types are the same in both versions, that
+/// is a genuine 0.2.0 component.
+fn as_v0_2(dir: &tempfile::TempDir, file: &str, interface: &str) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(plugin_path(file)).unwrap();
+    let hook = format!("netlog:plugin/{interface}@0.1.0");
+    assert!(replace_all(&mut bytes, &hook, &hook.replace("0.1.0", "0.2.0")) > 0);
+    let host = "netlog:plugin/host@0.1.0";
+    replace_all(&mut bytes, host, &host.replace("0.1.0", "0.2.0"));
+    let path = dir.path().join(format!("v0_2_{file}"));
     std::fs::write(&path, bytes).unwrap();
     path
 }
 
-/// A component built against another minor version is refused, naming both.
+/// A component built against a version the host does not implement is
+/// refused, naming it and the versions the host does implement.
 #[test]
 fn incompatible_wit_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (version, name) in [("0.3.0", "future"), ("1.1.0", "major"), ("0.0.9", "past")] {
+        let path = patched(
+            &dir,
+            JSON,
+            "netlog:plugin/validation@0.1.0",
+            &format!("netlog:plugin/validation@{version}"),
+        );
+        let err = common::host()
+            .load(name, &path, Limits::default())
+            .unwrap_err();
+        assert!(matches!(err, PluginError::Version { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "plugin {name}: built against netlog:plugin@{version}, but this broker supports \
+                 netlog:plugin@0.1.x and netlog:plugin@0.2.x"
+            )
+        );
+    }
+}
+
+/// A later 0.1 patch release loads as 0.1.
+#[test]
+fn patch_releases_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = patched(
+        &dir,
+        JSON,
+        "netlog:plugin/validation@0.1.0",
+        "netlog:plugin/validation@0.1.9",
+    );
+    let plugin = common::host()
+        .load("patch", &path, Limits::default())
+        .unwrap();
+    assert_eq!(plugin.wit_version(), "0.1.9");
+    assert!(!plugin.sees_message_metadata());
+    let v = plugin.validator("t", "{}").unwrap();
+    assert_eq!(v.validate(&[b"[1]"]).unwrap(), [Verdict::Accept]);
+}
+
+/// A component claiming 0.2.0 whose validator takes 0.1.0's message (a
+/// record without key, headers and timestamp) is never called: wasmtime
+/// checks the export's types when the hook is bound to a topic (at
+/// start-up), not only its name.
+#[test]
+fn a_mislabelled_validator_is_refused_when_bound() {
     let dir = tempfile::tempdir().unwrap();
     let path = patched(
         &dir,
@@ -552,12 +624,88 @@ fn incompatible_wit_version_is_refused() {
         "netlog:plugin/validation@0.1.0",
         "netlog:plugin/validation@0.2.0",
     );
-    let err = common::host()
-        .load("future", &path, Limits::default())
-        .unwrap_err();
-    assert!(matches!(err, PluginError::Version { .. }), "{err}");
-    let text = err.to_string();
-    assert!(text.contains("0.2.0") && text.contains("0.1.0"), "{text}");
+    let plugin = common::host()
+        .load("liar", &path, Limits::default())
+        .unwrap();
+    let err = plugin.validator("t", "{}").unwrap_err();
+    assert!(matches!(err, PluginError::Instantiate { .. }), "{err:?}");
+    let text = format!("{err}: {:?}", std::error::Error::source(&err));
+    assert!(text.contains("plugin liar (topic t)"), "{text}");
+    assert!(text.contains("failed to convert function"), "{text}");
+}
+
+/// A 0.2.0 codec and a 0.2.0 retention policy are called like their 0.1.0
+/// builds.
+#[test]
+fn v0_2_codecs_and_policies_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let lz4 = common::host()
+        .load(
+            "lz4-next",
+            &as_v0_2(&dir, LZ4, "compression"),
+            Limits::default(),
+        )
+        .unwrap();
+    assert_eq!(lz4.wit_version(), "0.2.0");
+    let codec = lz4.codec("t", "{}").unwrap();
+    let data = b"abcabcabcabcabcabcabcabcabcabcabcabcabcabc".repeat(10);
+    let packed = codec.compress(&data).unwrap();
+    assert!(packed.len() < data.len());
+    assert_eq!(codec.decompress(&packed).unwrap(), data);
+
+    let cap = common::host()
+        .load(
+            "cap-next",
+            &as_v0_2(&dir, SIZE_CAP, "retention"),
+            Limits::default(),
+        )
+        .unwrap();
+    assert_eq!(cap.wit_version(), "0.2.0");
+    let policy = cap.retention("t", r#"{"max_bytes": 2000}"#).unwrap();
+    let now_ms = 1_000_000;
+    let state = RetentionState {
+        topic: "t".into(),
+        segments: three_segments(now_ms),
+        scanners: Vec::new(),
+        now_ms,
+    };
+    assert_eq!(policy.evaluate(&state).unwrap().delete_oldest, 1);
+}
+
+/// The json-schema plugin is a 0.2.0 validator; through the library it is
+/// shown headers and picks its schema by one.
+#[test]
+fn json_schema_is_a_v0_2_validator() {
+    let plugin = load("json_schema.wasm", Limits::default());
+    assert_eq!(plugin.kind(), PluginKind::Validator);
+    assert_eq!(plugin.wit_version(), "0.2.0");
+    assert!(plugin.sees_message_metadata());
+    let v = plugin
+        .validator(
+            "t",
+            r#"{"header": "schema", "schemas": {"a": {"type": "array"}, "b": {"type": "object"}}}"#,
+        )
+        .unwrap();
+    let view = |value: &'static [u8], schema: &'static str| MessageView {
+        headers: vec![("schema", schema.as_bytes())],
+        ..MessageView::plain(value)
+    };
+    let verdicts = v
+        .validate_messages(&[
+            view(b"[]", "a"),
+            view(b"[]", "b"),
+            MessageView::plain(b"[]"),
+        ])
+        .unwrap();
+    assert_eq!(verdicts[0], Verdict::Accept);
+    assert_eq!(
+        verdicts[1],
+        Verdict::Reject(r#"schema "b": at "": type: value is not of type "object""#.into())
+    );
+    assert_eq!(
+        verdicts[2],
+        Verdict::Reject(r#"no "schema" header and no default schema"#.into())
+    );
 }
 
 /// A component exporting no netlog hook is refused, listing its exports.

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use crate::{DECOMPRESS_REFUSAL, Mode};
 
 mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "codec" });
+    wit_bindgen::generate!({ path: "../../wit/v0.1", world: "codec" });
 }
 
 use bindings::exports::netlog::plugin::compression;

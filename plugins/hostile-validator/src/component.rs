@@ -7,7 +7,7 @@ use std::hint::black_box;
 use crate::{HOG_BLOCK_BYTES, Mode};
 
 mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "validator" });
+    wit_bindgen::generate!({ path: "../../wit/v0.1", world: "validator" });
 }
 
 use bindings::exports::netlog::plugin::validation::{self, Message, Verdict};

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use crate::Rules;
 
 mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "validator" });
+    wit_bindgen::generate!({ path: "../../wit/v0.1", world: "validator" });
 }
 
 use bindings::exports::netlog::plugin::validation::{self, Message, Verdict};

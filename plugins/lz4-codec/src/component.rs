@@ -2,7 +2,7 @@
 //! [`crate::decompress`].
 
 mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "codec" });
+    wit_bindgen::generate!({ path: "../../wit/v0.1", world: "codec" });
 }
 
 use bindings::exports::netlog::plugin::compression;

@@ -121,6 +121,12 @@ impl Config {
         self.entries.contains_key(key)
     }
 
+    /// The value of `key` as written, for a plugin that reads a structured
+    /// value (such as a JSON Schema) itself.
+    pub fn value(&self, key: &str) -> Option<&Value> {
+        self.entries.get(key)
+    }
+
     /// Reads `key` as a size in bytes (integer or string like `"64MiB"`).
     pub fn size(&self, key: &str) -> Result<Option<u64>, ConfigError> {
         self.read(key, |value| match value {

@@ -1,7 +1,7 @@
 //! The component glue: WIT bindings giving [`crate::answer`] to every call.
 
 mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "retention-policy" });
+    wit_bindgen::generate!({ path: "../../wit/v0.1", world: "retention-policy" });
 }
 
 use bindings::exports::netlog::plugin::retention::{self, Decision, State};

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use crate::{Policy, Segment};
 
 mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "retention-policy" });
+    wit_bindgen::generate!({ path: "../../wit/v0.1", world: "retention-policy" });
 }
 
 use bindings::exports::netlog::plugin::retention::{self, Decision, State};
