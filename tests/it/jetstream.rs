@@ -394,6 +394,22 @@ async fn scanner_task(
 /// restart it: every 201's offset reads back its bytes, no payload is
 /// stored twice, the replicas agree, no offset is scanned twice; the
 /// `stored: unknown` answers and how long writes stopped are reported.
+/// A scanner of `topic` from its oldest offset. The first one creates the
+/// scanners' R3 bucket, whose leader a freshly started cluster may still be
+/// electing (seen under the full suite's load): that `503 engine
+/// unavailable` is the broker's right answer, and a client retries it.
+async fn scanner_once_ready(api: &Api, topic: &str) -> String {
+    eventually("the scanners' bucket", Duration::from_secs(60), || async {
+        let resp = api.post_empty(&format!("/{topic}/scanner?from=oldest")).await;
+        if resp.status() == 503 {
+            return None;
+        }
+        let body = expect_json(resp, 201).await;
+        Some(body["id"].as_str().expect("id").to_string())
+    })
+    .await
+}
+
 async fn failover(victim: Victim) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -402,7 +418,7 @@ async fn failover(victim: Victim) {
     };
     let (a, b) = (a.api(), b.api());
     a.create_topic("load").await;
-    let scan_id = a.scanner_id("load", "oldest").await;
+    let scan_id = scanner_once_ready(&a, "load").await;
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicUsize::new(0));
     let publishers: Vec<_> = (0..4)
