@@ -923,7 +923,9 @@ impl Group {
         record
             .encode_frame(&mut frame)
             .map_err(|e| format!("the letter does not encode: {e}"))?;
-        let key = Bytes::from(format!("netlog-dlq.{}.{}.{offset}", self.name, self.tag));
+        // Spaces keep it apart from every key a client can send (0x21-0x7E),
+        // so a client that read the tag off a lease cannot pre-empt a letter.
+        let key = Bytes::from(format!("netlog-dlq {} {} {offset}", self.name, self.tag));
         let Some(dedup) = dlq.dedup() else {
             return Err("the dead-letter topic takes no idempotency keys".into());
         };

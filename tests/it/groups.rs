@@ -1427,3 +1427,62 @@ async fn clock_jumps_do_not_move_leases() {
         "expired after {waited:?}"
     );
 }
+
+/// A client that read a group's tag off a lease cannot pre-empt a dead
+/// letter by publishing to the dead-letter topic under the letter's
+/// idempotency key: the broker's keys hold spaces, which no client key can.
+#[tokio::test]
+async fn a_client_cannot_pre_empt_a_dead_letter_with_its_key() {
+    let dir = data_dir();
+    let netlog = spawn_netlog(dir.path()).await;
+    let api = netlog.api();
+    api.create_topic("in").await;
+    api.create_topic("dlq").await;
+    let made = api
+        .post(
+            "/in/groups/g",
+            r#"{"from":"oldest","max_deliveries":3,"dead_letter":"dlq"}"#,
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    api.post("/in/payload", "poison").await;
+    let lease = lease_of(&receive(&api, "/in/groups/g/receive").await);
+    let tag = lease.rsplit('.').next().expect("a tag").to_string();
+    let publish_keyed = |key: String| {
+        let api = api.clone();
+        async move {
+            api.http
+                .post(api.url("/dlq/payload"))
+                .header("Idempotency-Key", key)
+                .body("forged")
+                .send()
+                .await
+                .expect("POST")
+        }
+    };
+    // Every spelling a client can send is taken at face value or refused.
+    for key in [
+        format!("netlog-dlq.g.{tag}.0"),
+        format!("netlog-dlq-g-{tag}-0"),
+    ] {
+        assert_eq!(publish_keyed(key).await.status(), 201);
+    }
+    let spaced = publish_keyed(format!("netlog-dlq g {tag} 0")).await;
+    assert_eq!(spaced.status(), 400, "a space is not a client's key byte");
+    let rejected = json_of(
+        api.post_empty(&format!("/in/groups/g/reject?lease={lease}&reason=forged"))
+            .await,
+    )
+    .await;
+    assert_eq!(rejected["result"], "dead_lettered");
+    let letter = api.get("/dlq/payload/2").await;
+    assert_eq!(letter.status(), 200, "the letter is written after the forgeries");
+    assert_eq!(
+        letter
+            .headers()
+            .get("netlog-header-netlog-dlq-reason")
+            .and_then(|v| v.to_str().ok()),
+        Some("rejected")
+    );
+    assert_eq!(letter.text().await.expect("body"), "poison");
+}
