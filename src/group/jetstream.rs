@@ -293,9 +293,11 @@ impl JsGroup {
             .encode_frame(&mut frame)
             .map_err(|e| GroupError::Invalid(format!("the letter does not encode: {e}")))?;
         // Topic names run to 252 characters: the key names them by hash,
-        // within the 255 bytes a key may have.
+        // within the 255 bytes a key may have. Spaces keep it apart from
+        // every key a client can send (0x21-0x7E), so no client can
+        // pre-empt a letter.
         let whose = fingerprint(format!("{}/{}", self.topic.name(), self.name).as_bytes());
-        let key = format!("netlog-dlq.{whose:016x}.{}", letter.offset);
+        let key = format!("netlog-dlq {whose:016x} {}", letter.offset);
         record.idempotency = Some(Idempotency {
             key: Bytes::from(key),
             request_count: 1,

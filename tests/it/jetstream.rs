@@ -400,7 +400,9 @@ async fn scanner_task(
 /// unavailable` is the broker's right answer, and a client retries it.
 async fn scanner_once_ready(api: &Api, topic: &str) -> String {
     eventually("the scanners' bucket", Duration::from_secs(60), || async {
-        let resp = api.post_empty(&format!("/{topic}/scanner?from=oldest")).await;
+        let resp = api
+            .post_empty(&format!("/{topic}/scanner?from=oldest"))
+            .await;
         if resp.status() == 503 {
             return None;
         }
