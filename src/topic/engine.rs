@@ -33,8 +33,8 @@ use uuid::Uuid;
 
 use super::jetstream::{JsSubscription, JsTopic};
 use super::{
-    Batch, Embedded, Hooks, LogSubscription, PluginStats, ReadLimits, ScannerEntry, TopicError,
-    TopicGauges, TopicInfo, TopicStats,
+    Batch, Embedded, Hooks, Keyed, LogSubscription, PluginStats, ReadLimits, ScannerEntry,
+    TopicError, TopicGauges, TopicInfo, TopicStats,
 };
 use crate::config::Settings;
 use crate::duration::OffsetSpec;
@@ -374,19 +374,6 @@ impl Topic {
     pub fn plugin_stats(&self) -> Vec<PluginStats> {
         on_engine!(self, t => t.plugin_stats())
     }
-}
-
-/// What [`Topic::publish_keyed`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Keyed {
-    /// Stored now, from this first offset.
-    Stored(u64),
-    /// The key was used within the window by the same request: its
-    /// original answer.
-    Replayed { first: u64, count: u32 },
-    /// The key was used within the window by other messages, written from
-    /// `first`.
-    Conflict { first: u64 },
 }
 
 /// A stream's position, on either engine. See [`Topic::subscribe`].

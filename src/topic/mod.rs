@@ -55,7 +55,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use dedup::{Dedup, Lookup, Ticket, fingerprint};
-pub use engine::{Keyed, Subscription, Topic};
+pub use engine::{Subscription, Topic};
 pub use error::{StorageFault, TopicError};
 pub use scanners::{READERS_DIR, ScannerEntry, set_scanner_idle_ttl};
 pub use stats::{PluginStats, PublishRoute, TopicGauges, TopicStats};
@@ -1163,4 +1163,18 @@ fn cut_damaged(messages: &mut Vec<Message>, after: u64) -> u64 {
 /// fsynced with its directory (see `durable`).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TopicError> {
     crate::durable::write_atomic(path, bytes).map_err(|(at, e)| TopicError::io(&at)(e))
+}
+
+/// What [`Topic::publish_keyed`] did. Kept here, not in `engine.rs`:
+/// both engines answer it, and `jetstream/` does not use the seam above it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Keyed {
+    /// Stored now, from this first offset.
+    Stored(u64),
+    /// The key was used within the window by the same request: its
+    /// original answer.
+    Replayed { first: u64, count: u32 },
+    /// The key was used within the window by other messages, written from
+    /// `first`.
+    Conflict { first: u64 },
 }
