@@ -140,6 +140,8 @@ pub async fn run_with_reloads(
     shutdown: impl Future<Output = ()> + Send + 'static,
     reloads: impl futures_util::Stream<Item = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    // Before the topics open: each pins a descriptor.
+    raise_fd_limit();
     let monitor_interval = config.monitor_interval;
     let mut server = config.server.clone();
     // A body as large as max_body must always fit in the budget.
@@ -313,10 +315,13 @@ async fn periodic(
 }
 
 /// Raises the soft descriptor limit (see
-/// [`log::raise_open_file_limit`]) and logs it. Returns the soft limit in
-/// force, if known (`None` also when it could not be read).
+/// [`log::raise_open_file_limit`]) and logs it, once per process: first
+/// at start, before the topics open, and the server's connection cap asks
+/// again. Returns the soft limit in force, if known (`None` also when it
+/// could not be read).
 pub(crate) fn raise_fd_limit() -> Option<u64> {
-    match log::raise_open_file_limit() {
+    static RAISED: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *RAISED.get_or_init(|| match log::raise_open_file_limit() {
         Ok((before, now)) => {
             tracing::info!(soft_before = before, soft = now, "descriptor limit raised");
             Some(now)
@@ -325,5 +330,5 @@ pub(crate) fn raise_fd_limit() -> Option<u64> {
             tracing::warn!(error = %e, "could not raise the descriptor limit");
             None
         }
-    }
+    })
 }
