@@ -66,6 +66,9 @@ use state::{Change, Lease, Outcome, Pend, Rules, State};
 
 /// How often the broker moves expired leases (well within the spec's 1 s).
 pub const TICK: Duration = Duration::from_millis(200);
+/// How long after a timer's end a waiting receive wakes to move it: past
+/// the clock's rounding, so the timer is due when it looks.
+const DUE_MARGIN: Duration = Duration::from_millis(1);
 /// How often a parked dead letter is written again.
 pub const PARKED_RETRY: Duration = Duration::from_secs(10);
 /// Directory of a topic's groups.
@@ -500,13 +503,35 @@ impl Group {
             if registered.is_none() {
                 registered = Some(Waiting::enter(self)?);
             }
+            // A lease or delay that runs out while this receive waits is
+            // moved by the receive itself, not at the next group tick: its
+            // message is delivered again as soon as it is due.
+            let due = self.inner.lock().recover().state.next_due();
+            let due = due.map_or(deadline, |at| {
+                let left = at.saturating_duration_since(Tick::now());
+                deadline.min(Instant::now() + left + DUE_MARGIN)
+            });
             tokio::select! {
                 _ = &mut freed => {}
                 _ = appended.changed() => {}
                 _ = gone.changed() => {}
                 _ = stop.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => {}
+                _ = tokio::time::sleep_until(due) => {
+                    if due < deadline {
+                        self.expire_due();
+                    }
+                }
             }
+        }
+    }
+
+    /// What [`Group::tick`] moves, done by a waiting receive whose timer
+    /// ran out. Letters that became due are left parked for the broker's
+    /// next tick, which writes them (it has the topics to write them to).
+    fn expire_due(&self) {
+        let dead = self.tick();
+        if !dead.is_empty() {
+            self.inner.lock().recover().parked_tried = None;
         }
     }
 
