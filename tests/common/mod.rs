@@ -516,6 +516,22 @@ impl Drop for NetlogProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // A failing test shows what the broker logged at WARN and above
+        // (the last 40 such lines), since its log dies with its directory.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            let from = lines.len().saturating_sub(40);
+            eprintln!(
+                "--- netlog (pid {}) warnings and errors, last {}:\n{}",
+                self.child.id(),
+                lines.len() - from,
+                lines[from..].join("\n")
+            );
+        }
     }
 }
 
