@@ -42,10 +42,16 @@ pub fn nats_server_binary() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// A port the OS had free a moment ago.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local address").port()
+/// `n` distinct ports the OS had free a moment ago. Each is held until all
+/// are picked: one released at once could be handed out again at the next
+/// bind (seen: one server's monitor and route port were the same).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local address").port())
+        .collect()
 }
 
 struct Node {
@@ -81,11 +87,12 @@ impl NatsCluster {
             .prefix("netlog-nats-")
             .tempdir()
             .expect("create a temporary directory");
-        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let ports = free_ports(3 * n);
+        let routes: Vec<u16> = ports[..n].to_vec();
         let mut nodes = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             let name = format!("n{}", i + 1);
-            let (client, monitor) = (free_port(), free_port());
+            let (client, monitor) = (ports[n + 2 * i], ports[n + 2 * i + 1]);
             let others: Vec<String> = routes
                 .iter()
                 .filter(|r| *r != route)

@@ -33,7 +33,9 @@
 //!
 //! Bounds: a receive returns at most `max` messages and about `max_bytes`
 //! bytes, waits at most `wait`; each request to the servers has
-//! `request_timeout`.
+//! `request_timeout`. A pull that finds no consumer leader (an election)
+//! is asked again for the wait, and at least 2 s, then answered `503
+//! engine unavailable`.
 
 use std::time::{Duration, SystemTime};
 
@@ -56,6 +58,11 @@ const ACK_PREFIX: &str = "$JS.ACK.";
 /// Shortest wait that is sent as a pull request's `expires` (10 ms); a
 /// shorter one answers what is there now.
 pub const MIN_PULL_WAIT: Duration = Duration::from_millis(10);
+/// Least time a receive asks again when its pull finds no consumer leader
+/// (2 s; longer when the receive's own wait is).
+pub const NO_LEADER_RETRY: Duration = Duration::from_secs(2);
+/// Pause between two such pulls.
+const NO_LEADER_PAUSE: Duration = Duration::from_millis(50);
 
 /// What a group is made with, in the engine's terms.
 pub(crate) struct GroupRules {
@@ -262,56 +269,80 @@ impl JsTopic {
                 Err(e) => return Err(engine("reading a group's consumer", e)),
             };
         let lease_time = consumer.cached_info().config.ack_wait;
-        // No max_bytes in the pull request: the server then ends it with a
-        // status that can overtake the messages it delivered, and the
-        // client drops them. The bytes are counted here instead.
-        let mut fetch = consumer.fetch().max_messages(max);
-        if wait >= MIN_PULL_WAIT {
-            fetch = fetch.expires(wait);
-        }
-        let mut batch = fetch
-            .messages()
-            .await
-            .map_err(|e| engine("receiving from a group", e.into()))?;
+        // A pull answered `503` (no responders: the consumer's leader is
+        // being elected, as right after it is made or after a node died)
+        // is asked again until the receive's wait, and at least
+        // NO_LEADER_RETRY, has passed; then the engine is unavailable.
+        let started = std::time::Instant::now();
+        let retry_until = started + wait.max(NO_LEADER_RETRY);
         let (mut out, mut bytes, mut over) = (Vec::new(), 0usize, Vec::new());
-        while let Some(m) = batch.next().await {
-            let m = match m {
-                Ok(m) => m,
-                // A status ends the pull request ("409 Batch Completed"
-                // when it took what there was): what came before stands.
-                Err(e) if e.to_string().contains("409") => {
-                    tracing::debug!(error = %e, got = out.len(), "group pull ended");
-                    break;
-                }
-                Err(e) => return Err(engine("receiving from a group", e)),
-            };
-            let Some(reply) = m.reply.as_ref().map(|r| r.to_string()) else {
-                continue;
-            };
-            let Some(lease) = reply.strip_prefix(ACK_PREFIX) else {
-                continue;
-            };
-            let lease = format!("{LEASE_PREFIX}{lease}");
-            let Some(parsed) = parse_lease(self.name(), group, &lease) else {
-                tracing::warn!(
-                    reply,
-                    "a delivery whose ack subject is not a lease: skipped"
-                );
-                continue;
-            };
-            if !out.is_empty() && bytes + m.payload.len() > max_bytes {
-                over.push(parsed);
-                continue;
+        'pull: loop {
+            let left = wait.saturating_sub(started.elapsed());
+            // No max_bytes in the pull request: the server then ends it
+            // with a status that can overtake the messages it delivered,
+            // and the client drops them. The bytes are counted here.
+            let mut fetch = consumer.fetch().max_messages(max);
+            if left >= MIN_PULL_WAIT {
+                fetch = fetch.expires(left);
             }
-            bytes += m.payload.len();
-            let headers = m.headers.clone().unwrap_or_default();
-            let message = stored_message(parsed.offset, &headers, m.payload.clone())?;
-            out.push(JsDelivery {
-                lease,
-                deliveries: parsed.deliveries,
-                expires_ms: now_ms() + lease_time.as_millis() as u64,
-                message,
-            });
+            let no_leader = |e: &dyn std::fmt::Display| e.to_string().contains("503");
+            let mut batch = match fetch.messages().await {
+                Ok(batch) => batch,
+                Err(e) if no_leader(&e) && std::time::Instant::now() < retry_until => {
+                    tokio::time::sleep(NO_LEADER_PAUSE).await;
+                    continue 'pull;
+                }
+                Err(e) if no_leader(&e) => return Err(no_leader_yet()),
+                Err(e) => return Err(engine("receiving from a group", e.into())),
+            };
+            while let Some(m) = batch.next().await {
+                let m = match m {
+                    Ok(m) => m,
+                    // A status ends the pull request ("409 Batch Completed"
+                    // when it took what there was): what came before stands.
+                    Err(e) if e.to_string().contains("409") => {
+                        tracing::debug!(error = %e, got = out.len(), "group pull ended");
+                        break;
+                    }
+                    Err(e) if no_leader(&e) && out.is_empty() => {
+                        if std::time::Instant::now() >= retry_until {
+                            return Err(no_leader_yet());
+                        }
+                        tokio::time::sleep(NO_LEADER_PAUSE).await;
+                        continue 'pull;
+                    }
+                    Err(e) if no_leader(&e) => break,
+                    Err(e) => return Err(engine("receiving from a group", e)),
+                };
+                let Some(reply) = m.reply.as_ref().map(|r| r.to_string()) else {
+                    continue;
+                };
+                let Some(lease) = reply.strip_prefix(ACK_PREFIX) else {
+                    continue;
+                };
+                let lease = format!("{LEASE_PREFIX}{lease}");
+                let Some(parsed) = parse_lease(self.name(), group, &lease) else {
+                    tracing::warn!(
+                        reply,
+                        "a delivery whose ack subject is not a lease: skipped"
+                    );
+                    continue;
+                };
+                if !out.is_empty() && bytes + m.payload.len() > max_bytes {
+                    over.push(parsed);
+                    continue;
+                }
+                bytes += m.payload.len();
+                let headers = m.headers.clone().unwrap_or_default();
+                let message = stored_message(parsed.offset, &headers, m.payload.clone())?;
+                out.push(JsDelivery {
+                    lease,
+                    deliveries: parsed.deliveries,
+                    expires_ms: now_ms() + lease_time.as_millis() as u64,
+                    message,
+                });
+            }
+            break;
         }
         // Delivered past max_bytes: given back at once (their delivery
         // count went up by one).
@@ -344,6 +375,14 @@ impl JsTopic {
 
 fn engine(what: &'static str, source: EngineError) -> TopicError {
     TopicError::Engine { what, source }
+}
+
+/// The answer when a group's consumer had no leader for the whole retry.
+fn no_leader_yet() -> TopicError {
+    TopicError::EngineUnavailable {
+        reason: "the group's consumer has no leader (an election is under way); retry later".into(),
+        publish: false,
+    }
 }
 
 #[cfg(test)]
