@@ -27,8 +27,8 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::{
-    CreateBody, Delivered, GroupError, GroupInfo, MAX_NAME, Op, ReceiveRequest, Resolver, Settings,
-    SettleItem, Settled, check_dead_letter, valid_name,
+    Delivered, GroupError, GroupInfo, Op, ReceiveRequest, Resolver, Settings, SettleItem, Settled,
+    check_dead_letter, creation,
 };
 use crate::record::{Idempotency, Record};
 use crate::topic::jetstream::JsTopic;
@@ -65,35 +65,13 @@ impl JsGroup {
 
     /// Creates the group from its JSON `body`.
     pub(crate) async fn create(&self, body: &[u8], resolve: &Resolver) -> Result<(), GroupError> {
-        if !valid_name(&self.name) {
-            return Err(GroupError::Invalid(format!(
-                "invalid group name {:?}: 1 to {MAX_NAME} of A-Z a-z 0-9 . _ -",
-                self.name
-            )));
-        }
-        let input: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
-            CreateBody::default()
-        } else {
-            serde_json::from_slice(body)
-                .map_err(|e| GroupError::Invalid(format!("group settings: {e}")))?
-        };
-        let d = Settings::default();
-        let settings = Settings {
-            lease_time: input.lease_time.unwrap_or(d.lease_time),
-            max_lease_time: input.max_lease_time.unwrap_or(d.max_lease_time),
-            max_deliveries: input.max_deliveries.unwrap_or(d.max_deliveries),
-            dead_letter: input.dead_letter,
-            backoff: input.backoff.unwrap_or(d.backoff),
-            max_pending: input.max_pending.unwrap_or(d.max_pending),
-            max_waiting: input.max_waiting.unwrap_or(d.max_waiting),
-            ordering: input.ordering.unwrap_or(d.ordering),
-        };
+        let (from, settings) = creation(&self.name, body)?;
         let rules = settings.rules()?;
         if rules.by_key {
             return Err(GroupError::NotOnEngine("key ordering is"));
         }
         check_dead_letter(&settings, &self.topic, resolve)?;
-        let from = match input.from.as_deref() {
+        let from = match from.as_deref() {
             None => self.topic.resolve(crate::duration::OffsetSpec::End).await?,
             Some(text) => {
                 let spec = crate::duration::parse_offset(text)

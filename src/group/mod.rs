@@ -1348,31 +1348,10 @@ impl Registry {
         resolve: &Resolver,
     ) -> Result<Arc<Group>, GroupError> {
         let embedded = kept_by(topic)?;
-        if !valid_name(name) {
-            return Err(GroupError::Invalid(format!(
-                "invalid group name {name:?}: 1 to {MAX_NAME} of A-Z a-z 0-9 . _ -"
-            )));
-        }
-        let input: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
-            CreateBody::default()
-        } else {
-            serde_json::from_slice(body)
-                .map_err(|e| GroupError::Invalid(format!("group settings: {e}")))?
-        };
-        let d = Settings::default();
-        let settings = Settings {
-            lease_time: input.lease_time.unwrap_or(d.lease_time),
-            max_lease_time: input.max_lease_time.unwrap_or(d.max_lease_time),
-            max_deliveries: input.max_deliveries.unwrap_or(d.max_deliveries),
-            dead_letter: input.dead_letter,
-            backoff: input.backoff.unwrap_or(d.backoff),
-            max_pending: input.max_pending.unwrap_or(d.max_pending),
-            max_waiting: input.max_waiting.unwrap_or(d.max_waiting),
-            ordering: input.ordering.unwrap_or(d.ordering),
-        };
+        let (from, settings) = creation(name, body)?;
         let rules = settings.rules()?;
         check_dead_letter(&settings, topic, resolve)?;
-        let from = match input.from.as_deref() {
+        let from = match from.as_deref() {
             None => topic.next_offset(),
             Some(text) => {
                 let spec = crate::duration::parse_offset(text)
@@ -1520,6 +1499,34 @@ impl Registry {
             }
         }
     }
+}
+
+/// A new group's name checked and its JSON `body` read (empty is every
+/// default): the `from` it asks for and its settings, on either engine.
+pub(crate) fn creation(name: &str, body: &[u8]) -> Result<(Option<String>, Settings), GroupError> {
+    if !valid_name(name) {
+        return Err(GroupError::Invalid(format!(
+            "invalid group name {name:?}: 1 to {MAX_NAME} of A-Z a-z 0-9 . _ -"
+        )));
+    }
+    let input: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateBody::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| GroupError::Invalid(format!("group settings: {e}")))?
+    };
+    let d = Settings::default();
+    let settings = Settings {
+        lease_time: input.lease_time.unwrap_or(d.lease_time),
+        max_lease_time: input.max_lease_time.unwrap_or(d.max_lease_time),
+        max_deliveries: input.max_deliveries.unwrap_or(d.max_deliveries),
+        dead_letter: input.dead_letter,
+        backoff: input.backoff.unwrap_or(d.backoff),
+        max_pending: input.max_pending.unwrap_or(d.max_pending),
+        max_waiting: input.max_waiting.unwrap_or(d.max_waiting),
+        ordering: input.ordering.unwrap_or(d.ordering),
+    };
+    Ok((input.from, settings))
 }
 
 /// The dead-letter topic of `settings` exists and is not `topic`.

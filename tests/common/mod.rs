@@ -655,6 +655,17 @@ impl Api {
         self.http.post(self.url(path)).send().await.expect("POST")
     }
 
+    /// `POST path` without a body, asking for ndjson (a group receive of
+    /// many, one message per line).
+    pub async fn post_for_ndjson(&self, path: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("accept", "application/x-ndjson")
+            .send()
+            .await
+            .expect("POST")
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> reqwest::Response {
         self.http

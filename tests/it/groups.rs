@@ -21,13 +21,7 @@ fn lease_of(r: &reqwest::Response) -> String {
 
 /// A receive of many as ndjson (`path` gives `max`): one value per line.
 async fn receive_lines(api: &Api, path: &str) -> Vec<Value> {
-    let got = api
-        .http
-        .post(api.url(path))
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .expect("receive");
+    let got = api.post_for_ndjson(path).await;
     assert_eq!(got.status(), 200, "{path}");
     got.text()
         .await
@@ -736,12 +730,8 @@ async fn key_ordering_holds_under_32_workers() {
                 && std::time::Instant::now() < deadline
             {
                 let r = api
-                    .http
-                    .post(api.url("/o/groups/g/receive?max=4&wait=200ms"))
-                    .header("accept", "application/x-ndjson")
-                    .send()
-                    .await
-                    .expect("receive");
+                    .post_for_ndjson("/o/groups/g/receive?max=4&wait=200ms")
+                    .await;
                 if r.status() == 404 {
                     continue;
                 }
@@ -1201,12 +1191,8 @@ async fn retention_under_pending_entries() {
         Duration::from_secs(30),
         || async {
             let r = api
-                .http
-                .post(api.url("/t/groups/g/receive?max=100&wait=200ms"))
-                .header("accept", "application/x-ndjson")
-                .send()
-                .await
-                .expect("receive");
+                .post_for_ndjson("/t/groups/g/receive?max=100&wait=200ms")
+                .await;
             if r.status() == 200 {
                 let text = r.text().await.expect("body");
                 for line in text.lines() {

@@ -722,13 +722,7 @@ async fn an_idempotent_retry_after_the_leader_dies() {
 /// The leased messages of one receive on `api` (ndjson): `(offset,
 /// deliveries, lease)` each.
 async fn receive_leases(api: &Api, path: &str) -> Vec<(u64, u64, String)> {
-    let r = api
-        .http
-        .post(api.url(path))
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .expect("receive");
+    let r = api.post_for_ndjson(path).await;
     if r.status() == 404 {
         return Vec::new();
     }
