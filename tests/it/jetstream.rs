@@ -859,17 +859,27 @@ async fn two_front_ends_receive_each_message_once() {
     assert_eq!(made.status(), 201);
     let body: String = (0..200).map(|i| format!("m{i}\n")).collect();
     a.publish_ndjson("jobs", body).await;
-    let worker = |api: Api| async move {
-        let mut got = Vec::new();
-        loop {
-            let leases = receive_leases(&api, "/jobs/groups/g/receive?max=7&wait=200ms").await;
-            if leases.is_empty() {
-                return got;
-            }
-            for (offset, deliveries, lease) in leases {
-                assert_eq!(deliveries, 1);
-                assert_eq!(settle(&api, "ack", &lease, "").await, "acked");
-                got.push(offset);
+    // Each worker waits for the other after its first receive, so neither
+    // can drain all 200 before the other's first pull (seen under the full
+    // suite's load).
+    let first = Arc::new(tokio::sync::Barrier::new(2));
+    let worker = |api: Api| {
+        let first = first.clone();
+        async move {
+            let mut got = Vec::new();
+            loop {
+                let leases = receive_leases(&api, "/jobs/groups/g/receive?max=7&wait=200ms").await;
+                if got.is_empty() {
+                    first.wait().await;
+                }
+                if leases.is_empty() {
+                    return got;
+                }
+                for (offset, deliveries, lease) in leases {
+                    assert_eq!(deliveries, 1);
+                    assert_eq!(settle(&api, "ack", &lease, "").await, "acked");
+                    got.push(offset);
+                }
             }
         }
     };
