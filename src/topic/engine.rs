@@ -65,6 +65,21 @@ macro_rules! on_engine {
     };
 }
 
+/// Awaits the future `$call` on the topic's engine. The JetStream one is
+/// boxed: its futures (a NATS request and its retries) are kilobytes, and
+/// unboxed they would size every embedded call's future, which the hot
+/// routes move into a box of their own on each request (callgrind: a 6.4 KB
+/// copy per publish). On JetStream the extra allocation is nothing beside
+/// the network round trip.
+macro_rules! on_engine_async {
+    ($self:expr, $t:ident => $call:expr) => {
+        match &$self.engine {
+            Engine::Embedded($t) => $call.await,
+            Engine::JetStream($t) => Box::pin($call).await,
+        }
+    };
+}
+
 impl Topic {
     /// Opens (or, with `create`, creates) the embedded topic in `dir`; see
     /// [`Embedded::open`]. Blocking.
@@ -168,7 +183,7 @@ impl Topic {
 
     /// Stores `batch` (all or nothing); its first offset once stored.
     pub async fn publish(&self, batch: Batch) -> Result<u64, TopicError> {
-        on_engine!(self, t => t.publish(batch).await)
+        on_engine_async!(self, t => t.publish(batch))
     }
 
     /// Stores `batch` past the validator: what the broker writes itself
@@ -176,7 +191,7 @@ impl Topic {
     pub(crate) async fn publish_trusted(&self, batch: Batch) -> Result<u64, TopicError> {
         match &self.engine {
             Engine::Embedded(t) => t.publish_trusted(batch).await,
-            Engine::JetStream(t) => t.publish(batch).await,
+            Engine::JetStream(t) => Box::pin(t.publish(batch)).await,
         }
     }
 
@@ -184,7 +199,7 @@ impl Topic {
     /// `"message_format":"v1"` before the first (see [`Embedded::allow_v1`];
     /// JetStream records it in the stream's settings).
     pub async fn allow_v1(&self) -> Result<(), TopicError> {
-        on_engine!(self, t => t.allow_v1().await)
+        on_engine_async!(self, t => t.allow_v1())
     }
 
     /// Stores `batch`, whose first message carries the request's
@@ -195,7 +210,7 @@ impl Topic {
     pub async fn publish_keyed(&self, batch: Batch) -> Result<Keyed, TopicError> {
         match &self.engine {
             Engine::Embedded(t) => t.publish(batch).await.map(Keyed::Stored),
-            Engine::JetStream(t) => t.publish_keyed(batch).await,
+            Engine::JetStream(t) => Box::pin(t.publish_keyed(batch)).await,
         }
     }
 
@@ -224,7 +239,7 @@ impl Topic {
                     if !run.is_empty() && bytes >= max_bytes {
                         break;
                     }
-                    if let Some(m) = t.read(offset).await? {
+                    if let Some(m) = Box::pin(t.read(offset)).await? {
                         bytes += m.payload.len();
                         run.push(m);
                     }
@@ -248,12 +263,12 @@ impl Topic {
 
     /// Resolves an offset spec against the topic.
     pub async fn resolve(&self, spec: OffsetSpec) -> Result<u64, TopicError> {
-        on_engine!(self, t => t.resolve(spec).await)
+        on_engine_async!(self, t => t.resolve(spec))
     }
 
     /// The message at exactly `offset`, or `None` if none is stored there.
     pub async fn read(&self, offset: u64) -> Result<Option<Message>, TopicError> {
-        on_engine!(self, t => t.read(offset).await)
+        on_engine_async!(self, t => t.read(offset))
     }
 
     /// Opens a scanner at `from`.
@@ -262,7 +277,7 @@ impl Topic {
         from: u64,
         persistent: bool,
     ) -> Result<Arc<ScannerEntry>, TopicError> {
-        on_engine!(self, t => t.create_scanner(from, persistent).await)
+        on_engine_async!(self, t => t.create_scanner(from, persistent))
     }
 
     /// Looks up a scanner (on JetStream: in the cursor bucket).
@@ -285,7 +300,7 @@ impl Topic {
 
     /// Removes a scanner.
     pub async fn delete_scanner(&self, id: &str) -> Result<(), TopicError> {
-        on_engine!(self, t => t.delete_scanner(id).await)
+        on_engine_async!(self, t => t.delete_scanner(id))
     }
 
     /// Up to `limits` messages from scanner `entry`, waiting up to `wait`
@@ -297,7 +312,7 @@ impl Topic {
         wait: Duration,
         stop: &watch::Receiver<bool>,
     ) -> Result<Vec<Message>, TopicError> {
-        on_engine!(self, t => t.scan(entry, limits, wait, stop).await)
+        on_engine_async!(self, t => t.scan(entry, limits, wait, stop))
     }
 
     /// Waits up to `wait` until `entry` has a message to read.
@@ -307,7 +322,7 @@ impl Topic {
         wait: Duration,
         stop: &watch::Receiver<bool>,
     ) -> Result<bool, TopicError> {
-        on_engine!(self, t => t.wait_readable(entry, wait, stop).await)
+        on_engine_async!(self, t => t.wait_readable(entry, wait, stop))
     }
 
     /// A subscription from `from`, for streams.
@@ -321,18 +336,18 @@ impl Topic {
     /// Makes what was published durable (embedded: fsync; JetStream: the
     /// servers' own `sync_interval` decides, so this returns at once).
     pub async fn sync(&self) -> Result<(), TopicError> {
-        on_engine!(self, t => t.sync().await)
+        on_engine_async!(self, t => t.sync())
     }
 
     /// The integrity check from `from` (JetStream: the servers check their
     /// own files; nothing to report here).
     pub async fn check(&self, from: u64) -> Result<Vec<CheckError>, TopicError> {
-        on_engine!(self, t => t.check(from).await)
+        on_engine_async!(self, t => t.check(from))
     }
 
     /// Facts for topic info, listing at most `max_scanners` scanners.
     pub async fn info(&self, max_scanners: usize) -> Result<TopicInfo, TopicError> {
-        on_engine!(self, t => t.info(max_scanners).await)
+        on_engine_async!(self, t => t.info(max_scanners))
     }
 
     /// One monitor pass (retention, idle scanners). Blocking.
