@@ -553,7 +553,10 @@ impl Broker {
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
         let mut found = self.topics.read().recover().get(name).cloned();
         found = found.filter(|t| !t.gone_elsewhere());
-        if let (None, Some(js), Ok(())) = (&found, &self.js, check_topic_name(name)) {
+        if found.is_none()
+            && let Some(js) = &self.js
+            && check_topic_name(name).is_ok()
+        {
             found = self.find_js_topic(js, name)?;
         }
         // Every topic held has a valid name: only a miss needs the check,
