@@ -243,6 +243,10 @@ pub struct Embedded {
     scanners: Scanners,
     writer: Writer,
     gone: watch::Sender<bool>,
+    /// `gone`'s value, for the checks on every publish and read: a load of
+    /// it shares its cache line, where borrowing `gone` takes a lock that
+    /// both workers write on each request.
+    deleted: AtomicBool,
     /// `check` runs one at a time per topic.
     heavy: tokio::sync::Mutex<()>,
     /// Messages handed to consumers.
@@ -335,6 +339,7 @@ impl Embedded {
             hooks,
             writer,
             gone: watch::Sender::new(false),
+            deleted: AtomicBool::new(false),
             heavy: tokio::sync::Mutex::new(()),
             messages_out: AtomicU64::new(0),
             stats: TopicStats::default(),
@@ -478,7 +483,7 @@ impl Embedded {
     }
 
     fn is_gone(&self) -> bool {
-        *self.gone.borrow()
+        self.deleted.load(Ordering::Acquire)
     }
 
     fn closed_error(&self) -> TopicError {
@@ -944,6 +949,7 @@ impl Embedded {
     /// Ends every consumer at once and refuses new publishes (see the
     /// module docs); the caller then closes and removes the topic.
     pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
         self.gone.send_replace(true);
         self.writer.abandon(|| TopicError::Deleted);
     }
