@@ -152,7 +152,10 @@ impl BoundedBody {
     }
 
     fn push_deadline(&mut self) {
-        let earned = Duration::from_secs_f64(self.received as f64 / self.rate.bytes_per_sec as f64);
+        // In whole nanoseconds: a float division and conversion cost a
+        // publish more than the rest of this layer.
+        let nanos = u128::from(self.received) * 1_000_000_000 / u128::from(self.rate.bytes_per_sec);
+        let earned = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
         let at = (self.start + self.rate.grace + earned).min(self.last_data + self.rate.grace);
         self.deadline_at = at;
         if let Some(timer) = &mut self.deadline {
