@@ -35,8 +35,9 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Request, Response, header};
@@ -306,13 +307,45 @@ async fn drive<S>(
         Pin::new(&mut http).graceful_shutdown();
         draining = true;
     }
+    let rare = Arc::new(Rare::default());
+    let rare_waker = Waker::from(rare.clone());
+    let mut last_waker: Option<Waker> = None;
+    let folded = Folded::new();
     loop {
         let recheck = Instant::now() + Conn::recheck(&shared.opts);
         let wake = conn
             .deadline(&shared.opts)
             .map_or(recheck, |d| d.min(recheck));
-        tokio::select! {
-            served = std::future::poll_fn(|cx| http.poll_without_shutdown(cx)) => {
+        let event = {
+            let sleep = tokio::time::sleep_until(wake);
+            let displaced = conn.displaced.notified();
+            let changed = phase.changed();
+            tokio::pin!(sleep, displaced, changed);
+            // Fresh futures are polled once, to arm them.
+            rare.woken.store(true, Ordering::Release);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(served) = folded.poll(cx, |cx| http.poll_without_shutdown(cx)) {
+                    return Poll::Ready(Event::Served(served));
+                }
+                rare.watch(&mut last_waker, cx.waker());
+                if rare.take() {
+                    let mut rcx = Context::from_waker(&rare_waker);
+                    if sleep.as_mut().poll(&mut rcx).is_ready() {
+                        return Poll::Ready(Event::Timer);
+                    }
+                    if displaced.as_mut().poll(&mut rcx).is_ready() {
+                        return Poll::Ready(Event::Displaced);
+                    }
+                    if let Poll::Ready(changed) = changed.as_mut().poll(&mut rcx) {
+                        return Poll::Ready(Event::Phase(changed.is_ok()));
+                    }
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        match event {
+            Event::Served(served) => {
                 if let Err(e) = served {
                     tracing::debug!(id = conn.id, error = %e, "connection ended with an error");
                     return;
@@ -323,16 +356,19 @@ async fn drive<S>(
                 let io = http.into_parts().io.into_inner();
                 return answer_and_close(io, &[]).await;
             }
-            _ = tokio::time::sleep_until(wake) => {
-                if conn.deadline(&shared.opts).is_some_and(|d| d <= Instant::now()) {
+            Event::Timer => {
+                if conn
+                    .deadline(&shared.opts)
+                    .is_some_and(|d| d <= Instant::now())
+                {
                     tracing::debug!(id = conn.id, "closing a silent or idle connection");
                     return;
                 }
             }
-            _ = conn.displaced.notified() => return,
-            changed = phase.changed() => {
+            Event::Displaced => return,
+            Event::Phase(open) => {
                 let now = *phase.borrow_and_update();
-                if changed.is_err() || now == Phase::Closing {
+                if !open || now == Phase::Closing {
                     return;
                 }
                 if !draining {
@@ -340,6 +376,167 @@ async fn drive<S>(
                     draining = true;
                 }
             }
+        }
+    }
+}
+
+/// hyper's waker for one connection. A wake that comes while the
+/// connection's task is polling hyper is folded into one more pass of that
+/// poll instead of a trip through the runtime's queue: hyper's body channel
+/// wakes its sender (the connection) whenever the handler takes a frame,
+/// though the sender is in the middle of the poll, which cost most single
+/// publishes a second, empty poll of their task. Wakes at any other time go
+/// to the task as usual.
+struct Folded {
+    shared: Arc<FoldedShared>,
+    waker: Waker,
+}
+
+#[derive(Default)]
+struct FoldedShared {
+    /// [`IDLE`], [`POLLING`] or [`WOKEN`] (woken while polling).
+    state: AtomicU8,
+    /// The task's waker, kept from the first poll (a task's waker does not
+    /// change; a poll with another one is not folded).
+    task: OnceLock<Waker>,
+}
+
+const IDLE: u8 = 0;
+const POLLING: u8 = 1;
+const WOKEN: u8 = 2;
+/// Most extra passes of one poll; a connection still woken after them goes
+/// through the runtime's queue, so it cannot hold its worker.
+const MAX_FOLDED_PASSES: usize = 4;
+
+impl Folded {
+    fn new() -> Folded {
+        let shared = Arc::new(FoldedShared::default());
+        Folded {
+            waker: Waker::from(shared.clone()),
+            shared,
+        }
+    }
+
+    /// Polls `f` with the folding waker, again while it was woken meanwhile.
+    fn poll<T>(
+        &self,
+        cx: &mut Context<'_>,
+        mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        let shared = &self.shared;
+        if !shared
+            .task
+            .get_or_init(|| cx.waker().clone())
+            .will_wake(cx.waker())
+        {
+            return f(cx);
+        }
+        shared.state.store(POLLING, Ordering::Release);
+        let mut fcx = Context::from_waker(&self.waker);
+        let mut passes = 0;
+        let out = loop {
+            let out = f(&mut fcx);
+            if out.is_ready() || passes == MAX_FOLDED_PASSES {
+                break out;
+            }
+            let again =
+                shared
+                    .state
+                    .compare_exchange(WOKEN, POLLING, Ordering::AcqRel, Ordering::Acquire);
+            if again.is_err() {
+                break out;
+            }
+            passes += 1;
+        };
+        // A wake between the last pass and here is handed on.
+        if shared.state.swap(IDLE, Ordering::AcqRel) == WOKEN {
+            cx.waker().wake_by_ref();
+        }
+        out
+    }
+}
+
+impl Wake for FoldedShared {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut seen = self.state.load(Ordering::Acquire);
+        loop {
+            match seen {
+                POLLING => match self.state.compare_exchange(
+                    POLLING,
+                    WOKEN,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return,
+                    Err(now) => seen = now,
+                },
+                WOKEN => return,
+                _ => {
+                    if let Some(task) = self.task.get() {
+                        task.wake_by_ref();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What ended one wait of [`drive`].
+enum Event {
+    /// hyper is done with the connection.
+    Served(hyper::Result<()>),
+    /// The watchdog's timer ran out.
+    Timer,
+    /// A newcomer took the connection's place.
+    Displaced,
+    /// Shutdown moved on (`false`: its sender is gone).
+    Phase(bool),
+}
+
+/// The waker of a connection's rare events (its watchdog's timer,
+/// displacement, shutdown). It marks that one of them fired before waking
+/// the connection's task, so the common wake-ups (bytes in, an answer
+/// ready) poll hyper alone: polling the three every time cost about a
+/// twentieth of a single publish's instructions (callgrind). The task's
+/// waker is kept, not taken, by a wake, so it is stored again only when it
+/// changes, and the common poll costs one plain load.
+#[derive(Default)]
+struct Rare {
+    woken: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Rare {
+    /// Keeps `waker` as the one to wake, unless `last` (what the task last
+    /// stored) already wakes the same task.
+    fn watch(&self, last: &mut Option<Waker>, waker: &Waker) {
+        if last.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
+        *self.task.lock().recover() = Some(waker.clone());
+        *last = Some(waker.clone());
+    }
+
+    /// Whether a rare event fired since the last call.
+    fn take(&self) -> bool {
+        self.woken.load(Ordering::Acquire) && self.woken.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for Rare {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        if let Some(task) = self.task.lock().recover().as_ref() {
+            task.wake_by_ref();
         }
     }
 }
