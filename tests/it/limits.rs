@@ -757,3 +757,87 @@ async fn a_silent_flood_of_the_admin_listener_stays_bounded() {
     assert_eq!(status, 200);
     broker.terminate().await;
 }
+
+/// Reads one answer with a `content-length` from a keep-alive connection.
+async fn read_one_answer(stream: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("a content-length");
+            if got.len() >= end + 4 + len {
+                let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+                return (
+                    status.expect("a status"),
+                    got[end + 4..end + 4 + len].to_vec(),
+                );
+            }
+        }
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before a whole answer: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Wake-ups a connection gets while it is being polled are folded into the
+/// same poll (`serve.rs`, `Folded`); none may be lost. On one keep-alive
+/// connection: bodies that trickle in 100-byte pieces (each piece wakes the
+/// connection while the handler waits for the next), then requests written
+/// back to back in one write, are each answered at once, not after a
+/// watchdog's timer.
+#[tokio::test]
+async fn trickled_and_pipelined_requests_are_answered_at_once() {
+    let broker = LimitedBroker::start("", None).await;
+    let created = exchange(
+        broker.addr,
+        b"POST /t HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("create");
+    assert_eq!(created.0, 201, "{created:?}");
+    let mut s = TcpStream::connect(broker.addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    for i in 0..20u64 {
+        s.write_all(b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 2000\r\n\r\n")
+            .await
+            .expect("head");
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            s.write_all(&[b'x'; 100]).await.expect("piece");
+        }
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(RAW_TIMEOUT, read_one_answer(&mut s))
+            .await
+            .expect("an answer");
+        assert_eq!(answer, (201, format!("{{\"offset\":{i}}}").into_bytes()));
+        assert!(
+            sent.elapsed() < Duration::from_millis(500),
+            "answer {i} came {:?} after its last byte",
+            sent.elapsed()
+        );
+    }
+    let mut pipelined = Vec::new();
+    for _ in 0..10 {
+        pipelined.extend_from_slice(
+            b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 3\r\n\r\nabc",
+        );
+    }
+    let sent = Instant::now();
+    s.write_all(&pipelined).await.expect("pipelined");
+    for i in 20..30u64 {
+        let answer = tokio::time::timeout(RAW_TIMEOUT, read_one_answer(&mut s))
+            .await
+            .expect("an answer");
+        assert_eq!(answer, (201, format!("{{\"offset\":{i}}}").into_bytes()));
+    }
+    assert!(
+        sent.elapsed() < Duration::from_millis(500),
+        "ten pipelined answers took {:?}",
+        sent.elapsed()
+    );
+}
