@@ -540,16 +540,16 @@ impl State {
         self.pending.insert(offset, entry);
     }
 
-    /// Moves what is due at `now`: leases past their deadline expire (to
-    /// waiting after their backoff, or to be dead-lettered when out of
-    /// deliveries: returned), waiting entries whose time came become ready.
-    /// Returns the offsets to dead-letter and how many became available.
     /// When the soonest timer (a lease's end, a nack's or backoff's delay)
     /// runs out, if any is set.
     pub(crate) fn next_due(&self) -> Option<Tick> {
         self.timers.first().map(|&(at, _)| at)
     }
 
+    /// Moves what is due at `now`: leases past their deadline expire (to
+    /// waiting after their backoff, or to be dead-lettered when out of
+    /// deliveries: returned), waiting entries whose time came become ready.
+    /// Returns the offsets to dead-letter and how many became available.
     pub(crate) fn tick(&mut self, now: Tick, rules: &Rules) -> (Vec<u64>, usize) {
         let mut dead = Vec::new();
         let mut freed = 0;
