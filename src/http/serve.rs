@@ -307,10 +307,12 @@ async fn drive<S>(
         Pin::new(&mut http).graceful_shutdown();
         draining = true;
     }
-    let rare = Arc::new(Rare::default());
-    let rare_waker = Waker::from(rare.clone());
-    let mut last_waker: Option<Waker> = None;
     let folded = Folded::new();
+    let rare = Arc::new(Rare {
+        woken: AtomicBool::new(true),
+        conn: folded.shared.clone(),
+    });
+    let rare_waker = Waker::from(rare.clone());
     loop {
         let recheck = Instant::now() + Conn::recheck(&shared.opts);
         let wake = conn
@@ -327,7 +329,6 @@ async fn drive<S>(
                 if let Poll::Ready(served) = folded.poll(cx, |cx| http.poll_without_shutdown(cx)) {
                     return Poll::Ready(Event::Served(served));
                 }
-                rare.watch(&mut last_waker, cx.waker());
                 if rare.take() {
                     let mut rcx = Context::from_waker(&rare_waker);
                     if sleep.as_mut().poll(&mut rcx).is_ready() {
@@ -396,8 +397,9 @@ struct Folded {
 struct FoldedShared {
     /// [`IDLE`], [`POLLING`] or [`WOKEN`] (woken while polling).
     state: AtomicU8,
-    /// The task's waker, kept from the first poll (a task's waker does not
-    /// change; a poll with another one is not folded).
+    /// The task's waker, kept from the first poll: the connection is the
+    /// root future of its own task, whose waker does not change (a poll
+    /// with another one is not folded).
     task: OnceLock<Waker>,
 }
 
@@ -499,29 +501,17 @@ enum Event {
 }
 
 /// The waker of a connection's rare events (its watchdog's timer,
-/// displacement, shutdown). It marks that one of them fired before waking
-/// the connection's task, so the common wake-ups (bytes in, an answer
-/// ready) poll hyper alone: polling the three every time cost about a
-/// twentieth of a single publish's instructions (callgrind). The task's
-/// waker is kept, not taken, by a wake, so it is stored again only when it
-/// changes, and the common poll costs one plain load.
-#[derive(Default)]
+/// displacement, shutdown). It marks that one of them fired, then wakes
+/// the connection as hyper's wakes do ([`Folded`]), so the common wake-ups
+/// (bytes in, an answer ready) poll hyper alone: polling the three every
+/// time cost about a twentieth of a single publish's instructions
+/// (callgrind).
 struct Rare {
     woken: AtomicBool,
-    task: Mutex<Option<Waker>>,
+    conn: Arc<FoldedShared>,
 }
 
 impl Rare {
-    /// Keeps `waker` as the one to wake, unless `last` (what the task last
-    /// stored) already wakes the same task.
-    fn watch(&self, last: &mut Option<Waker>, waker: &Waker) {
-        if last.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            return;
-        }
-        *self.task.lock().recover() = Some(waker.clone());
-        *last = Some(waker.clone());
-    }
-
     /// Whether a rare event fired since the last call.
     fn take(&self) -> bool {
         self.woken.load(Ordering::Acquire) && self.woken.swap(false, Ordering::AcqRel)
@@ -535,9 +525,7 @@ impl Wake for Rare {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        if let Some(task) = self.task.lock().recover().as_ref() {
-            task.wake_by_ref();
-        }
+        Wake::wake_by_ref(&self.conn);
     }
 }
 
