@@ -54,16 +54,22 @@ pub(crate) fn serve(route: Route, req: Request, state: &AppState) -> HotFuture {
     let name = plain_segment(path, 0).unwrap_or_default().to_owned();
     let state = state.clone();
     match route {
-        Route::PayloadWrite => Box::pin(async move {
+        Route::PayloadWrite => {
+            // Only the headers are kept: the rest of the head, held across
+            // the awaits, would take the future past the allocators' fast
+            // path (1 KiB).
             let (parts, body) = req.into_parts();
-            let answer = match Body::read(&parts.headers, body, &state).await {
-                Ok(body) => messages::payload_write(State(state), Path(name), parts.headers, body)
-                    .await
-                    .into_response(),
-                Err(e) => e.into_response(),
-            };
-            finish(answer)
-        }),
+            let headers = parts.headers;
+            Box::pin(async move {
+                let answer = match Body::read(&headers, body, &state).await {
+                    Ok(body) => messages::payload_write(State(state), Path(name), headers, body)
+                        .await
+                        .into_response(),
+                    Err(e) => e.into_response(),
+                };
+                finish(answer)
+            })
+        }
         Route::PayloadRead => {
             let offset = plain_segment(path, 2).unwrap_or_default().to_owned();
             Box::pin(async move {

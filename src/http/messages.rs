@@ -11,6 +11,8 @@
 //! and a timestamp beside the message (`envelope.rs`); binary frames may be
 //! v1 (`0x10`) as stored, without the broker's idempotency section.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,21 +30,71 @@ pub const MAX_BATCH_MESSAGES: usize = 1_000_000;
 
 /// `POST /{topic}/payload`: one message, the body's bytes; with `Netlog-*`
 /// headers, a v1 message whose value is the body (see `envelope.rs`).
-pub async fn payload_write(
+///
+/// Not an `async fn`: its checks run before the future is made, so the
+/// future holds only what the write needs. An `async fn` keeps its
+/// arguments (the header map, the name) alive across every await, which
+/// made this, the hottest future of all, too large for the allocators'
+/// fast path (over 1 KiB).
+pub fn payload_write(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     Body(body): Body,
-) -> Result<Response, ApiError> {
-    let topic = state.broker.topic(&name)?;
-    let record = envelope::record_from_headers(&headers)?;
-    if let Some(key) = idempotency_key(&headers)? {
-        let frames = match record {
-            None if body.is_empty() => {
-                return Err(ApiError::BadRequest(
-                    "empty body: nothing to publish".into(),
-                ));
+) -> impl Future<Output = Result<Response, ApiError>> + Send {
+    let prepared = prepare_write(&state, &name, &headers, body);
+    async move {
+        match prepared? {
+            Write::Plain(topic, batch) => Ok(offset_answer(topic.publish(batch).await?)),
+            // Boxed: the keyed and v1 paths' futures are larger and rarer,
+            // and unboxed they would size (and be copied with) every plain
+            // publish's.
+            Write::Keyed(topic, key, frames) => {
+                let (offset, _, duplicate) = Box::pin(publish_once(&topic, key, frames, 1)).await?;
+                Ok(published(
+                    format!("{{\"offset\":{offset}{}}}", duplicate_field(duplicate)),
+                    duplicate,
+                ))
             }
+            Write::V1(topic, frame) => {
+                Box::pin(topic.allow_v1()).await?;
+                let batch = Batch::Framed {
+                    plain: Bytes::from(frame),
+                    count: 1,
+                };
+                Ok(offset_answer(topic.publish(batch).await?))
+            }
+        }
+    }
+}
+
+/// What a `POST /{topic}/payload` writes, checked.
+enum Write {
+    /// A plain message.
+    Plain(Arc<Topic>, Batch),
+    /// One framed message, at most once per idempotency key.
+    Keyed(Arc<Topic>, Bytes, Vec<u8>),
+    /// One framed v1 message, once the topic lets v1 in.
+    V1(Arc<Topic>, Vec<u8>),
+}
+
+/// The checks of [`payload_write`], before any await.
+fn prepare_write(
+    state: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Write, ApiError> {
+    let topic = state.broker.topic(name)?;
+    let record = envelope::record_from_headers(headers)?;
+    let key = idempotency_key(headers)?;
+    if record.is_none() && body.is_empty() {
+        return Err(ApiError::BadRequest(
+            "empty body: nothing to publish".into(),
+        ));
+    }
+    if let Some(key) = key {
+        let frame = match record {
             None => {
                 let mut frame = Vec::with_capacity(body.len() + message::HEADER_BYTES);
                 message::encode(&mut frame, PLAIN, &body);
@@ -53,39 +105,22 @@ pub async fn payload_write(
                 v1_frame(&record)?
             }
         };
-        // Boxed: the keyed path's future is large and rarer, and unboxed it
-        // would size (and be copied with) every plain publish's, which the
-        // allocators serve fastest under 1 KiB.
-        let (offset, _, duplicate) = Box::pin(publish_once(&topic, key, frames, 1)).await?;
-        return Ok(published(
-            format!("{{\"offset\":{offset}{}}}", duplicate_field(duplicate)),
-            duplicate,
-        ));
+        return Ok(Write::Keyed(topic, key, frame));
     }
-    let batch = match record {
-        None if body.is_empty() => {
-            return Err(ApiError::BadRequest(
-                "empty body: nothing to publish".into(),
-            ));
-        }
-        None => Batch::One(body),
+    Ok(match record {
+        None => Write::Plain(topic, Batch::One(body)),
         Some(mut record) => {
             record.value = body;
-            let frame = v1_frame(&record)?;
-            drop(record);
-            // Boxed, as the keyed path above.
-            Box::pin(topic.allow_v1()).await?;
-            Batch::Framed {
-                plain: Bytes::from(frame),
-                count: 1,
-            }
+            Write::V1(topic, v1_frame(&record)?)
         }
-    };
-    let offset = topic.publish(batch).await?;
-    // The hottest answer of all: written and assembled directly, no JSON
-    // map, formatter or header tuple per request, and the header map sized
-    // once for the three headers it gets (its type, then its length and
-    // `nosniff` on the way out).
+    })
+}
+
+/// `201 {"offset":N}`, the hottest answer of all: written and assembled
+/// directly, no JSON map, formatter or header tuple per request, and the
+/// header map sized once for the three headers it gets (its type, then its
+/// length and `nosniff` on the way out).
+fn offset_answer(offset: u64) -> Response {
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(offset).as_bytes();
     let mut text = Vec::with_capacity(OFFSET_OPEN.len() + digits.len() + 1);
@@ -100,7 +135,7 @@ pub async fn payload_write(
         HeaderValue::from_static("application/json"),
     );
     *answer.headers_mut() = headers;
-    Ok(answer)
+    answer
 }
 
 /// The start of a publish's answer, `{"offset":N}`.
