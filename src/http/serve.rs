@@ -537,15 +537,15 @@ struct ConnService {
     conn: Arc<Conn>,
 }
 
-type ServiceFuture =
-    Pin<Box<dyn Future<Output = Result<Response<TrackedBody>, Infallible>> + Send>>;
+/// The router's answer in the making, as the front makes it.
+type RouterFuture = <super::App as tower::Service<Request<BoundedBody>>>::Future;
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Response = Response<TrackedBody>;
     type Error = Infallible;
-    type Future = ServiceFuture;
+    type Future = Answering;
 
-    fn call(&self, req: Request<Incoming>) -> ServiceFuture {
+    fn call(&self, req: Request<Incoming>) -> Answering {
         self.conn.begin();
         let ctx = Arc::new(RequestCtx::default());
         let done = RequestDone {
@@ -564,36 +564,65 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         if req.uri().path().ends_with("/scan") {
             req.extensions_mut().insert(LongPoll(self.conn.clone()));
         }
-        let conn = self.conn.clone();
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let answer = tower::ServiceExt::oneshot(shared.router.clone(), req).await;
-            let mut answer = match answer {
-                Ok(answer) => answer,
-                Err(never) => match never {},
-            };
-            // A shed connection closes after its answer: its place is taken.
-            let mut close = shared.closing.load(Ordering::Acquire) || conn.is_shed();
-            match ctx.outcome() {
-                Outcome::Fine => {}
-                Outcome::TooSlow => {
-                    answer = ApiError::RequestTimeout("the request body arrived too slowly")
-                        .into_response();
-                    close = true;
-                }
-                Outcome::NoBudget => {
-                    answer =
-                        ApiError::ServerBusy("too many request bodies in flight").into_response();
-                    close = true;
-                }
+        // The front is always ready: it is as ready as axum's router, which
+        // always is. So it is called at once, without `poll_ready`.
+        let inner = tower::Service::call(&mut self.shared.router.clone(), req);
+        Answering {
+            inner,
+            shared: self.shared.clone(),
+            done: Some(done),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One request's answer: the router's, fixed up as the body's outcome
+    /// and the connection's state require. A named future, not a boxed
+    /// one: hyper keeps it in the slot it keeps per connection, so a
+    /// request allocates nothing for it.
+    struct Answering {
+        #[pin]
+        inner: RouterFuture,
+        shared: Arc<ListenerState>,
+        // Taken by the answer's body; dropped with the future if the
+        // request is abandoned first.
+        done: Option<RequestDone>,
+    }
+}
+
+impl Future for Answering {
+    type Output = Result<Response<TrackedBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut answer = match std::task::ready!(this.inner.poll(cx)) {
+            Ok(answer) => answer,
+            Err(never) => match never {},
+        };
+        let Some(done) = this.done.take() else {
+            // Polled again after its answer: hyper never does.
+            return Poll::Pending;
+        };
+        // A shed connection closes after its answer: its place is taken.
+        let mut close = this.shared.closing.load(Ordering::Acquire) || done.conn.is_shed();
+        match done.ctx.outcome() {
+            Outcome::Fine => {}
+            Outcome::TooSlow => {
+                answer =
+                    ApiError::RequestTimeout("the request body arrived too slowly").into_response();
+                close = true;
             }
-            if close {
-                answer
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Outcome::NoBudget => {
+                answer = ApiError::ServerBusy("too many request bodies in flight").into_response();
+                close = true;
             }
-            Ok(answer.map(|inner| TrackedBody { inner, _done: done }))
-        })
+        }
+        if close {
+            answer
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(answer.map(|inner| TrackedBody { inner, _done: done })))
     }
 }
 
