@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +24,7 @@ use serde_json::json;
 
 use super::envelope::View;
 use super::scanners::{DEFAULT_WAIT, MAX_WAIT};
+use super::serve::{LongPoll, WATCHED_WAIT};
 use super::{ApiError, AppState, Body, Params, Path};
 use crate::duration::{parse_duration, parse_size};
 use crate::group::jetstream::{JsGroup, js_of};
@@ -128,6 +130,7 @@ pub async fn group_receive(
     State(state): State<AppState>,
     Path((topic, name)): Path<(String, String)>,
     params: Params,
+    long_poll: Option<Extension<LongPoll>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let g = group_ref(&state, &topic, &name)?;
@@ -179,6 +182,11 @@ pub async fn group_receive(
         wait,
         lease_time,
     };
+    // A wait of `WATCHED_WAIT` or more ends if its client leaves (see
+    // `serve.rs`), so nothing is leased to a client that has gone.
+    let _watched = long_poll
+        .filter(|_| wait >= WATCHED_WAIT)
+        .map(|Extension(l)| l.watch());
     let got = match g {
         GroupRef::Embedded(g) => g.receive(req, &state.shutdown).await?,
         GroupRef::JetStream(g) => g.receive(req, &state.shutdown).await?,

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 use super::answers::{BudgetedBody, FRAME_BYTES, Grant};
 use super::envelope::View;
-use super::serve::LongPoll;
+use super::serve::{LongPoll, WATCHED_WAIT};
 use super::topics::truthy;
 use super::{ApiError, AppState, Params, Path};
 use crate::duration::{parse_duration, parse_size};
@@ -114,6 +114,10 @@ async fn unless_shed<T: Default>(
     long_poll: Option<Extension<LongPoll>>,
     work: impl AsyncFnOnce(watch::Receiver<bool>) -> Result<T, TopicError>,
 ) -> Result<T, ApiError> {
+    // A wait of `WATCHED_WAIT` or more ends if its client leaves (see
+    // `serve.rs`), so the scanner does not move past what nobody got.
+    let long_poll = long_poll.filter(|_| wait >= WATCHED_WAIT);
+    let _watched = long_poll.as_ref().map(|Extension(l)| l.watch());
     // A short wait ends soon by itself: only long polls pay for the signal.
     let Some(Extension(long_poll)) = long_poll.filter(|_| wait >= SHEDDABLE_WAIT) else {
         return Ok(work(state.shutdown.clone()).await?);

@@ -22,6 +22,13 @@
 //! - **Memory.** Request bodies take room in one process-wide byte budget
 //!   before they are handed to the handlers (`serve/body.rs`).
 //!
+//! A client that leaves while a request waits for it (a scan's or a
+//! receive's wait of `WATCHED_WAIT`, 100 ms, or more; a stream) ends that
+//! request at once, so a scanner does not move past, nor a group lease,
+//! what nobody will receive (`serve/departure.rs`). hyper itself does not
+//! read while a request is in flight: its check for a leaving client cost
+//! every request an allocation.
+//!
 //! Shutdown stops the accept loop, asks every connection to finish what it
 //! is doing (idle ones close at once), and marks every answer written from
 //! then on with `Connection: close`. Connections still busy after
@@ -29,11 +36,13 @@
 
 mod body;
 mod conn;
+mod departure;
 mod io;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -50,7 +59,8 @@ use tokio::time::Instant;
 
 use self::body::{BoundedBody, Outcome, Rate, RequestCtx};
 use self::conn::Conn;
-pub(crate) use self::conn::LongPoll;
+pub(crate) use self::conn::{LongPoll, WATCHED_WAIT, Watched};
+use self::departure::Departure;
 use self::io::Tracked;
 use super::budget::ByteBudget;
 use axum::response::IntoResponse;
@@ -263,8 +273,9 @@ async fn connection(
         shared: shared.clone(),
         conn: conn.clone(),
     };
+    let fd = stream.as_raw_fd();
     let Some(tls) = shared.tls.clone() else {
-        return drive(shared, conn, stream, phase).await;
+        return drive(shared, conn, stream, fd, phase).await;
     };
     let deadline = conn.accepted + shared.opts.header_timeout;
     let mut first = [0u8; 1];
@@ -278,18 +289,20 @@ async fn connection(
         _ => return,
     }
     match tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)).await {
-        Ok(Ok(tls_stream)) => drive(shared, conn, tls_stream, phase).await,
+        Ok(Ok(tls_stream)) => drive(shared, conn, tls_stream, fd, phase).await,
         Ok(Err(e)) => tracing::debug!(id = conn.id, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(id = conn.id, "TLS handshake timed out"),
     }
 }
 
-/// Runs hyper on `stream` until it ends, the watchdog fires, the connection
-/// is displaced, or shutdown closes it.
+/// Runs hyper on `stream` (over the socket `fd`) until it ends, the
+/// watchdog fires, the connection is displaced, a waiting request's client
+/// leaves, or shutdown closes it.
 async fn drive<S>(
     shared: Arc<ListenerState>,
     conn: Arc<Conn>,
     stream: S,
+    fd: RawFd,
     mut phase: watch::Receiver<Phase>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -299,8 +312,11 @@ async fn drive<S>(
         conn: conn.clone(),
     };
     let io = TokioIo::new(Tracked::new(stream, conn.clone()));
+    // `half_close`: hyper does not read while a request is in flight (see
+    // `serve/departure.rs`, which watches the requests that wait instead).
     let mut http = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        .half_close(true)
         .serve_connection(io, service);
     let mut draining = false;
     if *phase.borrow_and_update() != Phase::Serving {
@@ -313,6 +329,7 @@ async fn drive<S>(
         conn: folded.shared.clone(),
     });
     let rare_waker = Waker::from(rare.clone());
+    let mut departure = Departure::new(fd);
     loop {
         let recheck = Instant::now() + Conn::recheck(&shared.opts);
         let wake = conn
@@ -329,8 +346,16 @@ async fn drive<S>(
                 if let Poll::Ready(served) = folded.poll(cx, |cx| http.poll_without_shutdown(cx)) {
                     return Poll::Ready(Event::Served(served));
                 }
+                let mut rcx = Context::from_waker(&rare_waker);
+                // One atomic load when nothing waits; the watch is polled
+                // when a wait begins (in hyper's poll just above) and when
+                // its socket wakes the rare waker.
+                if (conn.watched() || departure.is_set())
+                    && departure.poll(&conn, &mut rcx).is_ready()
+                {
+                    return Poll::Ready(Event::Left);
+                }
                 if rare.take() {
-                    let mut rcx = Context::from_waker(&rare_waker);
                     if sleep.as_mut().poll(&mut rcx).is_ready() {
                         return Poll::Ready(Event::Timer);
                     }
@@ -367,6 +392,10 @@ async fn drive<S>(
                 }
             }
             Event::Displaced => return,
+            Event::Left => {
+                tracing::debug!(id = conn.id, "the client left while its request waited");
+                return;
+            }
             Event::Phase(open) => {
                 let now = *phase.borrow_and_update();
                 if !open || now == Phase::Closing {
@@ -496,6 +525,8 @@ enum Event {
     Timer,
     /// A newcomer took the connection's place.
     Displaced,
+    /// A waiting request's client left (see `serve/departure.rs`).
+    Left,
     /// Shutdown moved on (`false`: its sender is gone).
     Phase(bool),
 }
@@ -559,9 +590,12 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         };
         let budget = self.shared.budget.clone();
         let mut req = req.map(|b| BoundedBody::new(b, ctx.clone(), budget, rate));
-        // Only scans wait on the connection's shed signal; other requests
-        // skip the extension map it would allocate.
-        if req.uri().path().ends_with("/scan") {
+        // Only the routes that wait (scans, receives, streams) get the
+        // connection's handle, for its shed signal and its watch for the
+        // client leaving; other requests skip the extension map it would
+        // allocate.
+        let path = req.uri().path();
+        if path.ends_with("/scan") || path.ends_with("/receive") || path.ends_with("/stream") {
             req.extensions_mut().insert(LongPoll(self.conn.clone()));
         }
         // The front is always ready: it is as ready as axum's router, which

@@ -5,6 +5,8 @@
 //! or holds a carriage return (which SSE would turn into a line break), comes
 //! as `event: binary` with the payload in lowercase hex. A client that
 //! reconnects with `Last-Event-ID: N` resumes at N + 1: no gap, no duplicate.
+//! A stream ends when its client leaves, at once (the connection watches
+//! for it: `serve.rs`), not at its next write.
 //! A comment line (`: keep-alive`) goes out after every `heartbeat` (default
 //! 15 s, `heartbeat=` to change, 10 ms to 10 min) of silence so proxies keep
 //! the connection. A stream ends at shutdown and when its topic is deleted.
@@ -26,6 +28,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +38,7 @@ use tokio::sync::watch;
 use std::io::Write;
 
 use super::envelope::View;
+use super::serve::{LongPoll, Watched};
 use super::{ApiError, AppState, Params, Path};
 use crate::topic::{ReadLimits, Subscription, Topic, TopicError};
 
@@ -59,6 +63,9 @@ struct Stream {
     envelope: bool,
     /// Counts the stream in `netlog_streams` while it is open.
     _open: super::metrics::OpenGuard,
+    /// Ends the stream when its client leaves, even while nothing is
+    /// written (see `serve.rs`).
+    _watched: Option<Watched>,
 }
 
 /// `GET /{topic}/stream?from=X[&heartbeat=D]`.
@@ -66,6 +73,7 @@ pub async fn stream(
     State(state): State<AppState>,
     Path(name): Path<String>,
     params: Params,
+    long_poll: Option<Extension<LongPoll>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let topic = state.broker.topic(&name)?;
@@ -93,6 +101,7 @@ pub async fn stream(
         ended: false,
         envelope: params.get("envelope").is_some_and(super::topics::truthy),
         _open: super::metrics::OpenGuard::stream(&state.metrics),
+        _watched: long_poll.map(|Extension(l)| l.watch()),
     };
     let hello =
         futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b": ok\n\n")) });

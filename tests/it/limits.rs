@@ -839,3 +839,63 @@ async fn pipelined_requests_are_answered_at_once() {
         sent.elapsed()
     );
 }
+
+/// A client that leaves in the middle of a long poll takes nothing with it:
+/// its wait ends when it leaves, so a message published afterwards is
+/// neither moved past on the scanner nor leased to the group it polled,
+/// and the next scan and receive get it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_whose_client_leaves_takes_nothing() {
+    let broker = LimitedBroker::start("", None).await;
+    let ids = topic_with_scanners(broker.addr, 1).await;
+    let group = exchange(
+        broker.addr,
+        b"POST /t/groups/g HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("group");
+    assert_eq!(group.0, 201, "{group:?}");
+    let polls = [
+        format!(
+            "GET /t/scan?id={}&wait=30s HTTP/1.1\r\nHost: n\r\n\r\n",
+            ids[0]
+        ),
+        "POST /t/groups/g/receive?wait=30s HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\n\r\n"
+            .to_string(),
+    ];
+    let mut leavers = Vec::new();
+    for poll in &polls {
+        let mut s = TcpStream::connect(broker.addr).await.expect("connect");
+        s.write_all(poll.as_bytes()).await.expect("poll");
+        leavers.push(s);
+    }
+    // Both polls wait (nothing to take), then their clients go.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(leavers);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let published = exchange(
+        broker.addr,
+        b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    )
+    .await
+    .expect("publish");
+    assert_eq!(published.0, 201, "{published:?}");
+    let scan = format!("/t/scan?id={}", ids[0]);
+    let (status, _, body) = exchange(broker.addr, &get(&scan)).await.expect("scan");
+    assert_eq!(
+        (status, body),
+        (200, b"abc".to_vec()),
+        "the scanner moved past it"
+    );
+    let received = exchange(
+        broker.addr,
+        b"POST /t/groups/g/receive HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("receive");
+    assert_eq!(
+        (received.0, received.2.as_slice()),
+        (200, &b"abc"[..]),
+        "the message was leased to a client that had left: {received:?}"
+    );
+}

@@ -133,3 +133,56 @@ async fn plain_http_to_the_tls_port_fails_cleanly() {
     assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
     broker.stop().await;
 }
+
+/// A long poll over TLS whose client closes (with TLS's closing alert,
+/// then the socket) ends when the client leaves: a message published
+/// afterwards is not moved past on the scanner, and the next scan gets it.
+#[tokio::test]
+async fn a_tls_long_poll_whose_client_leaves_takes_nothing() {
+    let dir = data_dir();
+    let pem_dir = data_dir();
+    let root = make_certificate(pem_dir.path());
+    let mut config = test_config(dir.path());
+    config.server.tls_cert = Some(pem_dir.path().join("cert.pem"));
+    config.server.tls_key = Some(pem_dir.path().join("key.pem"));
+    let broker = spawn_broker_with(config);
+    let connector = client(root);
+    let send = |request: &'static str| https(&connector, broker.addr(), request);
+    let created =
+        send("POST /t HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let scanner = send(
+        "POST /t/scanner HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let id = scanner
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("a scanner id in {scanner}"))
+        .to_string();
+
+    let tcp = TcpStream::connect(broker.addr()).await.expect("connect");
+    let name = ServerName::IpAddress(broker.addr().ip().into());
+    let mut poll = connector.connect(name, tcp).await.expect("TLS handshake");
+    let request = format!("GET /t/scan?id={id}&wait=30s HTTP/1.1\r\nHost: n\r\n\r\n");
+    poll.write_all(request.as_bytes()).await.expect("poll");
+    poll.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    poll.shutdown().await.expect("close_notify");
+    drop(poll);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let published = send(
+        "POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    )
+    .await;
+    assert!(published.starts_with("HTTP/1.1 201"), "{published}");
+    let scan = format!("GET /t/scan?id={id} HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n");
+    let scanned = https(&connector, broker.addr(), &scan).await;
+    assert!(
+        scanned.starts_with("HTTP/1.1 200") && scanned.ends_with("\r\n\r\nabc"),
+        "the scanner moved past the message: {scanned}"
+    );
+    broker.stop().await;
+}

@@ -16,8 +16,15 @@
 //! connection whose requests in flight are all such waits may be *shed*
 //! ([`Conn::shed`]): its wait ends at once with the normal empty answer,
 //! that answer closes the connection, and the newcomer takes its place.
+//!
+//! A request that waits for its client's sake (a scan's or a receive's wait
+//! of [`WATCHED_WAIT`] or more, a stream) asks, for as long as it waits, to
+//! be ended if its client leaves ([`LongPoll::watch`]); the connection's
+//! task then watches the socket (`serve.rs`, `Departure`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -33,7 +40,14 @@ pub(crate) struct Conn {
     pub(super) displaced: Notify,
     /// Becomes `true` when the connection is shed: its long polls end.
     shed: watch::Sender<bool>,
+    /// Requests in flight that are to end if the client leaves.
+    watched: AtomicUsize,
 }
+
+/// Shortest wait of a scan or a receive that ends if its client leaves
+/// while it waits: 100 ms. Shorter waits end soon by themselves, and
+/// watching costs a few system calls.
+pub(crate) const WATCHED_WAIT: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct Activity {
@@ -56,7 +70,13 @@ impl Conn {
             activity: Mutex::new(Activity::default()),
             displaced: Notify::new(),
             shed: watch::Sender::new(false),
+            watched: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether a request in flight is to end if the client leaves.
+    pub(super) fn watched(&self) -> bool {
+        self.watched.load(Ordering::Acquire) > 0
     }
 
     fn activity(&self) -> std::sync::MutexGuard<'_, Activity> {
@@ -165,6 +185,24 @@ impl LongPoll {
     pub(crate) fn waiting(&self) -> (LongPollGuard, watch::Receiver<bool>) {
         self.0.activity().long_polls += 1;
         (LongPollGuard(self.0.clone()), self.0.shed.subscribe())
+    }
+}
+
+impl LongPoll {
+    /// Asks that the request end if the client leaves, until the guard
+    /// drops (see the module docs).
+    pub(crate) fn watch(&self) -> Watched {
+        self.0.watched.fetch_add(1, Ordering::AcqRel);
+        Watched(self.0.clone())
+    }
+}
+
+/// Ends a request's watch when dropped.
+pub(crate) struct Watched(Arc<Conn>);
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.0.watched.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
