@@ -60,7 +60,7 @@ use tokio::time::Instant;
 use self::body::{BoundedBody, Outcome, Rate, RequestCtx};
 use self::conn::Conn;
 pub(crate) use self::conn::{LongPoll, WATCHED_WAIT, Watched};
-use self::departure::Departure;
+use self::departure::{Departure, Watches};
 use self::io::Tracked;
 use super::budget::ByteBudget;
 use axum::response::IntoResponse;
@@ -118,6 +118,7 @@ pub(crate) async fn serve(
         opts,
         tls,
         cap,
+        watches: Arc::new(Watches::new(fd_limit, cap)),
         closing: AtomicBool::new(false),
         registry: Mutex::new(Registry::default()),
         live: watch::Sender::new(0),
@@ -197,6 +198,8 @@ struct ListenerState {
     budget: Arc<ByteBudget>,
     /// Connections served at once.
     cap: usize,
+    /// Open watches for clients leaving (`serve/departure.rs`).
+    watches: Arc<Watches>,
     /// Shutdown has begun: answers carry `Connection: close`.
     closing: AtomicBool,
     registry: Mutex<Registry>,
@@ -329,7 +332,7 @@ async fn drive<S>(
         conn: folded.shared.clone(),
     });
     let rare_waker = Waker::from(rare.clone());
-    let mut departure = Departure::new(fd);
+    let mut departure = Departure::new(fd, shared.watches.clone());
     loop {
         let recheck = Instant::now() + Conn::recheck(&shared.opts);
         let wake = conn

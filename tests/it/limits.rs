@@ -899,3 +899,50 @@ async fn a_long_poll_whose_client_leaves_takes_nothing() {
         "the message was leased to a client that had left: {received:?}"
     );
 }
+
+/// Watches for a client leaving hold a descriptor each, so they are bounded
+/// (an eighth of the descriptor limit, `serve/departure.rs`): under
+/// `ulimit -n 1024` (768 connections, 128 watches), 700 long polls leave
+/// descriptors to spare. A producer still gets in, its publish is answered
+/// 201 and reaches exactly one poll, and no accept fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_for_leaving_clients_leave_descriptors_to_spare() {
+    const POLLS: usize = 700;
+    let _ = netlog::log::raise_open_file_limit();
+    let broker = LimitedBroker::start("", Some("-n 1024")).await;
+    let ids = topic_with_scanners(broker.addr, 1).await;
+    let poll = format!(
+        "GET /t/scan?id={}&wait=30s HTTP/1.1\r\nHost: n\r\n\r\n",
+        ids[0]
+    );
+    let mut polls = Vec::with_capacity(POLLS);
+    for _ in 0..POLLS {
+        let mut s = TcpStream::connect(broker.addr).await.expect("connect");
+        s.write_all(poll.as_bytes()).await.expect("poll");
+        polls.push(s);
+    }
+    // Every poll is waiting by now, as many as the bound allows watched.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let published = exchange(
+        broker.addr,
+        b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    )
+    .await
+    .expect("publish");
+    assert_eq!(published.0, 201, "{published:?}\n{}", broker.log());
+    let reads = polls.iter_mut().map(|s| async move {
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+            Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
+            _ => false,
+        }
+    });
+    let answered = futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .filter(|got| *got)
+        .count();
+    assert_eq!(answered, 1, "polls answered with the message");
+    let log = broker.log();
+    assert!(!log.contains("accept failed"), "an accept failed:\n{log}");
+}

@@ -19,9 +19,19 @@
 //! answer; they do not hide a close that follows them, so the check works
 //! the same under TLS. A client that only shuts down its sending side is
 //! taken as gone, as hyper's own check took it.
+//!
+//! **Bound.** Each watch holds a descriptor, so at most [`Watches`] of them
+//! are open at once, process-wide: an eighth of the descriptor limit (2,500
+//! under a limit of 20,000). Connections may take three quarters of the
+//! limit; the watches come out of the last quarter, and half of it is left
+//! to topic files, plugins and the answers to refused connections. A wait
+//! past the bound is not watched: it ends when its time is up, and a client
+//! that left meanwhile is noticed when its answer is written.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::Interest;
@@ -29,21 +39,70 @@ use tokio::io::unix::AsyncFd;
 
 use super::Conn;
 
+/// The process-wide count of open watches, and its bound (see the module
+/// docs).
+pub(super) struct Watches {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl Watches {
+    /// The bound for a descriptor limit of `fd_limit`; with the limit
+    /// unknown, `fallback`.
+    pub(super) fn new(fd_limit: Option<u64>, fallback: usize) -> Watches {
+        let max = fd_limit.map_or(fallback, |n| usize::try_from(n / 8).unwrap_or(usize::MAX));
+        Watches {
+            open: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Takes a place for one watch, if one is free.
+    fn take(self: &Arc<Self>) -> Option<Place> {
+        let mut open = self.open.load(Ordering::Relaxed);
+        loop {
+            if open >= self.max {
+                return None;
+            }
+            match self.open.compare_exchange_weak(
+                open,
+                open + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Place(self.clone())),
+                Err(now) => open = now,
+            }
+        }
+    }
+}
+
+/// One watch's place in [`Watches`], given back when dropped.
+struct Place(Arc<Watches>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// One connection's watch (see the module docs).
 pub(super) struct Departure {
     /// The connection's socket, owned by hyper's stream.
     fd: RawFd,
-    /// The duplicate registered for reading, while a request waits.
-    watch: Option<AsyncFd<OwnedFd>>,
-    /// Setting the watch up failed (out of descriptors, say): the
-    /// connection's requests are not watched.
+    watches: Arc<Watches>,
+    /// The duplicate registered for reading, while a request waits, and its
+    /// place (dropped after it).
+    watch: Option<(AsyncFd<OwnedFd>, Place)>,
+    /// Setting a watch up failed or found no place, and was logged.
     failed: bool,
 }
 
 impl Departure {
-    pub(super) fn new(fd: RawFd) -> Departure {
+    pub(super) fn new(fd: RawFd, watches: Arc<Watches>) -> Departure {
         Departure {
             fd,
+            watches,
             watch: None,
             failed: false,
         }
@@ -61,16 +120,24 @@ impl Departure {
             self.watch = None;
             return Poll::Pending;
         }
-        if self.watch.is_none() && !self.failed {
-            match duplicate(self.fd).and_then(register) {
+        if self.watch.is_none() {
+            let set = match self.watches.take() {
+                Some(place) => duplicate(self.fd)
+                    .and_then(register)
+                    .map(|watch| (watch, place)),
+                None => Err(io::Error::other("too many watches open")),
+            };
+            match set {
                 Ok(watch) => self.watch = Some(watch),
                 Err(e) => {
-                    tracing::debug!(id = conn.id, error = %e, "cannot watch for the client leaving");
-                    self.failed = true;
+                    if !std::mem::replace(&mut self.failed, true) {
+                        tracing::debug!(id = conn.id, error = %e, "not watching for the client leaving");
+                    }
+                    return Poll::Pending;
                 }
             }
         }
-        let Some(watch) = &self.watch else {
+        let Some((watch, _)) = &self.watch else {
             return Poll::Pending;
         };
         loop {
