@@ -300,6 +300,11 @@ async fn read_body(mut body: axum::body::Body, limit: u64) -> Result<Bytes, ApiE
             }
             (Some(_), Some(all)) => all.extend_from_slice(&data),
         }
+        // A body of known length ends with its last byte: no poll (through
+        // every layer of the body) just to hear that it has.
+        if hyper::body::Body::is_end_stream(&body) {
+            break;
+        }
     }
     Ok(match (first, joined) {
         (_, Some(all)) => all.freeze(),
