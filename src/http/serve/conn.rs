@@ -20,7 +20,7 @@
 //! A request that waits for its client's sake (a scan's or a receive's wait
 //! of [`WATCHED_WAIT`] or more, a stream) asks, for as long as it waits, to
 //! be ended if its client leaves ([`LongPoll::watch`]); the connection's
-//! task then watches the socket (`serve.rs`, `Departure`).
+//! task then watches the socket (`serve/departure.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -186,9 +186,7 @@ impl LongPoll {
         self.0.activity().long_polls += 1;
         (LongPollGuard(self.0.clone()), self.0.shed.subscribe())
     }
-}
 
-impl LongPoll {
     /// Asks that the request end if the client leaves, until the guard
     /// drops (see the module docs).
     pub(crate) fn watch(&self) -> Watched {
