@@ -50,6 +50,8 @@ pub const DEFAULT_WAIT: Duration = Duration::from_millis(5);
 /// Shortest `wait` that makes a scan a long poll the connection cap may
 /// shed (see `serve.rs`): 1 s. Shorter waits end soon by themselves.
 pub const SHEDDABLE_WAIT: Duration = Duration::from_secs(1);
+// `unless_shed` sheds only the waits it watches.
+const _: () = assert!(SHEDDABLE_WAIT.as_nanos() >= WATCHED_WAIT.as_nanos());
 /// Longest `wait` honoured: 1 hour; longer ones are clamped to it.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// Most messages one batch scan returns.

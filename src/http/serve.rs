@@ -350,12 +350,9 @@ async fn drive<S>(
                     return Poll::Ready(Event::Served(served));
                 }
                 let mut rcx = Context::from_waker(&rare_waker);
-                // One atomic load when nothing waits; the watch is polled
-                // when a wait begins (in hyper's poll just above) and when
-                // its socket wakes the rare waker.
-                if (conn.watched() || departure.is_set())
-                    && departure.poll(&conn, &mut rcx).is_ready()
-                {
+                // Polled at every pass: a wait begins in hyper's poll just
+                // above, and the watch's socket wakes the rare waker.
+                if departure.poll(&conn, &mut rcx).is_ready() {
                     return Poll::Ready(Event::Left);
                 }
                 if rare.take() {

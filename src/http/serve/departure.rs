@@ -108,16 +108,14 @@ impl Departure {
         }
     }
 
-    /// Whether a watch is registered (to be dropped once nothing waits).
-    pub(super) fn is_set(&self) -> bool {
-        self.watch.is_some()
-    }
-
     /// Ready when a request waits and its client has left; registers `cx`
-    /// for the socket's next readiness while one waits.
+    /// for the socket's next readiness while one waits. When nothing waits
+    /// it costs one atomic load (and drops the watch left from a wait).
     pub(super) fn poll(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<()> {
         if !conn.watched() {
-            self.watch = None;
+            if self.watch.is_some() {
+                self.watch = None;
+            }
             return Poll::Pending;
         }
         if self.watch.is_none() {
