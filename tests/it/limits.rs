@@ -86,6 +86,15 @@ fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: netlog\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
+/// A `POST path` of `body` that closes the connection after the answer.
+fn post(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: n\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Sends `request` on a new connection and reads until the server closes
 /// it: (status, head in lower case, body).
 async fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
@@ -288,12 +297,7 @@ async fn raises_the_soft_descriptor_limit() {
 
 /// Creates topic `t` over raw HTTP.
 async fn create_t(addr: SocketAddr) {
-    let created = exchange(
-        addr,
-        b"POST /t HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .expect("create");
+    let created = exchange(addr, &post("/t", "")).await.expect("create");
     assert_eq!(created.0, 201, "{created:?}");
 }
 
@@ -302,12 +306,9 @@ async fn topic_with_scanners(addr: SocketAddr, n: usize) -> Vec<String> {
     create_t(addr).await;
     let mut ids = Vec::new();
     for _ in 0..n {
-        let scanner = exchange(
-            addr,
-            b"POST /t/scanner HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )
-        .await
-        .expect("scanner");
+        let scanner = exchange(addr, &post("/t/scanner", ""))
+            .await
+            .expect("scanner");
         let id: Value = serde_json::from_slice(&scanner.2).expect("scanner JSON");
         ids.push(id["id"].as_str().expect("scanner id").to_string());
     }
@@ -339,12 +340,9 @@ async fn long_polls_are_shed_before_a_producer_is_refused() {
     // Past the idle timeout: the polls are in flight, not idle.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let started = Instant::now();
-    let published = exchange(
-        broker.addr,
-        b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 4\r\nConnection: close\r\n\r\nwake",
-    )
-    .await
-    .expect("an answer to the publish");
+    let published = exchange(broker.addr, &post("/t/payload", "wake"))
+        .await
+        .expect("an answer to the publish");
     let took = started.elapsed();
     assert_eq!(published.0, 201, "{published:?}\n{}", broker.log());
     assert!(
@@ -750,29 +748,54 @@ async fn a_silent_flood_of_the_admin_listener_stays_bounded() {
     broker.terminate().await;
 }
 
-/// Reads one answer with a `content-length` from a keep-alive connection.
-/// `got` carries what was read past it (the start of the next answer when
-/// requests are pipelined) to the next call.
-async fn read_one_answer(stream: &mut TcpStream, got: &mut Vec<u8>) -> (u16, Vec<u8>) {
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .expect("a content-length");
-            if got.len() >= end + 4 + len {
-                let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
-                let body = got[end + 4..end + 4 + len].to_vec();
-                got.drain(..end + 4 + len);
-                return (status.expect("a status"), body);
-            }
+/// A keep-alive connection (no Nagle delay) that reads answers one at a
+/// time; what a read brings past one answer (the start of the next, when
+/// requests are pipelined) is kept for the next.
+struct KeptAlive {
+    stream: TcpStream,
+    got: Vec<u8>,
+}
+
+impl KeptAlive {
+    async fn connect(addr: SocketAddr) -> KeptAlive {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        KeptAlive {
+            stream,
+            got: Vec::new(),
         }
-        let n = stream.read(&mut buf).await.expect("read");
-        assert!(n > 0, "closed before a whole answer: {got:?}");
-        got.extend_from_slice(&buf[..n]);
+    }
+
+    /// The next answer with a `content-length` (status, body), within
+    /// [`RAW_TIMEOUT`].
+    async fn answer(&mut self) -> (u16, Vec<u8>) {
+        tokio::time::timeout(RAW_TIMEOUT, self.read_one())
+            .await
+            .expect("an answer")
+    }
+
+    async fn read_one(&mut self) -> (u16, Vec<u8>) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let got = &mut self.got;
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .expect("a content-length");
+                if got.len() >= end + 4 + len {
+                    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+                    let body = got[end + 4..end + 4 + len].to_vec();
+                    got.drain(..end + 4 + len);
+                    return (status.expect("a status"), body);
+                }
+            }
+            let n = self.stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before a whole answer: {:?}", self.got);
+            self.got.extend_from_slice(&buf[..n]);
+        }
     }
 }
 
@@ -785,21 +808,18 @@ async fn read_one_answer(stream: &mut TcpStream, got: &mut Vec<u8>) -> (u16, Vec
 async fn trickled_requests_are_answered_at_once() {
     let broker = LimitedBroker::start("", None).await;
     create_t(broker.addr).await;
-    let mut s = TcpStream::connect(broker.addr).await.expect("connect");
-    let mut got = Vec::new();
-    s.set_nodelay(true).expect("nodelay");
+    let mut c = KeptAlive::connect(broker.addr).await;
     for i in 0..20u64 {
-        s.write_all(b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 2000\r\n\r\n")
+        c.stream
+            .write_all(b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 2000\r\n\r\n")
             .await
             .expect("head");
         for _ in 0..20 {
             tokio::time::sleep(Duration::from_millis(1)).await;
-            s.write_all(&[b'x'; 100]).await.expect("piece");
+            c.stream.write_all(&[b'x'; 100]).await.expect("piece");
         }
         let sent = Instant::now();
-        let answer = tokio::time::timeout(RAW_TIMEOUT, read_one_answer(&mut s, &mut got))
-            .await
-            .expect("an answer");
+        let answer = c.answer().await;
         assert_eq!(answer, (201, format!("{{\"offset\":{i}}}").into_bytes()));
         assert!(
             sent.elapsed() < Duration::from_millis(500),
@@ -816,9 +836,7 @@ async fn trickled_requests_are_answered_at_once() {
 async fn pipelined_requests_are_answered_at_once() {
     let broker = LimitedBroker::start("", None).await;
     create_t(broker.addr).await;
-    let mut s = TcpStream::connect(broker.addr).await.expect("connect");
-    let mut got = Vec::new();
-    s.set_nodelay(true).expect("nodelay");
+    let mut c = KeptAlive::connect(broker.addr).await;
     let mut pipelined = Vec::new();
     for _ in 0..10 {
         pipelined.extend_from_slice(
@@ -826,11 +844,9 @@ async fn pipelined_requests_are_answered_at_once() {
         );
     }
     let sent = Instant::now();
-    s.write_all(&pipelined).await.expect("pipelined");
+    c.stream.write_all(&pipelined).await.expect("pipelined");
     for i in 0..10u64 {
-        let answer = tokio::time::timeout(RAW_TIMEOUT, read_one_answer(&mut s, &mut got))
-            .await
-            .expect("an answer");
+        let answer = c.answer().await;
         assert_eq!(answer, (201, format!("{{\"offset\":{i}}}").into_bytes()));
     }
     assert!(
@@ -848,12 +864,9 @@ async fn pipelined_requests_are_answered_at_once() {
 async fn a_long_poll_whose_client_leaves_takes_nothing() {
     let broker = LimitedBroker::start("", None).await;
     let ids = topic_with_scanners(broker.addr, 1).await;
-    let group = exchange(
-        broker.addr,
-        b"POST /t/groups/g HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .expect("group");
+    let group = exchange(broker.addr, &post("/t/groups/g", ""))
+        .await
+        .expect("group");
     assert_eq!(group.0, 201, "{group:?}");
     let polls = [
         format!(
@@ -873,12 +886,9 @@ async fn a_long_poll_whose_client_leaves_takes_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(leavers);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let published = exchange(
-        broker.addr,
-        b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
-    )
-    .await
-    .expect("publish");
+    let published = exchange(broker.addr, &post("/t/payload", "abc"))
+        .await
+        .expect("publish");
     assert_eq!(published.0, 201, "{published:?}");
     let scan = format!("/t/scan?id={}", ids[0]);
     let (status, _, body) = exchange(broker.addr, &get(&scan)).await.expect("scan");
@@ -887,12 +897,9 @@ async fn a_long_poll_whose_client_leaves_takes_nothing() {
         (200, b"abc".to_vec()),
         "the scanner moved past it"
     );
-    let received = exchange(
-        broker.addr,
-        b"POST /t/groups/g/receive HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .expect("receive");
+    let received = exchange(broker.addr, &post("/t/groups/g/receive", ""))
+        .await
+        .expect("receive");
     assert_eq!(
         (received.0, received.2.as_slice()),
         (200, &b"abc"[..]),
@@ -923,12 +930,9 @@ async fn watches_for_leaving_clients_leave_descriptors_to_spare() {
     }
     // Every poll is waiting by now, as many as the bound allows watched.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let published = exchange(
-        broker.addr,
-        b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
-    )
-    .await
-    .expect("publish");
+    let published = exchange(broker.addr, &post("/t/payload", "abc"))
+        .await
+        .expect("publish");
     assert_eq!(published.0, 201, "{published:?}\n{}", broker.log());
     let reads = polls.iter_mut().map(|s| async move {
         let mut buf = [0u8; 512];

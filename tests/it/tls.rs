@@ -38,6 +38,29 @@ fn client(root: rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
+/// A broker serving HTTPS with a certificate made for it, and a client
+/// that trusts only that certificate.
+struct TlsBroker {
+    broker: Broker,
+    connector: TlsConnector,
+    /// Its data and its certificate, kept as long as it runs.
+    _dirs: [tempfile::TempDir; 2],
+}
+
+fn tls_broker() -> TlsBroker {
+    let dir = data_dir();
+    let pem_dir = data_dir();
+    let root = make_certificate(pem_dir.path());
+    let mut config = test_config(dir.path());
+    config.server.tls_cert = Some(pem_dir.path().join("cert.pem"));
+    config.server.tls_key = Some(pem_dir.path().join("key.pem"));
+    TlsBroker {
+        broker: spawn_broker_with(config),
+        connector: client(root),
+        _dirs: [dir, pem_dir],
+    }
+}
+
 /// Sends `request` over TLS and reads the answer to the end.
 async fn https(connector: &TlsConnector, addr: SocketAddr, request: &str) -> String {
     tokio::time::timeout(EXCHANGE_TIMEOUT, async {
@@ -57,14 +80,11 @@ async fn https(connector: &TlsConnector, addr: SocketAddr, request: &str) -> Str
 /// can be created and read, and an untrusted client's handshake fails.
 #[tokio::test]
 async fn https_serves_the_api() {
-    let dir = data_dir();
-    let pem_dir = data_dir();
-    let root = make_certificate(pem_dir.path());
-    let mut config = test_config(dir.path());
-    config.server.tls_cert = Some(pem_dir.path().join("cert.pem"));
-    config.server.tls_key = Some(pem_dir.path().join("key.pem"));
-    let broker = spawn_broker_with(config);
-    let connector = client(root);
+    let TlsBroker {
+        broker,
+        connector,
+        _dirs,
+    } = tls_broker();
     let created = https(
         &connector,
         broker.addr(),
@@ -99,13 +119,11 @@ async fn https_serves_the_api() {
 /// closed connection: no hang, and the broker keeps serving HTTPS.
 #[tokio::test]
 async fn plain_http_to_the_tls_port_fails_cleanly() {
-    let dir = data_dir();
-    let pem_dir = data_dir();
-    let root = make_certificate(pem_dir.path());
-    let mut config = test_config(dir.path());
-    config.server.tls_cert = Some(pem_dir.path().join("cert.pem"));
-    config.server.tls_key = Some(pem_dir.path().join("key.pem"));
-    let broker = spawn_broker_with(config);
+    let TlsBroker {
+        broker,
+        connector,
+        _dirs,
+    } = tls_broker();
     let answer = tokio::time::timeout(EXCHANGE_TIMEOUT, async {
         let mut tcp = TcpStream::connect(broker.addr()).await.expect("connect");
         tcp.write_all(b"GET / HTTP/1.1\r\nHost: n\r\n\r\n")
@@ -125,7 +143,7 @@ async fn plain_http_to_the_tls_port_fails_cleanly() {
 
     // The broker still serves HTTPS.
     let listed = https(
-        &client(root),
+        &connector,
         broker.addr(),
         "GET / HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n",
     )
@@ -139,14 +157,11 @@ async fn plain_http_to_the_tls_port_fails_cleanly() {
 /// afterwards is not moved past on the scanner, and the next scan gets it.
 #[tokio::test]
 async fn a_tls_long_poll_whose_client_leaves_takes_nothing() {
-    let dir = data_dir();
-    let pem_dir = data_dir();
-    let root = make_certificate(pem_dir.path());
-    let mut config = test_config(dir.path());
-    config.server.tls_cert = Some(pem_dir.path().join("cert.pem"));
-    config.server.tls_key = Some(pem_dir.path().join("key.pem"));
-    let broker = spawn_broker_with(config);
-    let connector = client(root);
+    let TlsBroker {
+        broker,
+        connector,
+        _dirs,
+    } = tls_broker();
     let send = |request: &'static str| https(&connector, broker.addr(), request);
     let created =
         send("POST /t HTTP/1.1\r\nHost: n\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
