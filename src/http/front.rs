@@ -89,6 +89,11 @@ impl<S> Front<S> {
         }
     }
 
+    /// Whether this front serves the hot routes itself (the main listener).
+    pub(crate) fn serves_hot(&self) -> bool {
+        self.shared.hot.is_some()
+    }
+
     /// Checks the `Host` of every request against `hosts`, and lets the
     /// console's own origin through (see `hosts.rs`). Only on a fresh front.
     pub(crate) fn with_hosts(mut self, hosts: Hosts) -> Front<S> {

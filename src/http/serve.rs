@@ -38,6 +38,7 @@ mod body;
 mod conn;
 mod departure;
 mod io;
+mod lane;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -50,6 +51,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Request, Response, header};
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -57,11 +59,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use self::body::{BoundedBody, Outcome, Rate, RequestCtx};
+use self::body::{BoundedBody, Outcome, Rate, RequestCtx, Source};
 use self::conn::Conn;
 pub(crate) use self::conn::{LongPoll, WATCHED_WAIT, Watched};
 use self::departure::{Departure, Watches};
-use self::io::Tracked;
+use self::io::{Rewind, Tracked};
+use self::lane::Lane;
 use super::budget::ByteBudget;
 use axum::response::IntoResponse;
 
@@ -278,7 +281,8 @@ async fn connection(
     };
     let fd = stream.as_raw_fd();
     let Some(tls) = shared.tls.clone() else {
-        return drive(shared, conn, stream, fd, phase).await;
+        let lane = shared.router.serves_hot();
+        return drive(shared, conn, stream, fd, phase, lane).await;
     };
     let deadline = conn.accepted + shared.opts.header_timeout;
     let mut first = [0u8; 1];
@@ -292,7 +296,7 @@ async fn connection(
         _ => return,
     }
     match tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)).await {
-        Ok(Ok(tls_stream)) => drive(shared, conn, tls_stream, fd, phase).await,
+        Ok(Ok(tls_stream)) => drive(shared, conn, tls_stream, fd, phase, false).await,
         Ok(Err(e)) => tracing::debug!(id = conn.id, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(id = conn.id, "TLS handshake timed out"),
     }
@@ -307,6 +311,7 @@ async fn drive<S>(
     stream: S,
     fd: RawFd,
     mut phase: watch::Receiver<Phase>,
+    lane: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -314,16 +319,15 @@ async fn drive<S>(
         shared: shared.clone(),
         conn: conn.clone(),
     };
-    let io = TokioIo::new(Tracked::new(stream, conn.clone()));
-    // `half_close`: hyper does not read while a request is in flight (see
-    // `serve/departure.rs`, which watches the requests that wait instead).
-    let mut http = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .half_close(true)
-        .serve_connection(io, service);
+    let io = Tracked::new(stream, conn.clone());
+    let mut http = if lane {
+        Engine::Lane(Lane::new(io, service))
+    } else {
+        Engine::hyper(io, Bytes::new(), service)
+    };
     let mut draining = false;
     if *phase.borrow_and_update() != Phase::Serving {
-        Pin::new(&mut http).graceful_shutdown();
+        http.graceful_shutdown();
         draining = true;
     }
     let folded = Folded::new();
@@ -346,7 +350,7 @@ async fn drive<S>(
             // Fresh futures are polled once, to arm them.
             rare.woken.store(true, Ordering::Release);
             std::future::poll_fn(|cx| {
-                if let Poll::Ready(served) = folded.poll(cx, |cx| http.poll_without_shutdown(cx)) {
+                if let Poll::Ready(served) = folded.poll(cx, |cx| http.poll(cx)) {
                     return Poll::Ready(Event::Served(served));
                 }
                 let mut rcx = Context::from_waker(&rare_waker);
@@ -379,8 +383,10 @@ async fn drive<S>(
                 // The last answer may have left part of a body unread (a 408,
                 // a 413, a 503): closing at once would reset the connection
                 // and the client could lose the answer.
-                let io = http.into_parts().io.into_inner();
-                return answer_and_close(io, &[]).await;
+                if let Some(io) = http.into_io() {
+                    answer_and_close(io, &[]).await;
+                }
+                return;
             }
             Event::Timer => {
                 if conn
@@ -402,10 +408,93 @@ async fn drive<S>(
                     return;
                 }
                 if !draining {
-                    Pin::new(&mut http).graceful_shutdown();
+                    http.graceful_shutdown();
                     draining = true;
                 }
             }
+        }
+    }
+}
+
+/// What serves a connection: the lane (`serve/lane.rs`), until it hands
+/// the connection to hyper, or hyper from the start (TLS, the admin
+/// listener).
+// It lives in the connection's task, allocated once; a box per variant would
+// only add one more allocation per connection.
+#[allow(clippy::large_enum_variant)]
+enum Engine<S> {
+    Lane(Lane<S>),
+    Hyper(HyperConn<S>),
+    /// Only while the lane hands over.
+    Moving,
+}
+
+type HyperConn<S> =
+    hyper::server::conn::http1::Connection<TokioIo<Rewind<Tracked<S>>>, ConnService>;
+
+/// Why a connection ended in error.
+enum Ended {
+    Hyper(hyper::Error),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Hyper(e) => e.fmt(f),
+            Ended::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Engine<S> {
+    /// hyper on `io`, reading `prefix` first.
+    fn hyper(io: Tracked<S>, prefix: Bytes, service: ConnService) -> Engine<S> {
+        // `half_close`: hyper does not read while a request is in flight (see
+        // `serve/departure.rs`, which watches the requests that wait instead).
+        Engine::Hyper(
+            hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .half_close(true)
+                .serve_connection(TokioIo::new(Rewind::new(io, prefix)), service),
+        )
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Ended>> {
+        loop {
+            match self {
+                Engine::Lane(lane) => match std::task::ready!(lane.poll(cx)) {
+                    lane::Exit::Done(done) => return Poll::Ready(done.map_err(Ended::Io)),
+                    lane::Exit::ToHyper => {
+                        if let Engine::Lane(lane) = std::mem::replace(self, Engine::Moving) {
+                            let (io, read, service, draining) = lane.into_parts();
+                            *self = Engine::hyper(io, read, service);
+                            if draining {
+                                self.graceful_shutdown();
+                            }
+                        }
+                    }
+                },
+                Engine::Hyper(http) => return http.poll_without_shutdown(cx).map_err(Ended::Hyper),
+                Engine::Moving => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Engine::Lane(lane) => lane.graceful_shutdown(),
+            Engine::Hyper(http) => Pin::new(http).graceful_shutdown(),
+            Engine::Moving => {}
+        }
+    }
+
+    /// The connection's stream, to close it.
+    fn into_io(self) -> Option<Rewind<Tracked<S>>> {
+        match self {
+            Engine::Lane(lane) => Some(Rewind::new(lane.into_parts().0, Bytes::new())),
+            Engine::Hyper(http) => Some(http.into_parts().io.into_inner()),
+            Engine::Moving => None,
         }
     }
 }
@@ -520,7 +609,7 @@ impl Wake for FoldedShared {
 /// What ended one wait of [`drive`].
 enum Event {
     /// hyper is done with the connection.
-    Served(hyper::Result<()>),
+    Served(Result<(), Ended>),
     /// The watchdog's timer ran out.
     Timer,
     /// A newcomer took the connection's place.
@@ -577,6 +666,13 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Future = Answering;
 
     fn call(&self, req: Request<Incoming>) -> Answering {
+        self.answer(req.map(Source::Hyper))
+    }
+}
+
+impl ConnService {
+    /// The answer to `req`, from hyper or the lane.
+    fn answer(&self, req: Request<Source>) -> Answering {
         self.conn.begin();
         let ctx = Arc::new(RequestCtx::default());
         let done = RequestDone {

@@ -27,6 +27,7 @@ mod groups;
 mod http_api;
 mod idempotency;
 mod jetstream;
+mod lane;
 mod layers;
 mod limits;
 mod log_format;

@@ -1,6 +1,7 @@
 //! A request body held to a rate and to the process-wide body budget.
 //!
-//! [`BoundedBody`] wraps hyper's body before axum sees it. Two rules:
+//! [`BoundedBody`] wraps a request's body before axum sees it: hyper's, or
+//! the bytes the lane (`serve/lane.rs`) read whole with the head. Two rules:
 //! - **Rate.** After a grace of `body_timeout`, a body must keep up
 //!   `body_min_rate` bytes per second on average, and it may never pause
 //!   for longer than `body_timeout`: its deadline is the earlier of
@@ -92,6 +93,50 @@ impl RequestCtx {
     }
 }
 
+/// Where a request body's bytes come from.
+pub(crate) enum Source {
+    /// Read from the connection by hyper, frame by frame.
+    Hyper(Incoming),
+    /// Read whole with its head by the lane (`serve/lane.rs`); `None` once
+    /// handed on.
+    Whole(Option<Bytes>),
+}
+
+impl Source {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self {
+            Source::Hyper(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(BodyError::from))),
+            Source::Whole(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Hyper(body) => body.is_end_stream(),
+            Source::Whole(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Hyper(body) => body.size_hint(),
+            Source::Whole(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
 /// The rate rule's two settings.
 #[derive(Clone, Copy)]
 pub(crate) struct Rate {
@@ -105,7 +150,7 @@ type Acquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>
 
 /// A body under the rules of the module docs.
 pub(crate) struct BoundedBody {
-    inner: Incoming,
+    inner: Source,
     ctx: Arc<RequestCtx>,
     budget: Arc<ByteBudget>,
     rate: Rate,
@@ -129,7 +174,7 @@ pub(crate) struct BoundedBody {
 
 impl BoundedBody {
     pub(crate) fn new(
-        inner: Incoming,
+        inner: Source,
         ctx: Arc<RequestCtx>,
         budget: Arc<ByteBudget>,
         rate: Rate,
@@ -221,7 +266,7 @@ impl Body for BoundedBody {
                 this.push_deadline();
                 return Poll::Ready(Some(Ok(frame)));
             }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
+            match this.inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(frame) = this.admit(frame) {
                         return Poll::Ready(Some(Ok(frame)));
@@ -229,7 +274,7 @@ impl Body for BoundedBody {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.done = true;
-                    return Poll::Ready(Some(Err(e.into())));
+                    return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(None) => {
                     this.done = true;
