@@ -45,6 +45,7 @@
 //! that leave).
 
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -211,9 +212,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
         if self.buf.is_empty() {
             return Parsed::More;
         }
-        let mut fields = [httparse::EMPTY_HEADER; MOST_FIELDS];
-        let mut head = httparse::Request::new(&mut fields);
-        let head_len = match head.parse(&self.buf) {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MOST_FIELDS];
+        let mut head = httparse::Request::new(&mut []);
+        let head_len = match head.parse_with_uninit_headers(&self.buf, &mut fields) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Parsed::More,
             Err(_) => return Parsed::NotOurs,
@@ -223,18 +224,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
             (Some("POST"), Some(1)) => Method::POST,
             _ => return Parsed::NotOurs,
         };
-        let Some(target) = head.path.filter(|t| hot_shape(&method, t)) else {
+        let Some(target) = head.path.filter(|t| hot_shape(&method, t.as_bytes())) else {
             return Parsed::NotOurs;
         };
-        let Ok(uri) = Uri::from_maybe_shared(Bytes::copy_from_slice(target.as_bytes())) else {
-            return Parsed::NotOurs;
-        };
-        let mut length: Option<usize> = None;
-        let mut names: [Option<HeaderName>; MOST_FIELDS] = [const { None }; MOST_FIELDS];
+        // Where the target and each field are in the buffer: the request is
+        // built from the same bytes, without copies, once they are split off.
         let base = self.buf.as_ptr() as usize;
-        let mut values = [(0usize, 0usize); MOST_FIELDS];
+        let span = |part: &[u8]| (part.as_ptr() as usize - base, part.len());
+        let target = span(target.as_bytes());
+        let mut spans = [((0, 0), (0, 0)); MOST_FIELDS];
         let count = head.headers.len();
-        for (i, field) in head.headers.iter().enumerate() {
+        let mut length: Option<usize> = None;
+        for (field, at) in head.headers.iter().zip(spans.iter_mut()) {
             let name = field.name.as_bytes();
             if name.eq_ignore_ascii_case(b"content-length") {
                 match (length, plain_length(field.value)) {
@@ -251,14 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
             {
                 return Parsed::NotOurs;
             }
-            let Ok(name) = HeaderName::from_bytes(name) else {
-                return Parsed::NotOurs;
-            };
-            if !field_value(field.value) {
-                return Parsed::NotOurs;
-            }
-            names[i] = Some(name);
-            values[i] = (field.value.as_ptr() as usize - base, field.value.len());
+            *at = (span(name), span(field.value));
         }
         let length = length.unwrap_or(0);
         if method == Method::GET && length > 0 {
@@ -270,26 +264,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
             return Parsed::NotOurs;
         }
         let whole = self.buf.split_to(total).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
-        for (name, (at, len)) in names.iter_mut().zip(values).take(count) {
-            let value = whole.slice(at..at + len);
-            let (Some(name), Ok(value)) = (name.take(), HeaderValue::from_maybe_shared(value))
-            else {
-                // Checked above; put the bytes back for hyper all the same.
-                let mut back = BytesMut::with_capacity(whole.len() + self.buf.len());
-                back.extend_from_slice(&whole);
-                back.extend_from_slice(&self.buf);
-                self.buf = back;
-                return Parsed::NotOurs;
-            };
-            headers.append(name, value);
-        }
-        // Copied, so that the read buffer is free again at the next read.
-        let body = Bytes::copy_from_slice(&whole[head_len..]);
-        let mut req = Request::new(Source::Whole(Some(body)));
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers;
+        let Some(req) = request(&whole, method, target, &spans[..count], head_len) else {
+            // httparse checked what `http` checks again; should they ever
+            // disagree, the bytes go back for hyper.
+            let mut back = BytesMut::with_capacity(whole.len() + self.buf.len());
+            back.extend_from_slice(&whole);
+            back.extend_from_slice(&self.buf);
+            self.buf = back;
+            return Parsed::NotOurs;
+        };
         Parsed::Request(req)
     }
 
@@ -457,29 +440,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
     }
 }
 
+/// Where a part of a request is in its bytes: start and length.
+type Span = (usize, usize);
+
+/// The request in `whole` (its head `head_len` bytes long), with its
+/// target and fields at the spans given; `None` if `http` refuses one.
+fn request(
+    whole: &Bytes,
+    method: Method,
+    (at, len): Span,
+    fields: &[(Span, Span)],
+    head_len: usize,
+) -> Option<Request<Source>> {
+    let uri = Uri::from_maybe_shared(whole.slice(at..at + len)).ok()?;
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for &((n, n_len), (v, v_len)) in fields {
+        let name = HeaderName::from_bytes(&whole[n..n + n_len]).ok()?;
+        let value = HeaderValue::from_maybe_shared(whole.slice(v..v + v_len)).ok()?;
+        headers.append(name, value);
+    }
+    // Copied, so that the read buffer is free again at the next read.
+    let body = Bytes::copy_from_slice(&whole[head_len..]);
+    let mut req = Request::new(Source::Whole(Some(body)));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Some(req)
+}
+
 /// Whether `target` has the shape of a hot route for `method` (see the
-/// module docs); the front still names the route itself.
-fn hot_shape(method: &Method, target: &str) -> bool {
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    let Some(rest) = path.strip_prefix('/') else {
+/// module docs); the front still names the route itself. A plain scan of
+/// a few bytes: `str::split` costs more on paths this short.
+fn hot_shape(method: &Method, target: &[u8]) -> bool {
+    let path = match target.iter().position(|&b| b == b'?') {
+        Some(end) => &target[..end],
+        None => target,
+    };
+    let Some(rest) = path.strip_prefix(b"/") else {
         return false;
     };
-    let mut segments = rest.split('/');
-    let (Some(topic), second, third, None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return false;
-    };
-    if topic.is_empty() {
+    // Up to three segments, each not empty.
+    let mut cuts = [0usize; 2];
+    let mut segments = 1;
+    for (i, &b) in rest.iter().enumerate() {
+        if b == b'/' {
+            if segments == 3 {
+                return false;
+            }
+            cuts[segments - 1] = i;
+            segments += 1;
+        }
+    }
+    let topic_end = if segments > 1 { cuts[0] } else { rest.len() };
+    if topic_end == 0 {
         return false;
     }
-    match (method, second, third) {
-        (&Method::POST, Some("payload"), None) => true,
-        (&Method::GET, Some("scan"), None) => true,
-        (&Method::GET, Some("payload"), Some(offset)) => !offset.is_empty(),
+    match (method, segments) {
+        (&Method::POST, 2) => &rest[cuts[0] + 1..] == b"payload",
+        (&Method::GET, 2) => &rest[cuts[0] + 1..] == b"scan",
+        (&Method::GET, 3) => &rest[cuts[0] + 1..cuts[1]] == b"payload" && cuts[1] + 1 < rest.len(),
         _ => false,
     }
 }
@@ -493,14 +512,6 @@ fn plain_length(value: &[u8]) -> Option<usize> {
     value
         .iter()
         .try_fold(0usize, |n, d| Some(n * 10 + usize::from(d - b'0')))
-}
-
-/// Whether `value` is a valid header value (tab, visible characters,
-/// spaces, bytes from 0x80).
-fn field_value(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// The `Date` of answers, rendered once a second per thread.
@@ -542,17 +553,17 @@ mod tests {
     /// Only the hot routes' shapes are taken.
     #[test]
     fn hot_shapes() {
-        assert!(hot_shape(&Method::POST, "/t/payload"));
-        assert!(hot_shape(&Method::GET, "/t/scan?id=x&wait=1s"));
-        assert!(hot_shape(&Method::GET, "/t/payload/12"));
-        assert!(!hot_shape(&Method::GET, "/t/payload"));
-        assert!(!hot_shape(&Method::POST, "/t/scan"));
-        assert!(!hot_shape(&Method::POST, "//payload"));
-        assert!(!hot_shape(&Method::GET, "/t/payload/"));
-        assert!(!hot_shape(&Method::GET, "/t/payload/1/x"));
-        assert!(!hot_shape(&Method::POST, "http://h/t/payload"));
-        assert!(!hot_shape(&Method::GET, "/t/stream"));
-        assert!(!hot_shape(&Method::POST, "/t/messages"));
+        assert!(hot_shape(&Method::POST, b"/t/payload"));
+        assert!(hot_shape(&Method::GET, b"/t/scan?id=x&wait=1s"));
+        assert!(hot_shape(&Method::GET, b"/t/payload/12"));
+        assert!(!hot_shape(&Method::GET, b"/t/payload"));
+        assert!(!hot_shape(&Method::POST, b"/t/scan"));
+        assert!(!hot_shape(&Method::POST, b"//payload"));
+        assert!(!hot_shape(&Method::GET, b"/t/payload/"));
+        assert!(!hot_shape(&Method::GET, b"/t/payload/1/x"));
+        assert!(!hot_shape(&Method::POST, b"http://h/t/payload"));
+        assert!(!hot_shape(&Method::GET, b"/t/stream"));
+        assert!(!hot_shape(&Method::POST, b"/t/messages"));
     }
 
     /// Lengths are plain digits, short; anything else goes to hyper.
