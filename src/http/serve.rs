@@ -29,6 +29,11 @@
 //! read while a request is in flight: its check for a leaving client cost
 //! every request an allocation.
 //!
+//! A connection without TLS on the main listener starts in the lane
+//! (`serve/lane.rs`), which serves the hot routes' simple requests without
+//! hyper's machinery, and hands the connection to hyper at the first request
+//! it does not take; the answers are the same either way.
+//!
 //! Shutdown stops the accept loop, asks every connection to finish what it
 //! is doing (idle ones close at once), and marks every answer written from
 //! then on with `Connection: close`. Connections still busy after

@@ -476,7 +476,7 @@ fn hot_shape(method: &Method, target: &[u8]) -> bool {
         Some(end) => &target[..end],
         None => target,
     };
-    let Some(rest) = path.strip_prefix(b"/") else {
+    let Some((b'/', rest)) = path.split_first() else {
         return false;
     };
     // Up to three segments, each not empty.
