@@ -241,6 +241,52 @@ async fn idle_keep_alive_is_closed_after_idle_timeout() {
     assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
 }
 
+/// A client that asks for large answers and never reads them holds no
+/// request in flight once its answer is handed to the socket: the idle
+/// timeout closes it. The reads here are of the shape the lane
+/// (`serve/lane.rs`) serves, which keeps to hyper's rule; a lane that held
+/// the request until the socket took the whole answer would keep the
+/// connection forever.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_closed_when_idle() {
+    let broker = LimitedBroker::start("idle_timeout = \"1s\"\nheader_timeout = \"1s\"", None).await;
+    create_t(broker.addr).await;
+    let big = "r".repeat(1 << 20);
+    let published = exchange(broker.addr, &post("/t/payload", &big))
+        .await
+        .expect("publish");
+    assert_eq!(published.0, 201);
+    let api = Api::new(&format!("http://{}", broker.addr));
+    let fds = || async { metric(&api, "process_open_fds", &[]).await.expect("fds") };
+    let before = fds().await;
+    let mut stalled = TcpStream::connect(broker.addr).await.expect("connect");
+    let read = b"GET /t/payload/0 HTTP/1.1\r\nHost: n\r\n\r\n".repeat(32);
+    stalled.write_all(&read).await.expect("send the reads");
+    // Far more than the sockets' buffers hold: the broker's write stalls.
+    // The client reads nothing (reading would let the answers through), so
+    // the broker's descriptors tell whether it closed the connection.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        fds().await > before,
+        "the stalled connection is open at first"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        while fds().await > before {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a connection whose client stopped reading was never closed"
+    );
+    drop(stalled);
+    let again = exchange(broker.addr, &get("/t/payload/0"))
+        .await
+        .expect("an answer");
+    assert_eq!(again.0, 200);
+}
+
 /// An event stream that stays silent for longer than the idle and header
 /// timeouts is not idle: it is kept and delivers what is published later.
 #[tokio::test]

@@ -100,11 +100,12 @@ pub(super) struct Lane<S> {
 }
 
 struct Sending {
-    body: TrackedBody,
+    /// The answer's body until its last frame is taken: dropping it ends
+    /// the request's tracking, so a client that does not read its answers
+    /// holds no request in flight and the idle timeout applies, as with
+    /// hyper.
+    body: Option<TrackedBody>,
     chunked: bool,
-    /// The body has no more frames (its terminator, if chunked, is in
-    /// `out`).
-    ended: bool,
     /// A large frame, written after `out`.
     large: Option<Bytes>,
 }
@@ -342,9 +343,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
         out.extend_from_slice(b"\r\n");
         self.closing = close;
         self.sending = Some(Sending {
-            body,
+            body: (!bodyless).then_some(body),
             chunked,
-            ended: bodyless,
             large: None,
         });
     }
@@ -359,8 +359,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
                 return Poll::Ready(Ok(()));
             };
             let mut body_waits = false;
-            if !sending.ended && sending.large.is_none() && self.out.len() < COPY_AT_MOST {
-                match Pin::new(&mut sending.body).poll_frame(cx) {
+            if let Some(body) = &mut sending.body
+                && sending.large.is_none()
+                && self.out.len() < COPY_AT_MOST
+            {
+                match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Ok(data) = frame.into_data()
                             && !data.is_empty()
@@ -378,8 +381,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
                                 sending.large = Some(data);
                             }
                         }
-                        if sending.body.is_end_stream() {
-                            sending.ended = true;
+                        if body.is_end_stream() {
+                            sending.body = None;
                             if sending.chunked && sending.large.is_none() {
                                 self.out.extend_from_slice(b"0\r\n\r\n");
                             }
@@ -388,7 +391,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
                     }
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
                     Poll::Ready(None) => {
-                        sending.ended = true;
+                        sending.body = None;
                         if sending.chunked {
                             self.out.extend_from_slice(b"0\r\n\r\n");
                         }
@@ -400,7 +403,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
             let head = &self.out[self.written..];
             let large = sending.large.as_deref().unwrap_or_default();
             if head.is_empty() && large.is_empty() {
-                if sending.ended {
+                if sending.body.is_none() {
                     self.sending = None;
                     self.out.clear();
                     self.written = 0;
@@ -426,7 +429,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
                     sending.large = None;
                     if sending.chunked {
                         self.out.extend_from_slice(b"\r\n");
-                        if sending.ended {
+                        if sending.body.is_none() {
                             self.out.extend_from_slice(b"0\r\n\r\n");
                         }
                     }
