@@ -37,10 +37,13 @@
 //! request is answered by the lane only when its answer cannot differ from
 //! hyper's; the integration tests run against both.
 //!
-//! **Bounds.** One read buffer per connection, at most [`MOST_BYTES`] plus
-//! [`READ_ROOM`]; the answer head is built in one buffer kept per
-//! connection; a body frame over [`COPY_AT_MOST`] is written from where it
-//! is, not copied. Like hyper with `half_close`, the lane does not read
+//! **Bounds.** One read buffer per connection: reads stop once it holds
+//! [`MOST_BYTES`], and a buffer at most doubles as it grows, so it never
+//! passes 32 KiB. The answer is gathered in one buffer per connection:
+//! the head and body frames up to [`COPY_AT_MOST`] (a larger frame is
+//! written from where it is, not copied), so it stays under 32 KiB too.
+//! Between requests a connection keeps at most [`KEPT_BETWEEN`] of each;
+//! larger buffers are let go. Like hyper with `half_close`, the lane does not read
 //! while a request is in flight (`serve/departure.rs` watches for clients
 //! that leave).
 
@@ -67,6 +70,8 @@ pub(super) const MOST_BYTES: usize = 16 << 10;
 pub(super) const MOST_FIELDS: usize = 32;
 /// Room made in the read buffer before each read.
 pub(super) const READ_ROOM: usize = 4 << 10;
+/// Most capacity a buffer keeps between requests.
+pub(super) const KEPT_BETWEEN: usize = 8 << 10;
 /// Largest body frame copied into the answer's buffer (one write for head
 /// and body); larger ones are written from their own bytes.
 pub(super) const COPY_AT_MOST: usize = 8 << 10;
@@ -196,6 +201,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
 
     /// Reads what the socket has into the buffer.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.is_empty() && self.buf.capacity() > KEPT_BETWEEN {
+            self.buf = BytesMut::new();
+        }
         self.buf.reserve(READ_ROOM);
         let spare = self.buf.spare_capacity_mut();
         let mut read = ReadBuf::uninit(spare);
@@ -407,6 +415,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Lane<S> {
                     self.sending = None;
                     self.out.clear();
                     self.written = 0;
+                    if self.out.capacity() > KEPT_BETWEEN {
+                        self.out = Vec::new();
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 if body_waits {
