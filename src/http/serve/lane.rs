@@ -8,7 +8,8 @@
 //! `docs/BENCHMARKS.md`). The lane serves the requests that need none of
 //! that itself and leaves every other one to hyper.
 //!
-//! **What it takes.** A connection without TLS starts in the lane. The lane
+//! **What it takes.** A connection without TLS on the main listener starts
+//! in the lane (the admin listener has no hot routes). The lane
 //! reads into one buffer and parses each request head with `httparse` (the
 //! parser hyper uses). It serves a request only when all of this holds:
 //! - `GET` or `POST` with HTTP/1.1, and a path of the hot routes' shape
@@ -43,9 +44,9 @@
 //! the head and body frames up to [`COPY_AT_MOST`] (a larger frame is
 //! written from where it is, not copied), so it stays under 32 KiB too.
 //! Between requests a connection keeps at most [`KEPT_BETWEEN`] of each;
-//! larger buffers are let go. Like hyper with `half_close`, the lane does not read
-//! while a request is in flight (`serve/departure.rs` watches for clients
-//! that leave).
+//! larger buffers are let go. Like hyper with `half_close`, the lane does
+//! not read while a request is in flight (`serve/departure.rs` watches for
+//! clients that leave).
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
