@@ -400,6 +400,38 @@ async fn the_lane_leaves_the_rest_to_hyper() {
         format!("{{\"offset\":{}}}", next + 1).into_bytes()
     );
     assert_eq!(answers[4].body, b"p2");
+    // Around the lane's 16 KiB: head and body just under, at and over it;
+    // and a pipeline of publishes whose reads cut a body, so the lane hands
+    // over mid-pipeline. Every answer in order, every body read back whole.
+    // The head of a publish with a five-digit length.
+    let head_len = post("t", b"").len() + 4;
+    let mut c = Raw::connect(addr).await;
+    let mut sent = Vec::new();
+    for total in [16_383usize, 16_384, 16_385] {
+        let body = vec![b'0' + (total % 10) as u8; total - head_len];
+        assert_eq!(post("t", &body).len(), total);
+        c.send(&post("t", &body)).await;
+        sent.push(body);
+    }
+    let mut burst = Vec::new();
+    for i in 0..10u8 {
+        let body = vec![b'a' + i; 3_000];
+        burst.extend(post("t", &body));
+        sent.push(body);
+    }
+    c.send(&burst).await;
+    let mut offsets = Vec::new();
+    for _ in 0..sent.len() {
+        let a = c.answer().await;
+        assert_eq!(a.status(), 201, "{a:?}");
+        let v: serde_json::Value = serde_json::from_slice(&a.body).expect("json");
+        offsets.push(v["offset"].as_u64().expect("an offset"));
+    }
+    for (offset, body) in offsets.iter().zip(&sent) {
+        let read = once(addr, &get(&format!("/t/payload/{offset}"))).await;
+        assert_eq!(&read.body, body, "offset {offset}");
+    }
+    assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{offsets:?}");
     // A client that sends a request and closes its side gets its answer.
     let mut c = Raw::connect(addr).await;
     c.send(&get("/t/payload/0")).await;
