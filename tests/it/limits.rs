@@ -249,7 +249,7 @@ async fn idle_keep_alive_is_closed_after_idle_timeout() {
 /// connection forever.
 #[tokio::test]
 async fn a_client_that_never_reads_its_answers_is_closed_when_idle() {
-    let broker = LimitedBroker::start("idle_timeout = \"1s\"\nheader_timeout = \"1s\"", None).await;
+    let broker = LimitedBroker::start("idle_timeout = \"2s\"\nheader_timeout = \"2s\"", None).await;
     create_t(broker.addr).await;
     let big = "r".repeat(1 << 20);
     let published = exchange(broker.addr, &post("/t/payload", &big))
@@ -265,7 +265,7 @@ async fn a_client_that_never_reads_its_answers_is_closed_when_idle() {
     // Far more than the sockets' buffers hold: the broker's write stalls.
     // The client reads nothing (reading would let the answers through), so
     // the broker's descriptors tell whether it closed the connection.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         fds().await > before,
         "the stalled connection is open at first"
