@@ -68,7 +68,7 @@ use self::body::{BoundedBody, Outcome, Rate, RequestCtx, Source};
 use self::conn::Conn;
 pub(crate) use self::conn::{LongPoll, WATCHED_WAIT, Watched};
 use self::departure::{Departure, Watches};
-use self::io::{Rewind, Tracked};
+use self::io::Tracked;
 use self::lane::Lane;
 use super::budget::ByteBudget;
 use axum::response::IntoResponse;
@@ -434,8 +434,7 @@ enum Engine<S> {
     Moving,
 }
 
-type HyperConn<S> =
-    hyper::server::conn::http1::Connection<TokioIo<Rewind<Tracked<S>>>, ConnService>;
+type HyperConn<S> = hyper::server::conn::http1::Connection<TokioIo<Tracked<S>>, ConnService>;
 
 /// Why a connection ended in error.
 enum Ended {
@@ -454,14 +453,15 @@ impl std::fmt::Display for Ended {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Engine<S> {
     /// hyper on `io`, reading `prefix` first.
-    fn hyper(io: Tracked<S>, prefix: Bytes, service: ConnService) -> Engine<S> {
+    fn hyper(mut io: Tracked<S>, prefix: Bytes, service: ConnService) -> Engine<S> {
+        io.put_back(prefix);
         // `half_close`: hyper does not read while a request is in flight (see
         // `serve/departure.rs`, which watches the requests that wait instead).
         Engine::Hyper(
             hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .half_close(true)
-                .serve_connection(TokioIo::new(Rewind::new(io, prefix)), service),
+                .serve_connection(TokioIo::new(io), service),
         )
     }
 
@@ -495,9 +495,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Engine<S> {
     }
 
     /// The connection's stream, to close it.
-    fn into_io(self) -> Option<Rewind<Tracked<S>>> {
+    fn into_io(self) -> Option<Tracked<S>> {
         match self {
-            Engine::Lane(lane) => Some(Rewind::new(lane.into_parts().0, Bytes::new())),
+            Engine::Lane(lane) => Some(lane.into_parts().0),
             Engine::Hyper(http) => Some(http.into_parts().io.into_inner()),
             Engine::Moving => None,
         }

@@ -12,9 +12,9 @@
 //! recognises them in the outgoing bytes and writes netlog's error instead.
 //! The connection closes after them, as it would have.
 //!
-//! [`Rewind`] puts bytes already read back in front of a stream: a
-//! connection the lane (`serve/lane.rs`) hands to hyper goes on with the
-//! request the lane read but does not serve.
+//! [`Tracked::put_back`] puts bytes already read back in front of the
+//! stream: a connection the lane (`serve/lane.rs`) hands to hyper goes on
+//! with the request the lane read but does not serve.
 
 use std::io;
 use std::pin::Pin;
@@ -33,6 +33,8 @@ use crate::http::ApiError;
 pub(crate) struct Tracked<S> {
     inner: S,
     conn: Arc<Conn>,
+    /// Bytes read before, to be read again first (see the module docs).
+    put_back: Bytes,
     /// netlog's answer in place of hyper's, and how much of it is written.
     replacement: Option<(Vec<u8>, usize)>,
     /// After a replacement, what hyper writes is dropped.
@@ -40,10 +42,17 @@ pub(crate) struct Tracked<S> {
 }
 
 impl<S> Tracked<S> {
+    /// Has `bytes`, read from this stream before (and reported then), read
+    /// again before anything else.
+    pub(crate) fn put_back(&mut self, bytes: Bytes) {
+        self.put_back = bytes;
+    }
+
     pub(crate) fn new(inner: S, conn: Arc<Conn>) -> Self {
         Tracked {
             inner,
             conn,
+            put_back: Bytes::new(),
             replacement: None,
             swallow: false,
         }
@@ -129,6 +138,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.put_back.is_empty() {
+            let n = self.put_back.len().min(buf.remaining());
+            buf.put_slice(&self.put_back[..n]);
+            self.put_back.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
         if buf.filled().len() > before {
@@ -175,64 +190,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.flush_replacement(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-/// A stream with `prefix` read before anything else (see the module docs).
-pub(crate) struct Rewind<S> {
-    prefix: Bytes,
-    inner: S,
-}
-
-impl<S> Rewind<S> {
-    pub(crate) fn new(inner: S, prefix: Bytes) -> Self {
-        Rewind { prefix, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
