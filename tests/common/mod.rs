@@ -14,12 +14,15 @@
 mod engines;
 mod nats;
 mod plugins;
+mod raw;
 #[allow(unused_imports)]
 pub use engines::*;
 #[allow(unused_imports)]
 pub use nats::*;
 #[allow(unused_imports)]
 pub use plugins::*;
+#[allow(unused_imports)]
+pub use raw::*;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};

@@ -794,57 +794,6 @@ async fn a_silent_flood_of_the_admin_listener_stays_bounded() {
     broker.terminate().await;
 }
 
-/// A keep-alive connection (no Nagle delay) that reads answers one at a
-/// time; what a read brings past one answer (the start of the next, when
-/// requests are pipelined) is kept for the next.
-struct KeptAlive {
-    stream: TcpStream,
-    got: Vec<u8>,
-}
-
-impl KeptAlive {
-    async fn connect(addr: SocketAddr) -> KeptAlive {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        KeptAlive {
-            stream,
-            got: Vec::new(),
-        }
-    }
-
-    /// The next answer with a `content-length` (status, body), within
-    /// [`RAW_TIMEOUT`].
-    async fn answer(&mut self) -> (u16, Vec<u8>) {
-        tokio::time::timeout(RAW_TIMEOUT, self.read_one())
-            .await
-            .expect("an answer")
-    }
-
-    async fn read_one(&mut self) -> (u16, Vec<u8>) {
-        let mut buf = [0u8; 4096];
-        loop {
-            let got = &mut self.got;
-            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .expect("a content-length");
-                if got.len() >= end + 4 + len {
-                    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
-                    let body = got[end + 4..end + 4 + len].to_vec();
-                    got.drain(..end + 4 + len);
-                    return (status.expect("a status"), body);
-                }
-            }
-            let n = self.stream.read(&mut buf).await.expect("read");
-            assert!(n > 0, "closed before a whole answer: {:?}", self.got);
-            self.got.extend_from_slice(&buf[..n]);
-        }
-    }
-}
-
 /// Wake-ups a connection gets while it is being polled are folded into the
 /// same poll (`serve.rs`, `Folded`); none may be lost. On one keep-alive
 /// connection, bodies that trickle in 100-byte pieces (each piece wakes the
@@ -854,7 +803,7 @@ impl KeptAlive {
 async fn trickled_requests_are_answered_at_once() {
     let broker = LimitedBroker::start("", None).await;
     create_t(broker.addr).await;
-    let mut c = KeptAlive::connect(broker.addr).await;
+    let mut c = Raw::connect(broker.addr).await;
     for i in 0..20u64 {
         c.stream
             .write_all(b"POST /t/payload HTTP/1.1\r\nHost: n\r\nContent-Length: 2000\r\n\r\n")
@@ -866,7 +815,10 @@ async fn trickled_requests_are_answered_at_once() {
         }
         let sent = Instant::now();
         let answer = c.answer().await;
-        assert_eq!(answer, (201, format!("{{\"offset\":{i}}}").into_bytes()));
+        assert_eq!(
+            (answer.status(), answer.body),
+            (201, format!("{{\"offset\":{i}}}").into_bytes())
+        );
         assert!(
             sent.elapsed() < Duration::from_millis(500),
             "answer {i} came {:?} after its last byte",
@@ -882,7 +834,7 @@ async fn trickled_requests_are_answered_at_once() {
 async fn pipelined_requests_are_answered_at_once() {
     let broker = LimitedBroker::start("", None).await;
     create_t(broker.addr).await;
-    let mut c = KeptAlive::connect(broker.addr).await;
+    let mut c = Raw::connect(broker.addr).await;
     let mut pipelined = Vec::new();
     for _ in 0..10 {
         pipelined.extend_from_slice(
@@ -893,7 +845,10 @@ async fn pipelined_requests_are_answered_at_once() {
     c.stream.write_all(&pipelined).await.expect("pipelined");
     for i in 0..10u64 {
         let answer = c.answer().await;
-        assert_eq!(answer, (201, format!("{{\"offset\":{i}}}").into_bytes()));
+        assert_eq!(
+            (answer.status(), answer.body),
+            (201, format!("{{\"offset\":{i}}}").into_bytes())
+        );
     }
     assert!(
         sent.elapsed() < Duration::from_millis(500),
