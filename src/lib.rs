@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! http -> broker -> { topic, token } -> config -> { log, plugin }
-//!      -> { durable, rate_limit } -> { message, duration, histogram, lock, fault, encode, bounded }
+//!      -> { durable, rate_limit } -> { message, duration, histogram, lock, fault, encode, bounded, idle_spin }
 //! ```
 //!
 //! A module uses only modules to its right; `tests/it/layers.rs` checks this,
@@ -66,6 +66,8 @@
 //! - [`token`]: `netlog token new` and `netlog token hash`, for `[[auth.tokens]]`.
 //! - [`histogram`]: the lock-free latency histogram behind the publish and
 //!   plugin-call metrics.
+//! - [`idle_spin`]: the runtime the binary serves on, whose workers watch
+//!   briefly for new work before they sleep (`[server] idle_spin`).
 //!
 //! **Adding a per-topic feature:** its state and logic go in `topic/` (a new
 //! file if it is a new concept), reached through a method of
@@ -86,6 +88,7 @@ pub(crate) mod fault;
 pub(crate) mod group;
 pub mod histogram;
 pub(crate) mod http;
+pub mod idle_spin;
 pub(crate) mod lock;
 pub mod log;
 pub mod message;

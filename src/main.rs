@@ -225,10 +225,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&cfg.log_level, cfg.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match netlog::idle_spin::runtime(cfg.server.idle_spin) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("netlog: cannot start the runtime: {e}");

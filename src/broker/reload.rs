@@ -347,8 +347,10 @@ fn keep_start_only(old: &Config, mut new: Config, needs_restart: &mut Vec<String
     // Connection limits, origins, hosts and the TLS files are the listener's: the
     // certificates' content is re-read on reload, the rest takes a restart.
     if old.server != new.server {
-        needs_restart
-            .push("server connection limits, allowed_origins, allowed_hosts or TLS files".into());
+        needs_restart.push(
+            "server connection limits, idle_spin, allowed_origins, allowed_hosts or TLS files"
+                .into(),
+        );
         new.server = old.server.clone();
     }
     // The console's hosts are the listener's too; `enabled` goes with them.
@@ -397,7 +399,7 @@ mod tests {
         assert_eq!(
             needs,
             [
-                "server connection limits, allowed_origins, allowed_hosts or TLS files",
+                "server connection limits, idle_spin, allowed_origins, allowed_hosts or TLS files",
                 "[console] enabled or hosts"
             ]
         );

@@ -125,6 +125,12 @@ pub struct ServerOptions {
     /// machine reached by IP) when authentication is off and a browser can
     /// reach the broker.
     pub allowed_hosts: Vec<String>,
+    /// `idle_spin`: longest a worker that runs out of work watches for new
+    /// work before it sleeps, so that a client sending one request at a
+    /// time does not pay for waking it each time (see `idle_spin.rs`). At
+    /// most one worker spins at once. Read at start only. Default 50us; at
+    /// most 1ms; 0 turns it off.
+    pub idle_spin: Duration,
 }
 
 /// The web console (`[console]`), served by the main listener at
@@ -186,6 +192,7 @@ impl Default for ServerOptions {
             tail_cache: crate::log::TAIL_CACHE_BYTES as u64,
             tail_cache_total: crate::log::TAIL_CACHE_TOTAL_BYTES as u64,
             allowed_hosts: Vec::new(),
+            idle_spin: crate::idle_spin::DEFAULT_IDLE_SPIN,
         }
     }
 }
@@ -210,6 +217,7 @@ pub(super) struct ServerKeys {
     pub tail_cache: Option<u64>,
     pub tail_cache_total: Option<u64>,
     pub allowed_hosts: Option<Vec<String>>,
+    pub idle_spin: Option<String>,
 }
 
 /// A bad key: its name and what is wrong.
@@ -249,6 +257,13 @@ impl ServerKeys {
         )?;
         if let Some(w) = self.body_budget_wait {
             o.body_budget_wait = within_a_day("body_budget_wait", &w)?;
+        }
+        if let Some(t) = self.idle_spin {
+            let d = parse_duration(&t).map_err(|e| ("idle_spin", e.to_string()))?;
+            if d > crate::idle_spin::MAX_IDLE_SPIN {
+                return Err(("idle_spin", "must be at most 1ms".to_string()));
+            }
+            o.idle_spin = d;
         }
         if let Some(w) = self.answer_budget_wait {
             o.answer_budget_wait = within_a_day("answer_budget_wait", &w)?;
@@ -352,6 +367,23 @@ mod tests {
     fn empty_keys_give_defaults() {
         let o = ServerKeys::default().resolve(Path::new("."), 1).unwrap();
         assert_eq!(o, ServerOptions::default());
+        assert_eq!(o.idle_spin, Duration::from_micros(50));
+    }
+
+    /// `idle_spin` takes zero (off) up to its bound, 1ms, inclusive.
+    #[test]
+    fn idle_spin_within_its_bound() {
+        for (text, d) in [
+            ("0", Duration::ZERO),
+            ("40us", Duration::from_micros(40)),
+            ("1ms", Duration::from_millis(1)),
+        ] {
+            let keys = ServerKeys {
+                idle_spin: Some(text.to_string()),
+                ..Default::default()
+            };
+            assert_eq!(keys.resolve(Path::new("."), 1).unwrap().idle_spin, d);
+        }
     }
 
     /// Zeros, a budget below max_body, half a TLS pair and odd origins are
@@ -399,6 +431,16 @@ mod tests {
             }),
             "idle_timeout"
         );
+        for spin in ["1001us", "2ms", "1day", "300000000000year", "-1us", "fast"] {
+            assert_eq!(
+                key(ServerKeys {
+                    idle_spin: Some(spin.to_string()),
+                    ..Default::default()
+                }),
+                "idle_spin",
+                "{spin}"
+            );
+        }
         let absurd = || Some("300000000000year".to_string());
         for (keys, name) in [
             (

@@ -70,6 +70,7 @@ struct Server {
     tls_key: Option<String>,
     tail_cache: Option<RawValue>,
     tail_cache_total: Option<RawValue>,
+    idle_spin: Option<String>,
     admin_listen: Option<RawValue>,
     log_format: Option<RawValue>,
 }
@@ -174,6 +175,7 @@ impl File {
             tls_key: s.tls_key,
             tail_cache: size(s.tail_cache, "tail_cache")?,
             tail_cache_total: size(s.tail_cache_total, "tail_cache_total")?,
+            idle_spin: s.idle_spin,
         }
         .resolve(base, cfg.max_body)
         .map_err(|(key, message)| at.err("server", key, message))?;

@@ -641,6 +641,28 @@ impl Scrape {
             "Bytes batch-scan answers hold in the answer budget.",
             MetricType::Gauge,
             [(NO_LABELS, self.answers.in_flight() as f64)],
+        )?;
+        let (spins, catches, seconds) = crate::idle_spin::figures();
+        family(
+            enc,
+            "netlog_idle_spins",
+            "Times a worker out of work watched for new work before it slept ([server] idle_spin).",
+            MetricType::Counter,
+            [(NO_LABELS, spins as f64)],
+        )?;
+        family(
+            enc,
+            "netlog_idle_spin_catches",
+            "Idle spins during which new work came.",
+            MetricType::Counter,
+            [(NO_LABELS, catches as f64)],
+        )?;
+        family(
+            enc,
+            "netlog_idle_spin_seconds",
+            "Time workers spent in idle spins.",
+            MetricType::Counter,
+            [(NO_LABELS, seconds)],
         )
     }
 }

@@ -19,7 +19,8 @@ fn tier(module: &str) -> Option<u8> {
         "config" => 3,
         "log" | "plugin" => 2,
         "durable" | "rate_limit" | "record" => 1,
-        "message" | "duration" | "histogram" | "lock" | "fault" | "encode" | "bounded" => 0,
+        "message" | "duration" | "histogram" | "lock" | "fault" | "encode" | "bounded"
+        | "idle_spin" => 0,
         _ => return None,
     })
 }

@@ -287,6 +287,81 @@ async fn a_client_that_never_reads_its_answers_is_closed_when_idle() {
     assert_eq!(again.0, 200);
 }
 
+/// The idle spin's counters: (spins, spins that caught work, seconds spun).
+async fn spin_figures(api: &Api) -> (f64, f64, f64) {
+    let get = |name: &'static str| async move { metric(api, name, &[]).await.expect(name) };
+    (
+        get("netlog_idle_spins_total").await,
+        get("netlog_idle_spin_catches_total").await,
+        get("netlog_idle_spin_seconds_total").await,
+    )
+}
+
+/// `[server] idle_spin`: with a spin of 1ms, a client that sends one read at
+/// a time on one connection finds the worker still watching for most of its
+/// requests; every spin stays within its bound; an idle broker does not
+/// spin its CPU away; and `idle_spin = "0"` never spins.
+#[tokio::test]
+async fn the_idle_spin_catches_requests_one_at_a_time_and_keeps_its_bound() {
+    let broker = LimitedBroker::start("idle_spin = \"1ms\"", None).await;
+    create_t(broker.addr).await;
+    let published = exchange(broker.addr, &post("/t/payload", "spin"))
+        .await
+        .expect("publish");
+    assert_eq!(published.0, 201);
+    let api = Api::new(&format!("http://{}", broker.addr));
+    let (spins0, catches0, seconds0) = spin_figures(&api).await;
+    let mut c = Raw::connect(broker.addr).await;
+    const READS: u32 = 200;
+    for _ in 0..READS {
+        c.send(b"GET /t/payload/0 HTTP/1.1\r\nHost: n\r\n\r\n")
+            .await;
+        let answer = c.answer().await;
+        assert_eq!((answer.status(), &answer.body[..]), (200, &b"spin"[..]));
+    }
+    let (spins1, catches1, seconds1) = spin_figures(&api).await;
+    let (spins, catches) = (spins1 - spins0, catches1 - catches0);
+    assert!(
+        catches >= f64::from(READS) / 2.0,
+        "{catches} of {spins} spins caught one of {READS} reads sent one at a time"
+    );
+    // A spin may overrun its 1ms by a preemption, never by much on average.
+    let mean = (seconds1 - seconds0) / spins;
+    assert!(mean <= 0.0015, "spins took {mean} s on average");
+
+    // Idle: no client at all. An unbounded spin would burn a whole CPU.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu = || async {
+        metric(&api, "process_cpu_seconds_total", &[])
+            .await
+            .expect("cpu")
+    };
+    let (cpu0, (idle_spins0, ..)) = (cpu().await, spin_figures(&api).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu1, (idle_spins1, ..)) = (cpu().await, spin_figures(&api).await);
+    assert!(
+        cpu1 - cpu0 < 0.5,
+        "an idle broker used {} s of CPU in 2 s",
+        cpu1 - cpu0
+    );
+    assert!(
+        idle_spins1 - idle_spins0 < 200.0,
+        "an idle broker spun {} times in 2 s",
+        idle_spins1 - idle_spins0
+    );
+
+    let off = LimitedBroker::start("idle_spin = \"0\"", None).await;
+    create_t(off.addr).await;
+    let mut c = Raw::connect(off.addr).await;
+    for _ in 0..20 {
+        c.send(b"GET /t/payload/0 HTTP/1.1\r\nHost: n\r\n\r\n")
+            .await;
+        assert_eq!(c.answer().await.status(), 404);
+    }
+    let off_api = Api::new(&format!("http://{}", off.addr));
+    assert_eq!(spin_figures(&off_api).await, (0.0, 0.0, 0.0));
+}
+
 /// An event stream that stays silent for longer than the idle and header
 /// timeouts is not idle: it is kept and delivers what is published later.
 #[tokio::test]

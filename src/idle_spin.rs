@@ -1,0 +1,218 @@
+//! The runtime the binary serves on, and its idle spin: a worker that runs
+//! out of work watches for new work for a few microseconds before it sleeps.
+//!
+//! **Why.** A client that sends one request at a time (a consumer scanning
+//! on one connection, a producer waiting for each 201) is a ping-pong between
+//! its thread and one of the broker's workers. When the worker sleeps in
+//! `epoll_wait` between two requests, each request first has to wake it,
+//! and on a virtual machine waking a thread on an idle vCPU is a trip
+//! through the hypervisor that costs several times the work of a scan
+//! (docs/BENCHMARKS.md, "Stop 32": a scan on one connection went from about
+//! 14,000 to 21,000 requests/s here). Go's scheduler spins briefly before
+//! it sleeps for the same reason.
+//!
+//! **How.** tokio calls `before_park` on a worker that is about to park
+//! (its queue is empty). When every other worker is parked already, that
+//! worker `poll(2)`s the runtime's epoll
+//! descriptor with a zero timeout, with a short pause between two polls,
+//! until the descriptor is readable (a socket or the runtime's waker has an
+//! event ready, which `poll` sees without consuming it) or the spin's time
+//! is up; then it parks as it would have. When a request arrives during the
+//! spin, the worker finds it at once instead of being woken for it.
+//! tokio does not expose its epoll descriptor, so [`runtime`] finds it
+//! among the `eventpoll` descriptors that building the runtime added to
+//! `/proc/self/fd` (two today: the I/O driver's and the signal driver's
+//! duplicate of it); if they are not all one instance, or on another OS,
+//! nothing spins.
+//!
+//! **Bounds.** One worker spins at a time, and only while every other
+//! worker is parked: when another one wakes up, the spin ends, so that a
+//! busy broker never spends a CPU on it. A spin lasts at most `[server]
+//! idle_spin` (default 50µs, at most 1ms, `0` turns it off) and happens at
+//! most once per park, so its cost is at most that much CPU per request;
+//! while the broker is idle, a worker parks and sleeps, and spins again only
+//! after a wake-up of the broker's own timers (the monitor's, once per
+//! `monitor_interval`). Across a real network a client's next request rarely
+//! comes within the spin, and the spin is then pure cost:
+//! `netlog_idle_spins_total`, `netlog_idle_spin_catches_total` and
+//! `netlog_idle_spin_seconds_total` say how often it ran, how often work
+//! came during it, and the time it took.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Default `[server] idle_spin`.
+pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
+/// Largest `[server] idle_spin`.
+pub const MAX_IDLE_SPIN: Duration = Duration::from_millis(1);
+
+/// `spin_loop` hints between two polls: roughly a microsecond on a recent
+/// x86 CPU, so that the spin does not hammer the epoll instance's lock that
+/// the sockets' wake-ups take too.
+const PAUSES_BETWEEN_POLLS: u32 = 20;
+
+/// The runtime's epoll descriptor, or -1 when unknown (then nothing spins).
+static EPOLL_FD: AtomicI32 = AtomicI32::new(-1);
+/// The spin's length in nanoseconds; 0 turns it off.
+static SPIN_NANOS: AtomicU64 = AtomicU64::new(0);
+/// Set while a worker spins, so that at most one does.
+static SPINNING: AtomicBool = AtomicBool::new(false);
+/// The runtime's workers, and how many of them are parked (or about to).
+static WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+static SPINS: AtomicU64 = AtomicU64::new(0);
+static CATCHES: AtomicU64 = AtomicU64::new(0);
+static SPUN_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Builds the multi-threaded runtime the binary serves on, its workers
+/// spinning up to `spin` before they park (clamped to [`MAX_IDLE_SPIN`]).
+pub fn runtime(spin: Duration) -> std::io::Result<tokio::runtime::Runtime> {
+    let before = epoll_fds();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(before_park)
+        .on_thread_unpark(|| {
+            PARKED.fetch_sub(1, Ordering::Relaxed);
+        })
+        .build()?;
+    WORKERS.store(runtime.metrics().num_workers(), Ordering::Relaxed);
+    let added: Vec<i32> = epoll_fds()
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    match one_instance(&added) {
+        Some(fd) => EPOLL_FD.store(fd, Ordering::Relaxed),
+        None => tracing::debug!(
+            found = added.len(),
+            "idle spin off: no single epoll instance"
+        ),
+    }
+    let nanos = spin.min(MAX_IDLE_SPIN).as_nanos() as u64;
+    SPIN_NANOS.store(nanos, Ordering::Relaxed);
+    Ok(runtime)
+}
+
+/// The process's open epoll descriptors (none where `/proc` cannot tell).
+fn epoll_fds() -> Vec<i32> {
+    if !cfg!(target_os = "linux") {
+        return Vec::new();
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|t| t.as_os_str().as_encoded_bytes() == b"anon_inode:[eventpoll]")
+        })
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The lowest of `fds` when they are all one epoll instance, told by the
+/// same registrations in `/proc/self/fdinfo` (tokio's signal driver holds a
+/// duplicate of the I/O driver's descriptor); `None` if there is none, or
+/// more than one instance.
+fn one_instance(fds: &[i32]) -> Option<i32> {
+    let watched = |fd: &i32| {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+        let mut lines: Vec<String> = info
+            .lines()
+            .filter(|l| l.starts_with("tfd:"))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        Some(lines)
+    };
+    let first = fds.iter().min()?;
+    let theirs = watched(first)?;
+    fds.iter()
+        .all(|fd| watched(fd).as_ref() == Some(&theirs))
+        .then_some(*first)
+}
+
+/// tokio's hook before a worker parks: the spin (see the module docs).
+/// tokio calls the unpark hook after this one whether the worker parked or
+/// not, so `PARKED` counts every worker between the two.
+fn before_park() {
+    spin();
+    PARKED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether every worker but the one asking is parked: the broker is
+/// otherwise idle, and a spin takes a CPU nothing else of ours wants.
+fn others_parked() -> bool {
+    PARKED.load(Ordering::Relaxed) + 1 >= WORKERS.load(Ordering::Relaxed)
+}
+
+fn spin() {
+    let nanos = SPIN_NANOS.load(Ordering::Relaxed);
+    let fd = EPOLL_FD.load(Ordering::Relaxed);
+    if nanos == 0 || fd < 0 || !others_parked() || SPINNING.swap(true, Ordering::Acquire) {
+        return;
+    }
+    let limit = Duration::from_nanos(nanos);
+    let start = Instant::now();
+    let caught = loop {
+        match ready(fd) {
+            Some(true) => break true,
+            Some(false) => {}
+            None => {
+                // The descriptor is gone or refused: stop spinning for good.
+                EPOLL_FD.store(-1, Ordering::Relaxed);
+                break false;
+            }
+        }
+        // Another worker woke up: the work is its, and the CPU too.
+        if start.elapsed() >= limit || !others_parked() {
+            break false;
+        }
+        for _ in 0..PAUSES_BETWEEN_POLLS {
+            std::hint::spin_loop();
+        }
+    };
+    let spun = start.elapsed().as_nanos() as u64;
+    SPINNING.store(false, Ordering::Release);
+    SPINS.fetch_add(1, Ordering::Relaxed);
+    SPUN_NANOS.fetch_add(spun, Ordering::Relaxed);
+    if caught {
+        CATCHES.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether the epoll descriptor has an event ready, without taking it;
+/// `None` when `poll` fails other than by a signal.
+#[cfg(unix)]
+fn ready(fd: i32) -> Option<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd for the length of the call, and a
+    // zero timeout returns at once.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    if n < 0 {
+        let interrupted = std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+        return interrupted.then_some(false);
+    }
+    if p.revents & libc::POLLNVAL != 0 {
+        return None;
+    }
+    Some(n > 0)
+}
+
+#[cfg(not(unix))]
+fn ready(_fd: i32) -> Option<bool> {
+    None
+}
+
+/// The spin's counters so far: spins, spins that work interrupted, and
+/// seconds spent spinning.
+pub(crate) fn figures() -> (u64, u64, f64) {
+    (
+        SPINS.load(Ordering::Relaxed),
+        CATCHES.load(Ordering::Relaxed),
+        SPUN_NANOS.load(Ordering::Relaxed) as f64 / 1e9,
+    )
+}
