@@ -734,7 +734,7 @@ impl Broker {
     ) -> Result<(), crate::group::GroupError> {
         let broker = self.clone();
         let sync = matches!(self.config().fsync, crate::log::FsyncPolicy::Always);
-        tokio::task::spawn_blocking(move || {
+        crate::idle_spin::spawn_blocking(move || {
             let resolve = broker.resolver();
             broker
                 .groups
@@ -753,7 +753,7 @@ impl Broker {
         body: bytes::Bytes,
     ) -> Result<(), crate::group::GroupError> {
         let broker = self.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::idle_spin::spawn_blocking(move || {
             let resolve = broker.resolver();
             broker.groups.update(&topic, &name, &body, &resolve)
         })
@@ -768,7 +768,7 @@ impl Broker {
         name: String,
     ) -> Result<(), crate::group::GroupError> {
         let broker = self.clone();
-        tokio::task::spawn_blocking(move || broker.groups.delete(&topic, &name))
+        crate::idle_spin::spawn_blocking(move || broker.groups.delete(&topic, &name))
             .await
             .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
     }
@@ -779,7 +779,7 @@ impl Broker {
         group: Arc<crate::group::Group>,
         to: u64,
     ) -> Result<(), crate::group::GroupError> {
-        tokio::task::spawn_blocking(move || group.seek(to))
+        crate::idle_spin::spawn_blocking(move || group.seek(to))
             .await
             .map_err(|e| crate::group::GroupError::Io(std::io::Error::other(e)))?
     }

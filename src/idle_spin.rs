@@ -12,9 +12,9 @@
 //! it sleeps for the same reason.
 //!
 //! **How.** tokio calls `before_park` on a worker that is about to park
-//! (its queue is empty). When every other worker is parked already, that
-//! worker `poll(2)`s the runtime's epoll
-//! descriptor with a zero timeout, with a short pause between two polls,
+//! (its queue is empty). When every other worker is parked already and no
+//! blocking job runs, that worker `poll(2)`s the runtime's epoll descriptor
+//! with a zero timeout, with a short pause between two polls,
 //! until the descriptor is readable (a socket or the runtime's waker has an
 //! event ready, which `poll` sees without consuming it) or the spin's time
 //! is up; then it parks as it would have. When a request arrives during the
@@ -26,8 +26,10 @@
 //! nothing spins.
 //!
 //! **Bounds.** One worker spins at a time, and only while every other
-//! worker is parked: when another one wakes up, the spin ends, so that a
-//! busy broker never spends a CPU on it. A spin lasts at most `[server]
+//! worker is parked and no blocking job of ours (a file read, a group
+//! commit) is queued or running: when another worker wakes up or such a
+//! job comes, the spin ends, so that a busy broker never spends a CPU on
+//! it. A spin lasts at most `[server]
 //! idle_spin` (default 50µs, at most 1ms, `0` turns it off) and happens at
 //! most once per park, so its cost is at most that much CPU per request;
 //! while the broker is idle, a worker parks and sleeps, and spins again only
@@ -57,6 +59,8 @@ static EPOLL_FD: AtomicI32 = AtomicI32::new(-1);
 static SPIN_NANOS: AtomicU64 = AtomicU64::new(0);
 /// Set while a worker spins, so that at most one does.
 static SPINNING: AtomicBool = AtomicBool::new(false);
+/// Blocking jobs queued or running ([`spawn_blocking`]).
+static BLOCKING: AtomicUsize = AtomicUsize::new(0);
 /// The runtime's workers, and how many of them are parked (or about to).
 static WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
 static PARKED: AtomicUsize = AtomicUsize::new(0);
@@ -139,16 +143,50 @@ fn before_park() {
     PARKED.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Whether every worker but the one asking is parked: the broker is
-/// otherwise idle, and a spin takes a CPU nothing else of ours wants.
-fn others_parked() -> bool {
+/// Whether every worker but the one asking is parked and no blocking job
+/// is queued or running: the broker is otherwise idle, and a spin takes a
+/// CPU nothing else of ours wants.
+fn otherwise_idle() -> bool {
     PARKED.load(Ordering::Relaxed) + 1 >= WORKERS.load(Ordering::Relaxed)
+        && BLOCKING.load(Ordering::Relaxed) == 0
+}
+
+/// `tokio::task::spawn_blocking`, counted, so that no worker spins while a
+/// blocking thread of ours (a file read, a group commit, a wasm call) wants
+/// a CPU. Every blocking job of the crate goes through here.
+pub(crate) fn spawn_blocking<F, R>(work: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let busy = Busy::new();
+    tokio::task::spawn_blocking(move || {
+        let _busy = busy;
+        work()
+    })
+}
+
+/// One blocking job in [`BLOCKING`], from its spawn until it has run or
+/// was dropped unrun.
+struct Busy;
+
+impl Busy {
+    fn new() -> Busy {
+        BLOCKING.fetch_add(1, Ordering::Relaxed);
+        Busy
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BLOCKING.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn spin() {
     let nanos = SPIN_NANOS.load(Ordering::Relaxed);
     let fd = EPOLL_FD.load(Ordering::Relaxed);
-    if nanos == 0 || fd < 0 || !others_parked() || SPINNING.swap(true, Ordering::Acquire) {
+    if nanos == 0 || fd < 0 || !otherwise_idle() || SPINNING.swap(true, Ordering::Acquire) {
         return;
     }
     let limit = Duration::from_nanos(nanos);
@@ -163,8 +201,8 @@ fn spin() {
                 break false;
             }
         }
-        // Another worker woke up: the work is its, and the CPU too.
-        if start.elapsed() >= limit || !others_parked() {
+        // Another worker woke up, or a blocking job came: the CPU is theirs.
+        if start.elapsed() >= limit || !otherwise_idle() {
             break false;
         }
         for _ in 0..PAUSES_BETWEEN_POLLS {

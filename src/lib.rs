@@ -158,7 +158,7 @@ pub async fn run_with_reloads(
         (Some(cert), Some(key)) => Some(Arc::new(http::tls::Tls::load(cert, key)?)),
         _ => None,
     };
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+    let broker = crate::idle_spin::spawn_blocking(move || Broker::open(config))
         .await
         .expect("broker open task")?;
     let broker = Arc::new(broker);
@@ -247,7 +247,7 @@ pub async fn run_with_reloads(
     if let Some(syncer) = syncer {
         let _ = syncer.await;
     }
-    let closed = tokio::task::spawn_blocking(move || broker.close())
+    let closed = crate::idle_spin::spawn_blocking(move || broker.close())
         .await
         .expect("broker close task");
     served.map_err(RunError::Serve)?;
@@ -311,7 +311,7 @@ async fn periodic(
             _ = stop.wait_for(|s| *s) => return,
         }
         let b = broker.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || work(&b)).await {
+        if let Err(e) = crate::idle_spin::spawn_blocking(move || work(&b)).await {
             tracing::error!(error = %e, "periodic broker task failed");
         }
     }

@@ -1089,7 +1089,7 @@ impl Group {
         let Some(file) = self.inner.lock().recover().journal.to_sync() else {
             return Ok(());
         };
-        tokio::task::spawn_blocking(move || file.sync_data())
+        crate::idle_spin::spawn_blocking(move || file.sync_data())
             .await
             .map_err(std::io::Error::other)??;
         Ok(())
@@ -1473,7 +1473,7 @@ impl Registry {
             // pool, not on this async worker.
             if g.compaction_due() {
                 let group = g.clone();
-                let done = tokio::task::spawn_blocking(move || group.compact_if_due()).await;
+                let done = crate::idle_spin::spawn_blocking(move || group.compact_if_due()).await;
                 if let Ok(Err(e)) = done {
                     tracing::error!(topic = g.topic.name(), group = %g.name, error = %e, "group journal compaction failed");
                 }

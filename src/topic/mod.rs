@@ -154,7 +154,7 @@ where
     E: From<tokio::task::JoinError> + Send + 'static,
     F: FnOnce() -> Result<T, E> + Send + 'static,
 {
-    tokio::task::spawn_blocking(work).await?
+    crate::idle_spin::spawn_blocking(work).await?
 }
 
 /// The plugins assigned to a topic (its codecs live in the log's `Codecs`).
@@ -796,7 +796,7 @@ impl Embedded {
         // The blocking task gives the reader back itself, so a request
         // dropped meanwhile (its client gone) cannot leave it out.
         let (log, entry) = (self.log.clone(), entry.clone());
-        let read = tokio::task::spawn_blocking(move || {
+        let read = crate::idle_spin::spawn_blocking(move || {
             let mut back = GiveBack(entry, None);
             let (reader, read) = read_from_disk(&log, at, reader, out, limits);
             let after = reader.as_ref().map_or(at, Reader::next_offset);
@@ -839,7 +839,7 @@ impl Embedded {
         };
         let log = self.log.clone();
         let read =
-            tokio::task::spawn_blocking(move || read_from_disk(&log, at, reader, out, limits))
+            crate::idle_spin::spawn_blocking(move || read_from_disk(&log, at, reader, out, limits))
                 .await;
         let (reader, out) = match read {
             Ok(r) => r,

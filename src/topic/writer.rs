@@ -224,7 +224,7 @@ impl Writer {
                 }
             }
             Some(jobs) => {
-                tokio::task::spawn_blocking(move || shared.drain(Some(jobs)));
+                crate::idle_spin::spawn_blocking(move || shared.drain(Some(jobs)));
             }
             None => {}
         }
@@ -305,7 +305,7 @@ impl WriterState {
         while let Some(jobs) = self.next_group() {
             if !self.can_write_inline(&jobs) {
                 let shared = self.clone();
-                tokio::task::spawn_blocking(move || shared.drain(Some(jobs)));
+                crate::idle_spin::spawn_blocking(move || shared.drain(Some(jobs)));
                 break;
             }
             self.process(jobs, &mut plain);

@@ -143,6 +143,37 @@ fn http_reaches_neither_log_nor_plugins() {
     );
 }
 
+/// Every blocking job goes through `idle_spin::spawn_blocking`, which
+/// counts it, so that no worker spins while a blocking thread wants a CPU.
+#[test]
+fn blocking_jobs_are_counted() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let wrong: Vec<String> = files
+        .iter()
+        .filter(|f| !f.ends_with("idle_spin.rs"))
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| {
+                    l.split("//")
+                        .next()
+                        .unwrap_or("")
+                        .contains("task::spawn_blocking")
+                })
+                .map(|(n, l)| format!("{}:{}: {}", file.display(), n + 1, l.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "blocking jobs idle_spin does not count:\n{}",
+        wrong.join("\n")
+    );
+}
+
 /// A file's module path: `src/http/front.rs` -> `["http", "front"]`,
 /// `src/http/mod.rs` -> `["http"]`, `src/lib.rs` -> `[]`.
 fn module_path(src: &Path, file: &Path) -> Vec<String> {

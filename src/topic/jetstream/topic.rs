@@ -1116,7 +1116,7 @@ async fn validate(hooks: &Arc<Hooks>, messages: &[Outgoing]) -> Result<(), Topic
     let on_error = hooks.on_error;
     let owned: Vec<Bytes> = messages.iter().map(|m| m.payload.clone()).collect();
     let plugin = validator.plugin().name().to_string();
-    let verdicts = tokio::task::spawn_blocking(move || {
+    let verdicts = crate::idle_spin::spawn_blocking(move || {
         let slices: Vec<&[u8]> = owned.iter().map(|b| &b[..]).collect();
         validator.validate(&slices)
     })
