@@ -12,12 +12,12 @@
 //! it sleeps for the same reason.
 //!
 //! **How.** tokio calls `before_park` on a worker that is about to park
-//! (its queue is empty). When every other worker is parked already and no
-//! blocking job runs, that worker `poll(2)`s the runtime's epoll descriptor
-//! with a zero timeout, with a short pause between two polls,
-//! until the descriptor is readable (a socket or the runtime's waker has an
-//! event ready, which `poll` sees without consuming it) or the spin's time
-//! is up; then it parks as it would have. When a request arrives during the
+//! (its queue is empty). When a spin may pay (below), that worker
+//! `poll(2)`s the runtime's epoll descriptor with a zero timeout, with a
+//! short pause between two polls, until the descriptor is readable (a
+//! socket or the runtime's waker has an event ready, which `poll` sees
+//! without consuming it) or the spin's time is up; then it parks as it
+//! would have. When a request arrives during the
 //! spin, the worker finds it at once instead of being woken for it.
 //! tokio does not expose its epoll descriptor, so [`runtime`] finds it
 //! among the `eventpoll` descriptors that building the runtime added to
@@ -25,17 +25,30 @@
 //! duplicate of it); if they are not all one instance, or on another OS,
 //! nothing spins.
 //!
-//! **Bounds.** One worker spins at a time, and only while every other
-//! worker is parked and no blocking job of ours (a file read, a group
-//! commit) is queued or running: when another worker wakes up or such a
-//! job comes, the spin ends, so that a busy broker never spends a CPU on
-//! it. A spin lasts at most `[server]
-//! idle_spin` (default 50µs, at most 1ms, `0` turns it off) and happens at
-//! most once per park, so its cost is at most that much CPU per request;
-//! while the broker is idle, a worker parks and sleeps, and spins again only
-//! after a wake-up of the broker's own timers (the monitor's, once per
-//! `monitor_interval`). Across a real network a client's next request rarely
-//! comes within the spin, and the spin is then pure cost:
+//! **When.** Only where a spin is likely to pay, and never where it takes
+//! a CPU something else of ours wants:
+//! - one worker spins at a time, and only while every other worker is
+//!   parked and no blocking job of ours (a file read, a group commit) is
+//!   queued or running; when another worker wakes up or such a job comes,
+//!   the spin ends;
+//! - not after a wake-up that began more than one request: clients then
+//!   have requests in flight on several connections, and a worker that
+//!   sleeps a little finds them gathered, where one that spins would take
+//!   them one by one;
+//! - for a window that adapts, from 10µs to `[server] idle_spin`, much as
+//!   Linux's KVM adapts its halt polling: a spin that catches work doubles
+//!   it; a spin that ends empty-handed halves it if the worker then slept
+//!   longer than `idle_spin` (no spin would have caught that) and doubles it
+//!   otherwise.
+//!
+//! **Bounds.** A spin lasts at most `[server] idle_spin` (default 50µs, at
+//! most 1ms, `0` turns it off) and happens at most once per park, so it
+//! costs at most that much CPU per request, and about 10µs where spins
+//! seldom catch anything; while the broker is idle, a worker parks and
+//! sleeps, and spins again only after a wake-up of the broker's own timers
+//! (the monitor's, once per `monitor_interval`). Across a real network a
+//! client's next request rarely comes within the spin, and the spin is then
+//! nearly pure cost, at the narrowest window:
 //! `netlog_idle_spins_total`, `netlog_idle_spin_catches_total` and
 //! `netlog_idle_spin_seconds_total` say how often it ran, how often work
 //! came during it, and the time it took.
@@ -55,8 +68,15 @@ const PAUSES_BETWEEN_POLLS: u32 = 20;
 
 /// The runtime's epoll descriptor, or -1 when unknown (then nothing spins).
 static EPOLL_FD: AtomicI32 = AtomicI32::new(-1);
-/// The spin's length in nanoseconds; 0 turns it off.
+/// The longest spin in nanoseconds (`idle_spin`); 0 turns it off.
 static SPIN_NANOS: AtomicU64 = AtomicU64::new(0);
+/// The spin's current window, from [`NARROWEST`] to `SPIN_NANOS`, set by
+/// what the last spins found (see `adapt`).
+static WINDOW_NANOS: AtomicU64 = AtomicU64::new(0);
+/// The narrowest window: short enough to cost little where spins seldom
+/// catch anything, long enough to catch a client that answers at once, so
+/// that the window widens again.
+const NARROWEST: Duration = Duration::from_micros(10);
 /// Set while a worker spins, so that at most one does.
 static SPINNING: AtomicBool = AtomicBool::new(false);
 /// Blocking jobs queued or running ([`spawn_blocking`]).
@@ -75,9 +95,7 @@ pub fn runtime(spin: Duration) -> std::io::Result<tokio::runtime::Runtime> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(before_park)
-        .on_thread_unpark(|| {
-            PARKED.fetch_sub(1, Ordering::Relaxed);
-        })
+        .on_thread_unpark(after_unpark)
         .build()?;
     WORKERS.store(runtime.metrics().num_workers(), Ordering::Relaxed);
     let added: Vec<i32> = epoll_fds()
@@ -93,6 +111,7 @@ pub fn runtime(spin: Duration) -> std::io::Result<tokio::runtime::Runtime> {
     }
     let nanos = spin.min(MAX_IDLE_SPIN).as_nanos() as u64;
     SPIN_NANOS.store(nanos, Ordering::Relaxed);
+    WINDOW_NANOS.store(nanos, Ordering::Relaxed);
     Ok(runtime)
 }
 
@@ -133,6 +152,19 @@ fn one_instance(fds: &[i32]) -> Option<i32> {
     fds.iter()
         .all(|fd| watched(fd).as_ref() == Some(&theirs))
         .then_some(*first)
+}
+
+thread_local! {
+    /// Requests this worker began since it last decided whether to spin.
+    static BEGUN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// When this worker began to be idle, if it spun for nothing before it
+    /// parked.
+    static SLEEPING_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Called as a request begins, on the worker that serves it.
+pub(crate) fn request_begins() {
+    BEGUN.with(|n| n.set(n.get().saturating_add(1)));
 }
 
 /// tokio's hook before a worker parks: the spin (see the module docs).
@@ -184,38 +216,96 @@ impl Drop for Busy {
 }
 
 fn spin() {
-    let nanos = SPIN_NANOS.load(Ordering::Relaxed);
-    let fd = EPOLL_FD.load(Ordering::Relaxed);
-    if nanos == 0 || fd < 0 || !otherwise_idle() || SPINNING.swap(true, Ordering::Acquire) {
+    // Several requests since the last park: clients have requests in
+    // flight on several connections, and a worker that sleeps for a while
+    // finds them gathered, where one that spins takes them one by one.
+    if BEGUN.with(|n| n.replace(0)) > 1 {
         return;
     }
-    let limit = Duration::from_nanos(nanos);
+    let fd = EPOLL_FD.load(Ordering::Relaxed);
+    if SPIN_NANOS.load(Ordering::Relaxed) == 0
+        || fd < 0
+        || !otherwise_idle()
+        || SPINNING.swap(true, Ordering::Acquire)
+    {
+        return;
+    }
+    let window = WINDOW_NANOS.load(Ordering::Relaxed);
     let start = Instant::now();
-    let caught = loop {
-        match ready(fd) {
-            Some(true) => break true,
-            Some(false) => {}
-            None => {
-                // The descriptor is gone or refused: stop spinning for good.
-                EPOLL_FD.store(-1, Ordering::Relaxed);
-                break false;
-            }
-        }
-        // Another worker woke up, or a blocking job came: the CPU is theirs.
-        if start.elapsed() >= limit || !otherwise_idle() {
-            break false;
-        }
-        for _ in 0..PAUSES_BETWEEN_POLLS {
-            std::hint::spin_loop();
-        }
-    };
+    let end = watch(fd, start, Duration::from_nanos(window));
     let spun = start.elapsed().as_nanos() as u64;
     SPINNING.store(false, Ordering::Release);
     SPINS.fetch_add(1, Ordering::Relaxed);
     SPUN_NANOS.fetch_add(spun, Ordering::Relaxed);
-    if caught {
-        CATCHES.fetch_add(1, Ordering::Relaxed);
+    match end {
+        End::Caught => {
+            CATCHES.fetch_add(1, Ordering::Relaxed);
+            adapt(true);
+        }
+        // The unpark hook learns from how long the sleep lasts.
+        End::TimeUp => SLEEPING_SINCE.with(|t| t.set(Some(start))),
+        End::Yielded => {}
     }
+}
+
+/// How a spin ended.
+enum End {
+    /// Work came.
+    Caught,
+    /// The window passed with no work.
+    TimeUp,
+    /// Another worker or a blocking job took a CPU, or `poll` failed: the
+    /// spin says nothing of the window.
+    Yielded,
+}
+
+/// Polls `fd` until it is ready, `limit` has passed since `start`, or the
+/// broker is no longer otherwise idle.
+fn watch(fd: i32, start: Instant, limit: Duration) -> End {
+    loop {
+        match ready(fd) {
+            Some(true) => return End::Caught,
+            Some(false) => {}
+            None => {
+                // The descriptor is gone or refused: stop spinning for good.
+                EPOLL_FD.store(-1, Ordering::Relaxed);
+                return End::Yielded;
+            }
+        }
+        // Another worker woke up, or a blocking job came: the CPU is theirs.
+        if !otherwise_idle() {
+            return End::Yielded;
+        }
+        if start.elapsed() >= limit {
+            return End::TimeUp;
+        }
+        for _ in 0..PAUSES_BETWEEN_POLLS {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// tokio's hook after a worker unparks. After a spin that caught nothing
+/// it sets the window by how long the worker was idle in all: within
+/// `idle_spin`, a longer window would have caught the work, so it widens;
+/// past it, the spin was wasted, so it narrows.
+fn after_unpark() {
+    PARKED.fetch_sub(1, Ordering::Relaxed);
+    let Some(since) = SLEEPING_SINCE.with(std::cell::Cell::take) else {
+        return;
+    };
+    let idle = since.elapsed().as_nanos() as u64;
+    adapt(idle <= SPIN_NANOS.load(Ordering::Relaxed));
+}
+
+/// Doubles the spin's window (up to `idle_spin`) or halves it (down to
+/// [`NARROWEST`], or `idle_spin` if that is less).
+fn adapt(widen: bool) {
+    let most = SPIN_NANOS.load(Ordering::Relaxed);
+    let least = (NARROWEST.as_nanos() as u64).min(most);
+    let window = WINDOW_NANOS.load(Ordering::Relaxed);
+    let next = if widen { window * 2 } else { window / 2 };
+    WINDOW_NANOS.store(next.clamp(least, most), Ordering::Relaxed);
 }
 
 /// Whether the epoll descriptor has an event ready, without taking it;

@@ -678,6 +678,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 impl ConnService {
     /// The answer to `req`, from hyper or the lane.
     fn answer(&self, req: Request<Source>) -> Answering {
+        crate::idle_spin::request_begins();
         self.conn.begin();
         let ctx = Arc::new(RequestCtx::default());
         let done = RequestDone {
