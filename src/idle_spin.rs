@@ -37,9 +37,10 @@
 //!   them one by one;
 //! - for a window that adapts, from 10µs to `[server] idle_spin`, much as
 //!   Linux's KVM adapts its halt polling: a spin that catches work doubles
-//!   it; a spin that ends empty-handed halves it if the worker then slept
-//!   longer than `idle_spin` (no spin would have caught that) and doubles it
-//!   otherwise.
+//!   it; a spin that ends empty-handed halves it if the worker was then
+//!   idle for more than four times `idle_spin` in all (no spin would have
+//!   caught that) and doubles it otherwise (a sleep and its wake-up cost
+//!   about as much as the spin would have).
 //!
 //! **Bounds.** A spin lasts at most `[server] idle_spin` (default 50µs, at
 //! most 1ms, `0` turns it off) and happens at most once per park, so it
@@ -73,6 +74,8 @@ static SPIN_NANOS: AtomicU64 = AtomicU64::new(0);
 /// The spin's current window, from [`NARROWEST`] to `SPIN_NANOS`, set by
 /// what the last spins found (see `adapt`).
 static WINDOW_NANOS: AtomicU64 = AtomicU64::new(0);
+/// An idle time up to this many times `idle_spin` widens the window.
+const SHORT_IDLE: u64 = 4;
 /// The narrowest window: short enough to cost little where spins seldom
 /// catch anything, long enough to catch a client that answers at once, so
 /// that the window widens again.
@@ -286,16 +289,17 @@ fn watch(fd: i32, start: Instant, limit: Duration) -> End {
 }
 
 /// tokio's hook after a worker unparks. After a spin that caught nothing
-/// it sets the window by how long the worker was idle in all: within
-/// `idle_spin`, a longer window would have caught the work, so it widens;
-/// past it, the spin was wasted, so it narrows.
+/// it sets the window by how long the worker was idle in all. Within
+/// [`SHORT_IDLE`] times `idle_spin`, a longer window would likely have
+/// caught the work (the idle time counts the wake-up too, which is what the
+/// spin saves), so it widens; past it, the spin was wasted, so it narrows.
 fn after_unpark() {
     PARKED.fetch_sub(1, Ordering::Relaxed);
     let Some(since) = SLEEPING_SINCE.with(std::cell::Cell::take) else {
         return;
     };
     let idle = since.elapsed().as_nanos() as u64;
-    adapt(idle <= SPIN_NANOS.load(Ordering::Relaxed));
+    adapt(idle <= SHORT_IDLE * SPIN_NANOS.load(Ordering::Relaxed));
 }
 
 /// Doubles the spin's window (up to `idle_spin`) or halves it (down to
