@@ -7,9 +7,9 @@
 //! `epoll_wait` between two requests, each request first has to wake it,
 //! and on a virtual machine waking a thread on an idle vCPU is a trip
 //! through the hypervisor that costs several times the work of a scan
-//! (docs/BENCHMARKS.md, "Stop 32": a scan on one connection went from about
-//! 14,000 to 21,000 requests/s here). Go's scheduler spins briefly before
-//! it sleeps for the same reason.
+//! (docs/BENCHMARKS.md, "Stop 32": with the spin, a scan on one connection
+//! went from 9,700 to 15,600 requests/s to 23,300 to 26,600 here). Go's
+//! scheduler spins briefly before it sleeps for the same reason.
 //!
 //! **How.** tokio calls `before_park` on a worker that is about to park
 //! (its queue is empty). When a spin may pay (below), that worker
