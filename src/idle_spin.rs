@@ -218,6 +218,7 @@ impl Drop for Busy {
     }
 }
 
+/// Spins if a spin may pay (see the module docs), and counts it.
 fn spin() {
     // Several requests since the last park: clients have requests in
     // flight on several connections, and a worker that sleeps for a while
@@ -303,7 +304,8 @@ fn after_unpark() {
 }
 
 /// Doubles the spin's window (up to `idle_spin`) or halves it (down to
-/// [`NARROWEST`], or `idle_spin` if that is less).
+/// [`NARROWEST`], or `idle_spin` if that is less). Two workers adapting at
+/// once may lose one step; the window stays within its bounds either way.
 fn adapt(widen: bool) {
     let most = SPIN_NANOS.load(Ordering::Relaxed);
     let least = (NARROWEST.as_nanos() as u64).min(most);

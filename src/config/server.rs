@@ -259,7 +259,7 @@ impl ServerKeys {
             o.body_budget_wait = within_a_day("body_budget_wait", &w)?;
         }
         if let Some(t) = self.idle_spin {
-            let d = parse_duration(&t).map_err(|e| ("idle_spin", e.to_string()))?;
+            let d = within_a_day("idle_spin", &t)?;
             if d > crate::idle_spin::MAX_IDLE_SPIN {
                 return Err(("idle_spin", "must be at most 1ms".to_string()));
             }
