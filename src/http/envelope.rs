@@ -452,29 +452,19 @@ pub(crate) fn envelope_lines(body: &[u8]) -> Result<(Bytes, usize, bool), ApiErr
     Ok((Bytes::from(out), count, v1))
 }
 
-/// Checks the v1 frames of a binary batch publish: each record must parse
-/// and carry no idempotency section (the broker's). Returns whether any
-/// frame is v1; the error names the frame.
-pub(crate) fn check_v1_frames(body: &[u8]) -> Result<bool, ApiError> {
-    let mut v1 = false;
-    for (i, frame) in crate::message::plain_frames(body).enumerate() {
-        let Ok((header, payload)) = frame else {
-            continue;
-        };
-        if header.format() != crate::message::FORMAT_RECORD {
-            continue;
-        }
-        v1 = true;
-        let r = Record::parse(&Bytes::copy_from_slice(payload))
-            .and_then(|r| r.check_input().map(|()| r))
-            .map_err(|e| ApiError::BadRequest(format!("frame {i}: {e}")))?;
-        if r.idempotency.is_some() {
-            return Err(ApiError::BadRequest(format!(
-                "frame {i}: the idempotency section is the broker's; send an Idempotency-Key header"
-            )));
-        }
+/// Checks the payload of frame `i` of a binary batch publish, a v1 record:
+/// it must parse and carry no idempotency section (the broker's). The error
+/// names the frame.
+pub(crate) fn check_v1_frame(i: usize, payload: &[u8]) -> Result<(), ApiError> {
+    let r = Record::parse(&Bytes::copy_from_slice(payload))
+        .and_then(|r| r.check_input().map(|()| r))
+        .map_err(|e| ApiError::BadRequest(format!("frame {i}: {e}")))?;
+    if r.idempotency.is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "frame {i}: the idempotency section is the broker's; send an Idempotency-Key header"
+        )));
     }
-    Ok(v1)
+    Ok(())
 }
 
 #[cfg(test)]

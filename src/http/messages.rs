@@ -174,16 +174,8 @@ pub async fn messages_publish(
     } else if ndjson {
         frame_lines(&body)
     } else {
-        let count = check_frames(&body).map_err(|e| match e {
-            ApiError::BadRequest(why) => ApiError::BadRequest(format!(
-                "{why} (the body was read as netlog's binary message framing, because its \
-                 Content-Type is {}; for one message per line send \
-                 Content-Type: application/x-ndjson)",
-                content_type.map_or("missing".to_string(), |t| format!("{t:?}"))
-            )),
-            other => other,
-        })?;
-        v1 = envelope::check_v1_frames(&body)?;
+        let (count, any_v1) = check_frames(&body, content_type)?;
+        v1 = any_v1;
         (body.clone(), count)
     };
     if count == 0 {
@@ -355,21 +347,41 @@ fn published(body: String, duplicate: bool) -> Response {
     response
 }
 
-/// Verifies binary frames; the error names the first bad one.
-fn check_frames(body: &[u8]) -> Result<usize, ApiError> {
-    let mut count = 0;
-    for (i, frame) in message::plain_messages(body).enumerate() {
-        if let Err(e) = frame {
+/// Verifies binary frames in one pass (each CRC computed once): returns how
+/// many there are and whether any is v1. A frame that does not decode (bad
+/// CRC, truncated) is the error, naming the first and saying the body was
+/// read as binary framing because of `content_type`. Only when every frame
+/// decodes is the first bad v1 record the error
+/// ([`envelope::check_v1_frame`]).
+fn check_frames(body: &[u8], content_type: Option<&str>) -> Result<(usize, bool), ApiError> {
+    let (mut count, mut v1) = (0, false);
+    let mut bad_record = None;
+    for (i, frame) in message::plain_frames(body).enumerate() {
+        let (header, payload) = frame.map_err(|e| {
             let why = match e {
                 FormatError::Truncated { .. } => format!("frame {i} is truncated: {e}"),
                 FormatError::Checksum { .. } => format!("frame {i} has a bad CRC: {e}"),
                 e => format!("frame {i}: {e}"),
             };
-            return Err(ApiError::BadRequest(why));
+            ApiError::BadRequest(format!(
+                "{why} (the body was read as netlog's binary message framing, because its \
+                 Content-Type is {}; for one message per line send \
+                 Content-Type: application/x-ndjson)",
+                content_type.map_or("missing".to_string(), |t| format!("{t:?}"))
+            ))
+        })?;
+        if header.format() == message::FORMAT_RECORD {
+            v1 = true;
+            if bad_record.is_none() {
+                bad_record = envelope::check_v1_frame(i, payload).err();
+            }
         }
         count += 1;
     }
-    Ok(count)
+    match bad_record {
+        None => Ok((count, v1)),
+        Some(e) => Err(e),
+    }
 }
 
 /// Encodes ndjson lines as plain messages.

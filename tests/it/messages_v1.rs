@@ -479,8 +479,24 @@ async fn hostile_publishes_are_refused(on: Engine) {
     };
     let mut frame = Vec::new();
     record.encode_frame(&mut frame).unwrap();
-    let r = api.post("/h/messages", frame).await;
-    expect_error(r, 400, "bad request").await;
+    let r = api.post("/h/messages", frame.clone()).await;
+    let body = expect_error(r, 400, "bad request").await;
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("frame 0: the idempotency section"),
+        "{body}"
+    );
+    assert!(!reason.contains("binary message framing"), "{body}");
+    // The frames are checked in one pass; a frame that does not decode is
+    // still the error named, even after a bad record.
+    let mut both = frame;
+    let crc_at = both.len() + 1;
+    message::encode(&mut both, message::PLAIN, b"damaged");
+    both[crc_at] ^= 0x01;
+    let body = expect_error(api.post("/h/messages", both).await, 400, "bad request").await;
+    let reason = body["reason"].as_str().unwrap();
+    assert!(reason.contains("frame 1 has a bad CRC"), "{body}");
+    assert!(reason.contains("binary message framing"), "{body}");
     // Only the accepted ones were written.
     assert_eq!(api.info("h").await["latest_offset"], 5);
     broker.stop().await;
