@@ -1,6 +1,8 @@
 //! Throughput of the log core: appends (one message per call, and message
 //! sets), sequential reads through a `Reader`, and how long a scanner parked
-//! at the end of the log takes to wake for a new message.
+//! at the end of the log takes to wake for a new message; and the message
+//! checksum, `netlog::message::crc32` beside `crc32fast::hash`, at the sizes
+//! messages have.
 //!
 //! Every log lives in a fresh temporary directory with `FsyncPolicy::Never`,
 //! so the numbers are the log's own cost plus the page cache, not the disk's
@@ -186,5 +188,23 @@ fn scanner_wakeup(c: &mut Criterion) {
     runtime.block_on(waiter).unwrap();
 }
 
-criterion_group!(benches, appends, reads, scanner_wakeup);
+/// The CRC-32 of one message's payload, ours and `crc32fast`'s, from a
+/// short message to past the length where ours hands over to `crc32fast`.
+fn checksums(c: &mut Criterion) {
+    let mut group = c.benchmark_group("crc32");
+    short(&mut group);
+    for len in [16, 100, 127, 1024] {
+        let bytes = payload(len, 3);
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(format!("netlog/{len}B"), |b| {
+            b.iter(|| netlog::message::crc32(black_box(&bytes)))
+        });
+        group.bench_function(format!("crc32fast/{len}B"), |b| {
+            b.iter(|| crc32fast::hash(black_box(&bytes)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, appends, reads, scanner_wakeup, checksums);
 criterion_main!(benches);

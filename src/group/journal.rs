@@ -101,14 +101,14 @@ fn encode(change: &Change, out: &mut Vec<u8>) {
     rec[16..20].copy_from_slice(&deliveries.to_le_bytes());
     rec[20..24].copy_from_slice(&generation.to_le_bytes());
     rec[24..32].copy_from_slice(&arg.to_le_bytes());
-    let crc = crc32fast::hash(&rec[4..]);
+    let crc = crate::message::crc32(&rec[4..]);
     rec[..4].copy_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&rec);
 }
 
 fn decode(rec: &[u8]) -> Option<Change> {
     let crc = u32::from_le_bytes(rec[..4].try_into().ok()?);
-    if crc != crc32fast::hash(&rec[4..RECORD]) || rec[5..8] != [0, 0, 0] {
+    if crc != crate::message::crc32(&rec[4..RECORD]) || rec[5..8] != [0, 0, 0] {
         return None;
     }
     let offset = u64::from_le_bytes(rec[8..16].try_into().ok()?);

@@ -53,7 +53,7 @@ impl View {
             }),
             Ok(Some(r)) => Ok(View {
                 offset: m.offset,
-                crc: crc32fast::hash(&r.value),
+                crc: crate::message::crc32(&r.value),
                 value: r.value.clone(),
                 record: Some(r),
             }),

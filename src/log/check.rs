@@ -232,7 +232,7 @@ fn check_entry(
         return;
     }
     let payload = &buf[HEADER_BYTES..];
-    let actual = crc32fast::hash(payload);
+    let actual = crate::message::crc32(payload);
     if actual != header.crc {
         out.push(problem(
             0,

@@ -1028,7 +1028,7 @@ pub(crate) fn stored_message(
     else {
         return Ok(Message {
             offset,
-            crc: crc32fast::hash(&payload),
+            crc: message::crc32(&payload),
             payload,
             format: message::FORMAT_VERSION,
         });
@@ -1039,7 +1039,7 @@ pub(crate) fn stored_message(
         .map_err(|e| read_error(offset, e.into()))?;
     Ok(Message {
         offset,
-        crc: crc32fast::hash(&bytes),
+        crc: message::crc32(&bytes),
         payload: Bytes::from(bytes),
         format: message::FORMAT_RECORD,
     })
