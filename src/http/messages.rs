@@ -353,7 +353,7 @@ fn published(body: String, duplicate: bool) -> Response {
 /// read as binary framing because of `content_type`. Only when every frame
 /// decodes is the first bad v1 record the error
 /// ([`envelope::check_v1_frame`]).
-fn check_frames(body: &[u8], content_type: Option<&str>) -> Result<(usize, bool), ApiError> {
+fn check_frames(body: &Bytes, content_type: Option<&str>) -> Result<(usize, bool), ApiError> {
     let (mut count, mut v1) = (0, false);
     let mut bad_record = None;
     for (i, frame) in message::plain_frames(body).enumerate() {
@@ -373,7 +373,7 @@ fn check_frames(body: &[u8], content_type: Option<&str>) -> Result<(usize, bool)
         if header.format() == message::FORMAT_RECORD {
             v1 = true;
             if bad_record.is_none() {
-                bad_record = envelope::check_v1_frame(i, payload).err();
+                bad_record = envelope::check_v1_frame(i, &body.slice_ref(payload)).err();
             }
         }
         count += 1;
