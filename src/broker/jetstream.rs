@@ -98,7 +98,17 @@ impl Broker {
             self.topics_mut().remove(name);
             return Ok(None);
         };
-        let topic = self.open_js_topic(js, name, Some(stored))?;
+        let topic = match self.open_js_topic(js, name, Some(stored)) {
+            Ok(topic) => topic,
+            // Deleted between the lookup and the open: a 404 as well.
+            Err(BrokerError::Topic(TopicError::Engine { source, .. }))
+                if jetstream::stream_gone(&*source) =>
+            {
+                self.topics_mut().remove(name);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let mut topics = self.topics_mut();
         match topics.get(name) {
             Some(held) if !held.gone_elsewhere() => Ok(Some(held.clone())),

@@ -54,7 +54,7 @@ use async_nats::jetstream::{self, stream};
 use super::TopicError;
 use crate::config::{JetStreamConfig, Settings};
 pub(crate) use cursors::Cursors;
-pub(crate) use topic::{JsSubscription, JsTopic};
+pub(crate) use topic::{JsSubscription, JsTopic, stream_gone};
 
 /// Prefix of every netlog stream's name.
 pub const STREAM_PREFIX: &str = "nl_";
@@ -237,10 +237,11 @@ impl JsEngine {
 
     /// The stored settings JSON of one topic; `None` if it has no stream.
     pub(crate) async fn settings_of(&self, topic: &str) -> Result<Option<String>, EngineError> {
+        // `get_stream` fetched the stream's info; asking again would be a
+        // second round trip, and a 500 when a delete came in between.
         match self.js.get_stream(stream_name(topic)).await {
-            Ok(mut s) => Ok(Some(
-                s.info()
-                    .await?
+            Ok(s) => Ok(Some(
+                s.cached_info()
                     .config
                     .metadata
                     .get(SETTINGS_KEY)

@@ -123,7 +123,15 @@ impl JsTopic {
                 }
             }
         });
-        let info = stream.get_info().await?;
+        let info = match stream.get_info().await {
+            Ok(info) => info,
+            Err(e) => {
+                // The subscription goes with its task: a failed open (the
+                // stream deleted meanwhile, a server down) leaves neither.
+                waker.abort();
+                return Err(e.into());
+            }
+        };
         Ok(Arc::new(JsTopic {
             name: name.to_string(),
             subject: subject(name),
@@ -442,13 +450,26 @@ impl JsTopic {
         use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind};
         match self.stream.direct_get(seq).await {
             Ok(m) => return Ok(Some(m)),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+            // No server answering a direct get may mean the stream is gone
+            // (deleted through any front end: nothing serves its direct
+            // gets any more) as well as every replica down: the leader's
+            // answer tells which, "stream not found" making it `Deleted`
+            // (a 404). No responders is answered at once: no added wait.
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound || no_responders(&e) => {}
             Err(e) => return Err(unavailable("a direct get", e.to_string())),
         }
         match self.stream.get_raw_message(seq).await {
             Ok(m) => Ok(Some(m)),
             Err(e) => match e.kind() {
                 LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                // This kind holds JetStream's error itself, not as a source
+                // that `stream_gone` would find.
+                LastRawMessageErrorKind::JetStream(j)
+                    if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    self.mark_deleted();
+                    Err(TopicError::Deleted)
+                }
                 _ => Err(self.failed("a message get on the leader", &e)),
             },
         }
@@ -495,6 +516,15 @@ impl JsTopic {
                         offset += 1;
                     }
                     Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+                        ended = true;
+                        break;
+                    }
+                    // As in `get`, which asks the leader.
+                    Err(e) if out.is_empty() && no_responders(&e) => {
+                        if let Some(m) = self.get(offset + 1).await? {
+                            out.push(message(offset, m)?);
+                            offset += 1;
+                        }
                         ended = true;
                         break;
                     }
@@ -1146,7 +1176,7 @@ async fn validate(hooks: &Arc<Hooks>, messages: &[Outgoing]) -> Result<(), Topic
 
 /// Whether `e` (or a cause of it) is JetStream saying the stream does not
 /// exist, or that a message get found no message there (its 404s).
-fn stream_gone(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn stream_gone(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(c) = cause {
         if let Some(j) = c.downcast_ref::<async_nats::jetstream::Error>() {
@@ -1155,6 +1185,12 @@ fn stream_gone(e: &(dyn std::error::Error + 'static)) -> bool {
         cause = c.source();
     }
     false
+}
+
+/// Whether no server answered a direct get.
+fn no_responders(e: &async_nats::jetstream::stream::DirectGetError) -> bool {
+    matches!(e.kind(), async_nats::jetstream::stream::DirectGetErrorKind::ErrorResponse(code, _)
+        if code == async_nats::StatusCode::NO_RESPONDERS)
 }
 
 /// An engine that did not answer as an error.
