@@ -16,12 +16,22 @@ use serde_json::Value;
 /// A front end on `cluster`, its data directory (plugin cache only) in
 /// `dir`.
 async fn front_end(cluster: &NatsCluster, dir: &Path, publish_timeout: &str) -> NetlogProcess {
+    front_end_with(cluster, dir, publish_timeout, "").await
+}
+
+/// [`front_end`] with `extra` lines in its `[engine.jetstream]` table.
+async fn front_end_with(
+    cluster: &NatsCluster,
+    dir: &Path,
+    publish_timeout: &str,
+    extra: &str,
+) -> NetlogProcess {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("netlog.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\ndata_dir = {:?}\n{}",
+            "[server]\ndata_dir = {:?}\n{}{extra}",
             dir.join("data").display().to_string(),
             cluster.engine_toml(publish_timeout)
         ),
@@ -990,7 +1000,12 @@ async fn a_stopped_front_end_ends_its_receives_and_leases_survive() {
 /// One server, not three: a three-node cluster's meta layer, made to create
 /// and delete replicated streams this fast, times out some of its requests,
 /// and those answers (a 503, or a 500 where the broker does not classify
-/// the error yet) are about load, not about the deletion.
+/// the error yet) are about load, not about the deletion. For the same
+/// reason the front ends wait 6 s for an answer (the default is 2 s), so
+/// that a machine busy with the rest of the suite does not turn a slow
+/// answer into a 503 (a deleted stream's direct get is answered "no
+/// responders" at once, whatever the timeout); a publish still ends within
+/// the client's 30 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_deleted_under_traffic_answer_404_never_5xx() {
     let Some(cluster) = NatsCluster::start(1).await else {
@@ -998,8 +1013,9 @@ async fn topics_deleted_under_traffic_answer_404_never_5xx() {
         return;
     };
     let dir = data_dir();
-    let a = front_end(&cluster, &dir.path().join("a"), "5s").await;
-    let b = front_end(&cluster, &dir.path().join("b"), "5s").await;
+    let patient = "request_timeout = \"6s\"\n";
+    let a = front_end_with(&cluster, &dir.path().join("a"), "12s", patient).await;
+    let b = front_end_with(&cluster, &dir.path().join("b"), "12s", patient).await;
     let names: Vec<String> = (0..3).map(|i| format!("churn{i}")).collect();
     let until = Instant::now() + Duration::from_secs(8);
     let churn = {
