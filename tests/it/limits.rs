@@ -258,7 +258,18 @@ async fn a_client_that_never_reads_its_answers_is_closed_when_idle() {
     assert_eq!(published.0, 201);
     let api = Api::new(&format!("http://{}", broker.addr));
     let fds = || async { metric(&api, "process_open_fds", &[]).await.expect("fds") };
-    let before = fds().await;
+    // The publish's connection closes on the broker's side a moment after
+    // the client's: count once two readings agree (at most 2 s), or the
+    // stalled connection below could take its place unseen.
+    let mut before = fds().await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = fds().await;
+        if now == before {
+            break;
+        }
+        before = now;
+    }
     let mut stalled = TcpStream::connect(broker.addr).await.expect("connect");
     let read = b"GET /t/payload/0 HTTP/1.1\r\nHost: n\r\n\r\n".repeat(32);
     stalled.write_all(&read).await.expect("send the reads");
