@@ -378,10 +378,7 @@ fn check_frames(body: &Bytes, content_type: Option<&str>) -> Result<(usize, bool
         }
         count += 1;
     }
-    match bad_record {
-        None => Ok((count, v1)),
-        Some(e) => Err(e),
-    }
+    bad_record.map_or(Ok((count, v1)), Err)
 }
 
 /// Encodes ndjson lines as plain messages.

@@ -1175,7 +1175,8 @@ async fn validate(hooks: &Arc<Hooks>, messages: &[Outgoing]) -> Result<(), Topic
 }
 
 /// Whether `e` (or a cause of it) is JetStream saying the stream does not
-/// exist, or that a message get found no message there (its 404s).
+/// exist. An error that holds JetStream's error in its kind instead of as
+/// a cause (a message get on the leader) is read by its caller.
 pub(crate) fn stream_gone(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(c) = cause {
